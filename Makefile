@@ -1,0 +1,128 @@
+# snapfs: plain GNU make, pkg-config, no autotools.
+#
+# Everything is discovered by wildcard so that adding a module, a unit test,
+# a fuzz target or a generator tool needs no edit here:
+#   codec/*.c cache/*.c         -> libraries (no FUSE, no fs/)
+#   fs/*.c (minus main/ctl/fuse) -> the filesystem core
+#   tests/unit/test_*.c         -> $(BUILD)/tests/test_*   (linked with all libs)
+#   tests/fuzz/fuzz_*.c         -> $(BUILD)/fuzz/fuzz_*   (clang libFuzzer)
+#   tests/gen/*.c               -> $(BUILD)/<name>        (test data tools)
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+BUILD ?= build
+OPT ?= -O2 -g
+SAN ?=
+WERROR ?=
+
+PKGS := fuse3 libzstd liblzma zlib libxxhash
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wpointer-arith -Wcast-align -Wformat=2 -Wundef -Wwrite-strings -Wvla
+CFLAGS ?=
+CFLAGS += -std=gnu11 $(OPT) $(WARN) $(WERROR) $(SAN) -pthread
+CPPFLAGS += -I. -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE -MMD -MP \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LDFLAGS += $(SAN)
+
+CODEC_SRC := $(wildcard codec/*.c)
+CACHE_SRC := $(wildcard cache/*.c)
+FS_FRONT  := fs/main.c fs/fuse_ops.c fs/snapctl.c
+FS_SRC    := $(filter-out $(FS_FRONT),$(wildcard fs/*.c))
+LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CODEC_SRC) $(CACHE_SRC) $(FS_SRC))
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+GEN_SRC   := $(wildcard tests/gen/*.c)
+GEN_BIN   := $(patsubst tests/gen/%.c,$(BUILD)/%,$(GEN_SRC))
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+BIN       := $(if $(wildcard fs/main.c),$(BUILD)/snapfs) \
+             $(if $(wildcard fs/snapctl.c),$(BUILD)/snapctl)
+
+.PHONY: all deps test check check-tsan fuzz bench demo install clean layering
+
+all: $(BIN) $(UNIT_BIN) $(GEN_BIN)
+
+# Installs missing Debian packages (no-op when everything is there).
+deps:
+	@sh contrib/deps.sh build test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libsnapfs.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/libsnapfs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/snapctl: $(BUILD)/fs/snapctl.o $(BUILD)/libsnapfs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libsnapfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/tests/gen/%.o $(BUILD)/libsnapfs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The test command of the README: unit binaries, then end-to-end scripts.
+# One aggregate line "N passed, M failed" at the end.
+test: deps all
+	@BUILD=$(BUILD) sh tests/run.sh
+
+# codec/ and cache/ must not know fs/ or FUSE; cache/ must not know codec/.
+layering:
+	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
+	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
+	echo "layering: ok"
+
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+check: deps layering
+	$(MAKE) BUILD=build-san OPT="-O1 -g" WERROR=-Werror SAN="$(SAN_FLAGS)" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	SNAPFS_SANITIZED=1 BUILD=build-san sh tests/run.sh
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+check-tsan: deps
+	$(MAKE) BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" all
+	TSAN_OPTIONS=halt_on_error=1 BUILD=build-tsan SNAPFS_ONLY_UNIT=1 sh tests/run.sh
+
+# libFuzzer targets: built with clang against the codec/cache sources.
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
+	-D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
+		$(shell $(PKG_CONFIG) --libs libzstd liblzma zlib libxxhash) -lpthread
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  seeds=tests/fuzz/seeds/$$n; mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	      $(BUILD)/fuzz/corpus/$$n $$( [ -d $$seeds ] && echo $$seeds ) \
+	      2>$(BUILD)/fuzz/$$n.log || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+	done
+
+bench: deps
+	$(MAKE) BUILD=build-bench OPT="-O2 -g -DNDEBUG" all
+	BUILD=build-bench sh tests/bench/run.sh
+
+demo: deps all
+	BUILD=$(BUILD) sh contrib/demo.sh
+
+install: $(BIN)
+	install -D -m 0755 $(BUILD)/snapfs $(DESTDIR)$(PREFIX)/bin/snapfs
+	if [ -f $(BUILD)/snapctl ]; then install -D -m 0755 $(BUILD)/snapctl $(DESTDIR)$(PREFIX)/bin/snapctl; fi
+
+clean:
+	rm -rf build build-san build-tsan build-bench
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcdiff_dec: random-access reader of VCDIFF (RFC 3284) patches in the
+ * dialect of stock xdelta3 3.0.11 (application header, per-window adler32,
+ * paired opcodes, lzma/djw/fgk secondary compression).
+ *
+ * Opening a patch parses the file header and every window header once
+ * (sizes, segments, section positions, checksums) without touching the
+ * sections, so the target size and the offset->window map are known at
+ * once. The instructions of one window are decoded on demand into absolute
+ * ops (codec/vcdiff.h). Secondary-compressed patches cannot be decoded a
+ * window at a time (xdelta3's lzma streams run across windows), so
+ * vcdiff_recode_plain() converts them once into an equivalent plain patch.
+ *
+ * Not here: chains, caches, files other than the one patch. Never prints.
+ * A vcdiff_patch is read-only after open and may be shared by threads; a
+ * vcdiff_dec holds scratch space and is used by one thread at a time.
+ */
+#ifndef SNAPFS_CODEC_VCDIFF_DEC_H
+#define SNAPFS_CODEC_VCDIFF_DEC_H
+
+#include "codec/vcdiff.h"
+
+struct vcdiff_patch;
+struct vcdiff_dec;
+
+/* One window as described by its header. Offsets are patch-file offsets. */
+struct vcdiff_win {
+	uint64_t tgt_off;	/* where this window's output starts */
+	uint32_t tgt_len;	/* output length, <= VCDIFF_WIN_MAX */
+	uint8_t win_ind;	/* VCDIFF_WIN_* bits */
+	uint8_t del_ind;	/* sections stored secondary-compressed */
+	uint32_t cpy_len;	/* source segment length (SOURCE/TARGET) */
+	uint64_t cpy_off;	/* source segment position */
+	uint32_t adler32;	/* valid if win_ind & VCDIFF_WIN_ADLER32 */
+	uint64_t hdr_off;	/* file offset of the Win_Indicator byte */
+	uint64_t data_off;	/* file offset of the data section */
+	uint32_t data_len, inst_len, addr_len;	/* as stored */
+};
+
+/* --- life cycle --- */
+
+/*
+ * Parses the header and all window headers of the patch open at fd. The fd
+ * is borrowed and must stay open until vcdiff_patch_free(). Returns 0,
+ * -EMEDIUMTYPE if the file is not VCDIFF at all (bad magic or version),
+ * -EBADMSG if it is VCDIFF but malformed or truncated, -EIO, -ENOMEM.
+ * On failure *why (if not NULL) points to a static reason string.
+ */
+int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why);
+void vcdiff_patch_free(struct vcdiff_patch *p);
+
+/* --- queries (thread-safe) --- */
+
+uint64_t vcdiff_patch_target_size(const struct vcdiff_patch *p);
+size_t vcdiff_patch_nwin(const struct vcdiff_patch *p);
+const struct vcdiff_win *vcdiff_patch_win(const struct vcdiff_patch *p,
+					  size_t i);
+/* Index of the window whose output holds tgt_off; nwin if past the end. */
+size_t vcdiff_patch_find(const struct vcdiff_patch *p, uint64_t tgt_off);
+/* VCDIFF_SEC_* of the header, VCDIFF_SEC_NONE if none. */
+int vcdiff_patch_secondary(const struct vcdiff_patch *p);
+/* Highest cpy_off + cpy_len over VCD_SOURCE windows (0 if none). */
+uint64_t vcdiff_patch_source_span(const struct vcdiff_patch *p);
+/* The xdelta3 application header (not NUL-terminated), or NULL. */
+const uint8_t *vcdiff_patch_appheader(const struct vcdiff_patch *p,
+				      size_t *len);
+
+/* --- decoding --- */
+
+int vcdiff_dec_new(struct vcdiff_dec **out);
+void vcdiff_dec_free(struct vcdiff_dec *d);
+
+/*
+ * Decodes the instructions of window i of a plain (secondary-free) patch.
+ * On success *ops points to *nops ops owned by d, valid until the next call
+ * on d; they are in target order and cover the window exactly. Every op is
+ * bounds-checked against the window (ADD inside the data section, COPY_SRC
+ * inside the declared segment, COPY_TGT below the current position).
+ * Returns 0, -EBADMSG (reason in vcdiff_dec_reason), -ENOTSUP if the
+ * window's sections are secondary-compressed, -EIO, -ENOMEM.
+ */
+int vcdiff_dec_ops(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+		   size_t i, const struct vcdiff_op **ops, size_t *nops);
+
+/*
+ * Rebuilds window i into dst (dst_cap >= tgt_len). Source bytes come from
+ * read_src; for VCD_TARGET windows earlier target bytes come from read_tgt
+ * (may be NULL otherwise). Verifies the window's adler32 if it has one.
+ * Returns tgt_len, -EBADMSG (malformed, checksum mismatch, or source too
+ * short), -ERANGE if dst_cap is too small, or a callback's -errno.
+ */
+ssize_t vcdiff_dec_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+			  size_t i, vcdiff_read_fn read_src, void *src_ctx,
+			  vcdiff_read_fn read_tgt, void *tgt_ctx,
+			  uint8_t *dst, size_t dst_cap);
+
+/* Static string saying why the last call on d failed ("" if none). */
+const char *vcdiff_dec_reason(const struct vcdiff_dec *d);
+
+/*
+ * Writes to out_fd a secondary-free patch equivalent to the one at in_fd:
+ * same windows, instructions, application header and adler32, so stock
+ * `xdelta3 -d` decodes both to the same bytes. Decompresses lzma sections
+ * natively; djw and fgk give -ENOTSUP (the caller may fall back to
+ * `xdelta3 recode -S none`). progress, if not NULL, is called now and then
+ * with bytes of in_fd consumed and its total size. Returns 0 or -errno
+ * (-EBADMSG with *why set for malformed input).
+ */
+int vcdiff_recode_plain(int in_fd, int out_fd,
+			void (*progress)(void *ctx, uint64_t done,
+					 uint64_t total),
+			void *ctx, const char **why);
+
+#endif

@@ -37,12 +37,14 @@ GEN_SRC   := $(wildcard tests/gen/*.c)
 GEN_BIN   := $(patsubst tests/gen/%.c,$(BUILD)/%,$(GEN_SRC))
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 BIN       := $(if $(wildcard fs/main.c),$(BUILD)/snapfs) \
              $(if $(wildcard fs/snapctl.c),$(BUILD)/snapctl)
 
 .PHONY: all deps test check check-tsan fuzz bench demo install clean layering
 
-all: $(BIN) $(UNIT_BIN) $(GEN_BIN)
+all: $(BIN) $(UNIT_BIN) $(GEN_BIN) $(BENCH_BIN)
 
 # Installs missing Debian packages (no-op when everything is there).
 deps:
@@ -63,6 +65,10 @@ $(BUILD)/snapctl: $(BUILD)/fs/snapctl.o $(BUILD)/libsnapfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libsnapfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libsnapfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chain: the snapshot chain of a store, readable at any layer and offset.
+ *
+ * Opening a chain makes every layer readable: the base is used raw or as
+ * seekable zstd (a single-frame .zst is transcoded once under .snapfs/),
+ * secondary-compressed patches are converted once to plain VCDIFF, and each
+ * layer gets a composed extent index (fs/xindex) built from its parent's
+ * and its patch, verified against the patch's per-window adler32 while it
+ * is built, and persisted. A read is then one index lookup plus copies
+ * from the stored files through the block cache, at any depth.
+ *
+ * Damage is contained: a layer whose patch is malformed, fails its
+ * checksums, or copies from beyond its parent is marked damaged (reads give
+ * -EIO and a log line naming the file and window), as is every layer built
+ * on it; the others stay readable. Stored bytes carry block checksums taken
+ * at index time, so later damage is caught on read.
+ *
+ * Not here: FUSE, option parsing, printing (messages go to opts.log).
+ * Thread-safe: any number of threads may read; chain_append (the write
+ * path) is serialised by its caller and publishes the new layer last.
+ */
+#ifndef SNAPFS_FS_CHAIN_H
+#define SNAPFS_FS_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "fs/store.h"
+
+struct chain;
+
+enum { CHAIN_LOG_ERR = 0, CHAIN_LOG_WARN = 1, CHAIN_LOG_INFO = 2 };
+
+struct chain_opts {
+	size_t cache_size;	/* block cache budget in bytes; 0 = default */
+	/* Where messages go (NULL: dropped). Called from any thread. */
+	void (*log)(void *ctx, int level, const char *msg);
+	/* Progress of first-mount work (NULL: none). */
+	void (*progress)(void *ctx, const char *layer, const char *what,
+			 uint64_t done, uint64_t total);
+	void *ctx;
+};
+
+struct chain_info {
+	const char *name;	/* shown name; valid while the chain lives */
+	uint64_t size;		/* full size of the snapshot */
+	uint64_t stored;	/* bytes its own file takes in the store */
+	struct timespec mtime;	/* of its file in the store */
+	const char *damage;	/* NULL if readable, else why not */
+};
+
+/*
+ * Opens the chain of store s (borrowed: must outlive the chain). Builds
+ * missing indexes, with progress. Returns 0, or -errno with a message in
+ * err when the store cannot be mounted at all (a layer that is not VCDIFF,
+ * a base that is a patch, I/O errors); damaged layers do not fail it.
+ */
+int chain_open(struct chain **out, struct store *s,
+	       const struct chain_opts *o, char *err, size_t errlen);
+void chain_free(struct chain *c);
+
+size_t chain_count(const struct chain *c);
+/* Returns 0 or -ENOENT if i is out of range. */
+int chain_info(const struct chain *c, size_t i, struct chain_info *inf);
+/* Index of the layer shown as name, or -ENOENT. */
+ssize_t chain_lookup(const struct chain *c, const char *name);
+
+/*
+ * Reads up to len bytes of layer i at off into buf. Returns the bytes read
+ * (short only at the end of the snapshot), -EIO for a damaged layer or
+ * damaged stored bytes (logged), -ENOENT for a bad i.
+ */
+ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
+		   size_t len);
+
+/* Writes human-readable counters (cache hits, misses, ...) into buf. */
+int chain_stats(struct chain *c, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuse_ops: the FUSE low-level operations of snapfs: translation between
+ * FUSE requests and the chain, nothing else. Inode 1 is the root; layer i
+ * of the chain is inode i + 2, stable for the life of the mount since
+ * layers are only ever added on top.
+ *
+ * Not here: argument parsing, daemon life cycle (fs/main.c), anything a
+ * unit test would need (fs/chain.c).
+ */
+#ifndef SNAPFS_FS_FUSE_OPS_H
+#define SNAPFS_FS_FUSE_OPS_H
+
+#include <stddef.h>
+
+#include "fs/chain.h"
+#include "fs/store.h"
+
+struct fuse_lowlevel_ops;
+
+/* The mount's context: the session's userdata. Everything mutable that
+ * the mount has lives here or below it. */
+struct snapfs_mount {
+	struct store *store;
+	struct chain *chain;
+	double timeout;		/* entry/attr cache timeout, seconds */
+};
+
+const struct fuse_lowlevel_ops *fuse_ops_table(void);
+
+#endif

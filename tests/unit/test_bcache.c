@@ -627,11 +627,11 @@ static size_t rss_bytes(void)
 /*
  * Cycles ~1.5 GiB of blocks of mixed sizes (the glibc-trap mix: a few
  * 8 MiB blocks raise malloc's mmap threshold, then many 256 KiB ones)
- * through a 16 MiB budget; RSS growth must stay within budget + 16 MiB.
+ * through a 16 MiB budget; RSS growth must stay within budget + 8 MiB.
  */
 static void test_rss_bounded(void)
 {
-	const size_t budget = 16 * MIB, slack = 16 * MIB;
+	const size_t budget = 16 * MIB, slack = 8 * MIB;
 	static const size_t lens[] = { 256 * KIB, 256 * KIB, 256 * KIB,
 				       1 * MIB, 300000, 96 * KIB, 8 * MIB };
 	struct bcache *c = mk(budget);
@@ -665,10 +665,16 @@ static void test_rss_bounded(void)
 		(unsigned long long)stats(c).bytes_used >> 20);
 	T_CHECK(rss0 > 0);
 	T_CHECK(stats(c).bytes_used <= budget);
-	T_CHECK(peak <= rss0 + budget + slack);
 	bcache_free(c);
+#ifdef __SANITIZE_THREAD__
+	/* TSan's shadow of every mapping ever made counts in RSS. */
+	(void)slack;
+	fprintf(stderr, "  rss: bound not checked under TSan\n");
+#else
+	T_CHECK(peak <= rss0 + budget + slack);
 	/* Freed blocks went back to the kernel, not into malloc's heap. */
 	T_CHECK(rss_bytes() <= rss0 + slack);
+#endif
 }
 
 int main(void)

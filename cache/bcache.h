@@ -10,7 +10,8 @@
  * and calls bcache_publish() (or bcache_abandon() on error); other threads
  * asking for the same key meanwhile wait, so a block is decoded once.
  * Pinned blocks are never evicted; unpinned ones are recycled in CLOCK
- * order when the byte budget is exceeded.
+ * order when the byte budget is exceeded. If everything is pinned, the
+ * budget is overshot until blocks are put, rather than blocking.
  *
  * Knows nothing of VCDIFF, zstd or FUSE. Thread-safe; the cache's lock is
  * never held while a caller fills a block.
@@ -65,7 +66,11 @@ void bcache_publish(struct bcache *c, struct bcache_blk *b, size_t len);
 void bcache_abandon(struct bcache *c, struct bcache_blk *b);
 /* Unpins a block obtained by bcache_get (after publish on a miss). */
 void bcache_put(struct bcache *c, struct bcache_blk *b);
-/* Drops every unpinned block whose k1 matches (a file went away). */
+/*
+ * Drops every block whose k1 matches (a file went away): later gets of k1
+ * miss. Unpinned blocks are freed now; pinned ones (and ones being filled)
+ * stay valid for their holders and are freed at their last put/abandon.
+ */
 void bcache_drop(struct bcache *c, uint64_t k1);
 
 void bcache_stats(struct bcache *c, struct bcache_stats *st);

@@ -48,6 +48,8 @@
  * materialised into the aux file instead. */
 #define SELF_COPY_MAX_EXT(len) (16 + (len) / 512)
 #define LOG_PER_LAYER 5
+/* Extents shorter than this, two or more in a row, are materialised. */
+#define COMPACT_SHORT 256
 
 enum { SF_NONE, SF_RAW, SF_ZSTD };
 
@@ -736,6 +738,57 @@ static int materialise(struct chain *c, struct layer *L, struct xbuild *b,
 	return rc;
 }
 
+/*
+ * Collapses runs of short extents of the window that starts at tgt_off
+ * (whose bytes are in win) into single aux-file extents. Patches of VM
+ * state interleave tiny COPYs and ADDs inside every changed page; kept as
+ * extents they would make the index a fifth of the layer's size and every
+ * read a walk through them. Their bytes cost about what the patch costs.
+ */
+static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
+			  uint64_t tgt_off, const uint8_t *win)
+{
+	struct xext *tmp;
+	const struct xindex *v = xbuild_view(b);
+	size_t n, k0 = xindex_find(v, tgt_off);
+	const struct xext *e = xindex_ext(v, &n);
+	size_t nt = 0;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	/* An extent carried over from the previous window stays as it is. */
+	if (e[k0].off < tgt_off)
+		k0++;
+	if (k0 >= n)
+		return 0;
+	tmp = malloc((n - k0 + 1) * sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	for (size_t i = k0; i <= n; i++)
+		tmp[nt++] = e[i];	/* with the sentinel */
+	xbuild_truncate(b, k0);
+	for (size_t i = 0; i + 1 < nt && !rc;) {
+		size_t j = i;
+		while (j + 1 < nt && tmp[j + 1].off - tmp[j].off < COMPACT_SHORT)
+			j++;
+		if (j - i >= 2) {
+			uint64_t off, len = tmp[j].off - tmp[i].off;
+			rc = aux_append(c, L, win + (tmp[i].off - tgt_off),
+					(size_t)len, &off);
+			if (!rc)
+				rc = xbuild_file(b, len, 2 * L->j + 1, off);
+			i = j;
+		} else {
+			rc = xbuild_ref(b, tmp[i + 1].off - tmp[i].off,
+					tmp[i].ref);
+			i++;
+		}
+	}
+	free(tmp);
+	return rc;
+}
+
 /* Builds layer L's index from its parent's and its plain patch. */
 static int build_index(struct chain *c, struct layer *L, struct layer *P)
 {
@@ -808,25 +861,24 @@ static int build_index(struct chain *c, struct layer *L, struct layer *P)
 			rc = -EBADMSG;
 			goto out;
 		}
-		if (wi->win_ind & VCDIFF_WIN_ADLER32) {
-			rc = resolve(c, xbuild_view(b), wi->tgt_off, win,
-				     wi->tgt_len);
-			if (rc) {
-				damage(L, "%s: window %zu: cannot read what "
-				       "it builds on (%s)", L->data.label, w,
-				       strerror(-rc));
-				goto out;
-			}
-			if (vcdiff_adler32(1, win, wi->tgt_len) != wi->adler32) {
-				damage(L, "%s: window %zu: checksum mismatch: "
-				       "the patch does not apply to %s (damaged, "
-				       "or %s is in the wrong order)",
-				       L->data.label, w, P->name,
-				       STORE_LAYERS_FILE);
-				rc = -EBADMSG;
-				goto out;
-			}
+		rc = resolve(c, xbuild_view(b), wi->tgt_off, win, wi->tgt_len);
+		if (rc) {
+			damage(L, "%s: window %zu: cannot read what it builds "
+			       "on (%s)", L->data.label, w, strerror(-rc));
+			goto out;
 		}
+		if ((wi->win_ind & VCDIFF_WIN_ADLER32) &&
+		    vcdiff_adler32(1, win, wi->tgt_len) != wi->adler32) {
+			damage(L, "%s: window %zu: checksum mismatch: the patch "
+			       "does not apply to %s (damaged, or %s is in the "
+			       "wrong order)", L->data.label, w, P->name,
+			       STORE_LAYERS_FILE);
+			rc = -EBADMSG;
+			goto out;
+		}
+		rc = compact_window(c, L, b, wi->tgt_off, win);
+		if (rc)
+			goto out;
 		if ((w & 15) == 0)
 			progress(c, L->name, "indexing", wi->tgt_off, L->size);
 	}

@@ -214,8 +214,11 @@ int main(int argc, char *argv[])
 		if (!lcfg)
 			goto out6;
 		fuse_loop_cfg_set_clone_fd(lcfg, cl.clone_fd);
-		fuse_loop_cfg_set_max_threads(lcfg, cl.max_threads);
-		fuse_loop_cfg_set_idle_threads(lcfg, cl.max_idle_threads);
+		/* libfuse leaves it at UINT_MAX unless -o max_threads= */
+		if (cl.max_threads <= 100000)
+			fuse_loop_cfg_set_max_threads(lcfg, cl.max_threads);
+		if (cl.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(lcfg, cl.max_idle_threads);
 		ret = fuse_session_loop_mt(se, lcfg);
 	}
 	ret = ret ? 1 : 0;

@@ -338,6 +338,20 @@ static int slice(struct xbuild *b, const struct xindex *x, uint64_t from,
 	return 0;
 }
 
+void xbuild_truncate(struct xbuild *b, size_t n)
+{
+	if (n >= b->x.n)
+		return;
+	b->x.n = n;
+	b->x.size = b->x.ext[n].off;
+	b->x.ext[n].ref = 0;
+}
+
+int xbuild_ref(struct xbuild *b, uint64_t len, uint64_t ref)
+{
+	return append(b, len, ref);
+}
+
 int xbuild_slice(struct xbuild *b, const struct xindex *x, uint64_t from,
 		 uint64_t len)
 {

@@ -96,6 +96,10 @@ int xbuild_slice(struct xbuild *b, const struct xindex *x, uint64_t from,
  */
 int xbuild_copy_self(struct xbuild *b, uint64_t from, uint64_t len,
 		     size_t max_ext);
+/* Drops extents n.. (a boundary), so the index ends at their start. */
+void xbuild_truncate(struct xbuild *b, size_t n);
+/* Appends len bytes described by ref (as in struct xext). */
+int xbuild_ref(struct xbuild *b, uint64_t len, uint64_t ref);
 uint64_t xbuild_size(const struct xbuild *b);
 /* A read-only view of what is built so far, valid until the next append:
  * usable with the same read code as a finished index. */

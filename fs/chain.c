@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -606,21 +607,34 @@ static int make_plain(int in_fd, int out_fd, void *arg, const char **why)
 static int make_plain_xdelta3(int in_fd, int out_fd, void *arg,
 			      const char **why)
 {
-	char cmd[128];
-	int rc;
+	int status;
+	pid_t pid;
 
 	(void)arg;
-	snprintf(cmd, sizeof(cmd),
-		 "xdelta3 recode -q -f -S none -c /dev/fd/%d > /dev/fd/%d",
-		 in_fd, out_fd);
-	rc = system(cmd);
-	if (rc != 0) {
-		*why = "djw/fgk secondary compression needs stock xdelta3 "
-		       "(apt-get install xdelta3) for a one-time conversion, "
-		       "and it failed";
-		return -ENOTSUP;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* stdin/stdout are the only fds the converter needs. */
+		if (lseek(in_fd, 0, SEEK_SET) < 0 || dup2(in_fd, 0) < 0 ||
+		    dup2(out_fd, 1) < 0)
+			_exit(126);
+		execlp("xdelta3", "xdelta3", "recode", "-q", "-f", "-S", "none",
+		       "-c", (char *)NULL);
+		_exit(127);
 	}
-	return 0;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		*why = "djw/fgk secondary compression needs stock xdelta3 for a "
+		       "one-time conversion: apt-get install xdelta3";
+	else
+		*why = "stock xdelta3 could not convert it (djw/fgk "
+		       "secondary compression): the patch is damaged";
+	return -ENOTSUP;
 }
 
 static int open_base(struct chain *c, struct layer *L, char *err,

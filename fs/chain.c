@@ -1150,23 +1150,33 @@ ssize_t chain_lookup(const struct chain *c, const char *name)
 	return -ENOENT;
 }
 
+int chain_check(struct chain *c, size_t i)
+{
+	struct layer *L;
+
+	if (i >= chain_count(c))
+		return -ENOENT;
+	L = c->layers[i];
+	if (!L->damage[0])
+		return 0;
+	atomic_fetch_add(&c->read_errors, 1);
+	if (atomic_fetch_add(&L->nlogged, 1) < LOG_PER_LAYER)
+		logf_(c, CHAIN_LOG_ERR, "%s: read refused: %s", L->name,
+		      L->damage);
+	return -EIO;
+}
+
 ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
 		   size_t len)
 {
 	struct layer *L;
 	int rc;
 
-	if (i >= chain_count(c))
-		return -ENOENT;
+	rc = chain_check(c, i);
+	if (rc)
+		return rc;
 	L = c->layers[i];
 	atomic_fetch_add(&c->reads, 1);
-	if (L->damage[0]) {
-		atomic_fetch_add(&c->read_errors, 1);
-		if (atomic_fetch_add(&L->nlogged, 1) < LOG_PER_LAYER)
-			logf_(c, CHAIN_LOG_ERR, "%s: read refused: %s",
-			      L->name, L->damage);
-		return -EIO;
-	}
 	if (off >= L->size)
 		return 0;
 	if (len > L->size - off)

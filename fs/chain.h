@@ -68,6 +68,11 @@ int chain_info(const struct chain *c, size_t i, struct chain_info *inf);
 /* Index of the layer shown as name, or -ENOENT. */
 ssize_t chain_lookup(const struct chain *c, const char *name);
 
+/* 0 if layer i is readable; -EIO (logged, naming the damage) if not,
+ * -ENOENT for a bad i. For open(): a damaged snapshot whose size is not
+ * even known would otherwise read as an empty file. */
+int chain_check(struct chain *c, size_t i);
+
 /*
  * Reads up to len bytes of layer i at off into buf. Returns the bytes read
  * (short only at the end of the snapshot), -EIO for a damaged layer or

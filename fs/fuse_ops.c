@@ -183,8 +183,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (LAYER_OF(ino) >= chain_count(m->chain)) {
-		fuse_reply_err(req, ENOENT);
+	int rc = chain_check(m->chain, LAYER_OF(ino));
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	/* Snapshots are immutable; a new one is made by creating a file. */

@@ -32,17 +32,17 @@ ok() { E2E_PASS=$((E2E_PASS + 1)); echo "ok $*"; }
 notok() { E2E_FAIL=$((E2E_FAIL + 1)); echo "FAIL $*"; }
 # check "description" command...: passes if the command succeeds.
 check() {
-	d=$1; shift
-	if "$@" >"$WORK/check.out" 2>&1; then ok "$d"; else
-		notok "$d"; sed 's/^/    /' "$WORK/check.out" | head -20; fi
+	_d=$1; shift
+	if "$@" >"$WORK/check.out" 2>&1; then ok "$_d"; else
+		notok "$_d"; sed 's/^/    /' "$WORK/check.out" | head -20; fi
 }
 # check_fails "description" command...: passes if the command fails.
 check_fails() {
-	d=$1; shift
+	_d=$1; shift
 	if "$@" >"$WORK/check.out" 2>&1; then
-		notok "$d (succeeded, should fail)"
+		notok "$_d (succeeded, should fail)"
 		sed 's/^/    /' "$WORK/check.out" | head -10
-	else ok "$d"; fi
+	else ok "$_d"; fi
 }
 e2e_done() {
 	echo "$E2E_PASS passed, $E2E_FAIL failed"

@@ -43,9 +43,12 @@
  * block, nor around mmap/munmap. There is no other lock, so no lock order
  * to get wrong; callers may hold their own locks across our calls.
  *
- * Not here: knowing what a block means (codec, fs), readahead, striping
- * (the bench shows the hit path is a few tens of ns against tens of
- * microseconds to copy the block out).
+ * Not here: knowing what a block means (codec, fs), readahead, lock
+ * striping. bench_bcache measured a hit (get+put) at 30-100 ns alone and
+ * 100-270 ns per op with two threads hitting the same keys, against
+ * 6-7 us to malloc+memcpy a 256 KiB block: under 5% of copying even half
+ * a block out to a reader, so one lock stays until a profile says
+ * otherwise. An adaptive mutex measured no better.
  */
 #include "cache/bcache.h"
 
@@ -122,12 +125,16 @@ static size_t class_size(const struct bcache *c, size_t cap)
 	return (cap + step - 1) & ~(step - 1);
 }
 
+/*
+ * MAP_POPULATE: the filler writes every page anyway; faulting them in one
+ * go in the kernel costs about 2/3 of taking 64 faults one at a time.
+ */
 static uint8_t *buf_alloc(size_t cap)
 {
 	if (cap < MMAP_MIN)
 		return malloc(cap);
 	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 

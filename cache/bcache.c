@@ -249,6 +249,33 @@ static uint8_t *make_room(struct bcache *c, size_t need, struct ent **fl)
 	return NULL;
 }
 
+/*
+ * Invariant checker for assert() (sqlite style), with c->lock held: the
+ * ring holds exactly the indexed blocks, FILLING blocks are pinned once,
+ * and the indexed blocks' bytes are within bytes_used (the rest belongs
+ * to dropped blocks still pinned). O(blocks).
+ */
+#ifndef NDEBUG
+static bool sanity_locked(const struct bcache *c)
+{
+	size_t n = 0, bytes = 0;
+	const struct ent *e = c->hand;
+
+	if (e) {
+		do {
+			if (!e->hashed || e->next->prev != e)
+				return false;
+			if (e->state == FILLING && e->pins != 1)
+				return false;
+			bytes += e->cap;
+			n++;
+			e = e->next;
+		} while (e != c->hand && n <= HASH_COUNT(c->index));
+	}
+	return n == HASH_COUNT(c->index) && bytes <= c->bytes_used;
+}
+#endif
+
 /* --- life cycle --- */
 
 int bcache_new(struct bcache **out, const struct bcache_opts *o)
@@ -287,9 +314,12 @@ void bcache_free(struct bcache *c)
 	HASH_ITER(hh, c->index, e, tmp) {
 		assert(e->pins == 0);
 		HASH_DEL(c->index, e);
+		c->bytes_used -= e->cap;
 		buf_free(e->data, e->cap);
 		free(e);
 	}
+	/* Anything left is a dropped block that was never put. */
+	assert(c->bytes_used == 0);
 	pthread_cond_destroy(&c->filled);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -455,6 +485,7 @@ void bcache_drop(struct bcache *c, uint64_t k1)
 	}
 	if (wake && c->nwait)
 		pthread_cond_broadcast(&c->filled);
+	assert(sanity_locked(c));
 	pthread_mutex_unlock(&c->lock);
 	free_list(fl);
 }
@@ -469,5 +500,6 @@ void bcache_stats(struct bcache *c, struct bcache_stats *st)
 	st->bytes_used = c->bytes_used;
 	st->budget = c->budget;
 	st->blocks = HASH_COUNT(c->index);
+	assert(sanity_locked(c));
 	pthread_mutex_unlock(&c->lock);
 }

@@ -43,9 +43,12 @@
  * block, nor around mmap/munmap. There is no other lock, so no lock order
  * to get wrong; callers may hold their own locks across our calls.
  *
- * Not here: knowing what a block means (codec, fs), readahead, striping
- * (the bench shows the hit path is a few tens of ns against tens of
- * microseconds to copy the block out).
+ * Not here: knowing what a block means (codec, fs), readahead, lock
+ * striping. bench_bcache measured a hit (get+put) at 30-100 ns alone and
+ * 100-270 ns per op with two threads hitting the same keys, against
+ * 6-7 us to malloc+memcpy a 256 KiB block: under 5% of copying even half
+ * a block out to a reader, so one lock stays until a profile says
+ * otherwise. An adaptive mutex measured no better.
  */
 #include "cache/bcache.h"
 
@@ -122,12 +125,16 @@ static size_t class_size(const struct bcache *c, size_t cap)
 	return (cap + step - 1) & ~(step - 1);
 }
 
+/*
+ * MAP_POPULATE: the filler writes every page anyway; faulting them in one
+ * go in the kernel costs about 2/3 of taking 64 faults one at a time.
+ */
 static uint8_t *buf_alloc(size_t cap)
 {
 	if (cap < MMAP_MIN)
 		return malloc(cap);
 	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
@@ -242,6 +249,33 @@ static uint8_t *make_room(struct bcache *c, size_t need, struct ent **fl)
 	return NULL;
 }
 
+/*
+ * Invariant checker for assert() (sqlite style), with c->lock held: the
+ * ring holds exactly the indexed blocks, FILLING blocks are pinned once,
+ * and the indexed blocks' bytes are within bytes_used (the rest belongs
+ * to dropped blocks still pinned). O(blocks).
+ */
+#ifndef NDEBUG
+static bool sanity_locked(const struct bcache *c)
+{
+	size_t n = 0, bytes = 0;
+	const struct ent *e = c->hand;
+
+	if (e) {
+		do {
+			if (!e->hashed || e->next->prev != e)
+				return false;
+			if (e->state == FILLING && e->pins != 1)
+				return false;
+			bytes += e->cap;
+			n++;
+			e = e->next;
+		} while (e != c->hand && n <= HASH_COUNT(c->index));
+	}
+	return n == HASH_COUNT(c->index) && bytes <= c->bytes_used;
+}
+#endif
+
 /* --- life cycle --- */
 
 int bcache_new(struct bcache **out, const struct bcache_opts *o)
@@ -280,9 +314,12 @@ void bcache_free(struct bcache *c)
 	HASH_ITER(hh, c->index, e, tmp) {
 		assert(e->pins == 0);
 		HASH_DEL(c->index, e);
+		c->bytes_used -= e->cap;
 		buf_free(e->data, e->cap);
 		free(e);
 	}
+	/* Anything left is a dropped block that was never put. */
+	assert(c->bytes_used == 0);
 	pthread_cond_destroy(&c->filled);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -448,6 +485,7 @@ void bcache_drop(struct bcache *c, uint64_t k1)
 	}
 	if (wake && c->nwait)
 		pthread_cond_broadcast(&c->filled);
+	assert(sanity_locked(c));
 	pthread_mutex_unlock(&c->lock);
 	free_list(fl);
 }
@@ -462,5 +500,6 @@ void bcache_stats(struct bcache *c, struct bcache_stats *st)
 	st->bytes_used = c->bytes_used;
 	st->budget = c->budget;
 	st->blocks = HASH_COUNT(c->index);
+	assert(sanity_locked(c));
 	pthread_mutex_unlock(&c->lock);
 }

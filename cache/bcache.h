@@ -37,9 +37,11 @@ struct bcache_blk {
 };
 
 struct bcache_stats {
-	uint64_t hits, misses, evictions, waits;
-	uint64_t bytes_used, budget;
-	uint64_t blocks;
+	uint64_t hits, misses, evictions;
+	uint64_t waits;		/* gets that slept on another's fill */
+	uint64_t bytes_used;	/* capacity of live blocks, may pass budget */
+	uint64_t budget;
+	uint64_t blocks;	/* blocks in the index */
 };
 
 enum { BCACHE_HIT = 1, BCACHE_MISS = 0 };
@@ -56,7 +58,9 @@ void bcache_free(struct bcache *c);
  * or BCACHE_MISS with b->data pointing to cap bytes the caller must fill,
  * then bcache_publish() or bcache_abandon(); or -ENOMEM. If another thread
  * is filling the same key, waits for it (and on its abandon, the caller
- * becomes the filler: BCACHE_MISS). cap is ignored on a hit.
+ * becomes the filler: BCACHE_MISS). cap is ignored on a hit. A filler
+ * may get other blocks while filling only in an acyclic order (e.g. only
+ * lower layers' keys), or two fillers can wait for each other forever.
  */
 int bcache_get(struct bcache *c, uint64_t k1, uint64_t k2, size_t cap,
 	       struct bcache_blk *b);

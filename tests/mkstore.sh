@@ -71,8 +71,9 @@ if [ -z "$gen" ]; then
 		if [ -x "$g" ]; then gen=$g; break; fi
 	done
 fi
-[ -n "$gen" ] && [ -x "$gen" ] ||
+if [ -z "$gen" ] || [ ! -x "$gen" ]; then
 	die "snapgen not found (looked for \$BUILD/snapgen); run 'make build/snapgen' in $root or set SNAPGEN"
+fi
 command -v xdelta3 >/dev/null || die "xdelta3 not installed (apt-get install xdelta3)"
 [ "$base" = raw ] || command -v zstd >/dev/null ||
 	die "zstd not installed (apt-get install zstd)"

@@ -84,7 +84,8 @@ struct gen {
 	uint32_t step;			/* state the table describes */
 	uint32_t change_ppm;		/* pages changed per step */
 	uint32_t zero_ppm;		/* wanted fraction of zero pages */
-	uint32_t tozero_ppm;		/* chance a changed page turns zero */
+	uint32_t tozero_ppm;		/* chance a touched data page turns zero */
+	uint32_t fromzero_ppm;		/* chance a touched zero page gets data */
 	int shift;			/* zero <-> non-zero allowed */
 	uint64_t bases[4];		/* pointer bases */
 	uint64_t hot_start[HOT_REGIONS];
@@ -484,9 +485,9 @@ static int change_page(struct gen *g, uint32_t s, uint64_t i)
 	if (pg->gen == s || (pg->nedit && pg->edit[pg->nedit - 1] == s))
 		return 0;	/* already changed in this step */
 	if (pg->kind == K_ZERO) {
-		/* 30% of touched zero pages get data: this and tozero_ppm
-		 * keep the zero fraction roughly stable over time. */
-		if (!g->shift || u >= 300000)
+		/* fromzero_ppm and tozero_ppm keep the zero fraction
+		 * stable over time (see main). */
+		if (!g->shift || u >= g->fromzero_ppm)
 			return 0;
 		pg->kind = (uint8_t)pick_kind(&r);
 		pg->gen = s;
@@ -856,13 +857,19 @@ int main(int argc, char **argv)
 		if (g.npages < 1)
 			g.npages = 1;
 	}
-	/* Balance: touched zero pages turn non-zero with p = 0.3, so non-zero
-	 * ones turn zero with z * 0.3 / (1 - z). */
+	/* Balance the flows: pages are touched uniformly, so z * from ==
+	 * (1 - z) * to keeps the zero fraction z; the larger of the two
+	 * chances is 30%. */
 	{
 		double z = g.zero_ppm / 1e6;
-		double p = z * 0.3 / (1 - z);
 
-		g.tozero_ppm = (uint32_t)((p > 1 ? 1 : p) * 1e6);
+		if (z <= 0.5) {
+			g.fromzero_ppm = 300000;
+			g.tozero_ppm = (uint32_t)(z * 0.3 / (1 - z) * 1e6);
+		} else {
+			g.tozero_ppm = 300000;
+			g.fromzero_ppm = (uint32_t)((1 - z) * 0.3 / z * 1e6);
+		}
 	}
 	{
 		struct rng r = { key3(g.seed, TAG_BASES, 0, 0) };

@@ -719,6 +719,8 @@ struct vb {
 
 static void vb_put(struct vb *v, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	memcpy(v->b + v->n, p, n);
 	v->n += n;
 }

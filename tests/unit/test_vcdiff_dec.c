@@ -1655,6 +1655,81 @@ static void test_recode_truncations(void)
 	free(tgt);
 }
 
+/*
+ * Open cost with 100k windows, and the buffered reader's two paths:
+ * small windows read on from the buffer, large sections are jumped over.
+ */
+static void test_many_windows(void)
+{
+	size_t nw = 100000, cap = nw * 8 + (3u << 20), n = 0;
+	uint8_t *f = malloc(cap), *out = malloc(1 << 20);
+	struct vcdiff_patch *p = NULL;
+	struct vcdiff_dec *d = NULL;
+	struct timespec t0, t1;
+	const char *why = "";
+	int fd;
+
+	memcpy(f, "\xd6\xc3\xc4\x00\x00", 5);
+	n = 5;
+	/* Window k: RUN of 100 bytes of value k & 0xff. enclen 8. */
+	for (size_t k = 0; k < nw; k++) {
+		static const uint8_t w[] = { 0x00, 0x08, 100, 0x00, 1, 2, 0 };
+		memcpy(f + n, w, sizeof(w));
+		n += sizeof(w);
+		f[n++] = (uint8_t)k;
+		f[n++] = OP_RUN;
+		f[n++] = 100;
+	}
+	/* Three windows with 700 KB ADDs each (tgt 700000 = 0xAAE60). */
+	rng_seed(11);
+	for (int k = 0; k < 3; k++) {
+		uint32_t len = 700000;
+		n += put_varint(0, f + n);
+		/* enclen = 1 + 3 (tgtlen) + 3 + 1 + 1 + len + 4 (inst) */
+		n += put_varint(1 + 3 + 3 + 1 + 1 + len + 4, f + n);
+		n += put_varint(len, f + n);
+		f[n++] = 0;
+		n += put_varint(len, f + n);
+		n += put_varint(4, f + n);
+		n += put_varint(0, f + n);
+		gen_random(f + n, len);
+		n += len;
+		f[n++] = OP_ADD;
+		n += put_varint(len, f + n);
+	}
+	fd = mem_fd(f, n);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(stderr, "  open of %zu windows: %.1f ms\n", nw + 3,
+		(t1.tv_sec - t0.tv_sec) * 1e3 +
+		(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	vcdiff_dec_new(&d);
+	if (p) {
+		T_EQ(vcdiff_patch_nwin(p), nw + 3);
+		T_EQ(vcdiff_patch_target_size(p), nw * 100 + 3 * 700000);
+		for (int k = 0; k < 1000; k++) {
+			uint64_t off = rng_below(nw * 100);
+			size_t i = vcdiff_patch_find(p, off);
+			T_EQ(i, off / 100);
+		}
+		T_EQ(vcdiff_dec_window(d, p, 4242, NULL, NULL, NULL, NULL, out,
+				       1 << 20), 100);
+		T_CHECK(out[0] == (uint8_t)4242 && out[99] == (uint8_t)4242);
+		for (size_t i = nw; i < nw + 3; i++) {
+			const struct vcdiff_win *w = vcdiff_patch_win(p, i);
+			T_EQ(vcdiff_dec_window(d, p, i, NULL, NULL, NULL, NULL,
+					       out, 1 << 20), 700000);
+			T_CHECK(memcmp(out, f + w->data_off, 700000) == 0);
+		}
+	}
+	vcdiff_dec_free(d);
+	vcdiff_patch_free(p);
+	close(fd);
+	free(f);
+	free(out);
+}
+
 /* Removes every file of tmpdir, then tmpdir. */
 static void cleanup_tmpdir(void)
 {
@@ -1684,6 +1759,7 @@ int main(void)
 	T_RUN(test_vcd_target);
 	T_RUN(test_overlap);
 	T_RUN(test_above_4g);
+	T_RUN(test_many_windows);
 	T_RUN(test_bad_headers);
 	T_RUN(test_bad_instructions);
 	T_RUN(test_truncations_and_flips);

@@ -46,6 +46,9 @@ struct vcdiff_win {
  * -EMEDIUMTYPE if the file is not VCDIFF at all (bad magic or version),
  * -EBADMSG if it is VCDIFF but malformed or truncated, -EIO, -ENOMEM.
  * On failure *why (if not NULL) points to a static reason string.
+ * A file with no window at all opens as an empty target (size 0, nwin 0),
+ * although stock xdelta3 refuses it ("nothing to output"). A file cut
+ * exactly at a window boundary cannot be told from a shorter patch.
  */
 int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why);
 void vcdiff_patch_free(struct vcdiff_patch *p);
@@ -105,7 +108,8 @@ const char *vcdiff_dec_reason(const struct vcdiff_dec *d);
  * natively; djw and fgk give -ENOTSUP (the caller may fall back to
  * `xdelta3 recode -S none`). progress, if not NULL, is called now and then
  * with bytes of in_fd consumed and its total size. Returns 0 or -errno
- * (-EBADMSG with *why set for malformed input).
+ * (-EBADMSG with *why set for malformed input, -EMEDIUMTYPE if in_fd is
+ * not VCDIFF). On failure out_fd may hold a partial patch.
  */
 int vcdiff_recode_plain(int in_fd, int out_fd,
 			void (*progress)(void *ctx, uint64_t done,

@@ -173,6 +173,86 @@ static int index_push(struct zframe *z, uint64_t comp_off, uint32_t comp_len,
 	return 0;
 }
 
+/* A read-ahead window over the file for walking headers without one
+ * syscall per 3-byte block header. */
+struct walker {
+	int fd;
+	uint64_t size;
+	uint64_t boff;
+	size_t blen;
+	uint8_t buf[WALK_BUF];
+};
+
+/* Points *p at len (<= WALK_BUF) bytes at off; returns how many are there
+ * (fewer only at end of file) or -EIO. */
+static ssize_t walk_get(struct walker *w, uint64_t off, size_t len,
+			const uint8_t **p)
+{
+	if (off < w->boff || off + len > w->boff + w->blen) {
+		ssize_t got = pread_full(w->fd, w->buf, WALK_BUF, off);
+		if (got < 0)
+			return got;
+		w->boff = off;
+		w->blen = (size_t)got;
+	}
+	*p = w->buf + (off - w->boff);
+	if (off - w->boff >= w->blen)
+		return 0;
+	return (ssize_t)(w->blen - (off - w->boff) < len ?
+			 w->blen - (off - w->boff) : len);
+}
+
+/*
+ * A frame's raw offset is the sum of the sizes before it, so one wrong
+ * Decompressed_Size would shift every later frame: each would decode
+ * cleanly, checksum and all, to the wrong place, and reading frame i
+ * cannot notice. So every entry is checked against its frame's header at
+ * open (the reads are sequential and share a read-ahead window): a data
+ * entry must be a zstd frame whose content size, when stated (ours always
+ * state it), is the entry's; an empty entry must be a skippable frame of
+ * exactly that length or a zstd frame stating 0 bytes.
+ */
+static int check_entry(struct walker *w, uint64_t off, uint32_t c,
+		       uint32_t r, const char **why)
+{
+	const uint8_t *p;
+	size_t want = c < ZSTD_FRAMEHEADERSIZE_MAX ? c :
+		      ZSTD_FRAMEHEADERSIZE_MAX;
+	ssize_t got;
+	ZSTD_frameHeader fh;
+	uint32_t magic;
+
+	if (c == 0 && r == 0)
+		return 0;
+	got = walk_get(w, off, want, &p);
+	if (got < 0)
+		return (int)got;
+	if ((size_t)got != want || want < 4) {
+		*why = "seek table entry too short for a frame";
+		return -EBADMSG;
+	}
+	magic = get_le32(p);
+	if (r == 0 && is_skippable(magic)) {
+		if (want < SKIP_HDR || get_le32(p + 4) != c - SKIP_HDR) {
+			*why = "seek table entry disagrees with skippable frame";
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	if (magic != ZSTD_MAGICNUMBER ||
+	    ZSTD_getFrameHeader(&fh, p, want) != 0 ||
+	    fh.frameType != ZSTD_frame) {
+		*why = "seek table entry does not point at a zstd frame";
+		return -EBADMSG;
+	}
+	if (fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN ? r == 0 :
+	    fh.frameContentSize != r) {
+		*why = "seek table size disagrees with the frame header";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 /*
  * Seek table: the footer says how many entries there are and how wide;
  * that fixes where the skippable frame must start, and the entries'
@@ -189,6 +269,7 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 	uint64_t tbl = SKIP_HDR + (uint64_t)n * es + SEEK_FOOTER;
 	uint64_t data_end, comp_off = 0;
 	uint8_t hdr[SKIP_HDR], *chunk = NULL;
+	struct walker *w = NULL;
 	const size_t per_chunk = 4096;
 	int big = 0, rc;
 	ssize_t got;
@@ -211,8 +292,12 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 		return -EBADMSG;
 	}
 	chunk = malloc(per_chunk * SEEK_ENTRY_MAX);
-	if (!chunk)
-		return -ENOMEM;
+	w = malloc(sizeof(*w));
+	if (!chunk || !w) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	*w = (struct walker){ .fd = z->fd, .size = z->file_size };
 	for (uint32_t i = 0; i < n;) {
 		uint32_t k = n - i < per_chunk ? n - i : (uint32_t)per_chunk;
 		uint64_t at = data_end + SKIP_HDR + (uint64_t)i * es;
@@ -246,6 +331,9 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 				rc = -EBADMSG;
 				goto out;
 			}
+			rc = check_entry(w, comp_off, c, r, why);
+			if (rc)
+				goto out;
 			if (r > ZFRAME_MAX_FRAME)
 				big = 1;
 			else if (r > 0) {
@@ -270,37 +358,9 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 	}
 	rc = 0;
 out:
+	free(w);
 	free(chunk);
 	return rc;
-}
-
-/* A read-ahead window over the file for walking headers without one
- * syscall per 3-byte block header. */
-struct walker {
-	int fd;
-	uint64_t size;
-	uint64_t boff;
-	size_t blen;
-	uint8_t buf[WALK_BUF];
-};
-
-/* Points *p at len (<= WALK_BUF) bytes at off; returns how many are there
- * (fewer only at end of file) or -EIO. */
-static ssize_t walk_get(struct walker *w, uint64_t off, size_t len,
-			const uint8_t **p)
-{
-	if (off < w->boff || off + len > w->boff + w->blen) {
-		ssize_t got = pread_full(w->fd, w->buf, WALK_BUF, off);
-		if (got < 0)
-			return got;
-		w->boff = off;
-		w->blen = (size_t)got;
-	}
-	*p = w->buf + (off - w->boff);
-	if (off - w->boff >= w->blen)
-		return 0;
-	return (ssize_t)(w->blen - (off - w->boff) < len ?
-			 w->blen - (off - w->boff) : len);
 }
 
 /*

@@ -72,7 +72,7 @@ struct vcdiff_patch {
 struct vcdiff_dec {
 	struct vcdiff_code table[256];
 	struct vcdiff_acache cache;
-	uint8_t *sec;			/* data, inst, addr sections of a window */
+	uint8_t *sec;			/* a window's data+inst+addr */
 	size_t sec_cap;
 	struct vcdiff_op *ops;
 	size_t ops_cap;
@@ -1161,12 +1161,8 @@ int vcdiff_recode_plain(int in_fd, int out_fd,
 				sk->plain_len = stored[k];
 			}
 		}
-		if ((uint64_t)kinds[0].plain_len + kinds[1].plain_len +
-		    kinds[2].plain_len > UINT32_MAX / 2) {
-			*why = "recoded window too large";
-			rc = -EBADMSG;
-			goto out;
-		}
+		/* Each plain section is at most SECT_MAX, so enclen fits
+		 * the 32 bits xdelta3 reads it into. */
 		enclen = 1 + vcdiff_varint_size(w.tgt_len) +
 			(uint64_t)kinds[0].plain_len + kinds[1].plain_len +
 			kinds[2].plain_len +

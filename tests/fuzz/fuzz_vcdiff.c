@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define SYNTH_SIZE (1u << 20)		/* source and earlier-target bytes */
+#define SYNTH_SIZE (1u << 20)		/* source and earlier target */
 #define OUT_BUDGET (48u << 20)		/* rebuilt bytes per input */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

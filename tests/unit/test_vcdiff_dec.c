@@ -256,7 +256,8 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 		uint64_t off = rng_below(tgt_len);
 		size_t i = vcdiff_patch_find(p, off);
 		const struct vcdiff_win *w = vcdiff_patch_win(p, i);
-		T_CHECK(w && w->tgt_off <= off && off < w->tgt_off + w->tgt_len);
+		T_CHECK(w && w->tgt_off <= off &&
+			off < w->tgt_off + w->tgt_len);
 	}
 	T_EQ(vcdiff_patch_find(p, tgt_len), vcdiff_patch_nwin(p));
 out:
@@ -400,7 +401,8 @@ static void check_pair(const char *name, const uint8_t *src, size_t src_len,
 		 * (Not `xdelta3 recode -S none`: 3.0.11 writes VCD_SOURCE
 		 * with uninitialised cpylen/cpyoff into windows that have
 		 * no source segment, and its output then fails to decode.) */
-		snprintf(cmd, sizeof(cmd), "xdelta3 -e -f %s -S none -s %s %s %s",
+		snprintf(cmd, sizeof(cmd),
+			 "xdelta3 -e -f %s -S none -s %s %s %s",
 			 mode, tpath("src"), tpath("tgt"), tpath("xplain"));
 		T_EQ(run(cmd), 0);
 		T_CHECK(files_equal(tpath("plain"), tpath("xplain")));
@@ -447,7 +449,8 @@ static void gen_text(uint8_t *b, size_t n)
 	size_t i = 0;
 
 	while (i < n) {
-		const char *w = words[rng_below(sizeof(words) / sizeof(*words))];
+		size_t nw = sizeof(words) / sizeof(*words);
+		const char *w = words[rng_below(nw)];
 		for (; *w && i < n; w++)
 			b[i++] = (uint8_t)*w;
 		if (i < n)
@@ -1052,7 +1055,8 @@ static void test_above_4g(void)
 
 	/* 300 windows of 16 MiB: a 4.7 GiB target; the last window copies
 	 * from itself at an absolute offset above 4 GiB. */
-	uint8_t run_inst[] = { OP_RUN, 0x88, 0x80, 0x80, 0x00 };	/* 16 MiB */
+	/* RUN of 16 MiB */
+	uint8_t run_inst[] = { OP_RUN, 0x88, 0x80, 0x80, 0x00 };
 	uint8_t last_inst[] = { OP_ADD, 1, OP_COPY(1), 0x87, 0xff, 0xff, 0x7f };
 	uint8_t last_addr[] = { 1 };
 	uint8_t *big = malloc(VCDIFF_WIN_MAX);
@@ -1237,11 +1241,11 @@ static void test_bad_headers(void)
 	struct vb *v = malloc(sizeof(*v));
 	uint8_t inst_add1[] = { OP_ADD, 1 };
 	struct vcdiff_patch *p = NULL;
-	const char *why;
 	size_t len;
 	int fd;
 
-#define BAD(name, orc, wsub) expect_bad(v, &(struct bad_case){ name, orc, 0, wsub })
+#define BAD(name, orc, wsub) \
+	expect_bad(v, &(struct bad_case){ name, orc, 0, wsub })
 	v->n = 0;
 	vb_put(v, "XYZ\x00\x00", 5);
 	BAD("bad magic", -EMEDIUMTYPE, "not a VCDIFF");
@@ -1348,8 +1352,6 @@ static void test_bad_headers(void)
 	vb_put(v, "\x00\x08\x01\x01\x01\x02\x00" "a" "\x01\x01", 10);
 	expect_bad(v, &(struct bad_case){ "compressed window", 0, -ENOTSUP,
 					  "secondary" });
-	why = NULL;
-	(void)why;
 #undef BAD
 	free(v);
 }

@@ -16,7 +16,7 @@ OPT ?= -O2 -g
 SAN ?=
 WERROR ?=
 
-PKGS := fuse3 libzstd liblzma zlib libxxhash
+PKGS := fuse3 libzstd liblzma libdeflate libxxhash
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
        -Wpointer-arith -Wcast-align -Wformat=2 -Wundef -Wwrite-strings -Wvla
 CFLAGS ?=
@@ -106,7 +106,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
-		$(shell $(PKG_CONFIG) --libs libzstd liblzma zlib libxxhash) -lpthread
+		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash) -lpthread
 
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \

@@ -930,6 +930,25 @@ static int aux_reopen(struct chain *c, struct layer *L)
 	return sums_get(c, L, &L->aux, "aux.sum");
 }
 
+/*
+ * xdelta3's application header is "tgt/tgtcomp[/src/srccomp]"; a non-empty
+ * comp field means xdelta3 ran that file through an external compressor
+ * (gzip, xz, ...) and the patch is against the decompressed bytes.
+ */
+static int external_compression(const struct vcdiff_patch *p)
+{
+	size_t len, field = 0;
+	const uint8_t *h = vcdiff_patch_appheader(p, &len);
+
+	for (size_t i = 0; h && i < len; i++) {
+		if (h[i] == '/')
+			field++;
+		else if (field == 1 || field == 3)
+			return 1;
+	}
+	return 0;
+}
+
 static int open_patch(struct chain *c, struct layer *L, struct layer *P,
 		      char *err, size_t errlen)
 {
@@ -954,6 +973,14 @@ static int open_patch(struct chain *c, struct layer *L, struct layer *P,
 	}
 	L->size = vcdiff_patch_target_size(L->patch);
 	sfile_raw(&L->data, sl->fd, (uint64_t)sl->st.st_size, sl->path);
+	if (external_compression(L->patch)) {
+		damage(L, "%s: made by xdelta3 from externally compressed "
+		       "files (its application header names a compressor): "
+		       "its COPYs refer to decompressed bytes snapfs does not "
+		       "have; re-encode it from the uncompressed states",
+		       sl->path);
+		return 0;
+	}
 	if (P->damage[0]) {
 		damage(L, "built on %s, which is damaged", P->name);
 		return 0;

@@ -81,6 +81,26 @@ struct layer {
 	atomic_uint nlogged;
 };
 
+/* Readahead: decode the frames of [off, off+len) of layer i. */
+struct pf_job {
+	size_t layer;
+	uint64_t off, len;
+};
+
+#define PF_QUEUE 64
+/* How far ahead of a sequential reader frames are decoded. */
+#define PF_WINDOW ((uint64_t)8 << 20)
+/* Reads this close to the last one count as sequential: FUSE runs the
+ * kernel's readahead requests on several threads, slightly out of order. */
+#define PF_SLACK ((uint64_t)4 << 20)
+
+struct chain_stream {
+	pthread_mutex_t lock;		/* protects next, pf_end */
+	uint64_t next;			/* end of the last read */
+	uint64_t pf_end;		/* readahead submitted up to here */
+	size_t layer;
+};
+
 struct chain {
 	struct store *s;
 	struct chain_opts o;
@@ -91,6 +111,15 @@ struct chain {
 	struct zframe_dctx **pool;
 	size_t npool, pool_cap;
 	atomic_uint_fast64_t reads, read_bytes, read_errors;
+	atomic_uint_fast64_t pf_jobs, pf_dropped, pf_frames;
+	/* Lock order: pf_lock, then (inside workers' reads) the cache's. */
+	pthread_mutex_t pf_lock;	/* protects pf_q*, pf_stop */
+	pthread_cond_t pf_cond;
+	struct pf_job pf_q[PF_QUEUE];
+	size_t pf_head, pf_count;
+	int pf_stop;
+	pthread_t *pf_threads;
+	size_t pf_nthreads;
 };
 
 /* --- messages --- */
@@ -1097,6 +1126,182 @@ static int layer_open(struct chain *c, size_t j, char *err, size_t errlen)
 	return 0;
 }
 
+/* Decodes into the cache every zstd frame [off, off+len) of layer i uses. */
+static void prefetch(struct chain *c, const struct pf_job *j)
+{
+	struct layer *L = c->layers[j->layer];
+	size_t n, i;
+	const struct xext *e;
+	uint64_t off = j->off, end;
+
+	if (L->damage[0] || off >= L->size)
+		return;
+	end = j->len > L->size - off ? L->size : off + j->len;
+	e = xindex_ext(L->x, &n);
+	for (i = xindex_find(L->x, off); i < n && e[i].off < end; i++) {
+		if (xext_is_fill(&e[i]))
+			continue;
+		unsigned fid = xext_fid(&e[i]);
+		struct sfile *f = fid_file(c, fid);
+		if (f->kind != SF_ZSTD)
+			continue;
+		uint64_t a = e[i].off > off ? e[i].off : off;
+		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
+		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
+		uint64_t src_end = src + (b - a);
+		while (src < src_end) {
+			size_t k = zframe_find(f->z, src);
+			struct bcache_blk blk;
+			if (k >= zframe_count(f->z))
+				break;
+			const struct zframe_entry *fe = zframe_frame(f->z, k);
+			int rc = bcache_get(c->cache, fid, k, fe->raw_len, &blk);
+			if (rc == BCACHE_MISS) {
+				struct zframe_dctx *dc = dctx_get(c);
+				ssize_t r = dc ? zframe_read_frame(f->z, dc, k,
+						blk.data, fe->raw_len) : -ENOMEM;
+				if (dc)
+					dctx_put(c, dc);
+				if (r != (ssize_t)fe->raw_len) {
+					/* The reader will hit it and report. */
+					bcache_abandon(c->cache, &blk);
+					return;
+				}
+				bcache_publish(c->cache, &blk, fe->raw_len);
+				atomic_fetch_add(&c->pf_frames, 1);
+			}
+			if (rc >= 0)
+				bcache_put(c->cache, &blk);
+			src = fe->raw_off + fe->raw_len;
+		}
+	}
+}
+
+static void *pf_worker(void *arg)
+{
+	struct chain *c = arg;
+	struct pf_job j;
+
+	pthread_mutex_lock(&c->pf_lock);
+	for (;;) {
+		while (!c->pf_count && !c->pf_stop)
+			pthread_cond_wait(&c->pf_cond, &c->pf_lock);
+		if (c->pf_stop)
+			break;
+		j = c->pf_q[c->pf_head];
+		c->pf_head = (c->pf_head + 1) % PF_QUEUE;
+		c->pf_count--;
+		pthread_mutex_unlock(&c->pf_lock);
+		prefetch(c, &j);
+		pthread_mutex_lock(&c->pf_lock);
+	}
+	pthread_mutex_unlock(&c->pf_lock);
+	return NULL;
+}
+
+/* Queues readahead in chunks, so several workers share one window. */
+static void pf_submit(struct chain *c, size_t layer, uint64_t off,
+		      uint64_t len)
+{
+	const uint64_t chunk = (uint64_t)1 << 20;
+
+	if (!c->pf_nthreads)
+		return;
+	pthread_mutex_lock(&c->pf_lock);
+	for (uint64_t o = off; o < off + len; o += chunk) {
+		if (c->pf_count == PF_QUEUE) {
+			atomic_fetch_add(&c->pf_dropped, 1);
+			break;
+		}
+		struct pf_job *j = &c->pf_q[(c->pf_head + c->pf_count) % PF_QUEUE];
+		j->layer = layer;
+		j->off = o;
+		j->len = chunk;
+		c->pf_count++;
+		atomic_fetch_add(&c->pf_jobs, 1);
+	}
+	pthread_cond_broadcast(&c->pf_cond);
+	pthread_mutex_unlock(&c->pf_lock);
+}
+
+static void pf_stop(struct chain *c)
+{
+	pthread_mutex_lock(&c->pf_lock);
+	c->pf_stop = 1;
+	pthread_cond_broadcast(&c->pf_cond);
+	pthread_mutex_unlock(&c->pf_lock);
+	for (size_t i = 0; i < c->pf_nthreads; i++)
+		pthread_join(c->pf_threads[i], NULL);
+	free(c->pf_threads);
+	c->pf_threads = NULL;
+	c->pf_nthreads = 0;
+}
+
+int chain_start(struct chain *c)
+{
+	long n = c->o.prefetch_threads;
+
+	if (n < 0 || c->pf_nthreads)
+		return 0;
+	if (n == 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	c->pf_threads = calloc((size_t)n, sizeof(*c->pf_threads));
+	if (!c->pf_threads)
+		return -ENOMEM;
+	for (long i = 0; i < n; i++) {
+		if (pthread_create(&c->pf_threads[i], NULL, pf_worker, c))
+			break;
+		c->pf_nthreads++;
+	}
+	return 0;
+}
+
+int chain_stream_new(struct chain_stream **out)
+{
+	struct chain_stream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->lock, NULL);
+	st->layer = SIZE_MAX;
+	*out = st;
+	return 0;
+}
+
+void chain_stream_free(struct chain_stream *st)
+{
+	if (!st)
+		return;
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+/* Notes a read; submits readahead if the reader looks sequential. */
+static void stream_note(struct chain *c, struct chain_stream *st, size_t i,
+			uint64_t off, size_t len)
+{
+	uint64_t from = 0, want = 0;
+
+	pthread_mutex_lock(&st->lock);
+	int seq = st->layer == i && off + PF_SLACK >= st->next &&
+		  off <= st->next + PF_SLACK;
+	if (!seq || st->pf_end < off)
+		st->pf_end = off + len;
+	if (off + len > st->next || !seq)
+		st->next = off + len;
+	st->layer = i;
+	if (seq && st->pf_end < off + len + PF_WINDOW) {
+		from = st->pf_end > off + len ? st->pf_end : off + len;
+		want = off + len + PF_WINDOW - from;
+		st->pf_end = from + want;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (want)
+		pf_submit(c, i, from, want);
+}
+
 int chain_open(struct chain **out, struct store *s,
 	       const struct chain_opts *o, char *err, size_t errlen)
 {
@@ -1110,6 +1315,8 @@ int chain_open(struct chain **out, struct store *s,
 	if (o)
 		c->o = *o;
 	pthread_mutex_init(&c->pool_lock, NULL);
+	pthread_mutex_init(&c->pf_lock, NULL);
+	pthread_cond_init(&c->pf_cond, NULL);
 	c->layers = calloc(STORE_MAX_LAYERS, sizeof(*c->layers));
 	bo.budget = c->o.cache_size;
 	rc = c->layers ? bcache_new(&c->cache, &bo) : -ENOMEM;
@@ -1133,6 +1340,7 @@ void chain_free(struct chain *c)
 {
 	if (!c)
 		return;
+	pf_stop(c);
 	for (size_t j = 0; j < STORE_MAX_LAYERS && c->layers; j++) {
 		if (!c->layers[j])
 			break;
@@ -1144,6 +1352,8 @@ void chain_free(struct chain *c)
 		zframe_dctx_free(c->pool[i]);
 	free(c->pool);
 	pthread_mutex_destroy(&c->pool_lock);
+	pthread_mutex_destroy(&c->pf_lock);
+	pthread_cond_destroy(&c->pf_cond);
 	free(c);
 }
 
@@ -1196,6 +1406,12 @@ int chain_check(struct chain *c, size_t i)
 ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
 		   size_t len)
 {
+	return chain_read_stream(c, i, off, buf, len, NULL);
+}
+
+ssize_t chain_read_stream(struct chain *c, size_t i, uint64_t off, void *buf,
+			  size_t len, struct chain_stream *st)
+{
 	struct layer *L;
 	int rc;
 
@@ -1208,6 +1424,8 @@ ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
 		return 0;
 	if (len > L->size - off)
 		len = (size_t)(L->size - off);
+	if (st)
+		stream_note(c, st, i, off, len);
 	rc = resolve(c, L->x, off, buf, len);
 	if (rc)
 		return rc;
@@ -1232,10 +1450,15 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 PRIu64 "\nread_errors %" PRIu64 "\ncache_hits %" PRIu64
 		 "\ncache_misses %" PRIu64 "\ncache_evictions %" PRIu64
 		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
-		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64 "\n",
+		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
+		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
+		 "\nreadahead_frames %" PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
-		 st.evictions, st.waits, st.bytes_used, st.budget, st.blocks);
+		 st.evictions, st.waits, st.bytes_used, st.budget, st.blocks,
+		 (uint64_t)atomic_load(&c->pf_jobs),
+		 (uint64_t)atomic_load(&c->pf_dropped),
+		 (uint64_t)atomic_load(&c->pf_frames));
 	return 0;
 }

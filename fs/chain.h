@@ -42,6 +42,7 @@ struct chain_opts {
 	void (*progress)(void *ctx, const char *layer, const char *what,
 			 uint64_t done, uint64_t total);
 	void *ctx;
+	int prefetch_threads;	/* frame decoders for readahead; 0 = CPUs, -1 = none */
 };
 
 struct chain_info {
@@ -61,6 +62,10 @@ struct chain_info {
 int chain_open(struct chain **out, struct store *s,
 	       const struct chain_opts *o, char *err, size_t errlen);
 void chain_free(struct chain *c);
+/* Starts the readahead threads. Call after any fork (fuse_daemonize):
+ * threads do not survive one. Without it reads work, without readahead.
+ * Returns 0 or -errno. */
+int chain_start(struct chain *c);
 
 size_t chain_count(const struct chain *c);
 /* Returns 0 or -ENOENT if i is out of range. */
@@ -80,6 +85,20 @@ int chain_check(struct chain *c, size_t i);
  */
 ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
 		   size_t len);
+
+/*
+ * Per-open read state: lets the chain see a sequential reader and decode
+ * the compressed frames ahead of it on other cores. One per open file;
+ * safe to use from several threads at once (FUSE may run reads of one
+ * open file in parallel).
+ */
+struct chain_stream;
+int chain_stream_new(struct chain_stream **out);
+void chain_stream_free(struct chain_stream *st);
+
+/* chain_read, with readahead for the stream st (may be NULL). */
+ssize_t chain_read_stream(struct chain *c, size_t i, uint64_t off, void *buf,
+			  size_t len, struct chain_stream *st);
 
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -193,9 +194,25 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	struct chain_stream *st;
+	rc = chain_stream_new(&st);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)st;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		chain_stream_free(st);	/* interrupted: no release will come */
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	chain_stream_free((struct chain_stream *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -205,7 +222,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	void *buf;
 	ssize_t r;
 
-	(void)fi;
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -215,7 +231,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = chain_read(m->chain, LAYER_OF(ino), (uint64_t)off, buf, size);
+	r = chain_read_stream(m->chain, LAYER_OF(ino), (uint64_t)off, buf, size,
+			      (struct chain_stream *)(uintptr_t)fi->fh);
 	if (r < 0)
 		fuse_reply_err(req, r == -EBADMSG ? EIO : (int)-r);
 	else
@@ -295,6 +312,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.readdir = op_readdir,
 	.open = op_open,
 	.read = op_read,
+	.release = op_release,
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

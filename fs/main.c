@@ -206,6 +206,9 @@ int main(int argc, char *argv[])
 		openlog("snapfs", LOG_PID, LOG_DAEMON);
 	fuse_daemonize(cl.foreground);
 	lc.foreground = cl.foreground;
+	if (chain_start(m.chain) < 0)
+		log_cb(&lc, CHAIN_LOG_WARN, "cannot start readahead threads: "
+		       "reading without readahead");
 
 	if (cl.singlethread) {
 		ret = fuse_session_loop(se);

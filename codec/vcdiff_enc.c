@@ -54,9 +54,10 @@
 #define BUCKET_WAYS 4
 #define DEFAULT_BUDGET ((size_t)64 << 20)
 #define DEFAULT_WIN (8u << 20)
-#define SC_SHIFT 17			/* source cache chunk: 128 KiB */
+#define SC_SHIFT 14			/* source cache chunk: 16 KiB */
 #define SC_CHUNK ((size_t)1 << SC_SHIFT)
-#define SC_SLOTS 32
+#define SC_SLOTS 256			/* 4 MiB */
+#define SC_AHEAD 8			/* chunks per read when sequential */
 #define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
 #define CONT_MIN 8			/* continuation match worth a COPY */
 #define PF 16				/* hash lookahead for prefetch (2^n) */
@@ -97,6 +98,7 @@ struct vcdiff_enc {
 	/* source cache */
 	uint8_t *sc_mem;
 	struct schunk sc[SC_SLOTS];
+	uint64_t last_miss;	/* chunk number + 1 of the last miss */
 
 	/* target window */
 	uint8_t *buf;
@@ -117,6 +119,20 @@ struct vcdiff_enc {
 	uint64_t patch_size;
 	uint64_t windows;
 };
+
+#ifdef ENC_STATS
+#include <stdio.h>
+static uint64_t st_lookups, st_cands, st_hashmatch, st_cont;
+#define STAT(x) (st_##x++)
+__attribute__((destructor)) static void stats(void)
+{
+	fprintf(stderr, "lookups %llu cands %llu hashmatch %llu cont %llu\n",
+		(unsigned long long)st_lookups, (unsigned long long)st_cands,
+		(unsigned long long)st_hashmatch, (unsigned long long)st_cont);
+}
+#else
+#define STAT(x) ((void)0)
+#endif
 
 /* --- small helpers --- */
 
@@ -220,19 +236,31 @@ static inline void put_var(struct bytes *b, uint64_t v)
 /* --- source cache --- */
 
 /* Returns the cached chunk holding source offset off, reading it if needed;
- * NULL (and e->err set) on a read error or a short source. */
+ * NULL (and e->err set) on a read error or a short source. A miss right
+ * after the previous chunk's miss reads SC_AHEAD chunks in one call (a
+ * match running along the source); any other miss reads one small chunk,
+ * so verifying a far candidate costs little. */
 static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
 {
 	uint64_t no = off >> SC_SHIFT;
-	struct schunk *c = &e->sc[no % SC_SLOTS];
+	size_t slot = (size_t)(no % SC_SLOTS);
+	struct schunk *c = &e->sc[slot];
 
 	if (c->tag == no + 1)
 		return c;
+	size_t k = 1;
+	if (e->last_miss + 1 == no + 1) {
+		k = SC_AHEAD;
+		if (slot + k > SC_SLOTS)
+			k = SC_SLOTS - slot;	/* stay contiguous */
+	}
+	e->last_miss = no + 1;
 	uint64_t start = no << SC_SHIFT;
-	size_t want = e->src_size - start < SC_CHUNK ?
-		(size_t)(e->src_size - start) : SC_CHUNK;
+	size_t want = e->src_size - start < k * SC_CHUNK ?
+		(size_t)(e->src_size - start) : k * SC_CHUNK;
 	size_t got = 0;
-	c->tag = 0;
+	for (size_t i = 0; i < k; i++)
+		e->sc[slot + i].tag = 0;
 	while (got < want) {
 		ssize_t r = e->read_src(e->src_ctx, start + got, c->data + got,
 					want - got);
@@ -246,8 +274,12 @@ static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
 		}
 		got += (size_t)r;
 	}
-	c->tag = no + 1;
-	c->len = want;
+	for (size_t i = 0; i < k && i * SC_CHUNK < want; i++) {
+		struct schunk *d = &e->sc[slot + i];
+		d->tag = no + i + 1;
+		d->len = want - i * SC_CHUNK < SC_CHUNK ?
+			 want - i * SC_CHUNK : SC_CHUNK;
+	}
 	return c;
 }
 
@@ -318,9 +350,9 @@ static size_t ext_back(struct vcdiff_enc *e, const uint8_t *t, uint64_t s,
 
 /* --- index --- */
 
-static void table_insert(struct vcdiff_enc *e, uint64_t h, uint64_t blk)
+/* m: the mixed key hash (fmix64). */
+static void table_insert(struct vcdiff_enc *e, uint64_t m, uint64_t blk)
 {
-	uint64_t m = fmix64(h);
 	uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
 	uint32_t check = (uint32_t)(m >> 32);
 
@@ -360,11 +392,23 @@ static int build_index(struct vcdiff_enc *e)
 				return -EIO;
 			got += (size_t)r;
 		}
-		for (size_t off = 0; off + KEY_LEN <= want; off += bsz) {
-			const uint8_t *k = buf + off;
-			if (key_is_constant(k))
-				continue;
-			table_insert(e, key_hash(k), (done + off) >> e->bshift);
+		/* Hash a batch of keys and prefetch their buckets before
+		 * inserting: the inserts are cache misses, overlap them. */
+		for (size_t off = 0; off + KEY_LEN <= want;) {
+			uint64_t hs[64], blk[64];
+			int nk = 0;
+			for (; nk < 64 && off + KEY_LEN <= want; off += bsz) {
+				const uint8_t *k = buf + off;
+				if (key_is_constant(k))
+					continue;
+				hs[nk] = fmix64(key_hash(k));
+				blk[nk] = (done + off) >> e->bshift;
+				__builtin_prefetch(e->tab + (hs[nk] & e->bmask) *
+						   BUCKET_WAYS, 1);
+				nk++;
+			}
+			for (int i = 0; i < nk; i++)
+				table_insert(e, hs[i], blk[i]);
 		}
 		done += want;
 		if (e->o.progress)
@@ -746,6 +790,7 @@ static int encode_buf(struct vcdiff_enc *e)
 			if (rc < 0)
 				return rc;
 			if (q) {
+				STAT(cont);
 				p = q;
 				continue;
 			}
@@ -768,6 +813,7 @@ static int encode_buf(struct vcdiff_enc *e)
 						   BUCKET_WAYS);
 				hend++;
 			}
+			STAT(lookups);
 			uint64_t m = ring[p % PF];
 			const uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
 			uint32_t check = (uint32_t)(m >> 32);
@@ -777,6 +823,7 @@ static int encode_buf(struct vcdiff_enc *e)
 					continue;
 				uint64_t src = ((bk[i] & 0xffffffffu) - 1)
 					       << e->bshift;
+				STAT(cands);
 				q = try_match(e, &ms, p, src, KEY_LEN, &rc);
 				if (rc < 0)
 					return rc;
@@ -784,6 +831,7 @@ static int encode_buf(struct vcdiff_enc *e)
 					break;
 			}
 			if (q) {
+				STAT(hashmatch);
 				p = q;
 				continue;
 			}

@@ -60,6 +60,7 @@
 #define SC_AHEAD 8			/* chunks per read when sequential */
 #define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
 #define CONT_MIN 8			/* continuation match worth a COPY */
+#define TT_BITS 16			/* target match table: 256 KiB */
 #define PF 16				/* hash lookahead for prefetch (2^n) */
 #define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
 
@@ -108,6 +109,8 @@ struct vcdiff_enc {
 	uint64_t win_abs;	/* target offset where the open window starts */
 	int64_t delta;		/* source offset - target offset of last match */
 
+	uint32_t *ttab;		/* target matching: buffer position + 1 */
+
 	/* instructions of the open window */
 	struct vcdiff_op *ins;
 	size_t nins, ins_cap;
@@ -122,10 +125,11 @@ struct vcdiff_enc {
 
 #ifdef ENC_STATS
 #include <stdio.h>
-static uint64_t st_lookups, st_cands, st_hashmatch, st_cont;
+static uint64_t st_lookups, st_cands, st_hashmatch, st_cont, st_tmatch;
 #define STAT(x) (st_##x++)
 __attribute__((destructor)) static void stats(void)
 {
+	fprintf(stderr, "tmatch %llu\n", (unsigned long long)st_tmatch);
 	fprintf(stderr, "lookups %llu cands %llu hashmatch %llu cont %llu\n",
 		(unsigned long long)st_lookups, (unsigned long long)st_cands,
 		(unsigned long long)st_hashmatch, (unsigned long long)st_cont);
@@ -508,6 +512,16 @@ static int write_all(struct vcdiff_enc *e, const void *p, size_t n)
 	return 0;
 }
 
+/* A copy's address in U = S || T of the open window. */
+static inline uint64_t u_addr(const struct vcdiff_enc *e,
+			      const struct vcdiff_op *op, uint64_t lo,
+			      uint64_t cpylen)
+{
+	if (op->kind == VCDIFF_OP_COPY_SRC)
+		return op->addr - lo;
+	return cpylen + (op->addr - e->win_abs);
+}
+
 /*
  * Writes the open window: target bytes [e->win_abs, end) whose first byte
  * is tw[0], with the instructions in e->ins. Resets the window state.
@@ -545,9 +559,9 @@ static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 			memcpy(e->data.p + e->data.len, tw + (op->tgt_off - e->win_abs),
 			       op->len);
 			e->data.len += op->len;
-			if (op->len <= 4 && nx && nx->kind == VCDIFF_OP_COPY_SRC &&
-			    nx->len <= 6) {
-				uint64_t a = nx->addr - lo, v;
+			if (op->len <= 4 && nx && nx->kind != VCDIFF_OP_ADD &&
+			    nx->kind != VCDIFF_OP_RUN && nx->len <= 6) {
+				uint64_t a = u_addr(e, nx, lo, cpylen), v;
 				uint64_t here = cpylen + (nx->tgt_off - e->win_abs);
 				int sz, m = pick_mode(ac, a, here, &v, &sz);
 				int opc = -1;
@@ -572,8 +586,8 @@ static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 			}
 			continue;
 		}
-		/* COPY from the source segment */
-		uint64_t a = op->addr - lo, v;
+		/* COPY from the source segment or from earlier in T */
+		uint64_t a = u_addr(e, op, lo, cpylen), v;
 		uint64_t here = cpylen + (op->tgt_off - e->win_abs);
 		int sz, m = pick_mode(ac, a, here, &v, &sz);
 		put_addr(&e->addr, m, v);
@@ -707,6 +721,66 @@ static int emit_copy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 	return rc;
 }
 
+/* Records a copy of len bytes at buffer position p from the earlier buffer
+ * position c (same window; may overlap p). */
+static int emit_tcopy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+		      size_t c, size_t len)
+{
+	int rc = emit_lit(e, ms, p);
+
+	if (rc < 0)
+		return rc;
+	rc = push_ins(e, VCDIFF_OP_COPY_TGT, e->buf_abs + p, e->buf_abs + c,
+		      (uint32_t)len, 0);
+	ms->lit = p + len;
+	return rc;
+}
+
+/*
+ * Target matching, for bytes the source does not have (new pages, text):
+ * a small table of the last literal position per 4-byte key, verified,
+ * extended both ways, kept only if the COPY is cheaper than the literals.
+ * Returns the end of the match, or 0.
+ */
+static size_t try_tmatch(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+			 size_t wstart, int *rc)
+{
+	const uint8_t *t = ms->t;
+	uint32_t k;
+
+	memcpy(&k, t + p, 4);
+	uint32_t hh = (k * 2654435761u) >> (32 - TT_BITS);
+	uint32_t cand = e->ttab[hh];
+	e->ttab[hh] = (uint32_t)p + 1;
+	if (cand == 0 || cand - 1 < wstart)
+		return 0;
+	size_t c = cand - 1, f = 0, max = ms->n - p;
+	while (f + 8 <= max) {
+		uint64_t x = load64(t + c + f) ^ load64(t + p + f);
+		if (x) {
+			f += (size_t)(__builtin_ctzll(x) >> 3);
+			goto fwd_done;
+		}
+		f += 8;
+	}
+	while (f < max && t[c + f] == t[p + f])
+		f++;
+fwd_done:
+	if (f < 4)
+		return 0;
+	size_t b = 0;
+	while (p - b > ms->lit && c - b > wstart && t[p - b - 1] == t[c - b - 1])
+		b++;
+	size_t len = f + b;
+	/* COPY: opcode, address (HERE: the distance), maybe the size; the
+	 * literals it replaces would also have needed an ADD opcode. */
+	int cost = 1 + vlen(p - c) + (len > 18 ? vlen(len) : 0);
+	if ((size_t)cost >= len)
+		return 0;
+	*rc = emit_tcopy(e, ms, p - b, c - b, len);
+	return p + f;
+}
+
 /*
  * Tries a match of target position p against source s (already known to
  * agree on at least `have` bytes is not assumed). Extends both ways; if the
@@ -767,6 +841,7 @@ static int encode_buf(struct vcdiff_enc *e)
 	uint64_t h = 0;		/* rolling hash of t[hend - 1, +K) */
 	int rc = 0;
 
+	memset(e->ttab, 0, sizeof(uint32_t) << TT_BITS);
 	while (p + 8 <= n) {
 		/* 1. runs */
 		uint64_t w = load64(t + p);
@@ -836,6 +911,18 @@ static int encode_buf(struct vcdiff_enc *e)
 				continue;
 			}
 		}
+		/* 4. earlier bytes of this window */
+		{
+			size_t ws = (size_t)(e->win_abs - e->buf_abs);
+			size_t q = try_tmatch(e, &ms, p, ws, &rc);
+			if (rc < 0)
+				return rc;
+			if (q) {
+				STAT(tmatch);
+				p = q;
+				continue;
+			}
+		}
 		p++;
 	}
 	if ((rc = emit_lit(e, &ms, n)) < 0)
@@ -869,7 +956,8 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 	e->out_ctx = out_ctx;
 	e->win_cap = e->o.win_size ? e->o.win_size : DEFAULT_WIN;
 	e->buf = malloc(e->win_cap);
-	if (!e->buf)
+	e->ttab = malloc(sizeof(uint32_t) << TT_BITS);
+	if (!e->buf || !e->ttab)
 		goto fail;
 
 	e->poly_out = 1;
@@ -979,6 +1067,7 @@ void vcdiff_enc_free(struct vcdiff_enc *e)
 	free(e->tab);
 	free(e->sc_mem);
 	free(e->buf);
+	free(e->ttab);
 	free(e->ins);
 	free(e->data.p);
 	free(e->inst.p);

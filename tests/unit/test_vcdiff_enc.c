@@ -288,6 +288,11 @@ static void check_ops(const struct result *r, const uint8_t *src,
 			bad = op->addr + op->len > src_n ||
 			      memcmp(src + op->addr, want, op->len);
 			break;
+		case VCDIFF_OP_COPY_TGT:	/* may overlap: compare bytewise */
+			bad = op->addr >= at;
+			for (uint32_t k = 0; k < op->len && !bad; k++)
+				bad = tgt[op->addr + k] != want[k];
+			break;
 		case VCDIFF_OP_RUN:
 			for (uint32_t k = 0; k < op->len && !bad; k++)
 				bad = want[k] != op->byte;

@@ -49,18 +49,19 @@
 
 /* --- tuning --- */
 
-#define KEY_LEN 32			/* bytes hashed per key (K) */
+#define KEY_LEN 16			/* bytes hashed per key (K) */
 #define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
 #define BUCKET_WAYS 4
 #define DEFAULT_BUDGET ((size_t)64 << 20)
 #define DEFAULT_WIN (8u << 20)
-#define SC_SHIFT 14			/* source cache chunk: 16 KiB */
+#define SC_SHIFT 12			/* source cache chunk: 4 KiB */
 #define SC_CHUNK ((size_t)1 << SC_SHIFT)
-#define SC_SLOTS 256			/* 4 MiB */
-#define SC_AHEAD 8			/* chunks per read when sequential */
+#define SC_SLOTS 1024			/* 4 MiB */
+#define SC_AHEAD 32			/* chunks per read when sequential */
 #define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
 #define CONT_MIN 8			/* continuation match worth a COPY */
-#define TT_BITS 16			/* target match table: 256 KiB */
+#define TT_BITS 16			/* target match table: 2^16 keys */
+#define TT_WAYS 4			/* positions kept per key */
 #define PF 16				/* hash lookahead for prefetch (2^n) */
 #define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
 
@@ -99,7 +100,7 @@ struct vcdiff_enc {
 	/* source cache */
 	uint8_t *sc_mem;
 	struct schunk sc[SC_SLOTS];
-	uint64_t last_miss;	/* chunk number + 1 of the last miss */
+	uint64_t seq_next;	/* chunk after the last one read */
 
 	/* target window */
 	uint8_t *buf;
@@ -241,7 +242,7 @@ static inline void put_var(struct bytes *b, uint64_t v)
 
 /* Returns the cached chunk holding source offset off, reading it if needed;
  * NULL (and e->err set) on a read error or a short source. A miss right
- * after the previous chunk's miss reads SC_AHEAD chunks in one call (a
+ * where the previous read ended reads SC_AHEAD chunks in one call (a
  * match running along the source); any other miss reads one small chunk,
  * so verifying a far candidate costs little. */
 static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
@@ -253,12 +254,12 @@ static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
 	if (c->tag == no + 1)
 		return c;
 	size_t k = 1;
-	if (e->last_miss + 1 == no + 1) {
+	if (no == e->seq_next) {
 		k = SC_AHEAD;
 		if (slot + k > SC_SLOTS)
 			k = SC_SLOTS - slot;	/* stay contiguous */
 	}
-	e->last_miss = no + 1;
+	e->seq_next = no + k;
 	uint64_t start = no << SC_SHIFT;
 	size_t want = e->src_size - start < k * SC_CHUNK ?
 		(size_t)(e->src_size - start) : k * SC_CHUNK;
@@ -750,24 +751,38 @@ static size_t try_tmatch(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 
 	memcpy(&k, t + p, 4);
 	uint32_t hh = (k * 2654435761u) >> (32 - TT_BITS);
-	uint32_t cand = e->ttab[hh];
-	e->ttab[hh] = (uint32_t)p + 1;
-	if (cand == 0 || cand - 1 < wstart)
-		return 0;
-	size_t c = cand - 1, f = 0, max = ms->n - p;
-	while (f + 8 <= max) {
-		uint64_t x = load64(t + c + f) ^ load64(t + p + f);
-		if (x) {
-			f += (size_t)(__builtin_ctzll(x) >> 3);
-			goto fwd_done;
+	uint32_t *slot = e->ttab + (size_t)hh * TT_WAYS;
+	size_t best_c = 0, f = 0, max = ms->n - p;
+	long best = 0;
+	/* The most recent TT_WAYS positions with this key; keep the longest
+	 * (ties: the nearest, whose address is cheaper). */
+	for (int w = 0; w < TT_WAYS; w++) {
+		uint32_t cand = slot[w];
+		if (cand == 0 || cand - 1 < wstart)
+			break;
+		size_t c = cand - 1, l = 0;
+		while (l + 8 <= max) {
+			uint64_t x = load64(t + c + l) ^ load64(t + p + l);
+			if (x) {
+				l += (size_t)(__builtin_ctzll(x) >> 3);
+				goto fwd_done;
+			}
+			l += 8;
 		}
-		f += 8;
-	}
-	while (f < max && t[c + f] == t[p + f])
-		f++;
+		while (l < max && t[c + l] == t[p + l])
+			l++;
 fwd_done:
+		if (l >= 4 && (long)l - vlen(p - c) > best) {
+			best = (long)l - vlen(p - c);
+			f = l;
+			best_c = c;
+		}
+	}
+	memmove(slot + 1, slot, (TT_WAYS - 1) * sizeof(*slot));
+	slot[0] = (uint32_t)p + 1;
 	if (f < 4)
 		return 0;
+	size_t c = best_c;
 	size_t b = 0;
 	while (p - b > ms->lit && c - b > wstart && t[p - b - 1] == t[c - b - 1])
 		b++;
@@ -775,7 +790,7 @@ fwd_done:
 	/* COPY: opcode, address (HERE: the distance), maybe the size; the
 	 * literals it replaces would also have needed an ADD opcode. */
 	int cost = 1 + vlen(p - c) + (len > 18 ? vlen(len) : 0);
-	if ((size_t)cost >= len)
+	if ((size_t)cost + 3 >= len)
 		return 0;
 	*rc = emit_tcopy(e, ms, p - b, c - b, len);
 	return p + f;
@@ -841,7 +856,7 @@ static int encode_buf(struct vcdiff_enc *e)
 	uint64_t h = 0;		/* rolling hash of t[hend - 1, +K) */
 	int rc = 0;
 
-	memset(e->ttab, 0, sizeof(uint32_t) << TT_BITS);
+	memset(e->ttab, 0, (sizeof(uint32_t) * TT_WAYS) << TT_BITS);
 	while (p + 8 <= n) {
 		/* 1. runs */
 		uint64_t w = load64(t + p);
@@ -956,7 +971,7 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 	e->out_ctx = out_ctx;
 	e->win_cap = e->o.win_size ? e->o.win_size : DEFAULT_WIN;
 	e->buf = malloc(e->win_cap);
-	e->ttab = malloc(sizeof(uint32_t) << TT_BITS);
+	e->ttab = malloc((sizeof(uint32_t) * TT_WAYS) << TT_BITS);
 	if (!e->buf || !e->ttab)
 		goto fail;
 

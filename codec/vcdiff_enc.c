@@ -1,0 +1,1091 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcdiff_enc: streaming VCDIFF encoder (see vcdiff_enc.h for the contract).
+ *
+ * Index. At creation the whole source is read once, sequentially, and one
+ * key per fixed-size block (block size B, a power of two >= 32, chosen so
+ * that the table fits index_budget) is put in a bucketed hash table: 4
+ * entries of 8 bytes (32-bit check | 32-bit block number + 1) per 32-byte
+ * bucket, so a lookup costs one cache line and the check bits reject almost
+ * every false candidate before any source byte is read. The key of block j
+ * is a polynomial hash of the K = 32 bytes at j*B. Constant keys are not
+ * indexed (runs are found directly), and a key already present in its
+ * bucket is not added twice (first copy wins), so zero pages or other
+ * repeated blocks cannot flood the table. Memory: the table (<= budget,
+ * default 64 MiB whatever the source size; B grows instead), one window of
+ * target plus its three sections and instruction list, and a direct-mapped
+ * cache of SC_SLOTS source chunks of SC_CHUNK bytes (4 MiB).
+ *
+ * Matching, per target window. At position p, in this order:
+ *   1. a run of >= RUN_MIN equal bytes becomes RUN;
+ *   2. "continuation": the source at p + delta, where delta is the offset
+ *      of the last match (sources and targets are mostly aligned, with
+ *      shifts); 8 equal bytes start a match;
+ *   3. the table: the rolling hash of t[p, p+K) (computed PF positions ahead
+ *      so that the bucket can be prefetched), candidates with equal check
+ *      are verified against the source.
+ * A match is extended forwards with 8-byte compares and backwards into the
+ * pending literals; the bytes left over become ADD. A match of at least
+ * B + K - 1 bytes anywhere in the source is always found, whatever the
+ * distance it moved.
+ *
+ * Windows. The target is buffered one window at a time (default 8 MiB, as
+ * xdelta3), matched, then written as header + data + inst + addr sections
+ * with the default code table (pair opcodes when they apply) and the
+ * cheapest of the SELF/HERE/NEAR/SAME address modes. The source segment is
+ * [min, max) of the window's copies; if a copy would make it 4 GiB or
+ * longer the window is cut just before that copy. Ops go to the sink after
+ * their window is written, when the patch offset of each ADD is known.
+ *
+ * Secondary compression: none (see the measurement below).
+ *
+ * One encoder per thread; no locks, no threads of its own. Never prints.
+ */
+#include "codec/vcdiff_enc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- tuning --- */
+
+#define KEY_LEN 16			/* bytes hashed per key (K) */
+#define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
+#define BUCKET_WAYS 4
+#define DEFAULT_BUDGET ((size_t)64 << 20)
+#define DEFAULT_WIN (8u << 20)
+#define SC_SHIFT 12			/* source cache chunk: 4 KiB */
+#define SC_CHUNK ((size_t)1 << SC_SHIFT)
+#define SC_SLOTS 1024			/* 4 MiB */
+#define SC_AHEAD 32			/* chunks per read when sequential */
+#define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
+#define CONT_MIN 8			/* continuation match worth a COPY */
+#define TT_BITS 16			/* target match table: 2^16 keys */
+#define TT_WAYS 4			/* positions kept per key */
+#define PF 16				/* hash lookahead for prefetch (2^n) */
+#define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
+
+/* Largest cpylen + tgtlen xdelta3 accepts (usize_t is 32 bits). */
+#define SPAN_LIMIT ((uint64_t)UINT32_MAX)
+
+#define POLY_M 0x9E3779B97F4A7C15ull
+
+struct schunk {
+	uint64_t tag;		/* chunk number + 1; 0 = empty */
+	size_t len;		/* valid bytes (short at source EOF) */
+	uint8_t *data;
+};
+
+struct bytes {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct vcdiff_enc {
+	struct vcdiff_enc_opts o;
+	uint64_t src_size;
+	vcdiff_read_fn read_src;
+	void *src_ctx;
+	vcdiff_write_fn write_out;
+	void *out_ctx;
+	int err;		/* sticky: first error seen */
+	int finished;
+
+	/* index */
+	uint64_t *tab;		/* nbuckets * BUCKET_WAYS entries */
+	uint64_t bmask;		/* nbuckets - 1 */
+	unsigned bshift;	/* log2(B) */
+	uint64_t poly_out;	/* POLY_M^(KEY_LEN-1), to roll a byte out */
+
+	/* source cache */
+	uint8_t *sc_mem;
+	struct schunk sc[SC_SLOTS];
+	uint64_t seq_next;	/* chunk after the last one read */
+
+	/* target window */
+	uint8_t *buf;
+	size_t buf_len;
+	uint32_t win_cap;
+	uint64_t buf_abs;	/* target offset of buf[0] */
+	uint64_t win_abs;	/* target offset where the open window starts */
+	int64_t delta;		/* source offset - target offset of last match */
+
+	uint32_t *ttab;		/* target matching: buffer position + 1 */
+
+	/* instructions of the open window */
+	struct vcdiff_op *ins;
+	size_t nins, ins_cap;
+	uint64_t seg_lo, seg_hi;	/* source span of its copies */
+	int have_copy;
+
+	/* sections of the window being written */
+	struct bytes data, inst, addr;
+	uint64_t patch_size;
+	uint64_t windows;
+};
+
+#ifdef ENC_STATS
+#include <stdio.h>
+static uint64_t st_lookups, st_cands, st_hashmatch, st_cont, st_tmatch;
+#define STAT(x) (st_##x++)
+__attribute__((destructor)) static void stats(void)
+{
+	fprintf(stderr, "tmatch %llu\n", (unsigned long long)st_tmatch);
+	fprintf(stderr, "lookups %llu cands %llu hashmatch %llu cont %llu\n",
+		(unsigned long long)st_lookups, (unsigned long long)st_cands,
+		(unsigned long long)st_hashmatch, (unsigned long long)st_cont);
+}
+#else
+#define STAT(x) ((void)0)
+#endif
+
+/* --- small helpers --- */
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint64_t fmix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+/* Polynomial hash sum t[i] * M^(K-1-i) over KEY_LEN bytes, 4 lanes. */
+static inline uint64_t key_hash(const uint8_t *t)
+{
+	const uint64_t m2 = POLY_M * POLY_M, m3 = m2 * POLY_M, m4 = m2 * m2;
+	uint64_t a = 0, b = 0, c = 0, d = 0;
+
+	for (int i = 0; i < KEY_LEN; i += 4) {
+		a = a * m4 + t[i];
+		b = b * m4 + t[i + 1];
+		c = c * m4 + t[i + 2];
+		d = d * m4 + t[i + 3];
+	}
+	return a * m3 + b * m2 + c * POLY_M + d;
+}
+
+static int key_is_constant(const uint8_t *t)
+{
+	uint64_t w = load64(t);
+
+	if (w != 0x0101010101010101ull * t[0])
+		return 0;
+	for (int i = 8; i < KEY_LEN; i += 8)
+		if (load64(t + i) != w)
+			return 0;
+	return 1;
+}
+
+static inline int vlen(uint64_t v)
+{
+	int n = 1;
+
+	while (v >= 128) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Minimal base-128 varint, most significant digit first; returns length. */
+static int put_varint(uint8_t *out, uint64_t v)
+{
+	uint8_t tmp[10];
+	int n = 0;
+
+	do {
+		tmp[n++] = v & 0x7f;
+		v >>= 7;
+	} while (v);
+	for (int i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i] | (i < n - 1 ? 0x80 : 0);
+	return n;
+}
+
+static int bytes_reserve(struct bytes *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	uint8_t *p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* Callers reserve first; these never fail. */
+static inline void put_byte(struct bytes *b, uint8_t v)
+{
+	b->p[b->len++] = v;
+}
+
+static inline void put_var(struct bytes *b, uint64_t v)
+{
+	b->len += put_varint(b->p + b->len, v);
+}
+
+/* --- source cache --- */
+
+/* Returns the cached chunk holding source offset off, reading it if needed;
+ * NULL (and e->err set) on a read error or a short source. A miss right
+ * where the previous read ended reads SC_AHEAD chunks in one call (a
+ * match running along the source); any other miss reads one small chunk,
+ * so verifying a far candidate costs little. */
+static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
+{
+	uint64_t no = off >> SC_SHIFT;
+	size_t slot = (size_t)(no % SC_SLOTS);
+	struct schunk *c = &e->sc[slot];
+
+	if (c->tag == no + 1)
+		return c;
+	size_t k = 1;
+	if (no == e->seq_next) {
+		k = SC_AHEAD;
+		if (slot + k > SC_SLOTS)
+			k = SC_SLOTS - slot;	/* stay contiguous */
+	}
+	e->seq_next = no + k;
+	uint64_t start = no << SC_SHIFT;
+	size_t want = e->src_size - start < k * SC_CHUNK ?
+		(size_t)(e->src_size - start) : k * SC_CHUNK;
+	size_t got = 0;
+	for (size_t i = 0; i < k; i++)
+		e->sc[slot + i].tag = 0;
+	while (got < want) {
+		ssize_t r = e->read_src(e->src_ctx, start + got, c->data + got,
+					want - got);
+		if (r < 0) {
+			e->err = (int)r;
+			return NULL;
+		}
+		if (r == 0) {
+			e->err = -EIO;	/* source shorter than declared */
+			return NULL;
+		}
+		got += (size_t)r;
+	}
+	for (size_t i = 0; i < k && i * SC_CHUNK < want; i++) {
+		struct schunk *d = &e->sc[slot + i];
+		d->tag = no + i + 1;
+		d->len = want - i * SC_CHUNK < SC_CHUNK ?
+			 want - i * SC_CHUNK : SC_CHUNK;
+	}
+	return c;
+}
+
+/* Number of equal bytes of t[0, max) and source [s, s + max), max bounded by
+ * the caller to the source size. */
+static size_t ext_fwd(struct vcdiff_enc *e, const uint8_t *t, uint64_t s,
+		      size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		struct schunk *c = src_chunk(e, s + n);
+		if (!c)
+			return 0;
+		size_t off = (size_t)((s + n) & (SC_CHUNK - 1));
+		size_t avail = c->len - off;
+		if (avail > max - n)
+			avail = max - n;
+		const uint8_t *a = t + n, *b = c->data + off;
+		size_t i = 0;
+		while (i + 8 <= avail) {
+			uint64_t x = load64(a + i) ^ load64(b + i);
+			if (x)
+				return n + i + (size_t)(__builtin_ctzll(x) >> 3);
+			i += 8;
+		}
+		while (i < avail) {
+			if (a[i] != b[i])
+				return n + i;
+			i++;
+		}
+		n += avail;
+	}
+	return n;
+}
+
+/* Number of equal bytes going backwards: t[-1] vs source[s-1], and so on,
+ * at most max (bounded by the caller to s). */
+static size_t ext_back(struct vcdiff_enc *e, const uint8_t *t, uint64_t s,
+		       size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		uint64_t last = s - n - 1;	/* source byte compared first */
+		struct schunk *c = src_chunk(e, last);
+		if (!c)
+			return 0;
+		size_t off = (size_t)(last & (SC_CHUNK - 1)) + 1;
+		size_t avail = off < max - n ? off : max - n;
+		const uint8_t *a = t - n, *b = c->data + off;
+		size_t i = 0;
+		while (i + 8 <= avail) {
+			uint64_t x = load64(a - i - 8) ^ load64(b - i - 8);
+			if (x)
+				return n + i + (size_t)(__builtin_clzll(x) >> 3);
+			i += 8;
+		}
+		while (i < avail) {
+			if (a[-(ptrdiff_t)i - 1] != b[-(ptrdiff_t)i - 1])
+				return n + i;
+			i++;
+		}
+		n += avail;
+	}
+	return n;
+}
+
+/* --- index --- */
+
+/* m: the mixed key hash (fmix64). */
+static void table_insert(struct vcdiff_enc *e, uint64_t m, uint64_t blk)
+{
+	uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
+	uint32_t check = (uint32_t)(m >> 32);
+
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		if (bk[i] == 0) {
+			bk[i] = (uint64_t)check << 32 | (blk + 1);
+			return;
+		}
+		if ((uint32_t)(bk[i] >> 32) == check)
+			return;		/* same key already indexed */
+	}
+	/* Full: spread replacements over the ways. */
+	bk[blk % BUCKET_WAYS] = (uint64_t)check << 32 | (blk + 1);
+}
+
+static int build_index(struct vcdiff_enc *e)
+{
+	size_t bsz = (size_t)1 << e->bshift;
+	uint64_t done = 0;
+	/* Read in large pieces that are a multiple of B, so no key (K <= B)
+	 * crosses a piece. The source cache memory serves as the buffer. */
+	uint8_t *buf = e->sc_mem;
+	size_t piece = INDEX_READ;
+
+	if (piece < bsz)
+		piece = bsz;	/* sc_mem is at least this large (see new) */
+	while (done < e->src_size) {
+		size_t want = e->src_size - done < piece ?
+			(size_t)(e->src_size - done) : piece;
+		size_t got = 0;
+		while (got < want) {
+			ssize_t r = e->read_src(e->src_ctx, done + got,
+						buf + got, want - got);
+			if (r < 0)
+				return (int)r;
+			if (r == 0)
+				return -EIO;
+			got += (size_t)r;
+		}
+		/* Hash a batch of keys and prefetch their buckets before
+		 * inserting: the inserts are cache misses, overlap them. */
+		for (size_t off = 0; off + KEY_LEN <= want;) {
+			uint64_t hs[64], blk[64];
+			int nk = 0;
+			for (; nk < 64 && off + KEY_LEN <= want; off += bsz) {
+				const uint8_t *k = buf + off;
+				if (key_is_constant(k))
+					continue;
+				hs[nk] = fmix64(key_hash(k));
+				blk[nk] = (done + off) >> e->bshift;
+				__builtin_prefetch(e->tab + (hs[nk] & e->bmask) *
+						   BUCKET_WAYS, 1);
+				nk++;
+			}
+			for (int i = 0; i < nk; i++)
+				table_insert(e, hs[i], blk[i]);
+		}
+		done += want;
+		if (e->o.progress)
+			e->o.progress(e->o.progress_ctx, done, e->src_size);
+	}
+	return 0;
+}
+
+/* --- instructions of the open window --- */
+
+static int push_ins(struct vcdiff_enc *e, uint8_t kind, uint64_t tgt,
+		    uint64_t addr, uint32_t len, uint8_t byte)
+{
+	if (e->nins == e->ins_cap) {
+		size_t cap = e->ins_cap ? e->ins_cap * 2 : 1024;
+		struct vcdiff_op *p = realloc(e->ins, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		e->ins = p;
+		e->ins_cap = cap;
+	}
+	struct vcdiff_op *op = &e->ins[e->nins++];
+	op->tgt_off = tgt;
+	op->addr = addr;
+	op->len = len;
+	op->kind = kind;
+	op->byte = byte;
+	return 0;
+}
+
+/* --- window output --- */
+
+struct addr_cache {
+	uint64_t near[4];
+	unsigned next;
+	uint64_t same[768];
+};
+
+/* Picks the cheapest mode for addr (U-space, here = cpylen + bytes of T so
+ * far); returns the mode, the value to write in *v and its size in *sz
+ * (SAME modes write one raw byte). */
+static int pick_mode(const struct addr_cache *ac, uint64_t addr, uint64_t here,
+		     uint64_t *v, int *sz)
+{
+	int best = 0, bsz = vlen(addr);
+	uint64_t bv = addr;
+
+	if (ac->same[addr % 768] == addr) {
+		*v = addr % 256;
+		*sz = 1;
+		return 6 + (int)((addr % 768) / 256);
+	}
+	int l = vlen(here - addr);
+	if (l < bsz) {
+		best = 1;
+		bsz = l;
+		bv = here - addr;
+	}
+	for (int i = 0; i < 4 && bsz > 1; i++) {
+		if (addr < ac->near[i])
+			continue;
+		l = vlen(addr - ac->near[i]);
+		if (l < bsz) {
+			best = 2 + i;
+			bsz = l;
+			bv = addr - ac->near[i];
+		}
+	}
+	*v = bv;
+	*sz = bsz;
+	return best;
+}
+
+static void cache_update(struct addr_cache *ac, uint64_t addr)
+{
+	ac->near[ac->next] = addr;
+	ac->next = (ac->next + 1) % 4;
+	ac->same[addr % 768] = addr;
+}
+
+static void put_addr(struct bytes *b, int mode, uint64_t v)
+{
+	if (mode >= 6)
+		put_byte(b, (uint8_t)v);
+	else
+		put_var(b, v);
+}
+
+static int write_all(struct vcdiff_enc *e, const void *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	int rc = e->write_out(e->out_ctx, p, n);
+	if (rc < 0)
+		return rc;
+	e->patch_size += n;
+	return 0;
+}
+
+/* A copy's address in U = S || T of the open window. */
+static inline uint64_t u_addr(const struct vcdiff_enc *e,
+			      const struct vcdiff_op *op, uint64_t lo,
+			      uint64_t cpylen)
+{
+	if (op->kind == VCDIFF_OP_COPY_SRC)
+		return op->addr - lo;
+	return cpylen + (op->addr - e->win_abs);
+}
+
+/*
+ * Writes the open window: target bytes [e->win_abs, end) whose first byte
+ * is tw[0], with the instructions in e->ins. Resets the window state.
+ */
+static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
+{
+	uint64_t tgtlen = end - e->win_abs;
+	uint64_t lo = e->have_copy ? e->seg_lo : 0;
+	uint64_t cpylen = e->have_copy ? e->seg_hi - e->seg_lo : 0;
+	struct addr_cache *ac = NULL;
+	int rc;
+
+	e->data.len = e->inst.len = e->addr.len = 0;
+	/* Upper bounds: data <= tgtlen + runs; inst <= 1 + 2 varints per
+	 * instruction; addr <= 10 per copy. */
+	if ((rc = bytes_reserve(&e->data, tgtlen + e->nins)) < 0 ||
+	    (rc = bytes_reserve(&e->inst, e->nins * 12 + 16)) < 0 ||
+	    (rc = bytes_reserve(&e->addr, e->nins * 10 + 16)) < 0)
+		return rc;
+	ac = calloc(1, sizeof(*ac));
+	if (!ac)
+		return -ENOMEM;
+
+	for (size_t i = 0; i < e->nins; i++) {
+		const struct vcdiff_op *op = &e->ins[i];
+		const struct vcdiff_op *nx = i + 1 < e->nins ? &e->ins[i + 1] : NULL;
+
+		if (op->kind == VCDIFF_OP_RUN) {
+			put_byte(&e->inst, 0);
+			put_var(&e->inst, op->len);
+			put_byte(&e->data, op->byte);
+			continue;
+		}
+		if (op->kind == VCDIFF_OP_ADD) {
+			memcpy(e->data.p + e->data.len, tw + (op->tgt_off - e->win_abs),
+			       op->len);
+			e->data.len += op->len;
+			if (op->len <= 4 && nx && nx->kind != VCDIFF_OP_ADD &&
+			    nx->kind != VCDIFF_OP_RUN && nx->len <= 6) {
+				uint64_t a = u_addr(e, nx, lo, cpylen), v;
+				uint64_t here = cpylen + (nx->tgt_off - e->win_abs);
+				int sz, m = pick_mode(ac, a, here, &v, &sz);
+				int opc = -1;
+				if (m <= 5 && nx->len >= 4)
+					opc = 163 + 12 * m + 3 * (op->len - 1) +
+					      (nx->len - 4);
+				else if (m >= 6 && nx->len == 4)
+					opc = 235 + 4 * (m - 6) + (op->len - 1);
+				if (opc >= 0) {
+					put_byte(&e->inst, (uint8_t)opc);
+					put_addr(&e->addr, m, v);
+					cache_update(ac, a);
+					i++;
+					continue;
+				}
+			}
+			if (op->len <= 17) {
+				put_byte(&e->inst, (uint8_t)(op->len + 1));
+			} else {
+				put_byte(&e->inst, 1);
+				put_var(&e->inst, op->len);
+			}
+			continue;
+		}
+		/* COPY from the source segment or from earlier in T */
+		uint64_t a = u_addr(e, op, lo, cpylen), v;
+		uint64_t here = cpylen + (op->tgt_off - e->win_abs);
+		int sz, m = pick_mode(ac, a, here, &v, &sz);
+		put_addr(&e->addr, m, v);
+		cache_update(ac, a);
+		if (op->len == 4 && nx && nx->kind == VCDIFF_OP_ADD &&
+		    nx->len == 1) {
+			put_byte(&e->inst, (uint8_t)(247 + m));
+			put_byte(&e->data, tw[nx->tgt_off - e->win_abs]);
+			i++;
+			continue;
+		}
+		if (op->len >= 4 && op->len <= 18) {
+			put_byte(&e->inst, (uint8_t)(19 + 16 * m + (op->len - 3)));
+		} else {
+			put_byte(&e->inst, (uint8_t)(19 + 16 * m));
+			put_var(&e->inst, op->len);
+		}
+	}
+	free(ac);
+
+	/* Header: [file header] win_ind [cpylen cpyoff] enclen tgtlen delind
+	 * datalen instlen addrlen adler32. */
+	uint8_t hdr[80];
+	size_t h = 0;
+	if (e->windows == 0) {
+		hdr[h++] = 0xD6;
+		hdr[h++] = 0xC3;
+		hdr[h++] = 0xC4;
+		hdr[h++] = 0x00;
+		hdr[h++] = 0x00;	/* no secondary, no code table, no app header */
+	}
+	hdr[h++] = (uint8_t)(VCDIFF_WIN_ADLER32 |
+			     (e->have_copy ? VCDIFF_WIN_SOURCE : 0));
+	if (e->have_copy) {
+		h += put_varint(hdr + h, cpylen);
+		h += put_varint(hdr + h, lo);
+	}
+	uint64_t enclen = (uint64_t)vlen(tgtlen) + 1 + vlen(e->data.len) +
+		vlen(e->inst.len) + vlen(e->addr.len) + 4 + e->data.len +
+		e->inst.len + e->addr.len;
+	h += put_varint(hdr + h, enclen);
+	h += put_varint(hdr + h, tgtlen);
+	hdr[h++] = 0;	/* delta indicator: no compressed sections */
+	h += put_varint(hdr + h, e->data.len);
+	h += put_varint(hdr + h, e->inst.len);
+	h += put_varint(hdr + h, e->addr.len);
+	uint32_t ad = vcdiff_adler32(1, tw, (size_t)tgtlen);
+	hdr[h++] = (uint8_t)(ad >> 24);
+	hdr[h++] = (uint8_t)(ad >> 16);
+	hdr[h++] = (uint8_t)(ad >> 8);
+	hdr[h++] = (uint8_t)ad;
+
+	uint64_t data_off = e->patch_size + h;
+	if ((rc = write_all(e, hdr, h)) < 0 ||
+	    (rc = write_all(e, e->data.p, e->data.len)) < 0 ||
+	    (rc = write_all(e, e->inst.p, e->inst.len)) < 0 ||
+	    (rc = write_all(e, e->addr.p, e->addr.len)) < 0)
+		return rc;
+	e->windows++;
+
+	if (e->o.on_op) {
+		uint64_t d = data_off;
+		for (size_t i = 0; i < e->nins; i++) {
+			struct vcdiff_op op = e->ins[i];
+			if (op.kind == VCDIFF_OP_ADD) {
+				op.addr = d;
+				d += op.len;
+			} else if (op.kind == VCDIFF_OP_RUN) {
+				op.addr = 0;
+				d++;
+			}
+			if ((rc = e->o.on_op(e->o.op_ctx, &op)) < 0)
+				return rc;
+		}
+	}
+	e->nins = 0;
+	e->have_copy = 0;
+	e->win_abs = end;
+	return 0;
+}
+
+/* --- matching --- */
+
+struct mstate {
+	const uint8_t *t;	/* the buffer */
+	size_t n;		/* bytes in it */
+	size_t lit;		/* first pending literal */
+};
+
+static int emit_lit(struct vcdiff_enc *e, struct mstate *ms, size_t upto)
+{
+	if (upto <= ms->lit)
+		return 0;
+	int rc = push_ins(e, VCDIFF_OP_ADD, e->buf_abs + ms->lit, 0,
+			  (uint32_t)(upto - ms->lit), 0);
+	ms->lit = upto;
+	return rc;
+}
+
+/* Records a source copy of len bytes at buffer position p from source s,
+ * cutting the window first if the segment would reach 4 GiB. */
+static int emit_copy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+		     uint64_t s, size_t len)
+{
+	int rc = emit_lit(e, ms, p);
+
+	if (rc < 0)
+		return rc;
+	if (e->have_copy) {
+		uint64_t lo = s < e->seg_lo ? s : e->seg_lo;
+		uint64_t hi = s + len > e->seg_hi ? s + len : e->seg_hi;
+		if (hi - lo > SPAN_LIMIT - e->win_cap) {
+			uint64_t end = e->buf_abs + p;
+			rc = flush_window(e, ms->t + (e->win_abs - e->buf_abs), end);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (!e->have_copy) {
+		e->have_copy = 1;
+		e->seg_lo = s;
+		e->seg_hi = s + len;
+	} else {
+		if (s < e->seg_lo)
+			e->seg_lo = s;
+		if (s + len > e->seg_hi)
+			e->seg_hi = s + len;
+	}
+	rc = push_ins(e, VCDIFF_OP_COPY_SRC, e->buf_abs + p, s, (uint32_t)len, 0);
+	ms->lit = p + len;
+	return rc;
+}
+
+/* Records a copy of len bytes at buffer position p from the earlier buffer
+ * position c (same window; may overlap p). */
+static int emit_tcopy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+		      size_t c, size_t len)
+{
+	int rc = emit_lit(e, ms, p);
+
+	if (rc < 0)
+		return rc;
+	rc = push_ins(e, VCDIFF_OP_COPY_TGT, e->buf_abs + p, e->buf_abs + c,
+		      (uint32_t)len, 0);
+	ms->lit = p + len;
+	return rc;
+}
+
+/*
+ * Target matching, for bytes the source does not have (new pages, text):
+ * a small table of the last literal position per 4-byte key, verified,
+ * extended both ways, kept only if the COPY is cheaper than the literals.
+ * Returns the end of the match, or 0.
+ */
+static size_t try_tmatch(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+			 size_t wstart, int *rc)
+{
+	const uint8_t *t = ms->t;
+	uint32_t k;
+
+	memcpy(&k, t + p, 4);
+	uint32_t hh = (k * 2654435761u) >> (32 - TT_BITS);
+	uint32_t *slot = e->ttab + (size_t)hh * TT_WAYS;
+	size_t best_c = 0, f = 0, max = ms->n - p;
+	long best = 0;
+	/* The most recent TT_WAYS positions with this key; keep the longest
+	 * (ties: the nearest, whose address is cheaper). */
+	for (int w = 0; w < TT_WAYS; w++) {
+		uint32_t cand = slot[w];
+		if (cand == 0 || cand - 1 < wstart)
+			break;
+		size_t c = cand - 1, l = 0;
+		while (l + 8 <= max) {
+			uint64_t x = load64(t + c + l) ^ load64(t + p + l);
+			if (x) {
+				l += (size_t)(__builtin_ctzll(x) >> 3);
+				goto fwd_done;
+			}
+			l += 8;
+		}
+		while (l < max && t[c + l] == t[p + l])
+			l++;
+fwd_done:
+		if (l >= 4 && (long)l - vlen(p - c) > best) {
+			best = (long)l - vlen(p - c);
+			f = l;
+			best_c = c;
+		}
+	}
+	memmove(slot + 1, slot, (TT_WAYS - 1) * sizeof(*slot));
+	slot[0] = (uint32_t)p + 1;
+	if (f < 4)
+		return 0;
+	size_t c = best_c;
+	size_t b = 0;
+	while (p - b > ms->lit && c - b > wstart && t[p - b - 1] == t[c - b - 1])
+		b++;
+	size_t len = f + b;
+	/* COPY: opcode, address (HERE: the distance), maybe the size; the
+	 * literals it replaces would also have needed an ADD opcode. */
+	int cost = 1 + vlen(p - c) + (len > 18 ? vlen(len) : 0);
+	if ((size_t)cost + 3 >= len)
+		return 0;
+	*rc = emit_tcopy(e, ms, p - b, c - b, len);
+	return p + f;
+}
+
+/*
+ * Tries a match of target position p against source s (already known to
+ * agree on at least `have` bytes is not assumed). Extends both ways; if the
+ * result reaches min_len, emits it and returns its end; else returns 0.
+ */
+static size_t try_match(struct vcdiff_enc *e, struct mstate *ms, size_t p,
+			uint64_t s, size_t min_len, int *rc)
+{
+	size_t maxf = ms->n - p;
+
+	if (s >= e->src_size)
+		return 0;
+	if (maxf > e->src_size - s)
+		maxf = (size_t)(e->src_size - s);
+	size_t f = ext_fwd(e, ms->t + p, s, maxf);
+	if (e->err) {
+		*rc = e->err;
+		return 0;
+	}
+	if (f == 0)
+		return 0;
+	size_t maxb = p - ms->lit;
+	if (maxb > s)
+		maxb = (size_t)s;
+	size_t b = maxb ? ext_back(e, ms->t + p, s, maxb) : 0;
+	if (e->err) {
+		*rc = e->err;
+		return 0;
+	}
+	if (f + b < min_len)
+		return 0;
+	*rc = emit_copy(e, ms, p - b, s - b, f + b);
+	e->delta = (int64_t)(s - (e->buf_abs + p));
+	return p + f;
+}
+
+static size_t run_len(const uint8_t *t, size_t p, size_t n)
+{
+	uint64_t w = 0x0101010101010101ull * t[p];
+	size_t q = p;
+
+	while (q + 8 <= n && load64(t + q) == w)
+		q += 8;
+	while (q < n && t[q] == t[p])
+		q++;
+	return q - p;
+}
+
+/* Matches buffer bytes [0, n) (e->buf, target offset e->buf_abs) and writes
+ * every window that completes; the last one ends at the buffer's end. */
+static int encode_buf(struct vcdiff_enc *e)
+{
+	struct mstate ms = { .t = e->buf, .n = e->buf_len, .lit = 0 };
+	const uint8_t *t = e->buf;
+	size_t n = e->buf_len, p = 0;
+	uint64_t ring[PF];
+	size_t hend = 0;	/* ring holds hashes of [hend - PF, hend) */
+	uint64_t h = 0;		/* rolling hash of t[hend - 1, +K) */
+	int rc = 0;
+
+	memset(e->ttab, 0, (sizeof(uint32_t) * TT_WAYS) << TT_BITS);
+	while (p + 8 <= n) {
+		/* 1. runs */
+		uint64_t w = load64(t + p);
+		if (w == 0x0101010101010101ull * t[p]) {
+			size_t r = run_len(t, p, n);
+			if (r >= RUN_MIN) {
+				if ((rc = emit_lit(e, &ms, p)) < 0 ||
+				    (rc = push_ins(e, VCDIFF_OP_RUN,
+						   e->buf_abs + p, 0,
+						   (uint32_t)r, t[p])) < 0)
+					return rc;
+				p += r;
+				ms.lit = p;
+				continue;
+			}
+		}
+		/* 2. continuation of the last match */
+		int64_t s = (int64_t)(e->buf_abs + p) + e->delta;
+		if (s >= 0 && (uint64_t)s + 8 <= e->src_size) {
+			size_t q = try_match(e, &ms, p, (uint64_t)s, CONT_MIN, &rc);
+			if (rc < 0)
+				return rc;
+			if (q) {
+				STAT(cont);
+				p = q;
+				continue;
+			}
+		}
+		/* 3. the index */
+		if (p + KEY_LEN <= n && e->tab) {
+			if (p >= hend || p + PF < hend) {
+				h = key_hash(t + p);
+				ring[p % PF] = fmix64(h);
+				__builtin_prefetch(e->tab + (ring[p % PF] & e->bmask) *
+						   BUCKET_WAYS);
+				hend = p + 1;
+			}
+			while (hend < p + PF && hend + KEY_LEN <= n) {
+				h = (h - t[hend - 1] * e->poly_out) * POLY_M +
+				    t[hend - 1 + KEY_LEN];
+				uint64_t m = fmix64(h);
+				ring[hend % PF] = m;
+				__builtin_prefetch(e->tab + (m & e->bmask) *
+						   BUCKET_WAYS);
+				hend++;
+			}
+			STAT(lookups);
+			uint64_t m = ring[p % PF];
+			const uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
+			uint32_t check = (uint32_t)(m >> 32);
+			size_t q = 0;
+			for (int i = 0; i < BUCKET_WAYS && bk[i]; i++) {
+				if ((uint32_t)(bk[i] >> 32) != check)
+					continue;
+				uint64_t src = ((bk[i] & 0xffffffffu) - 1)
+					       << e->bshift;
+				STAT(cands);
+				q = try_match(e, &ms, p, src, KEY_LEN, &rc);
+				if (rc < 0)
+					return rc;
+				if (q)
+					break;
+			}
+			if (q) {
+				STAT(hashmatch);
+				p = q;
+				continue;
+			}
+		}
+		/* 4. earlier bytes of this window */
+		{
+			size_t ws = (size_t)(e->win_abs - e->buf_abs);
+			size_t q = try_tmatch(e, &ms, p, ws, &rc);
+			if (rc < 0)
+				return rc;
+			if (q) {
+				STAT(tmatch);
+				p = q;
+				continue;
+			}
+		}
+		p++;
+	}
+	if ((rc = emit_lit(e, &ms, n)) < 0)
+		return rc;
+	return flush_window(e, t + (e->win_abs - e->buf_abs), e->buf_abs + n);
+}
+
+/* --- API --- */
+
+int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
+		   uint64_t src_size, vcdiff_read_fn read_src, void *src_ctx,
+		   vcdiff_write_fn write_out, void *out_ctx)
+{
+	struct vcdiff_enc *e;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!write_out || (src_size && !read_src))
+		return -EINVAL;
+	if (o && o->win_size > VCDIFF_WIN_MAX)
+		return -EINVAL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	if (o)
+		e->o = *o;
+	e->src_size = src_size;
+	e->read_src = read_src;
+	e->src_ctx = src_ctx;
+	e->write_out = write_out;
+	e->out_ctx = out_ctx;
+	e->win_cap = e->o.win_size ? e->o.win_size : DEFAULT_WIN;
+	e->buf = malloc(e->win_cap);
+	e->ttab = malloc((sizeof(uint32_t) * TT_WAYS) << TT_BITS);
+	if (!e->buf || !e->ttab)
+		goto fail;
+
+	e->poly_out = 1;
+	for (int i = 0; i < KEY_LEN - 1; i++)
+		e->poly_out *= POLY_M;
+
+	if (src_size >= KEY_LEN) {
+		size_t budget = e->o.index_budget ? e->o.index_budget :
+				DEFAULT_BUDGET;
+		uint64_t nb = 1;	/* buckets: a power of two */
+		/* Entries hold a 32-bit block number + 1: at most 2^31. */
+		while (nb * 2 * BUCKET_WAYS * sizeof(uint64_t) <= budget &&
+		       nb * 2 * BUCKET_WAYS <= ((uint64_t)1 << 31))
+			nb *= 2;
+		/* Smallest B such that the blocks fit the table's entries. */
+		e->bshift = MIN_BLOCK_SHIFT;
+		while ((src_size >> e->bshift) > nb * BUCKET_WAYS)
+			e->bshift++;
+		/* Shrink the table for small sources: load >= 1/4. */
+		uint64_t nblk = (src_size >> e->bshift) + 1;
+		while (nb > 1 && nb / 2 * BUCKET_WAYS >= 2 * nblk)
+			nb /= 2;
+		e->bmask = nb - 1;
+		e->tab = calloc(nb * BUCKET_WAYS, sizeof(uint64_t));
+		if (!e->tab)
+			goto fail;
+	}
+	/* Source cache; also the read buffer while indexing. */
+	size_t scm = SC_CHUNK * SC_SLOTS;
+	size_t bsz = (size_t)1 << e->bshift;
+	if (scm < INDEX_READ)
+		scm = INDEX_READ;
+	if (scm < bsz)
+		scm = bsz;
+	e->sc_mem = malloc(scm);
+	if (!e->sc_mem)
+		goto fail;
+	for (int i = 0; i < SC_SLOTS; i++)
+		e->sc[i].data = e->sc_mem + (size_t)i * SC_CHUNK;
+	if (e->tab && (rc = build_index(e)) < 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	vcdiff_enc_free(e);
+	return rc;
+}
+
+int vcdiff_enc_write(struct vcdiff_enc *e, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	if (e->err)
+		return e->err;
+	if (e->finished)
+		return -EINVAL;
+	while (len > 0) {
+		size_t n = e->win_cap - e->buf_len;
+		if (n > len)
+			n = len;
+		memcpy(e->buf + e->buf_len, p, n);
+		e->buf_len += n;
+		p += n;
+		len -= n;
+		if (e->buf_len == e->win_cap) {
+			int rc = encode_buf(e);
+			if (rc < 0)
+				return e->err = rc;
+			e->buf_abs += e->buf_len;
+			e->buf_len = 0;
+		}
+	}
+	return 0;
+}
+
+int vcdiff_enc_finish(struct vcdiff_enc *e)
+{
+	if (e->err)
+		return e->err;
+	if (e->finished)
+		return 0;
+	if (e->buf_len > 0 || e->windows == 0) {
+		int rc = encode_buf(e);
+		if (rc < 0)
+			return e->err = rc;
+		e->buf_abs += e->buf_len;
+		e->buf_len = 0;
+	}
+	e->finished = 1;
+	return 0;
+}
+
+uint64_t vcdiff_enc_patch_size(const struct vcdiff_enc *e)
+{
+	return e->patch_size;
+}
+
+uint64_t vcdiff_enc_target_size(const struct vcdiff_enc *e)
+{
+	return e->buf_abs + e->buf_len;
+}
+
+void vcdiff_enc_free(struct vcdiff_enc *e)
+{
+	if (!e)
+		return;
+	free(e->tab);
+	free(e->sc_mem);
+	free(e->buf);
+	free(e->ttab);
+	free(e->ins);
+	free(e->data.p);
+	free(e->inst.p);
+	free(e->addr.p);
+	free(e);
+}

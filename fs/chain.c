@@ -1122,8 +1122,23 @@ static int layer_open(struct chain *c, size_t j, char *err, size_t errlen)
 	if (L->damage[0])
 		logf_(c, CHAIN_LOG_ERR, "%s: %s; reads of it fail with EIO",
 		      L->name, L->damage);
+	/* The store may move its layer array (store_append): keep only
+	 * what stays put (the name and fds). */
+	L->sl = NULL;
 	atomic_store(&c->n, j + 1);
 	return 0;
+}
+
+int chain_append(struct chain *c, char *err, size_t errlen)
+{
+	size_t j = chain_count(c);
+
+	if (j + 1 != store_count(c->s)) {
+		say(err, errlen, "internal: store has %zu layers, chain %zu",
+		    store_count(c->s), j);
+		return -EINVAL;
+	}
+	return layer_open(c, j, err, errlen);
 }
 
 /* Decodes into the cache every zstd frame [off, off+len) of layer i uses. */

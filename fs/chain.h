@@ -67,6 +67,14 @@ void chain_free(struct chain *c);
  * Returns 0 or -errno. */
 int chain_start(struct chain *c);
 
+/*
+ * Opens the layer store_append() just added on top (indexing it like any
+ * other, adler32 checked) and publishes it to readers last. The caller
+ * serialises appends. Returns 0 (the layer may still be damaged: see
+ * chain_info) or -errno with a message.
+ */
+int chain_append(struct chain *c, char *err, size_t errlen);
+
 size_t chain_count(const struct chain *c);
 /* Returns 0 or -ENOENT if i is out of range. */
 int chain_info(const struct chain *c, size_t i, struct chain_info *inf);

@@ -12,9 +12,11 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ROOT_INO FUSE_ROOT_ID
@@ -27,6 +29,39 @@
 static struct snapfs_mount *M(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* fi->fh: a reader's readahead stream, or the mark of the write handle. */
+struct handle {
+	int writer;
+	struct chain_stream *st;
+};
+
+static struct handle *H(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* Attributes of the snapshot being written: growing, not cached. */
+static void pending_stat(struct snapfs_mount *m, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = m->w_ino;
+	st->st_mode = S_IFREG | 0644;
+	st->st_nlink = 1;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_size = (off_t)writer_size(m->w);
+	st->st_blksize = BLKSIZE;
+	clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+	st->st_ctim = st->st_atim = st->st_mtim;
+}
+
+/* Waits while a finished writer commits (caller holds m->lock). */
+static void wait_commit(struct snapfs_mount *m)
+{
+	while (m->w && m->w_committing)
+		pthread_cond_wait(&m->changed, &m->lock);
 }
 
 static int layer_stat(struct snapfs_mount *m, size_t i, struct stat *st)
@@ -75,6 +110,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_write = BLKSIZE;
 	conn->max_readahead = BLKSIZE;
 	conn->want |= FUSE_CAP_ASYNC_READ;
+	/* Otherwise every write asks for security.capability first. */
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
@@ -91,6 +129,16 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	i = chain_lookup(m->chain, name);
 	if (i < 0) {
+		pthread_mutex_lock(&m->lock);
+		if (m->w && !strcmp(writer_name(m->w), name)) {
+			memset(&e, 0, sizeof(e));
+			pending_stat(m, &e.attr);
+			e.ino = e.attr.st_ino;
+			pthread_mutex_unlock(&m->lock);
+			fuse_reply_entry(req, &e);
+			return;
+		}
+		pthread_mutex_unlock(&m->lock);
 		/* Negative entries may be cached only briefly: writes add
 		 * names. */
 		memset(&e, 0, sizeof(e));
@@ -119,6 +167,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	if (layer_stat(m, LAYER_OF(ino), &st)) {
+		pthread_mutex_lock(&m->lock);
+		if (m->w && ino == m->w_ino) {
+			pending_stat(m, &st);
+			pthread_mutex_unlock(&m->lock);
+			fuse_reply_attr(req, &st, 0);
+			return;
+		}
+		pthread_mutex_unlock(&m->lock);
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -144,6 +200,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	char *buf = malloc(size ? size : 1);
 	size_t used = 0, n = chain_count(m->chain);
 	struct stat st;
+	char pending[256] = "";
+	uint64_t pending_ino = 0;
 
 	(void)fi;
 	(void)ino;
@@ -151,7 +209,13 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t k = (size_t)off; k < n + 2; k++) {
+	pthread_mutex_lock(&m->lock);
+	if (m->w && m->w_ino == INO_OF(n)) {
+		snprintf(pending, sizeof(pending), "%s", writer_name(m->w));
+		pending_ino = m->w_ino;
+	}
+	pthread_mutex_unlock(&m->lock);
+	for (size_t k = (size_t)off; k < n + 2 + (pending[0] != 0); k++) {
 		const char *name;
 		struct chain_info inf;
 
@@ -160,6 +224,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			name = k == 0 ? "." : "..";
 			st.st_ino = ROOT_INO;
 			st.st_mode = S_IFDIR;
+		} else if (k == n + 2) {
+			name = pending;
+			st.st_ino = pending_ino;
+			st.st_mode = S_IFREG;
 		} else {
 			chain_info(m->chain, k - 2, &inf);
 			name = inf.name;
@@ -184,6 +252,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
+	if (LAYER_OF(ino) >= chain_count(m->chain)) {
+		/* The snapshot being written: readable once committed. */
+		pthread_mutex_lock(&m->lock);
+		int busy = m->w && ino == m->w_ino && m->w_opens > 0;
+		if (!busy)
+			wait_commit(m);
+		pthread_mutex_unlock(&m->lock);
+		if (busy) {
+			fuse_reply_err(req, EBUSY);
+			return;
+		}
+	}
 	int rc = chain_check(m->chain, LAYER_OF(ino));
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -194,24 +274,192 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	struct chain_stream *st;
-	rc = chain_stream_new(&st);
+	struct handle *h = calloc(1, sizeof(*h));
+	rc = h ? chain_stream_new(&h->st) : -ENOMEM;
 	if (rc) {
+		free(h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)st;
+	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		chain_stream_free(st);	/* interrupted: no release will come */
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* interrupted: no release will come */
+		chain_stream_free(h->st);
+		free(h);
+	}
+}
+
+static void log_msg(const char *msg)
+{
+	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
+}
+
+/*
+ * A new snapshot. One at a time: the chain grows in a line. A create that
+ * arrives while the previous snapshot commits waits for it (saves done
+ * back to back); one that arrives while it is still open gets EBUSY.
+ */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	struct fuse_entry_param e;
+	struct handle *h;
+	char err[1024];
+	int rc;
+
+	(void)mode;
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (strlen(name) > 200) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->writer = 1;
+	pthread_mutex_lock(&m->lock);
+	wait_commit(m);
+	if (m->w) {
+		pthread_mutex_unlock(&m->lock);
+		free(h);
+		fuse_reply_err(req, EBUSY);
+		return;
+	}
+	rc = writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
+	if (rc) {
+		pthread_mutex_unlock(&m->lock);
+		free(h);
+		if (rc != -EEXIST)
+			log_msg(err);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	m->w_ino = INO_OF(chain_count(m->chain));
+	m->w_opens = 1;
+	memset(&e, 0, sizeof(e));
+	pending_stat(m, &e.attr);
+	e.ino = e.attr.st_ino;
+	pthread_mutex_unlock(&m->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 0;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		pthread_mutex_lock(&m->lock);
+		writer_free(m->w);
+		m->w = NULL;
+		m->w_opens = 0;
+		pthread_cond_broadcast(&m->changed);
+		pthread_mutex_unlock(&m->lock);
+		free(h);
+	}
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	int rc;
+
+	(void)ino;
+	if (!H(fi) || !H(fi)->writer || off < 0) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	rc = m->w ? writer_write(m->w, (uint64_t)off, buf, size) : -EBADF;
+	pthread_mutex_unlock(&m->lock);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Truncation of the file being written (dd seek=, cp's ftruncate); mode
+ * and time changes are accepted and ignored: snapshots are 0444. */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	struct stat st;
+	int rc = 0;
+
+	(void)fi;
+	pthread_mutex_lock(&m->lock);
+	if (m->w && ino == m->w_ino && !m->w_committing) {
+		if (to_set & FUSE_SET_ATTR_SIZE)
+			rc = writer_truncate(m->w, (uint64_t)attr->st_size);
+		pending_stat(m, &st);
+		pthread_mutex_unlock(&m->lock);
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (ino == ROOT_INO || layer_stat(m, LAYER_OF(ino), &st)) {
+		fuse_reply_err(req, ino == ROOT_INO ? EPERM : ENOENT);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	/* The commit protocol makes a snapshot durable when it appears;
+	 * before that there is nothing a reader could lose. */
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	struct snapfs_mount *m = M(req);
+	struct handle *h = H(fi);
+	char err[1024];
+
 	(void)ino;
-	chain_stream_free((struct chain_stream *)(uintptr_t)fi->fh);
+	if (!h->writer) {
+		chain_stream_free(h->st);
+		free(h);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	free(h);
+	/* The kernel does not wait for this reply: commit, then answer. */
+	pthread_mutex_lock(&m->lock);
+	if (--m->w_opens > 0 || !m->w) {
+		pthread_mutex_unlock(&m->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	m->w_committing = 1;
+	struct writer *w = m->w;
+	pthread_mutex_unlock(&m->lock);
+	int rc = writer_commit(w, err, sizeof(err));
+	if (rc)
+		log_msg(err);
+	pthread_mutex_lock(&m->lock);
+	writer_free(w);
+	m->w = NULL;
+	m->w_committing = 0;
+	pthread_cond_broadcast(&m->changed);
+	pthread_mutex_unlock(&m->lock);
 	fuse_reply_err(req, 0);
 }
 
@@ -232,7 +480,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	r = chain_read_stream(m->chain, LAYER_OF(ino), (uint64_t)off, buf, size,
-			      (struct chain_stream *)(uintptr_t)fi->fh);
+			      H(fi) ? H(fi)->st : NULL);
 	if (r < 0)
 		fuse_reply_err(req, r == -EBADMSG ? EIO : (int)-r);
 	else
@@ -313,6 +561,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.release = op_release,
+	.create = op_create,
+	.write = op_write,
+	.setattr = op_setattr,
+	.fsync = op_fsync,
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

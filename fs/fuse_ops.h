@@ -11,10 +11,13 @@
 #ifndef SNAPFS_FS_FUSE_OPS_H
 #define SNAPFS_FS_FUSE_OPS_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fs/chain.h"
 #include "fs/store.h"
+#include "fs/writer.h"
 
 struct fuse_lowlevel_ops;
 
@@ -24,6 +27,16 @@ struct snapfs_mount {
 	struct store *store;
 	struct chain *chain;
 	double timeout;		/* entry/attr cache timeout, seconds */
+	/*
+	 * The snapshot being written, if any. Lock order: lock, then
+	 * whatever the writer and chain take inside.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;	/* signalled when w goes away */
+	struct writer *w;	/* protected by lock */
+	unsigned w_opens;	/* protected by lock: open write handles */
+	int w_committing;	/* protected by lock */
+	uint64_t w_ino;		/* protected by lock: its inode */
 };
 
 const struct fuse_lowlevel_ops *fuse_ops_table(void);

@@ -140,7 +140,11 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cl;
 	struct opts o = { 0 };
 	struct log_ctx lc = { 0 };
-	struct snapfs_mount m = { .timeout = 3600.0 };
+	struct snapfs_mount m = {
+		.timeout = 3600.0,
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.changed = PTHREAD_COND_INITIALIZER,
+	};
 	struct chain_opts co = { 0 };
 	struct fuse_session *se;
 	struct fuse_loop_config *lcfg = NULL;
@@ -233,6 +237,7 @@ out5:
 out4:
 	fuse_session_destroy(se);
 out3:
+	writer_free(m.w);	/* an unfinished snapshot is abandoned */
 	chain_free(m.chain);
 out2:
 	store_free(m.store);

@@ -75,6 +75,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uint8_t *x = malloc((size_t)maxlen), *y = malloc((size_t)maxlen);
+	int rc = 0;
 	if (!x || !y)
 		return 2;
 	for (long i = 0; i < count && sa.st_size > 0; i++) {
@@ -89,14 +90,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rangecmp: read at %llu+%zu: %s\n",
 				(unsigned long long)off, len,
 				strerror((int)-(ra < 0 ? ra : rb)));
-			return 1;
+			rc = 1;
+			break;
 		}
 		if (ra != rb || memcmp(x, y, (size_t)ra)) {
 			fprintf(stderr, "rangecmp: range %llu+%zu differs\n",
 				(unsigned long long)off, len);
-			return 1;
+			rc = 1;
+			break;
 		}
 	}
-	printf("rangecmp: %ld ranges equal\n", count);
-	return 0;
+	if (!rc)
+		printf("rangecmp: %ld ranges equal\n", count);
+	free(x);
+	free(y);
+	close(a);
+	close(b);
+	return rc;
 }

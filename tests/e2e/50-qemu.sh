@@ -1,0 +1,279 @@
+#!/bin/sh
+# 50-qemu.sh: real QEMU save/restore through a snapshot directory.
+#
+# Boots a tiny Linux guest (the distribution's cloud kernel and an initramfs
+# built here with busybox-static and tests/qemu/workload.c) that keeps
+# rewriting part of its RAM and checks it against checksums it keeps in RAM,
+# printing "snapwork counter=N verify=ok" once a second on its serial port.
+# Saves SNAPS state files with contrib/snapfs-qemu-save while the counter
+# advances, restores every one of them in a fresh QEMU with
+# contrib/snapfs-qemu-restore (-incoming "exec:cat FILE"), and checks that
+# each restored guest continues from its own counter (not from zero, not
+# from another snapshot's) and keeps printing verify=ok.
+#
+# Where the state files go:
+#   SNAPFS_MOUNT_CMD unset: a plain directory STORE (today's baseline).
+#   SNAPFS_MOUNT_CMD set:   "$SNAPFS_MOUNT_CMD STORE MOUNTDIR" is started in
+#                           the background (e.g. SNAPFS_MOUNT_CMD="build/snapfs -f"),
+#                           snapshots are saved and restored through MOUNTDIR,
+#                           and bytes written are compared with du of STORE.
+# Other knobs (environment):
+#   SNAPFS_QEMU_ACCEL   kvm or tcg (default: kvm only if /dev/kvm is usable
+#                       and is not the PVM layer, which cannot run a stock
+#                       guest kernel; otherwise tcg)
+#   SNAPFS_QEMU_MEM     guest RAM in MiB (default 320)
+#   SNAPFS_QEMU_WORK_MB RAM the workload fills, MiB (default 192)
+#   SNAPFS_QEMU_SNAPS   number of snapshots (default 4)
+#   SNAPFS_QEMU_GAP     seconds of guest run time between snapshots (default 3)
+#   SNAPFS_QEMU_KEEP    directory to copy the state files and logs into
+#   SNAPFS_KEEP_WORKDIR=1  do not delete the work directory
+# Prints "ok ..." / "not ok ..." per check and ends with "N passed, M failed".
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+
+MEM=${SNAPFS_QEMU_MEM:-320}
+WORK_MB=${SNAPFS_QEMU_WORK_MB:-192}
+SNAPS=${SNAPFS_QEMU_SNAPS:-4}
+GAP=${SNAPFS_QEMU_GAP:-3}
+QMP="python3 $top/tests/qemu/qmp.py"
+SAVE=$top/contrib/snapfs-qemu-save
+RESTORE=$top/contrib/snapfs-qemu-restore
+
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok $pass - $*"; }
+notok() { fail=$((fail + 1)); echo "not ok - $*"; }
+finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ] && exit 0; exit 1; }
+
+sh contrib/deps.sh qemu
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/snapfs-e2e-qemu.XXXXXX")
+qpids=""        # QEMU (or restore helper) processes we started
+mount_pid=""; mounted=""
+cleanup() {
+	set +e
+	for p in $qpids; do kill "$p" 2>/dev/null; done
+	for p in $qpids; do wait "$p" 2>/dev/null; done
+	if [ -n "$mounted" ]; then
+		fusermount3 -u "$mounted" 2>/dev/null || umount -l "$mounted" 2>/dev/null
+	fi
+	if [ -n "$mount_pid" ]; then
+		kill "$mount_pid" 2>/dev/null; wait "$mount_pid" 2>/dev/null
+	fi
+	if [ "${SNAPFS_KEEP_WORKDIR:-0}" = 1 ]; then
+		echo "# work directory kept: $workdir"
+	else
+		rm -rf "$workdir"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_start=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t_start )); }
+
+# --- the guest -------------------------------------------------------------
+kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)
+[ -n "$kernel" ] || kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$kernel" ] || [ ! -r "$kernel" ]; then
+	notok "no readable guest kernel in /boot (sh contrib/deps.sh qemu)"; finish
+fi
+if initrd=$(sh tests/qemu/mkinitramfs.sh "$workdir/guest" 2>"$workdir/mkinitramfs.err"); then
+	ok "built workload and initramfs ($(wc -c <"$initrd") bytes), kernel $kernel"
+else
+	cat "$workdir/mkinitramfs.err"; notok "build workload/initramfs"; finish
+fi
+
+accel=${SNAPFS_QEMU_ACCEL:-}
+if [ -z "$accel" ]; then
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ ! -d /sys/module/kvm_pvm ]; then
+		accel=kvm
+	else
+		accel=tcg
+	fi
+fi
+
+# The QEMU command line shared by the saved VM and every restored one; only
+# the serial log and the QMP socket differ (a restore needs the same
+# machine, memory, kernel and initrd).
+set -- qemu-system-x86_64 -accel "$accel" -m "$MEM" -smp 1 \
+	-nodefaults -no-user-config -display none \
+	-kernel "$kernel" -initrd "$initrd" \
+	-append "console=ttyS0 quiet panic=-1 snapwork.mb=$WORK_MB"
+
+# complete (newline-terminated) lines of a log file
+lines() { n=$(wc -l <"$1"); head -n "$n" "$1"; }
+counters() { lines "$1" | sed -n 's/^snapwork counter=\([0-9]*\) verify=ok .*/\1/p'; }
+last_counter() { counters "$1" | tail -n 1; }
+first_counter() { counters "$1" | head -n 1; }
+# wait_for FILE ERE SECONDS: wait until a complete line matches
+wait_for() {
+	i=0
+	while [ "$i" -lt $(($3 * 5)) ]; do
+		[ -f "$1" ] && lines "$1" | grep -Eq "$2" && return 0
+		sleep 0.2; i=$((i + 1))
+	done
+	return 1
+}
+
+boot() { # accel: boots the source VM, serial log in $workdir/src.log
+	rm -f "$workdir/src.log" "$workdir/src.qmp"
+	"$@" -serial "file:$workdir/src.log" \
+		-qmp "unix:$workdir/src.qmp,server=on,wait=off" \
+		2>"$workdir/src.err" &
+	src_pid=$!; qpids="$qpids $src_pid"
+	wait_for "$workdir/src.log" '^snapwork counter=2 verify=ok' 90
+}
+if ! boot "$@"; then
+	if [ "$accel" = kvm ] && [ -z "${SNAPFS_QEMU_ACCEL:-}" ]; then
+		echo "# guest did not come up with kvm ($(head -c 200 "$workdir/src.err")); retrying with tcg"
+		kill "$src_pid" 2>/dev/null; wait "$src_pid" 2>/dev/null || true
+		accel=tcg
+		# replace "-accel kvm" by "-accel tcg" in the shared command line
+		shift 3; set -- qemu-system-x86_64 -accel tcg "$@"
+		boot "$@" || true
+	fi
+fi
+if counters "$workdir/src.log" | grep -q .; then
+	ok "guest booted ($accel, ${MEM} MiB, workload ${WORK_MB} MiB) and prints counters, at $(elapsed)s"
+else
+	echo "# serial log:"; sed 's/^/#   /' "$workdir/src.log" 2>/dev/null | tail -n 20
+	echo "# qemu stderr:"; sed 's/^/#   /' "$workdir/src.err" | tail -n 20
+	notok "guest boot ($accel)"; finish
+fi
+
+# --- where snapshots go ----------------------------------------------------
+store=$workdir/store
+mkdir -p "$store"
+if [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
+	dest=$workdir/mnt
+	mkdir -p "$dest"
+	# shellcheck disable=SC2086 # the command is a word list on purpose
+	$SNAPFS_MOUNT_CMD "$store" "$dest" >"$workdir/snapfs.log" 2>&1 &
+	mount_pid=$!
+	i=0
+	while ! grep -q " $dest fuse" /proc/mounts && [ $i -lt 50 ]; do
+		sleep 0.2; i=$((i + 1))
+	done
+	if grep -q " $dest fuse" /proc/mounts; then
+		mounted=$dest
+		ok "mounted: $SNAPFS_MOUNT_CMD $store $dest"
+	else
+		sed 's/^/#   /' "$workdir/snapfs.log" | tail -n 20
+		notok "mount with '$SNAPFS_MOUNT_CMD' (no fuse mount at $dest after 10s)"
+		finish
+	fi
+else
+	dest=$store
+	echo "# SNAPFS_MOUNT_CMD not set: saving into the plain directory $store"
+fi
+
+# --- save ------------------------------------------------------------------
+written=0
+k=1
+while [ "$k" -le "$SNAPS" ]; do
+	before=$(last_counter "$workdir/src.log")
+	wait_for "$workdir/src.log" "^snapwork counter=$((before + GAP)) verify=ok" $((GAP * 10 + 10)) || true
+	f=$dest/snapshot_$k
+	if out=$($SAVE --stop "$workdir/src.qmp" "$f" 2>&1); then
+		c=$(last_counter "$workdir/src.log")    # the VM is stopped now
+		eval "counter_$k=$c"
+		size=$(stat -c %s "$f")
+		written=$((written + size))
+		secs=$(echo "$out" | sed -n 's/.* in \([0-9.]*\)s;.*/\1/p')
+		ok "saved snapshot_$k at counter=$c: $size bytes in ${secs}s"
+		echo "snapshot_$k counter=$c size=$size save_s=$secs" >>"$workdir/summary"
+	else
+		echo "$out" | sed 's/^/#   /'
+		notok "save snapshot_$k"; eval "counter_$k="
+	fi
+	$QMP "$workdir/src.qmp" cmd cont >/dev/null
+	k=$((k + 1))
+done
+starts=$(lines "$workdir/src.log" | grep -c '^snapwork start' || true)
+if lines "$workdir/src.log" | grep -q 'verify=FAIL' || [ "$starts" -ne 1 ]; then
+	notok "source guest ran clean across the saves ($(grep -m1 'FAIL' "$workdir/src.log"), $starts starts)"
+else
+	ok "source guest still verify=ok after $SNAPS saves (counter=$(last_counter "$workdir/src.log"))"
+fi
+$QMP "$workdir/src.qmp" quit >/dev/null 2>&1 || true
+wait "$src_pid" 2>/dev/null || true
+qpids=""
+
+if [ -n "$mounted" ]; then
+	listed=$(ls "$dest" | grep -c '^snapshot_' || true)
+	if [ "$listed" -eq "$SNAPS" ]; then
+		ok "mount lists $listed snapshots"
+	else
+		ls -l "$dest" | sed 's/^/#   /'
+		notok "mount lists $listed snapshots, expected $SNAPS"
+	fi
+fi
+
+# --- restore every snapshot, newest first -----------------------------------
+# Each restored guest runs 4 ticks: the workload verifies a quarter of its
+# pages per tick (plus every page it rewrites), so that is every page.
+k=$SNAPS
+while [ "$k" -ge 1 ]; do
+	eval "c=\${counter_$k:-}"
+	f=$dest/snapshot_$k
+	if [ -z "$c" ] || [ ! -f "$f" ]; then
+		notok "restore snapshot_$k: nothing was saved"; k=$((k - 1)); continue
+	fi
+	log=$workdir/restore_$k.log
+	"$RESTORE" "$f" -- "$@" -serial "file:$log" \
+		-qmp "unix:$workdir/r$k.qmp,server=on,wait=off" \
+		2>"$workdir/restore_$k.err" &
+	rpid=$!; qpids="$qpids $rpid"
+	if wait_for "$log" "^snapwork counter=$((c + 4)) verify=ok" 60; then :; fi
+	$QMP "$workdir/r$k.qmp" quit >/dev/null 2>&1 || true
+	rc=0; wait "$rpid" 2>/dev/null || rc=$?
+	qpids=""
+	first=$(first_counter "$log"); last=$(last_counter "$log")
+	nok=$(counters "$log" | wc -l)
+	loaded=$(sed -n 's/.* in \([0-9.]*\)s.*/\1/p' "$workdir/restore_$k.err" | head -n 1)
+	if grep -q 'snapwork start' "$log" 2>/dev/null; then
+		notok "snapshot_$k: restored guest booted from scratch"
+	elif grep -q 'verify=FAIL' "$log"; then
+		notok "snapshot_$k: restored guest reports $(grep -m1 'verify=FAIL' "$log")"
+	elif [ -z "$first" ] || [ "$nok" -lt 4 ]; then
+		sed 's/^/#   /' "$workdir/restore_$k.err" | tail -n 10
+		notok "snapshot_$k: restored guest printed $nok counter lines (need 4)"
+	elif [ "$first" -le "$c" ] || [ "$first" -gt $((c + 2)) ]; then
+		notok "snapshot_$k: saved at counter=$c but restored guest starts at counter=$first"
+	elif [ "$rc" -ne 0 ]; then
+		sed 's/^/#   /' "$workdir/restore_$k.err" | tail -n 10
+		notok "snapshot_$k: snapfs-qemu-restore exited $rc"
+	else
+		ok "restored snapshot_$k (saved at counter=$c) in ${loaded}s: counter $first..$last, verify=ok x$nok"
+		echo "snapshot_$k restore_s=$loaded" >>"$workdir/summary"
+	fi
+	k=$((k - 1))
+done
+
+# --- sizes -----------------------------------------------------------------
+echo "# bytes written: $written ($((written / 1048576)) MiB in $SNAPS state files)"
+if [ -n "$mounted" ]; then
+	stored=$(du -sb "$store" | cut -f1)
+	echo "# bytes stored:  $stored in $store ($((stored * 100 / (written > 0 ? written : 1)))% of written)"
+	if fusermount3 -u "$mounted"; then
+		mounted=""
+		ok "unmounted"
+	else
+		notok "fusermount3 -u $mounted"
+	fi
+	if [ -n "$mount_pid" ]; then
+		rc=0; wait "$mount_pid" || rc=$?
+		mount_pid=""
+		if [ "$rc" -eq 0 ]; then ok "snapfs exited 0"; else notok "snapfs exited $rc"; fi
+	fi
+fi
+if [ -n "${SNAPFS_QEMU_KEEP:-}" ]; then
+	mkdir -p "$SNAPFS_QEMU_KEEP"
+	for f in "$dest"/snapshot_* ; do cp "$f" "$SNAPFS_QEMU_KEEP/"; done 2>/dev/null || true
+	cp "$workdir"/*.log "$workdir/summary" "$SNAPFS_QEMU_KEEP/" 2>/dev/null || true
+	echo "# state files and logs copied to $SNAPFS_QEMU_KEEP"
+fi
+sed 's/^/# /' "$workdir/summary" 2>/dev/null || true
+echo "# runtime $(elapsed)s"
+finish

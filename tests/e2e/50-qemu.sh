@@ -17,6 +17,9 @@
 #                           the background (e.g. SNAPFS_MOUNT_CMD="build/snapfs -f"),
 #                           snapshots are saved and restored through MOUNTDIR,
 #                           and bytes written are compared with du of STORE.
+#   SNAPFS_MOUNT_CMD=passfs: builds tests/qemu/passfs.c, a plain FUSE
+#                           pass-through that commits files on release like
+#                           snapfs, and uses it (tests the mount path today).
 # Other knobs (environment):
 #   SNAPFS_QEMU_ACCEL   kvm or tcg (default: kvm only if /dev/kvm is usable
 #                       and is not the PVM layer, which cannot run a stock
@@ -145,6 +148,11 @@ fi
 # --- where snapshots go ----------------------------------------------------
 store=$workdir/store
 mkdir -p "$store"
+if [ "${SNAPFS_MOUNT_CMD:-}" = passfs ]; then
+	gcc -O2 -Wall -o "$workdir/passfs" tests/qemu/passfs.c \
+		$(pkg-config --cflags --libs fuse3)
+	SNAPFS_MOUNT_CMD="$workdir/passfs -f"
+fi
 if [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
 	dest=$workdir/mnt
 	mkdir -p "$dest"
@@ -265,7 +273,7 @@ if [ -n "$mounted" ]; then
 	if [ -n "$mount_pid" ]; then
 		rc=0; wait "$mount_pid" || rc=$?
 		mount_pid=""
-		if [ "$rc" -eq 0 ]; then ok "snapfs exited 0"; else notok "snapfs exited $rc"; fi
+		if [ "$rc" -eq 0 ]; then ok "mount command exited 0"; else notok "mount command exited $rc"; fi
 	fi
 fi
 if [ -n "${SNAPFS_QEMU_KEEP:-}" ]; then

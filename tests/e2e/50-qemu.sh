@@ -48,7 +48,9 @@ ok() { pass=$((pass + 1)); echo "ok $pass - $*"; }
 notok() { fail=$((fail + 1)); echo "not ok - $*"; }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ] && exit 0; exit 1; }
 
-sh contrib/deps.sh qemu
+if ! sh contrib/deps.sh qemu; then
+	notok "install qemu, kernel, busybox-static, cpio (sh contrib/deps.sh qemu)"; finish
+fi
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/snapfs-e2e-qemu.XXXXXX")
 qpids=""        # QEMU (or restore helper) processes we started

@@ -6,7 +6,9 @@
 # rewriting part of its RAM and checks it against checksums it keeps in RAM,
 # printing "snapwork counter=N verify=ok" once a second on its serial port.
 # Saves SNAPS state files with contrib/snapfs-qemu-save while the counter
-# advances, restores every one of them in a fresh QEMU with
+# advances, then one more exactly as a user would type it in the monitor,
+# migrate "exec:cat > FILE" with the VM running (a live save: QEMU re-sends
+# pages dirtied meanwhile), restores every one of them in a fresh QEMU with
 # contrib/snapfs-qemu-restore (-incoming "exec:cat FILE"), and checks that
 # each restored guest continues from its own counter (not from zero, not
 # from another snapshot's) and keeps printing verify=ok.
@@ -200,11 +202,34 @@ while [ "$k" -le "$SNAPS" ]; do
 	$QMP "$workdir/src.qmp" cmd cont >/dev/null
 	k=$((k + 1))
 done
+# One more, the monitor way: VM running, no helper. QEMU leaves the source
+# VM paused ("postmigrate") when done, so the counter read then is the one
+# in the file; the file may appear a moment after QEMU reports completion
+# (RELEASE reaches a FUSE file system after cat has exited).
+f=$dest/snapshot_$k
+wait_for "$workdir/src.log" "^snapwork counter=$(( $(last_counter "$workdir/src.log") + 2 )) verify=ok" 30 || true
+if $QMP "$workdir/src.qmp" hmp "migrate \"exec:cat > $f\"" >"$workdir/hmp.out" 2>&1 &&
+   $QMP "$workdir/src.qmp" wait-migration >"$workdir/live.json" 2>>"$workdir/hmp.out" &&
+   i=0 && while [ ! -f "$f" ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done &&
+   [ -f "$f" ]; then
+	c=$(last_counter "$workdir/src.log")
+	eval "counter_$k=$c"
+	size=$(stat -c %s "$f"); written=$((written + size))
+	tt=$(sed -n 's/.*"total-time": \([0-9]*\).*/\1/p' "$workdir/live.json")
+	ok "saved snapshot_$k live with (qemu) migrate \"exec:cat > FILE\" at counter=$c: $size bytes in ${tt}ms"
+	echo "snapshot_$k counter=$c size=$size save_ms=$tt live" >>"$workdir/summary"
+else
+	sed 's/^/#   /' "$workdir/hmp.out"
+	notok "live save snapshot_$k with the monitor's migrate command"; eval "counter_$k="
+fi
+$QMP "$workdir/src.qmp" cmd cont >/dev/null
+wait_for "$workdir/src.log" "^snapwork counter=$(( $(last_counter "$workdir/src.log") + 1 )) verify=ok" 10 || true
+nsaved=$k
 starts=$(lines "$workdir/src.log" | grep -c '^snapwork start' || true)
 if lines "$workdir/src.log" | grep -q 'verify=FAIL' || [ "$starts" -ne 1 ]; then
 	notok "source guest ran clean across the saves ($(grep -m1 'FAIL' "$workdir/src.log"), $starts starts)"
 else
-	ok "source guest still verify=ok after $SNAPS saves (counter=$(last_counter "$workdir/src.log"))"
+	ok "source guest still verify=ok after $nsaved saves (counter=$(last_counter "$workdir/src.log"))"
 fi
 $QMP "$workdir/src.qmp" quit >/dev/null 2>&1 || true
 wait "$src_pid" 2>/dev/null || true
@@ -212,18 +237,18 @@ qpids=""
 
 if [ -n "$mounted" ]; then
 	listed=$(ls "$dest" | grep -c '^snapshot_' || true)
-	if [ "$listed" -eq "$SNAPS" ]; then
+	if [ "$listed" -eq "$nsaved" ]; then
 		ok "mount lists $listed snapshots"
 	else
 		ls -l "$dest" | sed 's/^/#   /'
-		notok "mount lists $listed snapshots, expected $SNAPS"
+		notok "mount lists $listed snapshots, expected $nsaved"
 	fi
 fi
 
 # --- restore every snapshot, newest first -----------------------------------
 # Each restored guest runs 4 ticks: the workload verifies a quarter of its
 # pages per tick (plus every page it rewrites), so that is every page.
-k=$SNAPS
+k=$nsaved
 while [ "$k" -ge 1 ]; do
 	eval "c=\${counter_$k:-}"
 	f=$dest/snapshot_$k
@@ -262,7 +287,7 @@ while [ "$k" -ge 1 ]; do
 done
 
 # --- sizes -----------------------------------------------------------------
-echo "# bytes written: $written ($((written / 1048576)) MiB in $SNAPS state files)"
+echo "# bytes written: $written ($((written / 1048576)) MiB in $nsaved state files)"
 if [ -n "$mounted" ]; then
 	stored=$(du -sb "$store" | cut -f1)
 	echo "# bytes stored:  $stored in $store ($((stored * 100 / (written > 0 ? written : 1)))% of written)"

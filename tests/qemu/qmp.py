@@ -15,13 +15,15 @@ CLI (one QMP connection per call):
     qmp.py SOCK save PATH [--keep-running]       save state to PATH (exec:cat)
     qmp.py SOCK save-cmd 'SHELL COMMAND' [--keep-running]
     qmp.py SOCK wait-incoming [--cont] [--timeout S]
+    qmp.py SOCK wait-migration [--timeout S]     until query-migrate: completed
+    qmp.py SOCK hmp 'MONITOR COMMAND'             as if typed at (qemu)
     qmp.py SOCK quit
 
 Saving works like typing `migrate "exec:cat > PATH"` in the monitor, with
 the details done right: the VM is stopped first (so the state is one
 consistent point in time and the stream is written once), the default
-32 MiB/s bandwidth cap is lifted, and success means both that QEMU reports
-"completed" and that the `cat` process exited 0 (QEMU reports completion
+bandwidth cap is lifted (max-bandwidth, 128 MiB/s in QEMU 7.2), and
+success means both that QEMU reports "completed" and that the `cat` process exited 0 (QEMU reports completion
 before it reaps cat, and ignores cat's exit status, so a destination that
 fails at close(), e.g. a full disk or a snapfs commit error, would otherwise
 go unnoticed).
@@ -233,6 +235,14 @@ def main(argv):
         elif op == "wait-incoming":
             t = float(rest[rest.index("--timeout") + 1]) if "--timeout" in rest else 600
             print("%.3f" % wait_incoming(sock, "--cont" in rest, t))
+        elif op == "wait-migration":
+            t = float(rest[rest.index("--timeout") + 1]) if "--timeout" in rest else 600
+            with QMP(sock) as q:
+                print(json.dumps(q.migration_wait(t)))
+        elif op == "hmp":
+            with QMP(sock) as q:
+                out = q.cmd("human-monitor-command", {"command-line": rest[0]})
+                sys.stdout.write(out)
         elif op == "quit":
             with QMP(sock) as q:
                 try:

@@ -23,10 +23,10 @@ Saving works like typing `migrate "exec:cat > PATH"` in the monitor, with
 the details done right: the VM is stopped first (so the state is one
 consistent point in time and the stream is written once), the default
 bandwidth cap is lifted (max-bandwidth, 128 MiB/s in QEMU 7.2), and
-success means both that QEMU reports "completed" and that the `cat` process exited 0 (QEMU reports completion
-before it reaps cat, and ignores cat's exit status, so a destination that
-fails at close(), e.g. a full disk or a snapfs commit error, would otherwise
-go unnoticed).
+success means both that QEMU reports "completed" and that the `cat`
+process exited 0 (QEMU reports completion before it reaps cat, and ignores
+cat's exit status, so a destination that fails at close(), e.g. a full
+disk or a snapfs commit error, would otherwise go unnoticed).
 Python 3 standard library only.
 """
 import json

@@ -218,8 +218,8 @@ def wait_incoming(sock, cont=True, timeout=600.0):
 
 def main(argv):
     if len(argv) < 3 or argv[1] in ("-h", "--help"):
-        print(__doc__.split("\nCLI")[1].split("\n\n")[0].strip("\n ()"),
-              file=sys.stderr)
+        print("usage:\n" + __doc__.split("\nCLI")[1].split("\n\n")[0]
+              .split("\n", 1)[1], file=sys.stderr)
         return 2
     sock, op, rest = argv[1], argv[2], argv[3:]
     try:

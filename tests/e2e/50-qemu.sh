@@ -304,10 +304,21 @@ if [ -n "$mounted" ]; then
 	fi
 fi
 if [ -n "${SNAPFS_QEMU_KEEP:-}" ]; then
+	# Everything needed to restore these states again: the files, the
+	# exact initramfs and kernel path, and the QEMU command line.
 	mkdir -p "$SNAPFS_QEMU_KEEP"
-	for f in "$dest"/snapshot_* ; do cp "$f" "$SNAPFS_QEMU_KEEP/"; done 2>/dev/null || true
-	cp "$workdir"/*.log "$workdir/summary" "$SNAPFS_QEMU_KEEP/" 2>/dev/null || true
-	echo "# state files and logs copied to $SNAPFS_QEMU_KEEP"
+	for f in "$dest"/snapshot_*; do cp "$f" "$SNAPFS_QEMU_KEEP/"; done 2>/dev/null || true
+	cp "$workdir"/*.log "$workdir/summary" "$initrd" "$SNAPFS_QEMU_KEEP/" 2>/dev/null || true
+	{
+		echo "# QEMU command line of these state files (add -serial and -incoming):"
+		printf '%s' "$1"; shift
+		for a in "$@"; do
+			[ "$a" = "$initrd" ] && a=$SNAPFS_QEMU_KEEP/$(basename "$initrd")
+			printf " '%s'" "$a"
+		done
+		echo
+	} >"$SNAPFS_QEMU_KEEP/qemu-cmdline"
+	echo "# state files, initramfs, logs and qemu-cmdline copied to $SNAPFS_QEMU_KEEP"
 fi
 sed 's/^/# /' "$workdir/summary" 2>/dev/null || true
 echo "# runtime $(elapsed)s"

@@ -79,6 +79,41 @@ trap 'exit 130' INT TERM
 t_start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - t_start )); }
 
+# --- where snapshots go ----------------------------------------------------
+store=$workdir/store
+mkdir -p "$store"
+if [ "${SNAPFS_MOUNT_CMD:-}" = passfs ]; then
+	gcc -O2 -Wall -o "$workdir/passfs" tests/qemu/passfs.c \
+		$(pkg-config --cflags --libs fuse3)
+	SNAPFS_MOUNT_CMD="$workdir/passfs -f"
+fi
+if [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
+	dest=$workdir/mnt
+	mkdir -p "$dest"
+	# shellcheck disable=SC2086 # the command is a word list on purpose
+	$SNAPFS_MOUNT_CMD "$store" "$dest" >"$workdir/snapfs.log" 2>&1 &
+	mount_pid=$!
+	i=0
+	# -f style commands keep running; daemonizing ones exit 0 once mounted
+	while ! grep -q " $dest fuse" /proc/mounts && [ $i -lt 50 ]; do
+		if ! kill -0 "$mount_pid" 2>/dev/null; then
+			sleep 0.2; grep -q " $dest fuse" /proc/mounts || break
+		fi
+		sleep 0.2; i=$((i + 1))
+	done
+	if grep -q " $dest fuse" /proc/mounts; then
+		mounted=$dest
+		ok "mounted: $SNAPFS_MOUNT_CMD $store $dest"
+	else
+		sed 's/^/#   /' "$workdir/snapfs.log" | tail -n 20
+		notok "mount with '$SNAPFS_MOUNT_CMD': no fuse mount at $dest (command exited, or 10s passed)"
+		finish
+	fi
+else
+	dest=$store
+	echo "# SNAPFS_MOUNT_CMD not set: saving into the plain directory $store"
+fi
+
 # --- the guest -------------------------------------------------------------
 kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)
 [ -n "$kernel" ] || kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
@@ -147,37 +182,6 @@ else
 	echo "# serial log:"; sed 's/^/#   /' "$workdir/src.log" 2>/dev/null | tail -n 20
 	echo "# qemu stderr:"; sed 's/^/#   /' "$workdir/src.err" | tail -n 20
 	notok "guest boot ($accel)"; finish
-fi
-
-# --- where snapshots go ----------------------------------------------------
-store=$workdir/store
-mkdir -p "$store"
-if [ "${SNAPFS_MOUNT_CMD:-}" = passfs ]; then
-	gcc -O2 -Wall -o "$workdir/passfs" tests/qemu/passfs.c \
-		$(pkg-config --cflags --libs fuse3)
-	SNAPFS_MOUNT_CMD="$workdir/passfs -f"
-fi
-if [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
-	dest=$workdir/mnt
-	mkdir -p "$dest"
-	# shellcheck disable=SC2086 # the command is a word list on purpose
-	$SNAPFS_MOUNT_CMD "$store" "$dest" >"$workdir/snapfs.log" 2>&1 &
-	mount_pid=$!
-	i=0
-	while ! grep -q " $dest fuse" /proc/mounts && [ $i -lt 50 ]; do
-		sleep 0.2; i=$((i + 1))
-	done
-	if grep -q " $dest fuse" /proc/mounts; then
-		mounted=$dest
-		ok "mounted: $SNAPFS_MOUNT_CMD $store $dest"
-	else
-		sed 's/^/#   /' "$workdir/snapfs.log" | tail -n 20
-		notok "mount with '$SNAPFS_MOUNT_CMD' (no fuse mount at $dest after 10s)"
-		finish
-	fi
-else
-	dest=$store
-	echo "# SNAPFS_MOUNT_CMD not set: saving into the plain directory $store"
 fi
 
 # --- save ------------------------------------------------------------------

@@ -19,6 +19,13 @@
 #                           the background (e.g. SNAPFS_MOUNT_CMD="build/snapfs -f"),
 #                           snapshots are saved and restored through MOUNTDIR,
 #                           and bytes written are compared with du of STORE.
+#   SNAPFS_ENCODE_CMD set too: for a snapfs that cannot write yet. Saves into
+#                           a plain directory, adds each file to STORE with
+#                           "$SNAPFS_ENCODE_CMD STORE FILE NAME" (e.g.
+#                           contrib/snapfs-encode), then mounts, compares
+#                           every snapshot with cmp and restores through
+#                           the mount.
+#   SNAPFS_MOUNT_TIMEOUT    seconds to wait for the mount (default 60)
 #   SNAPFS_MOUNT_CMD=passfs: builds tests/qemu/passfs.c, a plain FUSE
 #                           pass-through that commits files on release like
 #                           snapfs, and uses it (tests the mount path today).
@@ -81,36 +88,49 @@ elapsed() { echo $(( $(date +%s) - t_start )); }
 
 # --- where snapshots go ----------------------------------------------------
 store=$workdir/store
-mkdir -p "$store"
+mnt=$workdir/mnt
+mkdir -p "$store" "$mnt"
 if [ "${SNAPFS_MOUNT_CMD:-}" = passfs ]; then
 	gcc -O2 -Wall -o "$workdir/passfs" tests/qemu/passfs.c \
 		$(pkg-config --cflags --libs fuse3)
 	SNAPFS_MOUNT_CMD="$workdir/passfs -f"
 fi
-if [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
-	dest=$workdir/mnt
-	mkdir -p "$dest"
+do_mount() { # runs "$SNAPFS_MOUNT_CMD $store $mnt", waits for the mount
+	t=${SNAPFS_MOUNT_TIMEOUT:-60}
 	# shellcheck disable=SC2086 # the command is a word list on purpose
-	$SNAPFS_MOUNT_CMD "$store" "$dest" >"$workdir/snapfs.log" 2>&1 &
+	$SNAPFS_MOUNT_CMD "$store" "$mnt" >"$workdir/snapfs.log" 2>&1 &
 	mount_pid=$!
 	i=0
 	# -f style commands keep running; daemonizing ones exit 0 once mounted
-	while ! grep -q " $dest fuse" /proc/mounts && [ $i -lt 50 ]; do
+	while ! grep -q " $mnt fuse" /proc/mounts && [ $i -lt $((t * 5)) ]; do
 		if ! kill -0 "$mount_pid" 2>/dev/null; then
-			sleep 0.2; grep -q " $dest fuse" /proc/mounts || break
+			sleep 0.2; grep -q " $mnt fuse" /proc/mounts || break
 		fi
 		sleep 0.2; i=$((i + 1))
 	done
-	if grep -q " $dest fuse" /proc/mounts; then
-		mounted=$dest
-		ok "mounted: $SNAPFS_MOUNT_CMD $store $dest"
+	if grep -q " $mnt fuse" /proc/mounts; then
+		mounted=$mnt
+		ok "mounted in $((i / 5))s: $SNAPFS_MOUNT_CMD $store $mnt"
 	else
 		sed 's/^/#   /' "$workdir/snapfs.log" | tail -n 20
-		notok "mount with '$SNAPFS_MOUNT_CMD': no fuse mount at $dest (command exited, or 10s passed)"
+		notok "mount with '$SNAPFS_MOUNT_CMD': no fuse mount at $mnt (command exited, or ${t}s passed)"
 		finish
 	fi
+}
+if [ -n "${SNAPFS_ENCODE_CMD:-}" ]; then
+	# read-only snapfs: save plain files, encode them into the store
+	# with the given tool, then restore through the mount
+	if [ -z "${SNAPFS_MOUNT_CMD:-}" ]; then
+		notok "SNAPFS_ENCODE_CMD needs SNAPFS_MOUNT_CMD"; finish
+	fi
+	save_dir=$workdir/plain; mkdir -p "$save_dir"
+	restore_dir=$mnt
+	echo "# saving into $save_dir, then '$SNAPFS_ENCODE_CMD STORE FILE NAME' into $store, restoring through $mnt"
+elif [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
+	do_mount
+	save_dir=$mnt; restore_dir=$mnt
 else
-	dest=$store
+	save_dir=$store; restore_dir=$store
 	echo "# SNAPFS_MOUNT_CMD not set: saving into the plain directory $store"
 fi
 
@@ -190,7 +210,7 @@ k=1
 while [ "$k" -le "$SNAPS" ]; do
 	before=$(last_counter "$workdir/src.log")
 	wait_for "$workdir/src.log" "^snapwork counter=$((before + GAP)) verify=ok" $((GAP * 10 + 10)) || true
-	f=$dest/snapshot_$k
+	f=$save_dir/snapshot_$k
 	if out=$($SAVE --stop "$workdir/src.qmp" "$f" 2>&1); then
 		c=$(last_counter "$workdir/src.log")    # the VM is stopped now
 		eval "counter_$k=$c"
@@ -210,7 +230,7 @@ done
 # VM paused ("postmigrate") when done, so the counter read then is the one
 # in the file; the file may appear a moment after QEMU reports completion
 # (RELEASE reaches a FUSE file system after cat has exited).
-f=$dest/snapshot_$k
+f=$save_dir/snapshot_$k
 wait_for "$workdir/src.log" "^snapwork counter=$(( $(last_counter "$workdir/src.log") + 2 )) verify=ok" 30 || true
 if $QMP "$workdir/src.qmp" hmp "migrate \"exec:cat > $f\"" >"$workdir/hmp.out" 2>&1 &&
    $QMP "$workdir/src.qmp" wait-migration >"$workdir/live.json" 2>>"$workdir/hmp.out" &&
@@ -239,14 +259,43 @@ $QMP "$workdir/src.qmp" quit >/dev/null 2>&1 || true
 wait "$src_pid" 2>/dev/null || true
 qpids=""
 
+if [ -n "${SNAPFS_ENCODE_CMD:-}" ]; then
+	k=1; enc_ok=1
+	while [ "$k" -le "$nsaved" ]; do
+		# shellcheck disable=SC2086
+		if ! $SNAPFS_ENCODE_CMD "$store" "$save_dir/snapshot_$k" "snapshot_$k" \
+			>>"$workdir/encode.log" 2>&1; then
+			enc_ok=0; break
+		fi
+		k=$((k + 1))
+	done
+	if [ "$enc_ok" = 1 ]; then
+		ok "encoded $nsaved state files into the store with $SNAPFS_ENCODE_CMD"
+	else
+		sed 's/^/#   /' "$workdir/encode.log" | tail -n 10
+		notok "$SNAPFS_ENCODE_CMD $store snapshot_$k"; finish
+	fi
+	do_mount
+fi
 if [ -n "$mounted" ]; then
-	listed=$(ls "$dest" | grep -c '^snapshot_' || true)
+	listed=$(ls "$restore_dir" | grep -c '^snapshot_' || true)
 	if [ "$listed" -eq "$nsaved" ]; then
 		ok "mount lists $listed snapshots"
 	else
-		ls -l "$dest" | sed 's/^/#   /'
+		ls -l "$restore_dir" | sed 's/^/#   /'
 		notok "mount lists $listed snapshots, expected $nsaved"
 	fi
+fi
+if [ -n "${SNAPFS_ENCODE_CMD:-}" ]; then
+	k=1
+	while [ "$k" -le "$nsaved" ]; do
+		if cmp "$save_dir/snapshot_$k" "$restore_dir/snapshot_$k"; then
+			ok "snapshot_$k in the mount is byte-identical to the state QEMU wrote"
+		else
+			notok "snapshot_$k in the mount differs from the state QEMU wrote"
+		fi
+		k=$((k + 1))
+	done
 fi
 
 # --- restore every snapshot, newest first -----------------------------------
@@ -255,7 +304,7 @@ fi
 k=$nsaved
 while [ "$k" -ge 1 ]; do
 	eval "c=\${counter_$k:-}"
-	f=$dest/snapshot_$k
+	f=$restore_dir/snapshot_$k
 	if [ -z "$c" ] || [ ! -f "$f" ]; then
 		notok "restore snapshot_$k: nothing was saved"; k=$((k - 1)); continue
 	fi
@@ -293,8 +342,9 @@ done
 # --- sizes -----------------------------------------------------------------
 echo "# bytes written: $written ($((written / 1048576)) MiB in $nsaved state files)"
 if [ -n "$mounted" ]; then
-	stored=$(du -sb "$store" | cut -f1)
-	echo "# bytes stored:  $stored in $store ($((stored * 100 / (written > 0 ? written : 1)))% of written)"
+	stored=$(du -sb --exclude=.snapfs "$store" | cut -f1)
+	derived=$(du -sb "$store/.snapfs" 2>/dev/null | cut -f1)
+	echo "# bytes stored:  $stored in $store ($((stored * 100 / (written > 0 ? written : 1)))% of written), plus ${derived:-0} in .snapfs/"
 	if fusermount3 -u "$mounted"; then
 		mounted=""
 		ok "unmounted"
@@ -311,7 +361,7 @@ if [ -n "${SNAPFS_QEMU_KEEP:-}" ]; then
 	# Everything needed to restore these states again: the files, the
 	# exact initramfs and kernel path, and the QEMU command line.
 	mkdir -p "$SNAPFS_QEMU_KEEP"
-	for f in "$dest"/snapshot_*; do cp "$f" "$SNAPFS_QEMU_KEEP/"; done 2>/dev/null || true
+	for f in "$save_dir"/snapshot_*; do cp "$f" "$SNAPFS_QEMU_KEEP/"; done 2>/dev/null || true
 	cp "$workdir"/*.log "$workdir/summary" "$initrd" "$SNAPFS_QEMU_KEEP/" 2>/dev/null || true
 	{
 		echo "# QEMU command line of these state files (add -serial and -incoming):"

@@ -244,6 +244,7 @@ if $QMP "$workdir/src.qmp" hmp "migrate \"exec:cat > $f\"" >"$workdir/hmp.out" 2
 	echo "snapshot_$k counter=$c size=$size save_ms=$tt live" >>"$workdir/summary"
 else
 	sed 's/^/#   /' "$workdir/hmp.out"
+	tail -n 3 "$workdir/src.err" | sed 's/^/#   qemu: /'
 	notok "live save snapshot_$k with the monitor's migrate command"; eval "counter_$k="
 fi
 $QMP "$workdir/src.qmp" cmd cont >/dev/null
@@ -344,7 +345,8 @@ echo "# bytes written: $written ($((written / 1048576)) MiB in $nsaved state fil
 if [ -n "$mounted" ]; then
 	stored=$(du -sb --exclude=.snapfs "$store" | cut -f1)
 	derived=$(du -sb "$store/.snapfs" 2>/dev/null | cut -f1)
-	echo "# bytes stored:  $stored in $store ($((stored * 100 / (written > 0 ? written : 1)))% of written), plus ${derived:-0} in .snapfs/"
+	pct=""; [ "$written" -gt 0 ] && pct=" ($((stored * 100 / written))% of written)"
+	echo "# bytes stored:  $stored in $store$pct, plus ${derived:-0} in .snapfs/"
 	if fusermount3 -u "$mounted"; then
 		mounted=""
 		ok "unmounted"

@@ -164,24 +164,37 @@ def save_cmd(sock, shell_cmd, keep_running=False, bandwidth=1 << 40,
         rcfile = os.path.join(td, "rc")
         # QEMU runs the exec: command with /bin/sh -c. The rc file lives
         # outside the destination, so nothing extra lands in a snapfs mount.
-        wrapped = "%s; echo $? > %s.tmp && mv %s.tmp %s" % (
-            shell_cmd, shlex.quote(rcfile), shlex.quote(rcfile),
-            shlex.quote(rcfile))
+        errfile = os.path.join(td, "err")
+        wrapped = "{ %s; } 2> %s; echo $? > %s.tmp && mv %s.tmp %s" % (
+            shell_cmd, shlex.quote(errfile), shlex.quote(rcfile),
+            shlex.quote(rcfile), shlex.quote(rcfile))
+
+        def cmd_error():
+            try:
+                with open(errfile) as f:
+                    msg = f.read().strip()
+            except OSError:
+                msg = ""
+            return (" (%s said: %s)" % (shell_cmd, msg)) if msg else ""
         was_running = q.cmd("query-status").get("running", False)
         t0 = time.monotonic()
         q.cmd("stop")
         try:
             q.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
             q.cmd("migrate", uri="exec:" + wrapped)
-            m = q.migration_wait(timeout)
+            try:
+                m = q.migration_wait(timeout)
+            except QMPError as e:
+                time.sleep(0.1)
+                raise QMPError(str(e) + cmd_error())
             if not _wait_file(rcfile, timeout):
                 raise QMPError("destination command did not exit within %.0fs: %s"
                                % (timeout, shell_cmd))
             with open(rcfile) as f:
                 rc = f.read().strip()
             if rc != "0":
-                raise QMPError("destination command failed with status %s: %s"
-                               % (rc, shell_cmd))
+                raise QMPError("destination command failed with status %s: %s%s"
+                               % (rc, shell_cmd, cmd_error()))
             seconds = time.monotonic() - t0
         finally:
             if keep_running and was_running:

@@ -9,7 +9,11 @@
  * file is untrusted: the table is checked against the file size at open,
  * and each frame is checked against its entry when it is read (magic,
  * content size, exact length, content checksum, seek-table checksum), so a
- * damaged file gives -EBADMSG, never wrong bytes.
+ * damaged file gives -EBADMSG, never wrong bytes. The one hole is a file
+ * without a seek table: there a frame's own Frame_Content_Size is all that
+ * places the frames after it, and a small lie in it (checked only against
+ * what the blocks allow) fails that frame but shifts the later ones. A
+ * caller that cannot accept this transcodes such files too.
  *
  * The writer cuts its input into frames and hands them to worker threads
  * through a ring of slots; the caller's thread copies input in and writes
@@ -383,7 +387,7 @@ static int walk_frames(struct zframe *z, const char **why)
 		const uint8_t *p;
 		ssize_t got = walk_get(w, off, ZSTD_FRAMEHEADERSIZE_MAX, &p);
 		ZSTD_frameHeader fh;
-		uint64_t pos;
+		uint64_t pos, nblocks, raw_min;
 		uint32_t magic;
 		size_t hr;
 
@@ -431,6 +435,8 @@ static int walk_frames(struct zframe *z, const char **why)
 			goto out;
 		}
 		pos = off + fh.headerSize;
+		nblocks = 0;
+		raw_min = 0;
 		for (;;) {
 			uint32_t bh, bsz, type;
 
@@ -448,11 +454,14 @@ static int walk_frames(struct zframe *z, const char **why)
 			     (uint32_t)p[2] << 16;
 			type = (bh >> 1) & 3;
 			bsz = bh >> 3;
-			if (type == 3 || bsz > ZSTD_BLOCKSIZE_MAX) {
+			if (type == 3 || bsz > fh.blockSizeMax) {
 				*why = "bad zstd block header";
 				rc = -EBADMSG;
 				goto out;
 			}
+			nblocks++;
+			if (type != 2)
+				raw_min += bsz;	/* raw and RLE: exact size */
 			pos += BLOCK_HDR + (type == 1 ? 1 : bsz);
 			if (pos > z->file_size) {
 				*why = "truncated zstd frame";
@@ -461,6 +470,20 @@ static int walk_frames(struct zframe *z, const char **why)
 			}
 			if (bh & 1)
 				break;
+		}
+		/*
+		 * Without a seek table the stated content size is all that
+		 * places the next frames; check what the blocks allow (each
+		 * decodes to at most blockSizeMax, raw and RLE ones to
+		 * exactly their size). Small lies still pass: the frame
+		 * itself then fails to decode, but later frames would sit
+		 * at shifted offsets. Files we write carry a seek table.
+		 */
+		if (fh.frameContentSize < raw_min ||
+		    fh.frameContentSize > nblocks * (uint64_t)fh.blockSizeMax) {
+			*why = "frame content size disagrees with its blocks";
+			rc = -EBADMSG;
+			goto out;
 		}
 		if (fh.checksumFlag)
 			pos += 4;

@@ -529,6 +529,13 @@ static void test_walk_own_output(void)
 	zframe_free(b);
 	close(fa);
 	close(fb);
+	/* Without a table, a content size its blocks cannot hold is refused
+	 * (frame 0: single segment, 4-byte size field at 5: 100000 -> 4294304) */
+	T_EQ(f[4] & 0xE0, 0xA0);
+	f[7] ^= 0x40;
+	fb = mem_fd(f, flen - tbl);
+	T_EQ(zframe_open(&b, fb, NULL), -EBADMSG);
+	close(fb);
 	free(f);
 	free(data);
 }

@@ -117,9 +117,14 @@ fuzz: $(FUZZ_BIN)
 	      2>$(BUILD)/fuzz/$$n.log || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
 	done
 
+# Long (tens of minutes at the default 1 GiB states); never part of test.
+# BENCH_SIZE, BENCH_DEPTHS etc.: see the scripts' headers.
 bench: deps
+	@sh contrib/deps.sh bench
 	$(MAKE) BUILD=build-bench OPT="-O2 -g -DNDEBUG" all
 	BUILD=build-bench sh tests/bench/run.sh
+	BUILD=build-bench sh tests/bench/write.sh
+	BUILD=build-bench sh tests/bench/depth.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

@@ -14,11 +14,12 @@
 # from another snapshot's) and keeps printing verify=ok.
 #
 # Where the state files go:
-#   SNAPFS_MOUNT_CMD unset: a plain directory STORE (today's baseline).
-#   SNAPFS_MOUNT_CMD set:   "$SNAPFS_MOUNT_CMD STORE MOUNTDIR" is started in
-#                           the background (e.g. SNAPFS_MOUNT_CMD="build/snapfs -f"),
-#                           snapshots are saved and restored through MOUNTDIR,
-#                           and bytes written are compared with du of STORE.
+#   SNAPFS_MOUNT_CMD unset: through snapfs, "$BUILD/snapfs -f STORE MOUNTDIR"
+#                           (what make test runs): snapshots are saved and
+#                           restored through MOUNTDIR, and bytes written are
+#                           compared with du of STORE.
+#   SNAPFS_MOUNT_CMD=""     a plain directory STORE (the baseline).
+#   SNAPFS_MOUNT_CMD=cmd    "$SNAPFS_MOUNT_CMD STORE MOUNTDIR" instead.
 #   SNAPFS_ENCODE_CMD set too: for a snapfs that cannot write yet. Saves into
 #                           a plain directory, adds each file to STORE with
 #                           "$SNAPFS_ENCODE_CMD STORE FILE NAME" (e.g.
@@ -26,9 +27,6 @@
 #                           every snapshot with cmp and restores through
 #                           the mount.
 #   SNAPFS_MOUNT_TIMEOUT    seconds to wait for the mount (default 60)
-#   SNAPFS_MOUNT_CMD=passfs: builds tests/qemu/passfs.c, a plain FUSE
-#                           pass-through that commits files on release like
-#                           snapfs, and uses it (tests the mount path today).
 # Other knobs (environment):
 #   SNAPFS_QEMU_ACCEL   kvm or tcg (default: kvm only if /dev/kvm is usable
 #                       and is not the PVM layer, which cannot run a stock
@@ -90,10 +88,8 @@ elapsed() { echo $(( $(date +%s) - t_start )); }
 store=$workdir/store
 mnt=$workdir/mnt
 mkdir -p "$store" "$mnt"
-if [ "${SNAPFS_MOUNT_CMD:-}" = passfs ]; then
-	gcc -O2 -Wall -o "$workdir/passfs" tests/qemu/passfs.c \
-		$(pkg-config --cflags --libs fuse3)
-	SNAPFS_MOUNT_CMD="$workdir/passfs -f"
+if [ -z "${SNAPFS_MOUNT_CMD+set}" ]; then
+	SNAPFS_MOUNT_CMD="$(pwd)/${BUILD:-build}/snapfs -f"
 fi
 do_mount() { # runs "$SNAPFS_MOUNT_CMD $store $mnt", waits for the mount
 	t=${SNAPFS_MOUNT_TIMEOUT:-60}
@@ -131,7 +127,7 @@ elif [ -n "${SNAPFS_MOUNT_CMD:-}" ]; then
 	save_dir=$mnt; restore_dir=$mnt
 else
 	save_dir=$store; restore_dir=$store
-	echo "# SNAPFS_MOUNT_CMD not set: saving into the plain directory $store"
+	echo "# SNAPFS_MOUNT_CMD empty: saving into the plain directory $store"
 fi
 
 # --- the guest -------------------------------------------------------------

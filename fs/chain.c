@@ -832,6 +832,9 @@ static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
 	return rc;
 }
 
+static void pf_submit(struct chain *c, size_t layer, uint64_t off,
+		      uint64_t len);
+
 /* Builds layer L's index from its parent's and its plain patch. */
 static int build_index(struct chain *c, struct layer *L, struct layer *P)
 {
@@ -856,6 +859,16 @@ static int build_index(struct chain *c, struct layer *L, struct layer *P)
 		const struct vcdiff_op *ops;
 		size_t nops;
 
+		/* The next window's source segment, decoded on other cores
+		 * while this one is checked (its parent's index is final). */
+		if (w + 1 < nwin) {
+			const struct vcdiff_win *nx = vcdiff_patch_win(L->patch,
+								       w + 1);
+			if (nx->win_ind & VCDIFF_WIN_SOURCE)
+				pf_submit(c, L->j - 1, nx->cpy_off,
+					  nx->cpy_len < ((uint64_t)32 << 20) ?
+					  nx->cpy_len : (uint64_t)32 << 20);
+		}
 		rc = vcdiff_dec_ops(d, L->patch, w, &ops, &nops);
 		if (rc) {
 			damage(L, "%s: window %zu: %s", L->data.label, w,
@@ -1258,6 +1271,10 @@ int chain_start(struct chain *c)
 
 	if (n < 0 || c->pf_nthreads)
 		return 0;
+	pthread_mutex_lock(&c->pf_lock);
+	c->pf_stop = 0;		/* after an earlier pf_stop */
+	c->pf_count = 0;
+	pthread_mutex_unlock(&c->pf_lock);
 	if (n == 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
@@ -1339,11 +1356,15 @@ int chain_open(struct chain **out, struct store *s,
 		say(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* Readahead helps indexing too; the threads end before we return,
+	 * since the caller may fork (fuse_daemonize) and call chain_start. */
+	chain_start(c);
 	for (size_t j = 0; j < store_count(s); j++) {
 		rc = layer_open(c, j, err, errlen);
 		if (rc)
 			goto fail;
 	}
+	pf_stop(c);
 	*out = c;
 	return 0;
 fail:

@@ -1051,7 +1051,9 @@ static int open_patch(struct chain *c, struct layer *L, struct layer *P,
 		}
 		sfile_raw(&L->data, fd, (uint64_t)st.st_size, name);
 		L->data.own_fd = 1;
-		snprintf(L->data.label, sizeof(L->data.label), "%s/plain/%s",
+		/* Name the user's file first: that is what to restore. */
+		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
+			 "(converted copy %s/plain/%.200s)", sl->path,
 			 STORE_META_DIR, name);
 		rc = vcdiff_patch_open(&L->patch, fd, &why);
 		if (rc) {

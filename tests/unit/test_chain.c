@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of fs/store, fs/chain and fs/writer, without FUSE: stores made
+ * by stock zstd and xdelta3 are opened and read at every layer and at
+ * random ranges against the original bytes; damage is contained to the
+ * damaged layer and the ones above; the writer's three paths (in order,
+ * header fix-up, jumping around) produce layers that read back exactly and
+ * that stock xdelta3 decodes; an abandoned writer leaves the store as it
+ * was. Data comes from a fixed seed.
+ */
+#include "fs/chain.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/store.h"
+#include "fs/writer.h"
+#include "tests/unit/t.h"
+
+#define NSTATE 4
+#define SZ (3u << 20)
+
+static char dir[64];
+static uint8_t *state[NSTATE + 3];
+static size_t state_len[NSTATE + 3];
+static uint64_t rng = 42;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* State k: state k-1 with a few pages rewritten and a block moved. */
+static void make_states(void)
+{
+	state_len[0] = SZ;
+	state[0] = malloc(SZ);
+	for (size_t i = 0; i < SZ; i++)
+		state[0][i] = (i / 4096) % 3 == 0 ? 0 : (uint8_t)rnd();
+	for (int k = 1; k < NSTATE + 3; k++) {
+		size_t n = state_len[k - 1] + (k % 2 ? 4096 : 0);
+		state[k] = malloc(n);
+		state_len[k] = n;
+		/* Insert a page near the front so later bytes shift. */
+		memcpy(state[k], state[k - 1], 8192);
+		if (k % 2)
+			memset(state[k] + 8192, 0x5a, 4096);
+		memcpy(state[k] + 8192 + (k % 2 ? 4096 : 0), state[k - 1] + 8192,
+		       state_len[k - 1] - 8192);
+		for (int j = 0; j < 20; j++) {
+			size_t p = (rnd() % (n / 4096)) * 4096;
+			for (int b = 0; b < 4096; b++)
+				state[k][p + b] = (uint8_t)rnd();
+		}
+	}
+}
+
+static void put_file(const char *name, const uint8_t *b, size_t n)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "wb");
+	T_CHECK(f && fwrite(b, 1, n, f) == n);
+	if (f)
+		fclose(f);
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+/* A store: zstd base + NSTATE-1 stock patches (lzma, -S none, ...). */
+static void make_store(const char *sub)
+{
+	static const char *opts[] = { "", "-S none", "-9", "-S none -W 65536" };
+	char s[128];
+
+	snprintf(s, sizeof(s), "%s/%s", dir, sub);
+	mkdir(s, 0755);
+	for (int k = 0; k < NSTATE; k++) {
+		char n[32];
+		snprintf(n, sizeof(n), "st%d", k);
+		put_file(n, state[k], state_len[k]);
+	}
+	T_EQ(sh("zstd -q -f %s/st0 -o %s/s0.zst", dir, s), 0);
+	for (int k = 1; k < NSTATE; k++)
+		T_EQ(sh("xdelta3 -e -f %s -s %s/st%d %s/st%d %s/s%d.patch",
+			opts[k % 4], dir, k - 1, dir, k, s, k), 0);
+	T_EQ(sh("cd %s && printf 's3.patch\\ns2.patch\\ns1.patch\\ns0.zst\\n' "
+		"> increments.txt", s), 0);
+}
+
+static void logcb(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	fprintf(stderr, "    log: %s\n", msg);
+}
+
+static int open_chain(const char *sub, struct store **s, struct chain **c)
+{
+	char p[128], err[1024] = "";
+	struct chain_opts o = { .log = logcb, .prefetch_threads = 2 };
+	int rc;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	rc = store_open(s, p, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "    store_open: %s\n", err);
+		return rc;
+	}
+	rc = chain_open(c, *s, &o, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "    chain_open: %s\n", err);
+		store_free(*s);
+		return rc;
+	}
+	chain_start(*c);
+	return 0;
+}
+
+static int layer_equals(struct chain *c, size_t i, const uint8_t *b, size_t n)
+{
+	struct chain_info inf;
+	uint8_t *buf = malloc(n + 1);
+	int ok = chain_info(c, i, &inf) == 0 && inf.size == n &&
+		 chain_read(c, i, 0, buf, n + 1) == (ssize_t)n &&
+		 memcmp(buf, b, n) == 0;
+	free(buf);
+	return ok;
+}
+
+static void test_read_every_layer(void)
+{
+	struct store *s;
+	struct chain *c;
+
+	make_store("r");
+	T_EQ(open_chain("r", &s, &c), 0);
+	T_EQ(chain_count(c), NSTATE);
+	for (int k = 0; k < NSTATE; k++)
+		T_CHECK(layer_equals(c, (size_t)k, state[k], state_len[k]));
+	T_EQ(chain_lookup(c, "s2"), 2);
+	T_EQ(chain_lookup(c, "nope"), -ENOENT);
+	/* Random ranges, some across the end. */
+	uint8_t buf[70000];
+	for (int i = 0; i < 3000; i++) {
+		size_t k = rnd() % NSTATE, off = rnd() % state_len[k];
+		size_t len = 1 + rnd() % sizeof(buf);
+		size_t want = off + len > state_len[k] ? state_len[k] - off : len;
+		ssize_t r = chain_read(c, k, off, buf, len);
+		if (r != (ssize_t)want || memcmp(buf, state[k] + off, want)) {
+			T_CHECK(0);
+			break;
+		}
+	}
+	T_EQ(chain_read(c, 1, state_len[1], buf, 10), 0);
+	T_EQ(chain_read(c, 9, 0, buf, 10), -ENOENT);
+	/* A stream (readahead) reads the same bytes. */
+	struct chain_stream *st;
+	T_EQ(chain_stream_new(&st), 0);
+	uint8_t *all = malloc(state_len[3]);
+	for (size_t off = 0; off < state_len[3]; off += 65536) {
+		size_t n = state_len[3] - off < 65536 ? state_len[3] - off : 65536;
+		T_EQ(chain_read_stream(c, 3, off, all + off, n, st), (ssize_t)n);
+	}
+	T_CHECK(memcmp(all, state[3], state_len[3]) == 0);
+	free(all);
+	chain_stream_free(st);
+	char stats[2048];
+	chain_stats(c, stats, sizeof(stats));
+	T_CHECK(strstr(stats, "cache_hits") != NULL);
+	chain_free(c);
+	store_free(s);
+
+	/* Second open: indexes come from .snapfs/ and read the same. */
+	T_EQ(open_chain("r", &s, &c), 0);
+	T_CHECK(layer_equals(c, 3, state[3], state_len[3]));
+	chain_free(c);
+	store_free(s);
+}
+
+static void test_damage_contained(void)
+{
+	struct store *s;
+	struct chain *c;
+	struct chain_info inf;
+	char p[128];
+
+	make_store("d");
+	/* Flip bytes in the middle of patch 2 (-9: lzma, adler32). */
+	snprintf(p, sizeof(p), "%s/d/s2.patch", dir);
+	int fd = open(p, O_RDWR);
+	struct stat st;
+	fstat(fd, &st);
+	uint8_t junk[16];
+	memset(junk, 0xa5, sizeof(junk));
+	T_EQ(pwrite(fd, junk, sizeof(junk), st.st_size / 2), (ssize_t)sizeof(junk));
+	close(fd);
+	T_EQ(open_chain("d", &s, &c), 0);
+	T_CHECK(layer_equals(c, 0, state[0], state_len[0]));
+	T_CHECK(layer_equals(c, 1, state[1], state_len[1]));
+	T_EQ(chain_info(c, 2, &inf), 0);
+	T_CHECK(inf.damage != NULL);
+	T_EQ(chain_info(c, 3, &inf), 0);
+	T_CHECK(inf.damage && strstr(inf.damage, "s2"));
+	uint8_t buf[100];
+	T_EQ(chain_read(c, 2, 0, buf, sizeof(buf)), -EIO);
+	T_EQ(chain_read(c, 3, 0, buf, sizeof(buf)), -EIO);
+	T_EQ(chain_check(c, 3), -EIO);
+	T_EQ(chain_check(c, 1), 0);
+	chain_free(c);
+	store_free(s);
+}
+
+/* Writes state k into a writer in the given order, commits. */
+static void write_layer(struct chain *c, struct store *s, const char *name,
+			int k, int how)
+{
+	struct writer *w;
+	char err[1024] = "";
+	const uint8_t *b = state[k];
+	size_t n = state_len[k], bs = 65536;
+
+	T_EQ(writer_new(&w, c, s, name, err, sizeof(err)), 0);
+	if (how == 0) {		/* in order, odd piece sizes */
+		for (size_t off = 0; off < n;) {
+			size_t len = 1 + rnd() % 100000;
+			if (len > n - off)
+				len = n - off;
+			T_EQ(writer_write(w, off, b + off, len), 0);
+			off += len;
+		}
+	} else if (how == 1) {	/* placeholder header fixed up at the end */
+		uint8_t zero[4096] = { 0 };
+		T_EQ(writer_write(w, 0, zero, sizeof(zero)), 0);
+		T_EQ(writer_write(w, 4096, b + 4096, n - 4096), 0);
+		T_EQ(writer_write(w, 0, b, 4096), 0);
+	} else {		/* blocks in a scrambled order */
+		size_t nb = (n + bs - 1) / bs;
+		for (size_t i = 0; i < nb; i++) {
+			size_t blk = (i * 7919) % nb, off = blk * bs;
+			size_t len = n - off < bs ? n - off : bs;
+			T_EQ(writer_write(w, off, b + off, len), 0);
+		}
+	}
+	T_EQ(writer_size(w), n);
+	int rc = writer_commit(w, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "    commit: %s\n", err);
+	T_EQ(rc, 0);
+	writer_free(w);
+}
+
+static void test_writer(void)
+{
+	struct store *s;
+	struct chain *c;
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s/w", dir);
+	mkdir(p, 0755);
+	T_EQ(open_chain("w", &s, &c), 0);
+	T_EQ(chain_count(c), 0);
+	write_layer(c, s, "base", 0, 0);	/* becomes the zstd base */
+	write_layer(c, s, "inorder", 1, 0);
+	write_layer(c, s, "fixup", 2, 1);
+	write_layer(c, s, "jumpy", 3, 2);
+	T_EQ(chain_count(c), 4);
+	for (int k = 0; k < 4; k++)
+		T_CHECK(layer_equals(c, (size_t)k, state[k], state_len[k]));
+
+	/* Refused: an existing name, a hidden or slashed name. */
+	struct writer *w;
+	char err[1024];
+	T_EQ(writer_new(&w, c, s, "jumpy", err, sizeof(err)), -EEXIST);
+	T_EQ(writer_new(&w, c, s, ".x", err, sizeof(err)), -EINVAL);
+	T_EQ(writer_new(&w, c, s, "a/b", err, sizeof(err)), -EINVAL);
+
+	/* Truncate grows with zeros; abandoning leaves nothing behind. */
+	T_EQ(writer_new(&w, c, s, "grown", err, sizeof(err)), 0);
+	T_EQ(writer_write(w, 0, state[4], 1000), 0);
+	T_EQ(writer_truncate(w, 5000), 0);
+	T_EQ(writer_size(w), 5000);
+	T_EQ(writer_commit(w, err, sizeof(err)), 0);
+	writer_free(w);
+	uint8_t expect[5000] = { 0 };
+	memcpy(expect, state[4], 1000);
+	T_CHECK(layer_equals(c, 4, expect, sizeof(expect)));
+
+	T_EQ(writer_new(&w, c, s, "abandoned", err, sizeof(err)), 0);
+	T_EQ(writer_write(w, 0, state[5], state_len[5]), 0);
+	writer_free(w);
+	T_EQ(chain_count(c), 5);
+	T_EQ(chain_lookup(c, "abandoned"), -ENOENT);
+	chain_free(c);
+	store_free(s);
+
+	/* The store on disk: stock tools decode every layer written. */
+	T_EQ(sh("cd %s/w && zstd -q -d -c base.zst > ../dec && "
+		"for f in inorder fixup jumpy; do xdelta3 -d -f -s ../dec $f.patch "
+		"../dec2 && mv ../dec2 ../dec; done && cmp -s ../dec ../st3", dir), 0);
+	T_EQ(sh("test ! -e %s/w/abandoned.patch && test -z \"$(ls %s/w/.snapfs/tmp)\"",
+		dir, dir), 0);
+	/* Reopened: everything reads back. */
+	T_EQ(open_chain("w", &s, &c), 0);
+	T_EQ(chain_count(c), 5);
+	T_CHECK(layer_equals(c, 3, state[3], state_len[3]));
+	chain_free(c);
+	store_free(s);
+}
+
+static void test_store_errors(void)
+{
+	struct store *s, *s2;
+	char p[128], err[1024];
+
+	snprintf(p, sizeof(p), "%s/e", dir);
+	mkdir(p, 0755);
+	T_EQ(store_open(&s, p, err, sizeof(err)), 0);	/* new, empty */
+	T_EQ(store_count(s), 0);
+	T_EQ(store_open(&s2, p, err, sizeof(err)), -EBUSY);
+	T_CHECK(strstr(err, "in use") != NULL);
+	store_free(s);
+	T_EQ(sh("printf '# only a comment\\n\\n' > %s/increments.txt", p), 0);
+	T_EQ(store_open(&s, p, err, sizeof(err)), -ENODATA);
+	T_CHECK(strstr(err, "increments.txt") != NULL);
+	T_EQ(sh("printf 'gone.patch\\n' > %s/increments.txt", p), 0);
+	T_EQ(store_open(&s, p, err, sizeof(err)), -ENOENT);
+	T_CHECK(strstr(err, "gone.patch") != NULL);
+	char name[64];
+	T_EQ(store_name_of("dir/snapshot_4.patch", name, sizeof(name)), 0);
+	T_CHECK(strcmp(name, "snapshot_4") == 0);
+	T_EQ(store_name_of("base", name, sizeof(name)), 0);
+	T_CHECK(strcmp(name, "base") == 0);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/test_chain.XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	make_states();
+	T_RUN(test_read_every_layer);
+	T_RUN(test_damage_contained);
+	T_RUN(test_writer);
+	T_RUN(test_store_errors);
+	sh("rm -rf %s", dir);
+	for (int k = 0; k < NSTATE + 3; k++)
+		free(state[k]);
+	return t_done();
+}

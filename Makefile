@@ -103,7 +103,7 @@ check-tsan: deps
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 	-D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC) $(FS_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
 		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash) -lpthread

@@ -1069,7 +1069,7 @@ static int open_patch(struct chain *c, struct layer *L, struct layer *P,
 	}
 	derived_name(name, sizeof(name), L, "idx");
 	int ifd = store_subdir(c->s, "index");
-	rc = xindex_load(&L->x, ifd, name, L->stamp);
+	rc = xindex_load(&L->x, ifd, name, L->stamp, 2 * L->j + 1);
 	if (rc == 0) {
 		if (xindex_size(L->x) != L->size) {
 			xindex_free(L->x);

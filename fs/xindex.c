@@ -109,7 +109,7 @@ void xindex_free(struct xindex *x)
 }
 
 int xindex_load(struct xindex **out, int dirfd, const char *name,
-		uint64_t stamp)
+		uint64_t stamp, unsigned max_fid)
 {
 	struct xindex *x = NULL;
 	struct stat st;
@@ -142,6 +142,10 @@ int xindex_load(struct xindex **out, int dirfd, const char *name,
 		goto out;
 	if (e[h->n].off != h->size || (h->n && e[0].off != 0))
 		goto out;
+	for (size_t i = 0; i < h->n; i++)
+		if (e[i + 1].off <= e[i].off ||
+		    (!xext_is_fill(&e[i]) && xext_fid(&e[i]) > max_fid))
+			goto out;
 	x = calloc(1, sizeof(*x));
 	if (!x) {
 		rc = -ENOMEM;

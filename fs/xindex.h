@@ -67,12 +67,14 @@ int xindex_new_file(struct xindex **out, unsigned fid, uint64_t size);
 void xindex_free(struct xindex *x);
 
 /*
- * Loads dir/name (dirfd-relative) if its stamp equals the given one and its
- * checksum holds. Returns 0, -ENOENT if absent, -ESTALE if stale, damaged
- * or of another version (the caller rebuilds), -errno for I/O errors.
+ * Loads dir/name (dirfd-relative) if its stamp equals the given one, its
+ * checksum holds and its structure is sound (offsets strictly increasing
+ * from 0 to the size, no file id above max_fid): a checksum is no proof
+ * against a crafted file. Returns 0, -ENOENT if absent, -ESTALE if stale,
+ * damaged or of another version (the caller rebuilds), -errno for I/O.
  */
 int xindex_load(struct xindex **out, int dirfd, const char *name,
-		uint64_t stamp);
+		uint64_t stamp, unsigned max_fid);
 /* Writes atomically (temporary file, fsync, rename). Returns 0 or -errno. */
 int xindex_save(const struct xindex *x, int dirfd, const char *name,
 		uint64_t stamp);

@@ -179,24 +179,26 @@ static void test_persist(void)
 		T_EQ(xbuild_file(b, 1 + rnd() % 4096, 1 + rnd() % 5, rnd() % 1000000), 0);
 	T_EQ(xbuild_finish(b, &x), 0);
 	T_EQ(xindex_save(x, dfd, "a.idx", 42), 0);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42), 0);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), 0);
 	const struct xext *e1 = xindex_ext(x, &n1), *e2 = xindex_ext(y, &n2);
 	T_EQ(n1, n2);
 	T_CHECK(memcmp(e1, e2, (n1 + 1) * sizeof(*e1)) == 0);
 	T_EQ(xindex_size(y), xindex_size(x));
 	xindex_free(y);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 43), -ESTALE);
-	T_EQ(xindex_load(&y, dfd, "missing.idx", 42), -ENOENT);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 43, 5), -ESTALE);
+	/* File ids above what the layer may use: refused. */
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 4), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "missing.idx", 42, 5), -ENOENT);
 	/* One flipped bit anywhere in the extents: refused. */
 	int fd = openat(dfd, "a.idx", O_RDWR);
 	uint8_t c;
 	T_EQ(pread(fd, &c, 1, 64 + 16 * 1234 + 3), 1);
 	c ^= 0x10;
 	T_EQ(pwrite(fd, &c, 1, 64 + 16 * 1234 + 3), 1);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), -ESTALE);
 	/* Truncated: refused. */
 	T_EQ(ftruncate(fd, 64 + 16 * 100), 0);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), -ESTALE);
 	close(fd);
 	unlinkat(dfd, "a.idx", 0);
 	close(dfd);

@@ -10,6 +10,10 @@
 #   BENCH_DEPTHS="1 10 50 100"
 #   BENCH_PEERS_MAX=100      skip the (slow) peers above this depth
 #   BENCH_DATA=dir           where the chain is kept between runs
+#   BENCH_STATES=dir         use the state files dir/snapshot_<n> (e.g. a
+#                            real QEMU guest's, from tests/bench/qemu.sh)
+#                            instead of the generator
+#   BENCH_TAG=name           output names: $BUILD/bench-<name>.txt/.png
 #
 # The chain is made by writing the generator's states into a snapfs
 # mount (the write path), so building a depth-100 chain takes minutes,
@@ -26,10 +30,16 @@ RB=$TOP/$BUILD/readbench
 SNAPGEN=$TOP/$BUILD/snapgen
 MAX=0
 for d in $DEPTHS; do [ "$d" -gt "$MAX" ] && MAX=$d; done
-CHAIN=$DATA/wchain-$SIZE-d$MAX
+TAG=${BENCH_TAG:-depth}
+if [ -n "${BENCH_STATES:-}" ]; then
+	CHAIN=$DATA/wchain-$TAG-d$MAX
+	SIZE="$(basename "$BENCH_STATES") states"
+else
+	CHAIN=$DATA/wchain-$SIZE-d$MAX
+fi
 MNT=$DATA/mnt
-OUT=$TOP/$BUILD/bench-depth.txt
-PNG=$TOP/$BUILD/bench-depth.png
+OUT=$TOP/$BUILD/bench-$TAG.txt
+PNG=$TOP/$BUILD/bench-$TAG.png
 mkdir -p "$DATA" "$MNT"
 
 now() { date +%s.%N; }
@@ -47,6 +57,14 @@ if [ ! -f "$CHAIN/done" ]; then
 	umount_wait
 	"$SNAPFS" -o quiet "$CHAIN" "$MNT"
 	k=0
+	if [ -n "${BENCH_STATES:-}" ]; then
+		for f in $(ls "$BENCH_STATES"/snapshot_* | sort -t_ -k2 -n); do
+			[ $k -le "$MAX" ] || break
+			cat "$f" > "$MNT/snapshot_$k"
+			k=$((k+1))
+		done
+		[ $k -gt "$MAX" ] || { echo "bench: only $k states in $BENCH_STATES" >&2; exit 1; }
+	fi
 	while [ $k -le "$MAX" ]; do
 		"$SNAPGEN" --seed 42 --size "$SIZE" --index $k -o - > "$MNT/snapshot_$k"
 		k=$((k+1))
@@ -59,7 +77,7 @@ fi
 # A store of depth d: hard links to the first d+1 layers and their
 # derived data (same files, same stamps: nothing is rebuilt).
 store_of() {
-	s=$DATA/wstore-d$1
+	s=$DATA/wstore-$TAG-d$1
 	if [ ! -f "$s/increments.txt" ]; then
 		rm -rf "$s"; mkdir -p "$s"
 		k=0; while [ $k -le "$1" ]; do

@@ -126,7 +126,6 @@ bench: deps
 	BUILD=build-bench sh tests/bench/write.sh
 	BUILD=build-bench sh tests/bench/depth.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
-	BUILD=build-bench sh tests/bench/qemu.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

@@ -34,6 +34,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/fdio.h"
+
 #include "codec/vcdiff_int.h"
 
 /*
@@ -81,43 +83,6 @@ struct vcdiff_dec {
 
 /* --- I/O helpers --- */
 
-/* pread until n bytes or end of file. Returns bytes read or -errno. */
-static ssize_t pread_full(int fd, void *buf, size_t n, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = pread(fd, (uint8_t *)buf + done, n - done,
-				  (off_t)(off + done));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-
-	while (n > 0) {
-		ssize_t r = write(fd, p, n);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 struct breader {
 	int fd;
 	uint64_t size;		/* file size at open */
@@ -141,7 +106,7 @@ static int br_refill(struct breader *r)
 	want = r->pos <= r->buf_off + r->buf_len + BR_BIG ? BR_BIG : BR_SMALL;
 	if (want > r->size - r->pos)
 		want = (size_t)(r->size - r->pos);
-	n = pread_full(r->fd, r->buf, want, r->pos);
+	n = fdio_pread(r->fd, r->buf, want, r->pos);
 	if (n < 0)
 		return (int)n;
 	r->buf_off = r->pos;
@@ -179,7 +144,7 @@ static int br_read(struct breader *r, void *dst, size_t n)
 		r->pos += k;
 	}
 	if (n > 0) {
-		ssize_t got = pread_full(r->fd, d, n, r->pos);
+		ssize_t got = fdio_pread(r->fd, d, n, r->pos);
 		if (got < 0)
 			return (int)got;
 		if ((size_t)got != n)
@@ -769,7 +734,7 @@ static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 	if ((rc = grow((void **)&d->ops, &d->ops_cap, bound + 2,
 		       sizeof(*d->ops))))
 		return rc;
-	n = pread_full(p->fd, d->sec, sect, w->data_off);
+	n = fdio_pread(p->fd, d->sec, sect, w->data_off);
 	if (n < 0) {
 		d->reason = "read error on patch file";
 		return (int)n;
@@ -960,7 +925,7 @@ struct bwriter {
 
 static int bw_flush(struct bwriter *b)
 {
-	int rc = write_full(b->fd, b->buf, b->len);
+	int rc = fdio_write(b->fd, b->buf, b->len);
 
 	b->len = 0;
 	return rc;
@@ -974,7 +939,7 @@ static int bw_put(struct bwriter *b, const void *p, size_t n)
 		if ((rc = bw_flush(b)))
 			return rc;
 		if (n > sizeof(b->buf))
-			return write_full(b->fd, p, n);
+			return fdio_write(b->fd, p, n);
 	}
 	memcpy(b->buf + b->len, p, n);
 	b->len += n;

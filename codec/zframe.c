@@ -39,6 +39,8 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "codec/fdio.h"
+
 #define SKIP_HDR	8		/* skippable magic + Frame_Size */
 #define SEEK_SKIP_MAGIC	0x184D2A5Eu	/* the seek table's skippable frame */
 #define SEEK_MAGIC	0x8F92EAB1u
@@ -79,48 +81,6 @@ static int is_skippable(uint32_t magic)
 static uint64_t comp_bound(uint64_t raw)
 {
 	return (uint64_t)ZSTD_compressBound((size_t)raw) + 4096;
-}
-
-/* Reads up to len bytes at off; fewer only at end of file. -EIO on error. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	if (off > (uint64_t)INT64_MAX - len)
-		return -EIO;
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got,
-				  (off_t)(off + got));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -EIO;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
-/* write(2) all of buf at the fd's offset; -errno (ENOSPC...) passes up. */
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -193,7 +153,7 @@ static ssize_t walk_get(struct walker *w, uint64_t off, size_t len,
 			const uint8_t **p)
 {
 	if (off < w->boff || off + len > w->boff + w->blen) {
-		ssize_t got = pread_full(w->fd, w->buf, WALK_BUF, off);
+		ssize_t got = fdio_pread(w->fd, w->buf, WALK_BUF, off);
 		if (got < 0)
 			return got;
 		w->boff = off;
@@ -287,7 +247,7 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 		return -EBADMSG;
 	}
 	data_end = z->file_size - tbl;
-	got = pread_full(z->fd, hdr, sizeof(hdr), data_end);
+	got = fdio_pread(z->fd, hdr, sizeof(hdr), data_end);
 	if (got < 0)
 		return (int)got;
 	if (got != SKIP_HDR || get_le32(hdr) != SEEK_SKIP_MAGIC ||
@@ -306,7 +266,7 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 		uint32_t k = n - i < per_chunk ? n - i : (uint32_t)per_chunk;
 		uint64_t at = data_end + SKIP_HDR + (uint64_t)i * es;
 
-		got = pread_full(z->fd, chunk, (size_t)k * es, at);
+		got = fdio_pread(z->fd, chunk, (size_t)k * es, at);
 		if (got < 0) {
 			rc = (int)got;
 			goto out;
@@ -533,7 +493,7 @@ int zframe_open(struct zframe **out, int fd, const char **why)
 	}
 	z->fd = fd;
 	z->file_size = (uint64_t)st.st_size;
-	got = pread_full(fd, head, sizeof(head), 0);
+	got = fdio_pread(fd, head, sizeof(head), 0);
 	if (got < 0) {
 		reason = "read error";
 		rc = (int)got;
@@ -547,7 +507,7 @@ int zframe_open(struct zframe **out, int fd, const char **why)
 	}
 	rc = 0;
 	if (z->file_size >= SKIP_HDR + SEEK_FOOTER) {
-		got = pread_full(fd, foot, sizeof(foot),
+		got = fdio_pread(fd, foot, sizeof(foot),
 				 z->file_size - SEEK_FOOTER);
 		if (got < 0) {
 			reason = "read error";
@@ -684,7 +644,7 @@ ssize_t zframe_read_frame(const struct zframe *z, struct zframe_dctx *dc,
 		dc->buf = b;
 		dc->cap = e->comp_len;
 	}
-	got = pread_full(z->fd, dc->buf, e->comp_len, e->comp_off);
+	got = fdio_pread(z->fd, dc->buf, e->comp_len, e->comp_off);
 	if (got < 0) {
 		dc->reason = "read error";
 		return got;
@@ -962,7 +922,7 @@ static int write_oldest(struct zframe_writer *w)
 	/* Number_Of_Frames is a u32 and the table's Frame_Size too. */
 	if (w->written >= (UINT32_MAX - SEEK_FOOTER) / SEEK_ENTRY_MAX)
 		return -EFBIG;
-	rc = write_all(w->fd, s->comp, s->comp_len);
+	rc = fdio_write(w->fd, s->comp, s->comp_len);
 	if (rc)
 		return rc;
 	if (w->table_len + SEEK_ENTRY_MAX > w->table_cap) {
@@ -1056,11 +1016,11 @@ int zframe_writer_finish(struct zframe_writer *w)
 	put_le32(foot, n);
 	foot[4] = SEEK_CKSUM_FLAG;
 	put_le32(foot + 5, SEEK_MAGIC);
-	rc = write_all(w->fd, hdr, sizeof(hdr));
+	rc = fdio_write(w->fd, hdr, sizeof(hdr));
 	if (!rc && w->table_len)
-		rc = write_all(w->fd, w->table, w->table_len);
+		rc = fdio_write(w->fd, w->table, w->table_len);
 	if (!rc)
-		rc = write_all(w->fd, foot, sizeof(foot));
+		rc = fdio_write(w->fd, foot, sizeof(foot));
 	if (rc)
 		goto fail;
 	w->finished = 1;
@@ -1108,7 +1068,7 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 		goto out;
 	while (off < total) {
 		size_t want = total - off < in_cap ? (size_t)(total - off) : in_cap;
-		ssize_t got = pread_full(in_fd, in, want, off);
+		ssize_t got = fdio_pread(in_fd, in, want, off);
 		ZSTD_inBuffer ib = { in, 0, 0 };
 		ZSTD_outBuffer ob;
 

@@ -37,6 +37,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/fdio.h"
+
 #include "cache/bcache.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
@@ -172,42 +174,6 @@ static void progress(struct chain *c, const char *layer, const char *what,
 
 /* --- small I/O helpers --- */
 
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t r = pread(fd, (char *)buf + got, len - got,
-				  (off_t)(off + got));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 static uint64_t file_stamp(uint64_t parent, const struct store_layer *sl)
 {
 	uint64_t v[5] = {
@@ -243,7 +209,7 @@ static int sums_load(struct sfile *f, int dfd, const char *name)
 
 	if (fd < 0)
 		return -errno;
-	if (pread_full(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	if (fdio_pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    memcmp(h.magic, SUM_MAGIC, 8) || h.version != SUM_VERSION ||
 	    h.block != SUM_BLOCK || h.size != f->size || h.n != n)
 		goto out;
@@ -252,7 +218,7 @@ static int sums_load(struct sfile *f, int dfd, const char *name)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (pread_full(fd, sum, n * 8, sizeof(h)) != (ssize_t)(n * 8) ||
+	if (fdio_pread(fd, sum, n * 8, sizeof(h)) != (ssize_t)(n * 8) ||
 	    XXH3_64bits(sum, n * 8) != h.digest)
 		goto out;
 	f->sum = sum;
@@ -284,7 +250,7 @@ static int sums_build(struct chain *c, struct sfile *f, int dfd,
 		uint64_t off = i * SUM_BLOCK;
 		size_t want = (size_t)(f->size - off < 16 * SUM_BLOCK ?
 				       f->size - off : 16 * SUM_BLOCK);
-		ssize_t r = pread_full(f->fd, buf, want, off);
+		ssize_t r = fdio_pread(f->fd, buf, want, off);
 		if (r != (ssize_t)want) {
 			rc = r < 0 ? (int)r : -EIO;
 			goto out;
@@ -306,8 +272,8 @@ static int sums_build(struct chain *c, struct sfile *f, int dfd,
 	h.digest = XXH3_64bits(sum, n * 8);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write_full(fd, &h, sizeof(h)) ||
-	    write_full(fd, sum, n * 8) || renameat(dfd, tmp, dfd, name) < 0) {
+	if (fd < 0 || fdio_write(fd, &h, sizeof(h)) ||
+	    fdio_write(fd, sum, n * 8) || renameat(dfd, tmp, dfd, name) < 0) {
 		/* Derived data only: a read-only store just re-sums next time. */
 		logf_(c, CHAIN_LOG_WARN, "%s: cannot save checksums under "
 		      "%s/: %s", layer, STORE_META_DIR, strerror(errno));
@@ -426,7 +392,7 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 
 	if (!f->sum) {
 		/* Being built (aux): not cached, since it still grows. */
-		ssize_t r = pread_full(f->fd, dst, len, off);
+		ssize_t r = fdio_pread(f->fd, dst, len, off);
 		return r == (ssize_t)len ? r : read_damaged(c, fid, off,
 				"short read");
 	}
@@ -442,7 +408,7 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 			size_t want = (size_t)(f->size - start < SUM_BLOCK ?
 					       f->size - start : SUM_BLOCK);
 			ssize_t r = blk < f->nsum ?
-				pread_full(f->fd, b.data, want, start) : -1;
+				fdio_pread(f->fd, b.data, want, start) : -1;
 			if (r != (ssize_t)want) {
 				bcache_abandon(c->cache, &b);
 				return read_damaged(c, fid, start, r < 0 ?
@@ -675,7 +641,7 @@ static int open_base(struct chain *c, struct layer *L, char *err,
 	int rc;
 
 	L->stamp = file_stamp(0, sl);
-	if (pread_full(sl->fd, magic, 4, 0) < 0) {
+	if (fdio_pread(sl->fd, magic, 4, 0) < 0) {
 		say(err, errlen, "%s/%s: %s", store_dir(c->s), sl->path,
 		    strerror(errno));
 		return -EIO;

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/fdio.h"
+
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
 #include "codec/zframe.h"
@@ -77,37 +79,7 @@ static ssize_t src_read(void *ctx, uint64_t off, void *buf, size_t len)
 static int out_write(void *ctx, const void *buf, size_t len)
 {
 	struct writer *w = ctx;
-	const char *p = buf;
-
-	while (len) {
-		ssize_t r = write(w->tmpfd, p, len);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += r;
-		len -= (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t r = pwrite(fd, p, len, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += r;
-		off += (uint64_t)r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return fdio_write(w->tmpfd, buf, len);
 }
 
 /* A fresh temporary output and sink. */
@@ -173,7 +145,7 @@ static int unsink(struct writer *w)
 			}
 			buf = nb;
 			ssize_t r = zframe_read_frame(z, dc, i, buf, fe->raw_len);
-			rc = r < 0 ? (int)r : pwrite_full(w->spoolfd, buf,
+			rc = r < 0 ? (int)r : fdio_pwrite(w->spoolfd, buf,
 						fe->raw_len, fe->raw_off);
 		}
 		zframe_dctx_free(dc);
@@ -191,7 +163,7 @@ static int unsink(struct writer *w)
 			const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
 			ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL,
 						      NULL, buf, VCDIFF_WIN_MAX);
-			rc = r < 0 ? (int)r : pwrite_full(w->spoolfd, buf,
+			rc = r < 0 ? (int)r : fdio_pwrite(w->spoolfd, buf,
 						wi->tgt_len, wi->tgt_off);
 		}
 		vcdiff_dec_free(d);
@@ -215,7 +187,7 @@ static int to_spool(struct writer *w)
 	if (!rc)
 		rc = unsink(w);
 	if (!rc && w->head_dirty)
-		rc = pwrite_full(w->spoolfd, w->head,
+		rc = fdio_pwrite(w->spoolfd, w->head,
 				 w->written < WRITER_HEAD ? (size_t)w->written :
 				 WRITER_HEAD, 0);
 	w->mode = MODE_SPOOL;
@@ -315,7 +287,7 @@ int writer_write(struct writer *w, uint64_t off, const void *buf,
 		if (rc)
 			goto out;
 	}
-	rc = pwrite_full(w->spoolfd, buf, len, off);
+	rc = fdio_pwrite(w->spoolfd, buf, len, off);
 out:
 	if (rc) {
 		w->failed = rc;

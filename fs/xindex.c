@@ -24,6 +24,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/fdio.h"
+
 #define XI_MAGIC "SNAPIDX1"
 #define XI_VERSION 1u
 
@@ -166,23 +168,6 @@ out:
 	return rc;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int xindex_save(const struct xindex *x, int dirfd, const char *name,
 		uint64_t stamp)
 {
@@ -204,9 +189,9 @@ int xindex_save(const struct xindex *x, int dirfd, const char *name,
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, &h, sizeof(h));
+	rc = fdio_write(fd, &h, sizeof(h));
 	if (!rc)
-		rc = write_all(fd, x->ext, bytes);
+		rc = fdio_write(fd, x->ext, bytes);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -99,6 +100,43 @@ static int parse_size(const char *s, size_t *out)
 		return -EINVAL;
 	*out = (size_t)v;
 	return 0;
+}
+
+/*
+ * The kernel gives a FUSE mount the default 128 KiB readahead whatever
+ * max_readahead says; readers of snapshots (cat, cp, qemu) are sequential
+ * and a larger window keeps more requests, and frame decoders, busy. The
+ * device number comes from mountinfo: a stat() of the mountpoint here
+ * would wait on our own, not yet running, session. Best effort (root).
+ */
+static void raise_readahead(const char *mountpoint, unsigned kb)
+{
+	char line[4096], path[96], real[PATH_MAX];
+	unsigned maj, min;
+	FILE *f;
+	int found = 0;
+
+	if (!realpath(mountpoint, real))
+		return;
+	f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX];
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) == 3 &&
+		    !strcmp(mp, real) && strstr(line, " fuse"))
+			found = 1;
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
+		 min);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%u\n", kb);
+		fclose(f);
+	}
 }
 
 static void log_cb(void *ctx, int level, const char *msg)
@@ -206,6 +244,7 @@ int main(int argc, char *argv[])
 		goto out4;
 	if (fuse_session_mount(se, cl.mountpoint) != 0)
 		goto out5;
+	raise_readahead(cl.mountpoint, 1024);
 	if (!cl.foreground)
 		openlog("snapfs", LOG_PID, LOG_DAEMON);
 	fuse_daemonize(cl.foreground);

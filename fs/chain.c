@@ -43,6 +43,7 @@
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
 #include "fs/xindex.h"
+#include "fs/msg.h"
 
 #define SUM_BLOCK ((uint64_t)64 << 10)
 #define SUM_MAGIC "SNAPSUM1"
@@ -139,17 +140,6 @@ static void logf_(struct chain *c, int level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	c->o.log(c->o.ctx, level, msg);
-}
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 static void damage(struct layer *L, const char *fmt, ...)
@@ -642,12 +632,12 @@ static int open_base(struct chain *c, struct layer *L, char *err,
 
 	L->stamp = file_stamp(0, sl);
 	if (fdio_pread(sl->fd, magic, 4, 0) < 0) {
-		say(err, errlen, "%s/%s: %s", store_dir(c->s), sl->path,
+		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), sl->path,
 		    strerror(errno));
 		return -EIO;
 	}
 	if (!memcmp(magic, "\xd6\xc3\xc4", 3)) {
-		say(err, errlen, "%s/%s: the base (last line of %s) is a "
+		msg_say(err, errlen, "%s/%s: the base (last line of %s) is a "
 		    "VCDIFF patch, not a state file: fix the order of %s "
 		    "(newest first, base last)", store_dir(c->s), sl->path,
 		    STORE_LAYERS_FILE, STORE_LAYERS_FILE);
@@ -968,7 +958,7 @@ static int open_patch(struct chain *c, struct layer *L, struct layer *P,
 	L->stamp = file_stamp(P->stamp, sl);
 	rc = vcdiff_patch_open(&L->patch, sl->fd, &why);
 	if (rc == -EMEDIUMTYPE) {
-		say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
+		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
 		    "every layer but the last line of %s must be a patch made "
 		    "by xdelta3 -e: restore it or remove its line",
 		    store_dir(c->s), sl->path, STORE_LAYERS_FILE);
@@ -1115,7 +1105,7 @@ int chain_append(struct chain *c, char *err, size_t errlen)
 	size_t j = chain_count(c);
 
 	if (j + 1 != store_count(c->s)) {
-		say(err, errlen, "internal: store has %zu layers, chain %zu",
+		msg_say(err, errlen, "internal: store has %zu layers, chain %zu",
 		    store_count(c->s), j);
 		return -EINVAL;
 	}
@@ -1321,7 +1311,7 @@ int chain_open(struct chain **out, struct store *s,
 	bo.budget = c->o.cache_size;
 	rc = c->layers ? bcache_new(&c->cache, &bo) : -ENOMEM;
 	if (rc) {
-		say(err, errlen, "out of memory");
+		msg_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	/* Readahead helps indexing too; the threads end before we return,

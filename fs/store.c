@@ -8,6 +8,7 @@
  * never leaves the store locked.
  */
 #include "fs/store.h"
+#include "fs/msg.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,17 +34,6 @@ struct store {
 	struct store_layer *layers;	/* oldest first */
 	size_t n, cap;
 };
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 int store_name_of(const char *path, char *name, size_t cap)
 {
@@ -81,25 +71,25 @@ static int add_layer(struct store *s, const char *path, char *err,
 	struct store_layer *l;
 
 	if (!valid_path(path)) {
-		say(err, errlen, "%s/%s: names '%s'; paths must be relative to "
+		msg_say(err, errlen, "%s/%s: names '%s'; paths must be relative to "
 		    "the store and stay inside it: fix that line",
 		    s->dir, STORE_LAYERS_FILE, path);
 		return -EINVAL;
 	}
 	if (s->n == STORE_MAX_LAYERS) {
-		say(err, errlen, "%s/%s: more than %d layers: merge old ones "
+		msg_say(err, errlen, "%s/%s: more than %d layers: merge old ones "
 		    "(contrib/snapfs-merge)", s->dir, STORE_LAYERS_FILE,
 		    STORE_MAX_LAYERS);
 		return -E2BIG;
 	}
 	if (store_name_of(path, name, sizeof(name)) < 0) {
-		say(err, errlen, "%s/%s: '%s' gives no usable name: rename the "
+		msg_say(err, errlen, "%s/%s: '%s' gives no usable name: rename the "
 		    "file", s->dir, STORE_LAYERS_FILE, path);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < s->n; i++) {
 		if (!strcmp(s->layers[i].name, name)) {
-			say(err, errlen, "%s/%s: '%s' and '%s' would both show "
+			msg_say(err, errlen, "%s/%s: '%s' and '%s' would both show "
 			    "as '%s': rename one", s->dir, STORE_LAYERS_FILE,
 			    s->layers[i].path, path, name);
 			return -EEXIST;
@@ -118,7 +108,7 @@ static int add_layer(struct store *s, const char *path, char *err,
 	l->fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (l->fd < 0 || fstat(l->fd, &l->st) < 0) {
 		int e = errno;
-		say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
+		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
 		    "the file or remove its line from %s", s->dir, path, path,
 		    strerror(e), STORE_LAYERS_FILE);
 		if (l->fd >= 0)
@@ -126,7 +116,7 @@ static int add_layer(struct store *s, const char *path, char *err,
 		return -e;
 	}
 	if (!S_ISREG(l->st.st_mode)) {
-		say(err, errlen, "%s/%s: layer is not a regular file; fix %s",
+		msg_say(err, errlen, "%s/%s: layer is not a regular file; fix %s",
 		    s->dir, path, STORE_LAYERS_FILE);
 		close(l->fd);
 		return -EINVAL;
@@ -156,7 +146,7 @@ static int read_layers(struct store *s, char *err, size_t errlen)
 		if (errno == ENOENT)
 			return 0;	/* a new, empty store */
 		rc = -errno;
-		say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
+		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
 		    strerror(-rc));
 		return rc;
 	}
@@ -191,12 +181,12 @@ static int read_layers(struct store *s, char *err, size_t errlen)
 	}
 	if (ferror(f)) {
 		rc = -EIO;
-		say(err, errlen, "%s/%s: read error", s->dir, STORE_LAYERS_FILE);
+		msg_say(err, errlen, "%s/%s: read error", s->dir, STORE_LAYERS_FILE);
 		goto out;
 	}
 	if (n == 0) {
 		rc = -ENODATA;
-		say(err, errlen, "%s/%s: names no layer. A store needs its base "
+		msg_say(err, errlen, "%s/%s: names no layer. A store needs its base "
 		    "state file on the last line (newest first, base last); "
 		    "remove the file to start an empty store",
 		    s->dir, STORE_LAYERS_FILE);
@@ -246,7 +236,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 			   0644);
 	if (s->lockfd < 0) {
 		int e = errno;
-		say(err, errlen, "%s/%s/lock: %s", s->dir, STORE_META_DIR,
+		msg_say(err, errlen, "%s/%s/lock: %s", s->dir, STORE_META_DIR,
 		    strerror(e));
 		return -e;
 	}
@@ -256,11 +246,11 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 		buf[n > 0 ? n : 0] = 0;
 		buf[strcspn(buf, "\n")] = 0;
 		if (e == EWOULDBLOCK)
-			say(err, errlen, "%s: store is in use by another snapfs "
+			msg_say(err, errlen, "%s: store is in use by another snapfs "
 			    "(pid %s); unmount that first", s->dir,
 			    *buf ? buf : "?");
 		else
-			say(err, errlen, "%s/%s/lock: %s", s->dir,
+			msg_say(err, errlen, "%s/%s/lock: %s", s->dir,
 			    STORE_META_DIR, strerror(e));
 		return e == EWOULDBLOCK ? -EBUSY : -e;
 	}
@@ -289,13 +279,13 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0) {
 		rc = -errno;
-		say(err, errlen, "%s: cannot open the store directory: %s",
+		msg_say(err, errlen, "%s: cannot open the store directory: %s",
 		    dir, strerror(-rc));
 		goto fail;
 	}
 	if (mkdirat(s->dirfd, STORE_META_DIR, 0755) < 0 && errno != EEXIST) {
 		rc = -errno;
-		say(err, errlen, "%s/%s: cannot create: %s (is the store "
+		msg_say(err, errlen, "%s/%s: cannot create: %s (is the store "
 		    "writable?)", dir, STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
@@ -303,7 +293,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->metafd < 0) {
 		rc = -errno;
-		say(err, errlen, "%s/%s: %s", dir, STORE_META_DIR,
+		msg_say(err, errlen, "%s/%s: %s", dir, STORE_META_DIR,
 		    strerror(-rc));
 		goto fail;
 	}
@@ -313,7 +303,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	for (size_t i = 0; i < NSUB; i++) {
 		if (mkdirat(s->metafd, subdirs[i], 0755) < 0 && errno != EEXIST) {
 			rc = -errno;
-			say(err, errlen, "%s/%s/%s: cannot create: %s", dir,
+			msg_say(err, errlen, "%s/%s/%s: cannot create: %s", dir,
 			    STORE_META_DIR, subdirs[i], strerror(-rc));
 			goto fail;
 		}
@@ -425,7 +415,7 @@ int store_append(struct store *s, const char *path, char *err,
 	}
 	return 0;
 undo:
-	say(err, errlen, "%s/%s: cannot rewrite: %s", s->dir,
+	msg_say(err, errlen, "%s/%s: cannot rewrite: %s", s->dir,
 	    STORE_LAYERS_FILE, strerror(-rc));
 	s->n--;
 	close(s->layers[s->n].fd);

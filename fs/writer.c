@@ -28,6 +28,7 @@
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
 #include "codec/zframe.h"
+#include "fs/msg.h"
 
 #define CHUNK ((size_t)1 << 20)
 
@@ -53,17 +54,6 @@ struct writer {
 	struct vcdiff_enc *enc;
 	struct zframe_writer *zw;
 };
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int tmpdir(const struct writer *w)
 {
@@ -205,12 +195,12 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 
 	if (!*name || strchr(name, '/') || strlen(name) > 200 ||
 	    !strcmp(name, ".") || !strcmp(name, "..") || name[0] == '.') {
-		say(err, errlen, "'%s': not a usable snapshot name (no '/', "
+		msg_say(err, errlen, "'%s': not a usable snapshot name (no '/', "
 		    "not hidden, at most 200 bytes)", name);
 		return -EINVAL;
 	}
 	if (chain_lookup(c, name) >= 0) {
-		say(err, errlen, "%s: a snapshot of that name exists", name);
+		msg_say(err, errlen, "%s: a snapshot of that name exists", name);
 		return -EEXIST;
 	}
 	w = calloc(1, sizeof(*w));
@@ -225,7 +215,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		 w->base ? "zst" : "patch");
 	snprintf(w->tmp, sizeof(w->tmp), "%s.%ld", w->file, (long)getpid());
 	if (fstatat(store_dirfd(s), w->file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		say(err, errlen, "%s/%s exists but is not in %s: move it away "
+		msg_say(err, errlen, "%s/%s exists but is not in %s: move it away "
 		    "or pick another name", store_dir(s), w->file,
 		    STORE_LAYERS_FILE);
 		free(w);
@@ -236,7 +226,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		w->parent = chain_count(c) - 1;
 		chain_info(c, w->parent, &inf);
 		if (inf.damage) {
-			say(err, errlen, "%s: cannot add a snapshot on top of "
+			msg_say(err, errlen, "%s: cannot add a snapshot on top of "
 			    "%s, which is damaged (%s)", name, inf.name,
 			    inf.damage);
 			free(w);
@@ -247,7 +237,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->head = malloc(WRITER_HEAD);
 	rc = w->head ? sink_open(w) : -ENOMEM;
 	if (rc) {
-		say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
+		msg_say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
 		    name, store_dir(s), STORE_META_DIR, strerror(-rc));
 		writer_free(w);
 		return rc;
@@ -367,7 +357,7 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 	int rc = w->failed;
 
 	if (rc) {
-		say(err, errlen, "%s: an earlier write failed (%s); the "
+		msg_say(err, errlen, "%s: an earlier write failed (%s); the "
 		    "snapshot was not added", w->name, strerror(-rc));
 		return rc;
 	}
@@ -378,14 +368,14 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 	if (!rc && fsync(w->tmpfd) < 0)
 		rc = -errno;
 	if (rc) {
-		say(err, errlen, "%s: cannot encode under %s/%s/tmp: %s; the "
+		msg_say(err, errlen, "%s: cannot encode under %s/%s/tmp: %s; the "
 		    "snapshot was not added", w->name, store_dir(w->s),
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
 	if (renameat(tmpdir(w), w->tmp, store_dirfd(w->s), w->file) < 0) {
 		rc = -errno;
-		say(err, errlen, "%s/%s: cannot move into the store: %s",
+		msg_say(err, errlen, "%s/%s: cannot move into the store: %s",
 		    store_dir(w->s), w->file, strerror(-rc));
 		goto fail;
 	}

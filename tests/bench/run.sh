@@ -49,7 +49,7 @@ fi
 
 # A store of depth d: hard links to the first d+1 layers of the chain.
 store_of() {
-	s=$DATA/store-d$1
+	s=$DATA/store-$SIZE-d$1
 	if [ ! -f "$s/increments.txt" ]; then
 		rm -rf "$s"; mkdir -p "$s"
 		ln "$CHAIN/snapshot_0.zst" "$s/"

@@ -94,13 +94,19 @@ struct pf_job {
 /* How far ahead of a sequential reader frames are decoded. */
 #define PF_WINDOW ((uint64_t)8 << 20)
 /* Reads this close to the last one count as sequential: FUSE runs the
- * kernel's readahead requests on several threads, slightly out of order. */
-#define PF_SLACK ((uint64_t)4 << 20)
+ * kernel's readahead requests (up to 1 MiB) on several threads, slightly
+ * out of order. */
+#define PF_SLACK ((uint64_t)2 << 20)
+/* In-order reads in a row before readahead starts: a random reader lands
+ * near its previous read now and then, and an 8 MiB readahead for it
+ * would only compete with its next reads (it showed as p99 latency). */
+#define PF_MIN_RUN 2
 
 struct chain_stream {
 	pthread_mutex_t lock;		/* protects next, pf_end */
 	uint64_t next;			/* end of the last read */
 	uint64_t pf_end;		/* readahead submitted up to here */
+	unsigned run;			/* in-order reads in a row */
 	size_t layer;
 };
 
@@ -1277,12 +1283,13 @@ static void stream_note(struct chain *c, struct chain_stream *st, size_t i,
 	pthread_mutex_lock(&st->lock);
 	int seq = st->layer == i && off + PF_SLACK >= st->next &&
 		  off <= st->next + PF_SLACK;
+	st->run = seq ? st->run + 1 : 0;
 	if (!seq || st->pf_end < off)
 		st->pf_end = off + len;
 	if (off + len > st->next || !seq)
 		st->next = off + len;
 	st->layer = i;
-	if (seq && st->pf_end < off + len + PF_WINDOW) {
+	if (st->run >= PF_MIN_RUN && st->pf_end < off + len + PF_WINDOW) {
 		from = st->pf_end > off + len ? st->pf_end : off + len;
 		want = off + len + PF_WINDOW - from;
 		st->pf_end = from + want;

@@ -30,6 +30,14 @@ head -c 300000 "$ST/state_4" > "$WORK/small4"
 check "dd bs=1 (300 kB, one byte per write)" dd if="$WORK/small4" of="$MNT/snapshot_4" bs=1
 check "bs=1: exact" cmp "$MNT/snapshot_4" "$WORK/small4"
 
+# Readers of older snapshots while a new one is encoded (the encoder
+# reads its parent through the same chain and cache).
+( for i in 1 2 3; do cmp "$MNT/snapshot_1" "$ST/state_1" && cmp "$MNT/snapshot_3" "$ST/state_3" || exit 1; done ) &
+readers=$!
+check "write while 2 readers read older snapshots" sh -c "cat '$ST/state_4' > '$MNT/snapshot_4b'"
+check "the readers saw exact bytes throughout" wait $readers
+check "the snapshot written meanwhile is exact" cmp "$MNT/snapshot_4b" "$ST/state_4"
+
 # A save that fixes its header up at the end (libvirt's virsh save).
 python3 - "$ST/state_5" "$MNT/snapshot_5" "$WORK/expect5" <<'EOF'
 import sys
@@ -87,6 +95,7 @@ for f in $(tac "$S/increments.txt" | tail -n +2); do
 	n=$(basename "$f" .patch)
 	case $n in
 	snapshot_4) exp=$WORK/small4 ;; snapshot_5) exp=$WORK/expect5 ;;
+	snapshot_4b) exp=$ST/state_4 ;;
 	*) exp=$ST/state_${n#snapshot_} ;;
 	esac
 	check "stock xdelta3 -d decodes $f exactly" cmp "$prev" "$exp"

@@ -49,7 +49,7 @@
 
 /* --- tuning --- */
 
-#define KEY_LEN 16			/* bytes hashed per key (K) */
+#define KEY_LEN 32			/* bytes hashed per key (K) */
 #define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
 #define BUCKET_WAYS 4
 #define DEFAULT_BUDGET ((size_t)64 << 20)
@@ -101,6 +101,7 @@ struct vcdiff_enc {
 	uint8_t *sc_mem;
 	struct schunk sc[SC_SLOTS];
 	uint64_t seq_next;	/* chunk after the last one read */
+	size_t ra_len;		/* chunks of the last read */
 
 	/* target window */
 	uint8_t *buf;
@@ -255,10 +256,14 @@ static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
 		return c;
 	size_t k = 1;
 	if (no == e->seq_next) {
-		k = SC_AHEAD;
+		/* Ramp up: a short match should not pay for a long read. */
+		k = e->ra_len < SC_AHEAD / 2 ? e->ra_len * 2 : SC_AHEAD;
+		if (k == 0)
+			k = 1;
 		if (slot + k > SC_SLOTS)
 			k = SC_SLOTS - slot;	/* stay contiguous */
 	}
+	e->ra_len = k;
 	e->seq_next = no + k;
 	uint64_t start = no << SC_SHIFT;
 	size_t want = e->src_size - start < k * SC_CHUNK ?

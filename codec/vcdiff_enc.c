@@ -62,6 +62,9 @@
 #define CONT_MIN 8			/* continuation match worth a COPY */
 #define TT_BITS 16			/* target match table: 2^16 keys */
 #define TT_WAYS 4			/* positions kept per key */
+#define ACC_START 256			/* literal bytes before skipping */
+#define ACC_STEP 3			/* then look at every 3rd position */
+#define VISIT(q, lit) ((q) - (lit) < ACC_START || (q) % ACC_STEP == 0)
 #define PF 16				/* hash lookahead for prefetch (2^n) */
 #define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
 
@@ -727,6 +730,15 @@ static int emit_copy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 	return rc;
 }
 
+/* Index of the first way of the target table slot for the 4 bytes at t. */
+static inline size_t tt_slot(const uint8_t *t)
+{
+	uint32_t k;
+
+	memcpy(&k, t, 4);
+	return (size_t)((k * 2654435761u) >> (32 - TT_BITS)) * TT_WAYS;
+}
+
 /* Records a copy of len bytes at buffer position p from the earlier buffer
  * position c (same window; may overlap p). */
 static int emit_tcopy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
@@ -752,11 +764,7 @@ static size_t try_tmatch(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 			 size_t wstart, int *rc)
 {
 	const uint8_t *t = ms->t;
-	uint32_t k;
-
-	memcpy(&k, t + p, 4);
-	uint32_t hh = (k * 2654435761u) >> (32 - TT_BITS);
-	uint32_t *slot = e->ttab + (size_t)hh * TT_WAYS;
+	uint32_t *slot = e->ttab + tt_slot(t + p);
 	size_t best_c = 0, f = 0, max = ms->n - p;
 	long best = 0;
 	/* The most recent TT_WAYS positions with this key; keep the longest
@@ -890,6 +898,14 @@ static int encode_buf(struct vcdiff_enc *e)
 				continue;
 			}
 		}
+		/* Deep in a literal stretch (new random pages) look only at
+		 * every ACC_STEP-th position: a step coprime to B still meets
+		 * every alignment of a long match, and backward extension
+		 * recovers the bytes skipped. */
+		if (!VISIT(p, ms.lit)) {
+			p++;
+			continue;
+		}
 		/* 3. the index */
 		if (p + KEY_LEN <= n && e->tab) {
 			if (p >= hend || p + PF < hend) {
@@ -904,8 +920,12 @@ static int encode_buf(struct vcdiff_enc *e)
 				    t[hend - 1 + KEY_LEN];
 				uint64_t m = fmix64(h);
 				ring[hend % PF] = m;
-				__builtin_prefetch(e->tab + (m & e->bmask) *
-						   BUCKET_WAYS);
+				if (VISIT(hend, ms.lit)) {
+					__builtin_prefetch(e->tab + (m & e->bmask) *
+							   BUCKET_WAYS);
+					__builtin_prefetch(e->ttab +
+							   tt_slot(t + hend));
+				}
 				hend++;
 			}
 			STAT(lookups);

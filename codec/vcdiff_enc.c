@@ -11,33 +11,60 @@
  * is a polynomial hash of the K = 32 bytes at j*B. Constant keys are not
  * indexed (runs are found directly), and a key already present in its
  * bucket is not added twice (first copy wins), so zero pages or other
- * repeated blocks cannot flood the table. Memory: the table (<= budget,
- * default 64 MiB whatever the source size; B grows instead), one window of
- * target plus its three sections and instruction list, and a direct-mapped
- * cache of SC_SLOTS source chunks of SC_CHUNK bytes (4 MiB).
+ * repeated blocks cannot flood the table. Inserts are hashed in batches and
+ * their buckets prefetched (they are cache misses).
  *
  * Matching, per target window. At position p, in this order:
  *   1. a run of >= RUN_MIN equal bytes becomes RUN;
  *   2. "continuation": the source at p + delta, where delta is the offset
  *      of the last match (sources and targets are mostly aligned, with
- *      shifts); 8 equal bytes start a match;
- *   3. the table: the rolling hash of t[p, p+K) (computed PF positions ahead
- *      so that the bucket can be prefetched), candidates with equal check
- *      are verified against the source.
+ *      shifts); a match of >= CONT_MIN bytes is taken;
+ *   3. the source index: the rolling hash of t[p, p+K) (computed PF
+ *      positions ahead so that the bucket can be prefetched); candidates
+ *      with equal check are verified against the source;
+ *   4. earlier bytes of the same window (COPY_TGT): 4-byte keys, the last
+ *      TT_WAYS positions per key, kept only if clearly cheaper than the
+ *      literals (new pages are often like other new pages).
  * A match is extended forwards with 8-byte compares and backwards into the
- * pending literals; the bytes left over become ADD. A match of at least
- * B + K - 1 bytes anywhere in the source is always found, whatever the
- * distance it moved.
+ * pending literals; the bytes left over become ADD. A source match of at
+ * least B + K - 1 bytes is always found, whatever the distance it moved.
+ * After ACC_START literal bytes in a row, 3 and 4 run only at every
+ * ACC_STEP-th position (coprime to B, so long matches are still met; the
+ * skipped bytes come back by backward extension): incompressible pages then
+ * cost a third of the lookups.
  *
- * Windows. The target is buffered one window at a time (default 8 MiB, as
- * xdelta3), matched, then written as header + data + inst + addr sections
- * with the default code table (pair opcodes when they apply) and the
- * cheapest of the SELF/HERE/NEAR/SAME address modes. The source segment is
- * [min, max) of the window's copies; if a copy would make it 4 GiB or
- * longer the window is cut just before that copy. Ops go to the sink after
- * their window is written, when the patch offset of each ADD is known.
+ * Source reads go through a direct-mapped cache of SC_SLOTS chunks of
+ * SC_CHUNK bytes (4 MiB). A miss where the previous read ended is a match
+ * running along the source: it reads 2, 4, ... up to SC_AHEAD chunks at
+ * once; any other miss (verifying a far candidate) reads one 4 KiB chunk.
  *
- * Secondary compression: none (see the measurement below).
+ * Windows. The target is buffered one window at a time, matched, then
+ * written as header + data + inst + addr sections with the default code
+ * table (pair opcodes when they apply) and the cheapest of the SELF/HERE/
+ * NEAR/SAME address modes. The source segment is [min, max) of the
+ * window's source copies; if a copy would make cpylen + tgtlen reach 4 GiB
+ * the window is cut just before that copy. A window with no source copy
+ * has no VCD_SOURCE bit; VCD_TARGET is never written. Ops go to the sink
+ * after their window is written, when the patch offset of each ADD is known.
+ * Default window: 8 MiB. Measured on the QEMU-like bench pair (256 MiB):
+ * 4 MiB windows gave a patch 0.4% larger than 8 MiB, 16 MiB 0.2% smaller;
+ * 8 MiB is xdelta3's default and halves the buffer and the unit a reader of
+ * a COPY_TGT may have to decode.
+ *
+ * Memory, bounded whatever the sizes: the index (<= index_budget, default
+ * 64 MiB; B grows instead for big sources), one window of target plus its
+ * sections and instruction list (about 2 x window), the 1 MiB target table
+ * and the 4 MiB source cache: ~80 MiB peak RSS for an 860 MB encode.
+ *
+ * Secondary compression: none. Measured with tests/bench/bench_enc (860 MB
+ * QEMU-like pair): per-window compression of the data section (the ADD
+ * bytes, 11.8 MB) would save 6.0% with lzma preset 0 (xdelta3's), 5.0%
+ * with zstd -3, 7.0% with zstd -19, i.e. ~5% of the 15.3 MB patch.
+ * Before target matching (step 4) existed it was 31%; matching took most
+ * of it. Stock
+ * xdelta3 only decodes lzma in its own framing (one xz stream per section
+ * kind across the whole patch, 2.4 of vcdiff-notes.md), which would make
+ * windows undecodable on their own. Not worth it.
  *
  * One encoder per thread; no locks, no threads of its own. Never prints.
  */

@@ -380,7 +380,8 @@ static void measure_secondary(const char *dir, uint32_t win)
 	FILE *lf = fopen(p, "rb");
 	snprintf(p, sizeof(p), "%s/ours.patch", dir);
 	int pfd = open(p, O_RDONLY);
-	uint8_t *sec = malloc((size_t)win + 16), *out = malloc(2 * (size_t)win + 65536);
+	uint8_t *sec = malloc((size_t)win + 16);
+	uint8_t *out = malloc(2 * (size_t)win + 65536);
 	uint64_t rec[3], cur_win = UINT64_MAX, raw = 0, lz = 0, z3 = 0, z19 = 0;
 	size_t len = 0;
 	double tlz = 0, tz3 = 0, tz19 = 0;

@@ -163,20 +163,6 @@ struct vcdiff_enc {
 	uint64_t windows;
 };
 
-#ifdef ENC_STATS
-#include <stdio.h>
-static uint64_t st_lookups, st_cands, st_hashmatch, st_cont, st_tmatch;
-#define STAT(x) (st_##x++)
-__attribute__((destructor)) static void stats(void)
-{
-	fprintf(stderr, "tmatch %llu\n", (unsigned long long)st_tmatch);
-	fprintf(stderr, "lookups %llu cands %llu hashmatch %llu cont %llu\n",
-		(unsigned long long)st_lookups, (unsigned long long)st_cands,
-		(unsigned long long)st_hashmatch, (unsigned long long)st_cont);
-}
-#else
-#define STAT(x) ((void)0)
-#endif
 
 /* --- small helpers --- */
 
@@ -928,7 +914,6 @@ static int encode_buf(struct vcdiff_enc *e)
 			if (rc < 0)
 				return rc;
 			if (q) {
-				STAT(cont);
 				p = q;
 				continue;
 			}
@@ -963,7 +948,6 @@ static int encode_buf(struct vcdiff_enc *e)
 				}
 				hend++;
 			}
-			STAT(lookups);
 			uint64_t m = ring[p % PF];
 			const uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
 			uint32_t check = (uint32_t)(m >> 32);
@@ -973,7 +957,6 @@ static int encode_buf(struct vcdiff_enc *e)
 					continue;
 				uint64_t src = ((bk[i] & 0xffffffffu) - 1)
 					       << e->bshift;
-				STAT(cands);
 				q = try_match(e, &ms, p, src, KEY_LEN, &rc);
 				if (rc < 0)
 					return rc;
@@ -981,7 +964,6 @@ static int encode_buf(struct vcdiff_enc *e)
 					break;
 			}
 			if (q) {
-				STAT(hashmatch);
 				p = q;
 				continue;
 			}
@@ -993,7 +975,6 @@ static int encode_buf(struct vcdiff_enc *e)
 			if (rc < 0)
 				return rc;
 			if (q) {
-				STAT(tmatch);
 				p = q;
 				continue;
 			}

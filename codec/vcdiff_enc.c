@@ -3,41 +3,75 @@
  * vcdiff_enc: streaming VCDIFF encoder (see vcdiff_enc.h for the contract).
  *
  * Index. At creation the whole source is read once, sequentially, and one
- * key per fixed-size block (block size B, a power of two >= 32, chosen so
- * that the table fits index_budget) is put in a bucketed hash table: 4
+ * key per fixed-size block (block size B, a power of two >= 32, the
+ * smallest with at most INDEX_LOAD = 2 blocks per entry of a table that
+ * fits index_budget) is put in a bucketed hash table: 4
  * entries of 8 bytes (32-bit check | 32-bit block number + 1) per 32-byte
  * bucket, so a lookup costs one cache line and the check bits reject almost
  * every false candidate before any source byte is read. The key of block j
  * is a polynomial hash of the K = 32 bytes at j*B. Constant keys are not
  * indexed (runs are found directly), and a key already present in its
  * bucket is not added twice (first copy wins), so zero pages or other
- * repeated blocks cannot flood the table. Memory: the table (<= budget,
- * default 64 MiB whatever the source size; B grows instead), one window of
- * target plus its three sections and instruction list, and a direct-mapped
- * cache of SC_SLOTS source chunks of SC_CHUNK bytes (4 MiB).
+ * repeated blocks cannot flood the table; a full bucket replaces one of its
+ * ways, so an overfull table keeps a sample spread over the whole source.
+ * Measured at 860 MB (64 MiB table): load <= 2 with B = 64 gave a 1% smaller
+ * patch than load <= 1 with B = 128, load <= 4 (B = 32) and keep-first were
+ * worse. Inserts are hashed in batches and their buckets prefetched (they
+ * are cache misses).
  *
  * Matching, per target window. At position p, in this order:
  *   1. a run of >= RUN_MIN equal bytes becomes RUN;
  *   2. "continuation": the source at p + delta, where delta is the offset
  *      of the last match (sources and targets are mostly aligned, with
- *      shifts); 8 equal bytes start a match;
- *   3. the table: the rolling hash of t[p, p+K) (computed PF positions ahead
- *      so that the bucket can be prefetched), candidates with equal check
- *      are verified against the source.
+ *      shifts); a match of >= CONT_MIN bytes is taken;
+ *   3. the source index: the rolling hash of t[p, p+K) (computed PF
+ *      positions ahead so that the bucket can be prefetched); candidates
+ *      with equal check are verified against the source;
+ *   4. earlier bytes of the same window (COPY_TGT): 4-byte keys, the last
+ *      TT_WAYS positions per key, kept only if clearly cheaper than the
+ *      literals (new pages are often like other new pages).
  * A match is extended forwards with 8-byte compares and backwards into the
- * pending literals; the bytes left over become ADD. A match of at least
- * B + K - 1 bytes anywhere in the source is always found, whatever the
- * distance it moved.
+ * pending literals; the bytes left over become ADD. A source match of at
+ * least B + K - 1 bytes is found whatever the distance it moved, unless
+ * every block in it lost its entry to a full bucket (rare with a match of
+ * several blocks: each has its own bucket).
+ * After ACC_START literal bytes in a row, 3 and 4 run only at every
+ * ACC_STEP-th position (coprime to B, so long matches are still met; the
+ * skipped bytes come back by backward extension): incompressible pages then
+ * cost a third of the lookups.
  *
- * Windows. The target is buffered one window at a time (default 8 MiB, as
- * xdelta3), matched, then written as header + data + inst + addr sections
- * with the default code table (pair opcodes when they apply) and the
- * cheapest of the SELF/HERE/NEAR/SAME address modes. The source segment is
- * [min, max) of the window's copies; if a copy would make it 4 GiB or
- * longer the window is cut just before that copy. Ops go to the sink after
- * their window is written, when the patch offset of each ADD is known.
+ * Source reads go through a direct-mapped cache of SC_SLOTS chunks of
+ * SC_CHUNK bytes (4 MiB). A miss where the previous read ended is a match
+ * running along the source: it reads 2, 4, ... up to SC_AHEAD chunks at
+ * once; any other miss (verifying a far candidate) reads one 4 KiB chunk.
  *
- * Secondary compression: none (see the measurement below).
+ * Windows. The target is buffered one window at a time, matched, then
+ * written as header + data + inst + addr sections with the default code
+ * table (pair opcodes when they apply) and the cheapest of the SELF/HERE/
+ * NEAR/SAME address modes. The source segment is [min, max) of the
+ * window's source copies; if a copy would make cpylen + tgtlen reach 4 GiB
+ * the window is cut just before that copy. A window with no source copy
+ * has no VCD_SOURCE bit; VCD_TARGET is never written. Ops go to the sink
+ * after their window is written, when the patch offset of each ADD is known.
+ * Default window: 8 MiB. Measured on the QEMU-like bench pair (256 MiB):
+ * 4 MiB windows gave a patch 0.4% larger than 8 MiB, 16 MiB 0.2% smaller;
+ * 8 MiB is xdelta3's default and halves the buffer and the unit a reader of
+ * a COPY_TGT may have to decode.
+ *
+ * Memory, bounded whatever the sizes: the index (<= index_budget, default
+ * 64 MiB; B grows instead for big sources), one window of target plus its
+ * sections and instruction list (about 2 x window), the 1 MiB target table
+ * and the 4 MiB source cache: ~80 MiB peak RSS for an 860 MB encode.
+ *
+ * Secondary compression: none. Measured with tests/bench/bench_enc (860 MB
+ * QEMU-like pair): per-window compression of the data section (the ADD
+ * bytes, 11.8 MB) would save 6.0% with lzma preset 0 (xdelta3's), 5.0%
+ * with zstd -3, 7.0% with zstd -19, i.e. ~5% of the 15.3 MB patch.
+ * Before target matching (step 4) existed it was 31%; matching took most
+ * of it. Stock
+ * xdelta3 only decodes lzma in its own framing (one xz stream per section
+ * kind across the whole patch, 2.4 of vcdiff-notes.md), which would make
+ * windows undecodable on their own. Not worth it.
  *
  * One encoder per thread; no locks, no threads of its own. Never prints.
  */
@@ -49,9 +83,10 @@
 
 /* --- tuning --- */
 
-#define KEY_LEN 16			/* bytes hashed per key (K) */
+#define KEY_LEN 32			/* bytes hashed per key (K) */
 #define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
 #define BUCKET_WAYS 4
+#define INDEX_LOAD 2			/* blocks per table entry, at most */
 #define DEFAULT_BUDGET ((size_t)64 << 20)
 #define DEFAULT_WIN (8u << 20)
 #define SC_SHIFT 12			/* source cache chunk: 4 KiB */
@@ -62,6 +97,9 @@
 #define CONT_MIN 8			/* continuation match worth a COPY */
 #define TT_BITS 16			/* target match table: 2^16 keys */
 #define TT_WAYS 4			/* positions kept per key */
+#define ACC_START 256			/* literal bytes before skipping */
+#define ACC_STEP 3			/* then look at every 3rd position */
+#define VISIT(q, lit) ((q) - (lit) < ACC_START || (q) % ACC_STEP == 0)
 #define PF 16				/* hash lookahead for prefetch (2^n) */
 #define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
 
@@ -101,6 +139,7 @@ struct vcdiff_enc {
 	uint8_t *sc_mem;
 	struct schunk sc[SC_SLOTS];
 	uint64_t seq_next;	/* chunk after the last one read */
+	size_t ra_len;		/* chunks of the last read */
 
 	/* target window */
 	uint8_t *buf;
@@ -124,20 +163,6 @@ struct vcdiff_enc {
 	uint64_t windows;
 };
 
-#ifdef ENC_STATS
-#include <stdio.h>
-static uint64_t st_lookups, st_cands, st_hashmatch, st_cont, st_tmatch;
-#define STAT(x) (st_##x++)
-__attribute__((destructor)) static void stats(void)
-{
-	fprintf(stderr, "tmatch %llu\n", (unsigned long long)st_tmatch);
-	fprintf(stderr, "lookups %llu cands %llu hashmatch %llu cont %llu\n",
-		(unsigned long long)st_lookups, (unsigned long long)st_cands,
-		(unsigned long long)st_hashmatch, (unsigned long long)st_cont);
-}
-#else
-#define STAT(x) ((void)0)
-#endif
 
 /* --- small helpers --- */
 
@@ -255,10 +280,14 @@ static struct schunk *src_chunk(struct vcdiff_enc *e, uint64_t off)
 		return c;
 	size_t k = 1;
 	if (no == e->seq_next) {
-		k = SC_AHEAD;
+		/* Ramp up: a short match should not pay for a long read. */
+		k = e->ra_len < SC_AHEAD / 2 ? e->ra_len * 2 : SC_AHEAD;
+		if (k == 0)
+			k = 1;
 		if (slot + k > SC_SLOTS)
 			k = SC_SLOTS - slot;	/* stay contiguous */
 	}
+	e->ra_len = k;
 	e->seq_next = no + k;
 	uint64_t start = no << SC_SHIFT;
 	size_t want = e->src_size - start < k * SC_CHUNK ?
@@ -722,6 +751,15 @@ static int emit_copy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 	return rc;
 }
 
+/* Index of the first way of the target table slot for the 4 bytes at t. */
+static inline size_t tt_slot(const uint8_t *t)
+{
+	uint32_t k;
+
+	memcpy(&k, t, 4);
+	return (size_t)((k * 2654435761u) >> (32 - TT_BITS)) * TT_WAYS;
+}
+
 /* Records a copy of len bytes at buffer position p from the earlier buffer
  * position c (same window; may overlap p). */
 static int emit_tcopy(struct vcdiff_enc *e, struct mstate *ms, size_t p,
@@ -747,11 +785,7 @@ static size_t try_tmatch(struct vcdiff_enc *e, struct mstate *ms, size_t p,
 			 size_t wstart, int *rc)
 {
 	const uint8_t *t = ms->t;
-	uint32_t k;
-
-	memcpy(&k, t + p, 4);
-	uint32_t hh = (k * 2654435761u) >> (32 - TT_BITS);
-	uint32_t *slot = e->ttab + (size_t)hh * TT_WAYS;
+	uint32_t *slot = e->ttab + tt_slot(t + p);
 	size_t best_c = 0, f = 0, max = ms->n - p;
 	long best = 0;
 	/* The most recent TT_WAYS positions with this key; keep the longest
@@ -880,10 +914,17 @@ static int encode_buf(struct vcdiff_enc *e)
 			if (rc < 0)
 				return rc;
 			if (q) {
-				STAT(cont);
 				p = q;
 				continue;
 			}
+		}
+		/* Deep in a literal stretch (new random pages) look only at
+		 * every ACC_STEP-th position: a step coprime to B still meets
+		 * every alignment of a long match, and backward extension
+		 * recovers the bytes skipped. */
+		if (!VISIT(p, ms.lit)) {
+			p++;
+			continue;
 		}
 		/* 3. the index */
 		if (p + KEY_LEN <= n && e->tab) {
@@ -899,11 +940,14 @@ static int encode_buf(struct vcdiff_enc *e)
 				    t[hend - 1 + KEY_LEN];
 				uint64_t m = fmix64(h);
 				ring[hend % PF] = m;
-				__builtin_prefetch(e->tab + (m & e->bmask) *
-						   BUCKET_WAYS);
+				if (VISIT(hend, ms.lit)) {
+					__builtin_prefetch(e->tab + (m & e->bmask) *
+							   BUCKET_WAYS);
+					__builtin_prefetch(e->ttab +
+							   tt_slot(t + hend));
+				}
 				hend++;
 			}
-			STAT(lookups);
 			uint64_t m = ring[p % PF];
 			const uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
 			uint32_t check = (uint32_t)(m >> 32);
@@ -913,7 +957,6 @@ static int encode_buf(struct vcdiff_enc *e)
 					continue;
 				uint64_t src = ((bk[i] & 0xffffffffu) - 1)
 					       << e->bshift;
-				STAT(cands);
 				q = try_match(e, &ms, p, src, KEY_LEN, &rc);
 				if (rc < 0)
 					return rc;
@@ -921,7 +964,6 @@ static int encode_buf(struct vcdiff_enc *e)
 					break;
 			}
 			if (q) {
-				STAT(hashmatch);
 				p = q;
 				continue;
 			}
@@ -933,7 +975,6 @@ static int encode_buf(struct vcdiff_enc *e)
 			if (rc < 0)
 				return rc;
 			if (q) {
-				STAT(tmatch);
 				p = q;
 				continue;
 			}
@@ -983,13 +1024,14 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 		size_t budget = e->o.index_budget ? e->o.index_budget :
 				DEFAULT_BUDGET;
 		uint64_t nb = 1;	/* buckets: a power of two */
-		/* Entries hold a 32-bit block number + 1: at most 2^31. */
+		/* Entries hold a 32-bit block number + 1 and there are up to
+		 * INDEX_LOAD blocks per entry: at most 2^30 entries. */
 		while (nb * 2 * BUCKET_WAYS * sizeof(uint64_t) <= budget &&
-		       nb * 2 * BUCKET_WAYS <= ((uint64_t)1 << 31))
+		       nb * 2 * BUCKET_WAYS <= ((uint64_t)1 << 30))
 			nb *= 2;
-		/* Smallest B such that the blocks fit the table's entries. */
+		/* Smallest B with at most INDEX_LOAD blocks per entry. */
 		e->bshift = MIN_BLOCK_SHIFT;
-		while ((src_size >> e->bshift) > nb * BUCKET_WAYS)
+		while ((src_size >> e->bshift) > INDEX_LOAD * nb * BUCKET_WAYS)
 			e->bshift++;
 		/* Shrink the table for small sources: load >= 1/4. */
 		uint64_t nblk = (src_size >> e->bshift) + 1;

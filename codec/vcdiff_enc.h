@@ -10,11 +10,14 @@
  * that moved by megabytes is still found; zero runs become RUN.
  *
  * Output is what stock `xdelta3 -d -s SRC PATCH OUT` accepts: no secondary
- * compression, only VCD_SOURCE windows (at most VCDIFF_WIN_MAX), minimal
- * varints, adler32 per window. Every op emitted is also reported to an
- * optional sink with absolute addresses (ADD addr = offset of the literal
- * bytes in the patch file written), so the caller can index the new layer
- * without decoding the patch again.
+ * compression, windows of at most VCDIFF_WIN_MAX with VCD_SOURCE (or no
+ * segment at all when a window copies nothing from the source; never
+ * VCD_TARGET), minimal varints, adler32 per window. Every op emitted is
+ * also reported to an optional sink with absolute addresses (ADD addr =
+ * offset of the literal bytes in the patch file written; COPY_TGT, for
+ * bytes repeated within one window, addr = earlier target offset in that
+ * same window), so the caller can index the new layer without decoding the
+ * patch again.
  *
  * Not here: files, chains, threads of its own. One encoder per thread.
  */

@@ -3,7 +3,10 @@
  * bench_enc: vcdiff_enc on a QEMU-like migration stream, next to stock
  * xdelta3 and cp on the same files.
  *
- *   bench_enc [MiB [dir]]      default 1024 MiB in /tmp/bench_enc
+ *   bench_enc [MiB [dir [win_bytes [index_budget_MiB]]]]
+ *                              default 1024 MiB in /tmp/bench_enc
+ *   BENCH_REUSE=1      keep dir/src and dir/tgt if they exist
+ *   BENCH_NO_XDELTA=1  only our encoder (no xdelta3, no decode check)
  *
  * From a fixed seed it writes dir/src (a migration stream: 8-byte
  * big-endian page headers, 4 KiB pages of text-like, pointer-like, random
@@ -256,6 +259,8 @@ struct times {
 	uint64_t patch;
 };
 
+static size_t budget;	/* index budget for ours; 0 = default */
+
 static int run_ours(const char *dir, uint32_t win, struct times *t)
 {
 	char p[512];
@@ -272,7 +277,8 @@ static int run_ours(const char *dir, uint32_t win, struct times *t)
 	struct stat st;
 	if (sfd < 0 || tfd < 0 || ofd < 0 || log.fd < 0 || fstat(sfd, &st))
 		return -1;
-	struct vcdiff_enc_opts o = { .win_size = win, .on_op = log_op,
+	struct vcdiff_enc_opts o = { .win_size = win, .index_budget = budget,
+				     .on_op = log_op,
 				     .op_ctx = &log };
 	struct vcdiff_enc *e;
 	double t0 = now(), c0 = cpu_now();
@@ -374,7 +380,8 @@ static void measure_secondary(const char *dir, uint32_t win)
 	FILE *lf = fopen(p, "rb");
 	snprintf(p, sizeof(p), "%s/ours.patch", dir);
 	int pfd = open(p, O_RDONLY);
-	uint8_t *sec = malloc((size_t)win + 16), *out = malloc(2 * (size_t)win + 65536);
+	uint8_t *sec = malloc((size_t)win + 16);
+	uint8_t *out = malloc(2 * (size_t)win + 65536);
 	uint64_t rec[3], cur_win = UINT64_MAX, raw = 0, lz = 0, z3 = 0, z19 = 0;
 	size_t len = 0;
 	double tlz = 0, tz3 = 0, tz19 = 0;
@@ -437,6 +444,8 @@ int main(int argc, char **argv)
 	const char *dir = argc > 2 ? argv[2] : "/tmp/bench_enc";
 	uint32_t win = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 10) : 0;
 	int skip_xd = getenv("BENCH_NO_XDELTA") != NULL;
+
+	budget = argc > 4 ? (size_t)strtoull(argv[4], NULL, 10) << 20 : 0;
 	char cmd[1024];
 
 	if (!win)

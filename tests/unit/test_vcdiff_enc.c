@@ -596,6 +596,45 @@ static int same_ops(const struct opv *a, const struct opv *b)
 	return 1;
 }
 
+/* Repeats inside the target: COPY_TGT, overlapping ones included. */
+static void test_target_copies(void)
+{
+	struct buf tgt = { 0 };
+	uint8_t pat[5000];
+
+	rng_seed(14);
+	buf_random(&tgt, 300000);
+	for (size_t i = 0; i < sizeof(pat); i++)	/* period 3: overlaps */
+		pat[i] = "xyz"[i % 3];
+	buf_add(&tgt, pat, sizeof(pat));
+	buf_add(&tgt, tgt.p + 1000, 100000);		/* a far repeat */
+	for (int i = 0; i < 300; i++) {			/* short repeats */
+		size_t from = rng() % 300000;
+		buf_add(&tgt, tgt.p + from, 5 + rng() % 40);
+		buf_random(&tgt, 1 + rng() % 20);
+	}
+	struct result r;
+	encode(&r, NULL, 0, tgt.p, tgt.len, 0, 0, 0);
+	T_EQ(r.rc, 0);
+	size_t tc = 0, overlap = 0;
+	for (size_t i = 0; i < r.ops.n; i++)
+		if (r.ops.v[i].kind == VCDIFF_OP_COPY_TGT) {
+			tc++;
+			overlap += r.ops.v[i].addr + r.ops.v[i].len >
+				   r.ops.v[i].tgt_off;
+		}
+	T_CHECK(tc >= 100);
+	T_CHECK(overlap >= 1);
+	result_free(&r);
+	long sz = roundtrip("target copies", NULL, 0, tgt.p, tgt.len, 0, 0, 0);
+	T_CHECK(sz > 0 && sz < 300000 + 10000);
+	/* The same with a source and small windows. */
+	sz = roundtrip("target copies, win 64K", tgt.p, 200000, tgt.p, tgt.len,
+		       65536, 0, 0);
+	T_CHECK(sz > 0);
+	free(tgt.p);
+}
+
 /* 1-byte pieces and 16 MiB pieces give the same bytes and ops. */
 static void test_pieces(void)
 {
@@ -866,6 +905,7 @@ int main(void)
 	T_RUN(test_random_target);
 	T_RUN(test_empty);
 	T_RUN(test_empty_source);
+	T_RUN(test_target_copies);
 	T_RUN(test_pieces);
 	T_RUN(test_window_bounds);
 	T_RUN(test_budgets);

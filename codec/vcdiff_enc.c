@@ -81,6 +81,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/vcdiff_int.h"
+
 /* --- tuning --- */
 
 #define KEY_LEN 32			/* bytes hashed per key (K) */
@@ -211,30 +213,16 @@ static int key_is_constant(const uint8_t *t)
 	return 1;
 }
 
+/* Varints and the address caches are vcdiff_int.h's, shared with the
+ * decoder, so both sides agree on them by construction. */
 static inline int vlen(uint64_t v)
 {
-	int n = 1;
-
-	while (v >= 128) {
-		v >>= 7;
-		n++;
-	}
-	return n;
+	return (int)vcdiff_varint_size(v);
 }
 
-/* Minimal base-128 varint, most significant digit first; returns length. */
-static int put_varint(uint8_t *out, uint64_t v)
+static inline int put_varint(uint8_t *out, uint64_t v)
 {
-	uint8_t tmp[10];
-	int n = 0;
-
-	do {
-		tmp[n++] = v & 0x7f;
-		v >>= 7;
-	} while (v);
-	for (int i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i] | (i < n - 1 ? 0x80 : 0);
-	return n;
+	return (int)vcdiff_varint_put(out, v);
 }
 
 static int bytes_reserve(struct bytes *b, size_t more)
@@ -475,25 +463,20 @@ static int push_ins(struct vcdiff_enc *e, uint8_t kind, uint64_t tgt,
 
 /* --- window output --- */
 
-struct addr_cache {
-	uint64_t near[4];
-	unsigned next;
-	uint64_t same[768];
-};
-
 /* Picks the cheapest mode for addr (U-space, here = cpylen + bytes of T so
  * far); returns the mode, the value to write in *v and its size in *sz
  * (SAME modes write one raw byte). */
-static int pick_mode(const struct addr_cache *ac, uint64_t addr, uint64_t here,
+static int pick_mode(const struct vcdiff_acache *ac, uint64_t addr, uint64_t here,
 		     uint64_t *v, int *sz)
 {
 	int best = 0, bsz = vlen(addr);
 	uint64_t bv = addr;
 
-	if (ac->same[addr % 768] == addr) {
+	if (ac->same[addr % (VCDIFF_S_SAME * 256)] == addr) {
 		*v = addr % 256;
 		*sz = 1;
-		return 6 + (int)((addr % 768) / 256);
+		return VCDIFF_MODE_SAME0 +
+		       (int)((addr % (VCDIFF_S_SAME * 256)) / 256);
 	}
 	int l = vlen(here - addr);
 	if (l < bsz) {
@@ -501,12 +484,12 @@ static int pick_mode(const struct addr_cache *ac, uint64_t addr, uint64_t here,
 		bsz = l;
 		bv = here - addr;
 	}
-	for (int i = 0; i < 4 && bsz > 1; i++) {
+	for (int i = 0; i < VCDIFF_S_NEAR && bsz > 1; i++) {
 		if (addr < ac->near[i])
 			continue;
 		l = vlen(addr - ac->near[i]);
 		if (l < bsz) {
-			best = 2 + i;
+			best = VCDIFF_MODE_NEAR0 + i;
 			bsz = l;
 			bv = addr - ac->near[i];
 		}
@@ -516,16 +499,9 @@ static int pick_mode(const struct addr_cache *ac, uint64_t addr, uint64_t here,
 	return best;
 }
 
-static void cache_update(struct addr_cache *ac, uint64_t addr)
-{
-	ac->near[ac->next] = addr;
-	ac->next = (ac->next + 1) % 4;
-	ac->same[addr % 768] = addr;
-}
-
 static void put_addr(struct bytes *b, int mode, uint64_t v)
 {
-	if (mode >= 6)
+	if (mode >= VCDIFF_MODE_SAME0)
 		put_byte(b, (uint8_t)v);
 	else
 		put_var(b, v);
@@ -561,7 +537,7 @@ static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 	uint64_t tgtlen = end - e->win_abs;
 	uint64_t lo = e->have_copy ? e->seg_lo : 0;
 	uint64_t cpylen = e->have_copy ? e->seg_hi - e->seg_lo : 0;
-	struct addr_cache *ac = NULL;
+	struct vcdiff_acache *ac = NULL;
 	int rc;
 
 	e->data.len = e->inst.len = e->addr.len = 0;
@@ -603,7 +579,7 @@ static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 				if (opc >= 0) {
 					put_byte(&e->inst, (uint8_t)opc);
 					put_addr(&e->addr, m, v);
-					cache_update(ac, a);
+					vcdiff_acache_update(ac, (uint32_t)a);
 					i++;
 					continue;
 				}
@@ -621,7 +597,7 @@ static int flush_window(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 		uint64_t here = cpylen + (op->tgt_off - e->win_abs);
 		int sz, m = pick_mode(ac, a, here, &v, &sz);
 		put_addr(&e->addr, m, v);
-		cache_update(ac, a);
+		vcdiff_acache_update(ac, (uint32_t)a);
 		if (op->len == 4 && nx && nx->kind == VCDIFF_OP_ADD &&
 		    nx->len == 1) {
 			put_byte(&e->inst, (uint8_t)(247 + m));

@@ -52,6 +52,9 @@ struct writer {
 	int head_dirty;
 	struct vcdiff_enc *enc;
 	struct zframe_writer *zw;
+	/* The encoder reads its source mostly in order (indexing, then
+	 * along matches): a stream lets readahead decode it on all cores. */
+	struct chain_stream *src_st;
 };
 
 static int tmpdir(const struct writer *w)
@@ -62,7 +65,7 @@ static int tmpdir(const struct writer *w)
 static ssize_t src_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
 	struct writer *w = ctx;
-	return chain_read(w->c, w->parent, off, buf, len);
+	return chain_read_stream(w->c, w->parent, off, buf, len, w->src_st);
 }
 
 static int out_write(void *ctx, const void *buf, size_t len)
@@ -234,7 +237,9 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		w->parent_size = inf.size;
 	}
 	w->head = malloc(WRITER_HEAD);
-	rc = w->head ? sink_open(w) : -ENOMEM;
+	rc = w->head ? chain_stream_new(&w->src_st) : -ENOMEM;
+	if (!rc)
+		rc = sink_open(w);
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
 		    name, store_dir(s), STORE_META_DIR, strerror(-rc));
@@ -408,5 +413,6 @@ void writer_free(struct writer *w)
 		unlinkat(tmpdir(w), w->spool, 0);
 	}
 	free(w->head);
+	chain_stream_free(w->src_st);
 	free(w);
 }

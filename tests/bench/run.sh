@@ -32,7 +32,7 @@ mkdir -p "$DATA" "$MNT"
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) $1" | awk '{printf "%.3f", $1 - $2}'; }
-warm() { cat "$1"/snapshot_* > /dev/null; }
+warm() { cat "$1"/snapshot_* > /dev/null; find "$1/.snapfs" -type f -exec cat {} + > /dev/null 2>&1 || true; }
 umount_wait() {
 	fusermount3 -u "$MNT" 2>/dev/null || true
 	i=0; while pgrep -f "$SNAPFS .* $MNT" > /dev/null && [ $i -lt 100 ]; do

@@ -381,6 +381,35 @@ static void dctx_put(struct chain *c, struct zframe_dctx *dc)
 }
 
 /* Reads [off, off+len) of a raw file, block by block through the cache. */
+/*
+ * Fills missed block blk of raw file f (pinned in b): read, check against
+ * the block's checksum, publish. On failure abandons b and returns -EIO,
+ * logging it when report is set (readahead leaves that to the reader).
+ */
+static int raw_fill(struct chain *c, unsigned fid, struct sfile *f,
+		    uint64_t blk, struct bcache_blk *b, int report)
+{
+	uint64_t start = blk * SUM_BLOCK;
+	size_t want = (size_t)(f->size - start < SUM_BLOCK ?
+			       f->size - start : SUM_BLOCK);
+	ssize_t r = blk < f->nsum ? fdio_pread(f->fd, b->data, want, start) : -1;
+	const char *why = NULL;
+
+	if (r != (ssize_t)want)
+		why = r < 0 ? "read error" : "file is shorter than when it "
+		      "was indexed";
+	else if (XXH3_64bits(b->data, want) != f->sum[blk])
+		why = "stored bytes changed since they were indexed "
+		      "(checksum mismatch)";
+	if (why) {
+		bcache_abandon(c->cache, b);
+		return report ? read_damaged(c, fid, start, why) : -EIO;
+	}
+	bcache_publish(c->cache, b, want);
+	return 0;
+}
+
+/* Reads [off, off+len) of a raw file, block by block through the cache. */
 static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 			uint64_t off, uint8_t *dst, size_t len)
 {
@@ -399,26 +428,8 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 
 		if (rc < 0)
 			return rc;
-		if (rc == BCACHE_MISS) {
-			uint64_t start = blk * SUM_BLOCK;
-			size_t want = (size_t)(f->size - start < SUM_BLOCK ?
-					       f->size - start : SUM_BLOCK);
-			ssize_t r = blk < f->nsum ?
-				fdio_pread(f->fd, b.data, want, start) : -1;
-			if (r != (ssize_t)want) {
-				bcache_abandon(c->cache, &b);
-				return read_damaged(c, fid, start, r < 0 ?
-					"read error" : "file is shorter than "
-					"when it was indexed");
-			}
-			if (XXH3_64bits(b.data, want) != f->sum[blk]) {
-				bcache_abandon(c->cache, &b);
-				return read_damaged(c, fid, start, "stored "
-					"bytes changed since they were "
-					"indexed (checksum mismatch)");
-			}
-			bcache_publish(c->cache, &b, want);
-		}
+		if (rc == BCACHE_MISS && (rc = raw_fill(c, fid, f, blk, &b, 1)))
+			return rc;
 		size_t n = b.len > boff ? b.len - (size_t)boff : 0;
 		if (n > len - done)
 			n = len - done;
@@ -1118,7 +1129,57 @@ int chain_append(struct chain *c, char *err, size_t errlen)
 	return layer_open(c, j, err, errlen);
 }
 
-/* Decodes into the cache every zstd frame [off, off+len) of layer i uses. */
+/* Brings into the cache what reading [src, src_end) of f will need:
+ * zstd frames (the expensive part) and checked raw blocks. */
+static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
+			  uint64_t src, uint64_t src_end)
+{
+	while (src < src_end) {
+		struct bcache_blk blk;
+		uint64_t k, next, cap;
+		const struct zframe_entry *fe = NULL;
+
+		if (f->kind == SF_ZSTD) {
+			k = zframe_find(f->z, src);
+			if (k >= zframe_count(f->z))
+				return;
+			fe = zframe_frame(f->z, k);
+			cap = fe->raw_len;
+			next = fe->raw_off + fe->raw_len;
+		} else if (f->kind == SF_RAW && f->sum) {
+			k = src / SUM_BLOCK;
+			cap = SUM_BLOCK;
+			next = (k + 1) * SUM_BLOCK;
+		} else {
+			return;
+		}
+		int rc = bcache_get(c->cache, fid, k, cap, &blk);
+		if (rc < 0)
+			return;
+		if (rc == BCACHE_MISS) {
+			if (fe) {
+				struct zframe_dctx *dc = dctx_get(c);
+				ssize_t r = dc ? zframe_read_frame(f->z, dc, k,
+						blk.data, fe->raw_len) : -ENOMEM;
+				if (dc)
+					dctx_put(c, dc);
+				if (r != (ssize_t)fe->raw_len) {
+					/* The reader will hit it and report. */
+					bcache_abandon(c->cache, &blk);
+					return;
+				}
+				bcache_publish(c->cache, &blk, fe->raw_len);
+			} else if (raw_fill(c, fid, f, k, &blk, 0)) {
+				return;
+			}
+			atomic_fetch_add(&c->pf_frames, 1);
+		}
+		bcache_put(c->cache, &blk);
+		src = next;
+	}
+}
+
+/* Decodes into the cache what [off, off+len) of layer i reads. */
 static void prefetch(struct chain *c, const struct pf_job *j)
 {
 	struct layer *L = c->layers[j->layer];
@@ -1134,38 +1195,10 @@ static void prefetch(struct chain *c, const struct pf_job *j)
 		if (xext_is_fill(&e[i]))
 			continue;
 		unsigned fid = xext_fid(&e[i]);
-		struct sfile *f = fid_file(c, fid);
-		if (f->kind != SF_ZSTD)
-			continue;
 		uint64_t a = e[i].off > off ? e[i].off : off;
 		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
 		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
-		uint64_t src_end = src + (b - a);
-		while (src < src_end) {
-			size_t k = zframe_find(f->z, src);
-			struct bcache_blk blk;
-			if (k >= zframe_count(f->z))
-				break;
-			const struct zframe_entry *fe = zframe_frame(f->z, k);
-			int rc = bcache_get(c->cache, fid, k, fe->raw_len, &blk);
-			if (rc == BCACHE_MISS) {
-				struct zframe_dctx *dc = dctx_get(c);
-				ssize_t r = dc ? zframe_read_frame(f->z, dc, k,
-						blk.data, fe->raw_len) : -ENOMEM;
-				if (dc)
-					dctx_put(c, dc);
-				if (r != (ssize_t)fe->raw_len) {
-					/* The reader will hit it and report. */
-					bcache_abandon(c->cache, &blk);
-					return;
-				}
-				bcache_publish(c->cache, &blk, fe->raw_len);
-				atomic_fetch_add(&c->pf_frames, 1);
-			}
-			if (rc >= 0)
-				bcache_put(c->cache, &blk);
-			src = fe->raw_off + fe->raw_len;
-		}
+		prefetch_file(c, fid, fid_file(c, fid), src, src + (b - a));
 	}
 }
 
@@ -1453,7 +1486,7 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
 		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
 		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
-		 "\nreadahead_frames %" PRIu64 "\n",
+		 "\nreadahead_blocks %" PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,

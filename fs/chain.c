@@ -45,9 +45,18 @@
 #include "fs/xindex.h"
 #include "fs/msg.h"
 
-#define SUM_BLOCK ((uint64_t)64 << 10)
+/*
+ * Raw stored files (aux files, plain patches, a raw base) are read with
+ * pread straight from the OS page cache, which already caches them; the
+ * block cache holds only what is expensive to get again (decompressed
+ * zstd frames). Each 4 KiB block of a raw file is checked against the
+ * XXH3 taken at index time, so a read costs about the bytes it needs:
+ * 64 KiB blocks through the cache were re-read up to 15 times over at
+ * depth 100, where a layer's bytes come from many layers' aux files.
+ */
+#define SUM_BLOCK ((uint64_t)4 << 10)
 #define SUM_MAGIC "SNAPSUM1"
-#define SUM_VERSION 1u
+#define SUM_VERSION 2u
 /* A target copy may add at most this many extents before its bytes are
  * materialised into the aux file instead. */
 #define SELF_COPY_MAX_EXT(len) (16 + (len) / 512)
@@ -381,66 +390,82 @@ static void dctx_put(struct chain *c, struct zframe_dctx *dc)
 }
 
 /* Reads [off, off+len) of a raw file, block by block through the cache. */
-/*
- * Fills missed block blk of raw file f (pinned in b): read, check against
- * the block's checksum, publish. On failure abandons b and returns -EIO,
- * logging it when report is set (readahead leaves that to the reader).
- */
-static int raw_fill(struct chain *c, unsigned fid, struct sfile *f,
-		    uint64_t blk, struct bcache_blk *b, int report)
+/* Checks the blocks first_blk.. that buf (len bytes, block-aligned start)
+ * holds. Returns the index of the first bad block, or -1. */
+static long raw_check(const struct sfile *f, uint64_t first_blk,
+		      const uint8_t *buf, size_t len)
 {
-	uint64_t start = blk * SUM_BLOCK;
-	size_t want = (size_t)(f->size - start < SUM_BLOCK ?
-			       f->size - start : SUM_BLOCK);
-	ssize_t r = blk < f->nsum ? fdio_pread(f->fd, b->data, want, start) : -1;
-	const char *why = NULL;
+	for (size_t k = 0; k * SUM_BLOCK < len; k++) {
+		size_t n = len - k * SUM_BLOCK < SUM_BLOCK ?
+			   len - k * SUM_BLOCK : SUM_BLOCK;
+		if (first_blk + k >= f->nsum ||
+		    XXH3_64bits(buf + k * SUM_BLOCK, n) != f->sum[first_blk + k])
+			return (long)k;
+	}
+	return -1;
+}
+
+/* Reads one partial block into a scratch block, checks it, copies. */
+static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
+		       uint64_t off, uint8_t *dst, size_t len)
+{
+	uint8_t blk[SUM_BLOCK];
+	uint64_t start = off - off % SUM_BLOCK;
+	size_t want = (size_t)(f->size - start < SUM_BLOCK ? f->size - start :
+			       SUM_BLOCK);
+	ssize_t r = fdio_pread(f->fd, blk, want, start);
 
 	if (r != (ssize_t)want)
-		why = r < 0 ? "read error" : "file is shorter than when it "
-		      "was indexed";
-	else if (XXH3_64bits(b->data, want) != f->sum[blk])
-		why = "stored bytes changed since they were indexed "
-		      "(checksum mismatch)";
-	if (why) {
-		bcache_abandon(c->cache, b);
-		return report ? read_damaged(c, fid, start, why) : -EIO;
-	}
-	bcache_publish(c->cache, b, want);
+		return read_damaged(c, fid, start, r < 0 ? "read error" :
+				    "file is shorter than when it was indexed");
+	if (raw_check(f, start / SUM_BLOCK, blk, want) >= 0)
+		return read_damaged(c, fid, start, "stored bytes changed since "
+				    "they were indexed (checksum mismatch)");
+	memcpy(dst, blk + (off - start), len);
 	return 0;
 }
 
-/* Reads [off, off+len) of a raw file, block by block through the cache. */
+/* Reads [off, off+len) of a raw file: whole blocks straight into dst,
+ * the partial ones at either end through a scratch block. */
 static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 			uint64_t off, uint8_t *dst, size_t len)
 {
-	size_t done = 0;
+	uint64_t end = off + len;
+	uint64_t a = (off + SUM_BLOCK - 1) / SUM_BLOCK * SUM_BLOCK;
+	uint64_t b = end / SUM_BLOCK * SUM_BLOCK;
+	int rc;
 
 	if (!f->sum) {
-		/* Being built (aux): not cached, since it still grows. */
+		/* Being built (aux): no checksums yet. */
 		ssize_t r = fdio_pread(f->fd, dst, len, off);
 		return r == (ssize_t)len ? r : read_damaged(c, fid, off,
 				"short read");
 	}
-	while (done < len) {
-		uint64_t blk = off / SUM_BLOCK, boff = off % SUM_BLOCK;
-		struct bcache_blk b;
-		int rc = bcache_get(c->cache, fid, blk, SUM_BLOCK, &b);
-
-		if (rc < 0)
-			return rc;
-		if (rc == BCACHE_MISS && (rc = raw_fill(c, fid, f, blk, &b, 1)))
-			return rc;
-		size_t n = b.len > boff ? b.len - (size_t)boff : 0;
-		if (n > len - done)
-			n = len - done;
-		memcpy(dst + done, b.data + boff, n);
-		bcache_put(c->cache, &b);
-		if (n == 0)
-			return read_damaged(c, fid, off, "short block");
-		done += n;
-		off += n;
+	if (end == f->size)
+		b = end;	/* the file's last block may be short */
+	if (a >= b) {		/* within one block (or two partial ones) */
+		uint64_t mid = (off / SUM_BLOCK + 1) * SUM_BLOCK;
+		size_t n1 = mid < end ? (size_t)(mid - off) : len;
+		rc = raw_partial(c, fid, f, off, dst, n1);
+		if (!rc && n1 < len)
+			rc = raw_partial(c, fid, f, mid, dst + n1, len - n1);
+		return rc ? rc : (ssize_t)len;
 	}
-	return (ssize_t)done;
+	if (a > off && (rc = raw_partial(c, fid, f, off, dst, (size_t)(a - off))))
+		return rc;
+	ssize_t r = fdio_pread(f->fd, dst + (a - off), (size_t)(b - a), a);
+	if (r != (ssize_t)(b - a))
+		return read_damaged(c, fid, a, r < 0 ? "read error" :
+				    "file is shorter than when it was indexed");
+	long bad = raw_check(f, a / SUM_BLOCK, dst + (a - off), (size_t)(b - a));
+	if (bad >= 0)
+		return read_damaged(c, fid, a + (uint64_t)bad * SUM_BLOCK,
+				    "stored bytes changed since they were "
+				    "indexed (checksum mismatch)");
+	if (b < end && (rc = raw_partial(c, fid, f, b, dst + (b - off),
+					 (size_t)(end - b))))
+		return rc;
+	return (ssize_t)len;
 }
 
 static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
@@ -1129,53 +1154,39 @@ int chain_append(struct chain *c, char *err, size_t errlen)
 	return layer_open(c, j, err, errlen);
 }
 
-/* Brings into the cache what reading [src, src_end) of f will need:
- * zstd frames (the expensive part) and checked raw blocks. */
+/* Decodes into the cache the zstd frames [src, src_end) of f needs. Raw
+ * files are read from the OS page cache and need no readahead of ours. */
 static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
 			  uint64_t src, uint64_t src_end)
 {
+	if (f->kind != SF_ZSTD)
+		return;
 	while (src < src_end) {
 		struct bcache_blk blk;
-		uint64_t k, next, cap;
-		const struct zframe_entry *fe = NULL;
+		size_t k = zframe_find(f->z, src);
 
-		if (f->kind == SF_ZSTD) {
-			k = zframe_find(f->z, src);
-			if (k >= zframe_count(f->z))
-				return;
-			fe = zframe_frame(f->z, k);
-			cap = fe->raw_len;
-			next = fe->raw_off + fe->raw_len;
-		} else if (f->kind == SF_RAW && f->sum) {
-			k = src / SUM_BLOCK;
-			cap = SUM_BLOCK;
-			next = (k + 1) * SUM_BLOCK;
-		} else {
+		if (k >= zframe_count(f->z))
 			return;
-		}
-		int rc = bcache_get(c->cache, fid, k, cap, &blk);
+		const struct zframe_entry *fe = zframe_frame(f->z, k);
+		int rc = bcache_get(c->cache, fid, k, fe->raw_len, &blk);
 		if (rc < 0)
 			return;
 		if (rc == BCACHE_MISS) {
-			if (fe) {
-				struct zframe_dctx *dc = dctx_get(c);
-				ssize_t r = dc ? zframe_read_frame(f->z, dc, k,
-						blk.data, fe->raw_len) : -ENOMEM;
-				if (dc)
-					dctx_put(c, dc);
-				if (r != (ssize_t)fe->raw_len) {
-					/* The reader will hit it and report. */
-					bcache_abandon(c->cache, &blk);
-					return;
-				}
-				bcache_publish(c->cache, &blk, fe->raw_len);
-			} else if (raw_fill(c, fid, f, k, &blk, 0)) {
+			struct zframe_dctx *dc = dctx_get(c);
+			ssize_t r = dc ? zframe_read_frame(f->z, dc, k, blk.data,
+							   fe->raw_len) : -ENOMEM;
+			if (dc)
+				dctx_put(c, dc);
+			if (r != (ssize_t)fe->raw_len) {
+				/* The reader will hit it and report. */
+				bcache_abandon(c->cache, &blk);
 				return;
 			}
+			bcache_publish(c->cache, &blk, fe->raw_len);
 			atomic_fetch_add(&c->pf_frames, 1);
 		}
 		bcache_put(c->cache, &blk);
-		src = next;
+		src = fe->raw_off + fe->raw_len;
 	}
 }
 
@@ -1486,7 +1497,7 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
 		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
 		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
-		 "\nreadahead_blocks %" PRIu64 "\n",
+		 "\nreadahead_frames %" PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,

@@ -1063,9 +1063,11 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 	/* Bases written with `zstd --long=31` need windows up to 2 GiB;
 	 * the default limit (128 MiB) would refuse them. */
 	ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ZSTD_WINDOWLOG_MAX);
-	rc = zframe_writer_new(&w, out_fd, o);
-	if (rc)
-		goto out;
+	if (!o || !o->raw) {
+		rc = zframe_writer_new(&w, out_fd, o);
+		if (rc)
+			goto out;
+	}
 	while (off < total) {
 		size_t want = total - off < in_cap ? (size_t)(total - off) : in_cap;
 		ssize_t got = fdio_pread(in_fd, in, want, off);
@@ -1106,7 +1108,8 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 				goto out;
 			}
 			if (ob.pos > 0) {
-				rc = zframe_writer_write(w, outb, ob.pos);
+				rc = w ? zframe_writer_write(w, outb, ob.pos) :
+					 fdio_write(out_fd, outb, ob.pos);
 				if (rc) {
 					reason = "write error";
 					goto out;
@@ -1127,7 +1130,7 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 		rc = -EBADMSG;
 		goto out;
 	}
-	rc = zframe_writer_finish(w);
+	rc = w ? zframe_writer_finish(w) : 0;
 	if (rc)
 		reason = "write error";
 out:

@@ -75,6 +75,8 @@ struct zframe_writer_opts {
 	uint32_t frame_size;	/* raw bytes per frame; 0 = ZFRAME_DEFAULT_FRAME */
 	int level;		/* zstd level; 0 = 3 */
 	int nthreads;		/* compression threads; 0 = online CPUs */
+	int raw;		/* zframe_transcode only: write the decompressed
+				 * bytes as they are, not as zstd */
 };
 
 /*
@@ -93,7 +95,7 @@ void zframe_writer_free(struct zframe_writer *w);
 
 /*
  * Decompresses the zstd file at in_fd (any framing) and writes it to out_fd
- * as a seekable stream with the given options. progress as in
+ * as a seekable stream with the given options (or plain, if o->raw). progress as in
  * vcdiff_recode_plain. Returns 0 or -errno (-EBADMSG, *why set, if corrupt).
  */
 int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,

@@ -625,6 +625,12 @@ static int make_seekable(int in_fd, int out_fd, void *arg, const char **why)
 	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
 }
 
+static int make_raw(int in_fd, int out_fd, void *arg, const char **why)
+{
+	struct zframe_writer_opts o = { .raw = 1 };
+	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
+}
+
 static int make_plain(int in_fd, int out_fd, void *arg, const char **why)
 {
 	return vcdiff_recode_plain(in_fd, out_fd, prog_cb, arg, why);
@@ -692,6 +698,36 @@ static int open_base(struct chain *c, struct layer *L, char *err,
 		rc = sums_get(c, L, &L->data, "data.sum");
 		if (rc) {
 			damage(L, "%s: cannot read: %s", sl->path, strerror(-rc));
+			return 0;
+		}
+		L->size = L->data.size;
+		return xindex_new_file(&L->x, 0, L->size);
+	}
+	if (c->o.raw_base) {
+		/* A full decompressed copy: disk for speed (-o raw_base). */
+		char name[300];
+		struct stat st;
+		struct prog_ctx pc = { c, L->name, "decompressing the base "
+				       "(raw_base; first mount only)" };
+		derived_name(name, sizeof(name), L, "raw");
+		int fd = derived_open(c, "base", name, make_raw, sl->fd, &pc,
+				      &why);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			damage(L, "%s: cannot decompress: %s", sl->path,
+			       fd == -EBADMSG ? why : strerror(fd < 0 ? -fd : errno));
+			if (fd >= 0)
+				close(fd);
+			return 0;
+		}
+		sfile_raw(&L->data, fd, (uint64_t)st.st_size, sl->path);
+		L->data.own_fd = 1;
+		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
+			 "(decompressed copy %s/base/%.200s)", sl->path,
+			 STORE_META_DIR, name);
+		rc = sums_get(c, L, &L->data, "raw.sum");
+		if (rc) {
+			damage(L, "%s: cannot read: %s", L->data.label,
+			       strerror(-rc));
 			return 0;
 		}
 		L->size = L->data.size;

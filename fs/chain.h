@@ -43,6 +43,8 @@ struct chain_opts {
 			 uint64_t done, uint64_t total);
 	void *ctx;
 	int prefetch_threads;	/* frame decoders for readahead; 0 = CPUs, -1 = none */
+	int raw_base;		/* keep a decompressed copy of a zstd base under
+				 * .snapfs/base/ and read that (see README) */
 };
 
 struct chain_info {

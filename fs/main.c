@@ -34,6 +34,7 @@ struct opts {
 	char *store;
 	char *cache_size;
 	int quiet;
+	int raw_base;
 };
 
 struct log_ctx {
@@ -47,6 +48,7 @@ struct log_ctx {
 static const struct fuse_opt opt_spec[] = {
 	{ "cache_size=%s", offsetof(struct opts, cache_size), 0 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
+	{ "raw_base", offsetof(struct opts, raw_base), 1 },
 	FUSE_OPT_END
 };
 
@@ -59,7 +61,12 @@ static void usage(const char *prog)
 	       "snapfs options:\n"
 	       "    -o cache_size=SIZE     block cache budget (default 256M; "
 	       "K, M, G suffixes)\n"
-	       "    -o quiet               no progress messages\n\n",
+	       "    -o quiet               no progress messages\n"
+	       "    -o raw_base            keep a decompressed copy of a zstd "
+	       "base under\n"
+	       "                           .snapfs/ (one full state of disk) "
+	       "for page-cache-\n"
+	       "                           speed reads\n\n",
 	       prog);
 }
 
@@ -219,6 +226,7 @@ int main(int argc, char *argv[])
 	lc.foreground = 1;	/* until daemonized */
 	lc.quiet = o.quiet;
 	lc.tty = isatty(2);
+	co.raw_base = o.raw_base;
 	co.log = log_cb;
 	co.progress = progress_cb;
 	co.ctx = &lc;

@@ -77,6 +77,13 @@ check "rebuilt: snapshot_6 exact" cmp "$MNT/snapshot_6" "$ST/state_6"
 check "rebuilt: snapshot_1 exact" cmp "$MNT/snapshot_1" "$ST/state_1"
 check "unmount" snapfs_umount "$MNT"
 
+# -o raw_base: the base decompressed once under .snapfs/base, same bytes.
+check "mount with -o raw_base" snapfs_mount "$S" "$MNT" -o raw_base
+check "raw_base: snapshot_6 exact" cmp "$MNT/snapshot_6" "$ST/state_6"
+check "raw_base: random ranges of snapshot_4" "$TOP/$BUILD/rangecmp" -n 500 -s 9 "$MNT/snapshot_4" "$ST/state_4"
+check "raw_base: the decompressed copy exists" sh -c "ls '$S'/.snapfs/base/*.raw"
+check "unmount" snapfs_umount "$MNT"
+
 # A raw base, and a base of several zstd frames without a seek table.
 R=$WORK/raw; mkdir -p "$R"
 cp "$ST/state_0" "$R/base.img"

@@ -33,7 +33,7 @@ for d in $DEPTHS; do [ "$d" -gt "$MAX" ] && MAX=$d; done
 TAG=${BENCH_TAG:-depth}
 if [ -n "${BENCH_STATES:-}" ]; then
 	CHAIN=$DATA/wchain-$TAG-d$MAX
-	SIZE="$(basename "$BENCH_STATES") states"
+	SIZE="$(basename "$BENCH_STATES")"
 else
 	CHAIN=$DATA/wchain-$SIZE-d$MAX
 fi

@@ -41,6 +41,28 @@ MNT=$DATA/mnt
 OUT=$TOP/$BUILD/bench-$TAG.txt
 PNG=$TOP/$BUILD/bench-$TAG.png
 mkdir -p "$DATA" "$MNT"
+# The plot is drawn from the table: BENCH_PLOT_ONLY=1 redraws it from a
+# saved table without measuring again.
+plot() {
+	awk '$1 ~ /^[0-9]+$/ { print $1, $3, $8, $9, $10 }' "$OUT" > "$OUT.dat"
+	gnuplot <<GNUPLOT
+set terminal png size 900,560
+set output "$PNG"
+set title "Reading the newest snapshot: throughput against chain depth ($SIZE)"
+set xlabel "chain depth"
+set ylabel "MB/s (log scale)"
+set logscale xy
+set key outside right
+set grid
+plot "$OUT.dat" using 1:2 with linespoints lw 2 title "snapfs (cold mount)", \
+     "" using 1:3 with linespoints title "plain decode script", \
+     "" using 1:4 with linespoints title "xdelta3 merge + decode", \
+     "" using 1:5 with linespoints title "cat of a plain file"
+GNUPLOT
+	rm -f "$OUT.dat"
+	echo "bench: plot in $PNG" >&2
+}
+if [ -n "${BENCH_PLOT_ONLY:-}" ]; then plot; exit 0; fi
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) $1" | awk '{printf "%.3f", $1 - $2}'; }
@@ -95,7 +117,6 @@ printf '# snapfs depth benchmark, %s states, %s, %s cores\n' "$SIZE" \
 printf '%-5s %8s %9s %8s %8s %8s %9s %10s %10s %10s\n' depth mount-s \
 	seq-MB/s ttfb-ms rnd-p99 idx-KiB idx-%size plain-MB/s merge-MB/s cat-MB/s
 } | tee "$OUT"
-echo "depth snapfs plain merge cat" > "$DATA/plot.dat"
 
 for d in $DEPTHS; do
 	s=$(store_of "$d")
@@ -141,7 +162,6 @@ for d in $DEPTHS; do
 	fi
 	printf '%-5s %8s %9s %8s %8s %8s %9s %10s %10s %10s\n' "$d" "$mnt_s" "$seq" \
 		"$ttfb" "$p99" "$idx" "$idxpct" "$plain" "$merge" "$catmb" | tee -a "$OUT"
-	echo "$d $seq $plain $merge $catmb" >> "$DATA/plot.dat"
 done
 {
 echo "# seq: cold sequential MB/s through a fresh mount (store in page cache);"
@@ -150,21 +170,5 @@ echo "# file / full size; plain: contrib/snapfs-decode (zstd -d + xdelta3 -d"
 echo "# per patch); merge: xdelta3 merge of all patches + one xdelta3 -d;"
 echo "# cat: the same bytes from a page-cached plain file."
 } | tee -a "$OUT"
-if command -v gnuplot > /dev/null; then
-	gnuplot <<EOF
-set terminal png size 900,560
-set output "$PNG"
-set title "Reading the newest snapshot: throughput against chain depth ($SIZE states)"
-set xlabel "chain depth"
-set ylabel "MB/s"
-set logscale x
-set key outside right
-set grid
-plot "$DATA/plot.dat" using 1:2 with linespoints title "snapfs (cold mount)", \
-     "" using 1:3 with linespoints title "plain decode script", \
-     "" using 1:4 with linespoints title "xdelta3 merge + decode", \
-     "" using 1:5 with linespoints title "cat of a plain file"
-EOF
-	echo "bench: plot in $PNG" >&2
-fi
+command -v gnuplot > /dev/null && plot
 echo "bench: table in $OUT" >&2

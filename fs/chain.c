@@ -390,6 +390,23 @@ static void dctx_put(struct chain *c, struct zframe_dctx *dc)
 }
 
 /* Reads [off, off+len) of a raw file, block by block through the cache. */
+/*
+ * The last few checked partial blocks of one resolve() call. Deep layers
+ * interleave ~2 KB pieces of many aux files, and consecutive pieces of
+ * one file often share a 4 KiB block: without this every piece re-read
+ * and re-hashed its block. Lives on the caller's stack: no sharing.
+ */
+#define MEMO_SLOTS 8
+struct rawmemo {
+	struct {
+		const struct sfile *f;	/* NULL: empty slot */
+		uint64_t blk;
+		size_t len;
+		uint8_t data[SUM_BLOCK];
+	} slot[MEMO_SLOTS];
+	unsigned next;
+};
+
 /* Checks the blocks first_blk.. that buf (len bytes, block-aligned start)
  * holds. Returns the index of the first bad block, or -1. */
 static long raw_check(const struct sfile *f, uint64_t first_blk,
@@ -405,22 +422,41 @@ static long raw_check(const struct sfile *f, uint64_t first_blk,
 	return -1;
 }
 
-/* Reads one partial block into a scratch block, checks it, copies. */
+/* Reads one partial block, checked, and copies the part wanted; the block
+ * goes through the memo when there is one. */
 static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
-		       uint64_t off, uint8_t *dst, size_t len)
+		       uint64_t off, uint8_t *dst, size_t len,
+		       struct rawmemo *m)
 {
-	uint8_t blk[SUM_BLOCK];
-	uint64_t start = off - off % SUM_BLOCK;
+	uint8_t scratch[SUM_BLOCK], *blk = scratch;
+	uint64_t start = off - off % SUM_BLOCK, bi = start / SUM_BLOCK;
 	size_t want = (size_t)(f->size - start < SUM_BLOCK ? f->size - start :
 			       SUM_BLOCK);
-	ssize_t r = fdio_pread(f->fd, blk, want, start);
 
+	if (m) {
+		for (unsigned k = 0; k < MEMO_SLOTS; k++) {
+			if (m->slot[k].f == f && m->slot[k].blk == bi) {
+				memcpy(dst, m->slot[k].data + (off - start), len);
+				return 0;
+			}
+		}
+		unsigned k = m->next++ % MEMO_SLOTS;
+		m->slot[k].f = NULL;	/* filled below if it checks out */
+		blk = m->slot[k].data;
+	}
+	ssize_t r = fdio_pread(f->fd, blk, want, start);
 	if (r != (ssize_t)want)
 		return read_damaged(c, fid, start, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");
-	if (raw_check(f, start / SUM_BLOCK, blk, want) >= 0)
+	if (raw_check(f, bi, blk, want) >= 0)
 		return read_damaged(c, fid, start, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
+	if (m) {
+		unsigned k = (m->next - 1) % MEMO_SLOTS;
+		m->slot[k].f = f;
+		m->slot[k].blk = bi;
+		m->slot[k].len = want;
+	}
 	memcpy(dst, blk + (off - start), len);
 	return 0;
 }
@@ -428,7 +464,8 @@ static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
 /* Reads [off, off+len) of a raw file: whole blocks straight into dst,
  * the partial ones at either end through a scratch block. */
 static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
-			uint64_t off, uint8_t *dst, size_t len)
+			uint64_t off, uint8_t *dst, size_t len,
+			struct rawmemo *m)
 {
 	uint64_t end = off + len;
 	uint64_t a = (off + SUM_BLOCK - 1) / SUM_BLOCK * SUM_BLOCK;
@@ -446,12 +483,12 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 	if (a >= b) {		/* within one block (or two partial ones) */
 		uint64_t mid = (off / SUM_BLOCK + 1) * SUM_BLOCK;
 		size_t n1 = mid < end ? (size_t)(mid - off) : len;
-		rc = raw_partial(c, fid, f, off, dst, n1);
+		rc = raw_partial(c, fid, f, off, dst, n1, m);
 		if (!rc && n1 < len)
-			rc = raw_partial(c, fid, f, mid, dst + n1, len - n1);
+			rc = raw_partial(c, fid, f, mid, dst + n1, len - n1, m);
 		return rc ? rc : (ssize_t)len;
 	}
-	if (a > off && (rc = raw_partial(c, fid, f, off, dst, (size_t)(a - off))))
+	if (a > off && (rc = raw_partial(c, fid, f, off, dst, (size_t)(a - off), m)))
 		return rc;
 	ssize_t r = fdio_pread(f->fd, dst + (a - off), (size_t)(b - a), a);
 	if (r != (ssize_t)(b - a))
@@ -463,7 +500,7 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 				    "stored bytes changed since they were "
 				    "indexed (checksum mismatch)");
 	if (b < end && (rc = raw_partial(c, fid, f, b, dst + (b - off),
-					 (size_t)(end - b))))
+					 (size_t)(end - b), m)))
 		return rc;
 	return (ssize_t)len;
 }
@@ -515,7 +552,7 @@ static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
 }
 
 static ssize_t sfile_read(struct chain *c, unsigned fid, uint64_t off,
-			  uint8_t *dst, size_t len)
+			  uint8_t *dst, size_t len, struct rawmemo *m)
 {
 	struct sfile *f = fid_file(c, fid);
 
@@ -524,7 +561,7 @@ static ssize_t sfile_read(struct chain *c, unsigned fid, uint64_t off,
 				    "the file");
 	if (f->kind == SF_ZSTD)
 		return zstd_read(c, fid, f, off, dst, len);
-	return raw_read(c, fid, f, off, dst, len);
+	return raw_read(c, fid, f, off, dst, len, m);
 }
 
 /* Reads [off, off+len) of the layer described by x (len within size). */
@@ -533,6 +570,11 @@ static int resolve(struct chain *c, const struct xindex *x, uint64_t off,
 {
 	size_t n, i = xindex_find(x, off);
 	const struct xext *e = xindex_ext(x, &n);
+	struct rawmemo memo;
+
+	for (unsigned k = 0; k < MEMO_SLOTS; k++)
+		memo.slot[k].f = NULL;
+	memo.next = 0;
 
 	while (len) {
 		uint64_t end = e[i + 1].off;
@@ -543,7 +585,7 @@ static int resolve(struct chain *c, const struct xindex *x, uint64_t off,
 		} else {
 			ssize_t r = sfile_read(c, xext_fid(&e[i]),
 					       xext_src(&e[i]) + (off - e[i].off),
-					       dst, k);
+					       dst, k, &memo);
 			if (r < 0)
 				return (int)r;
 		}

@@ -463,6 +463,35 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
+/* A read buffer of BLKSIZE bytes (the largest request) from the pool. */
+static void *buf_get(struct snapfs_mount *m)
+{
+	void *b = NULL;
+
+	pthread_mutex_lock(&m->buf_lock);
+	if (m->nbufs)
+		b = m->bufs[--m->nbufs];
+	pthread_mutex_unlock(&m->buf_lock);
+	return b ? b : malloc(BLKSIZE);
+}
+
+static void buf_put(struct snapfs_mount *m, void *b)
+{
+	pthread_mutex_lock(&m->buf_lock);
+	if (m->nbufs < sizeof(m->bufs) / sizeof(m->bufs[0])) {
+		m->bufs[m->nbufs++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&m->buf_lock);
+	free(b);
+}
+
+void fuse_ops_cleanup(struct snapfs_mount *m)
+{
+	while (m->nbufs)
+		free(m->bufs[--m->nbufs]);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -474,7 +503,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	buf = malloc(size ? size : 1);
+	if (size > BLKSIZE)
+		size = BLKSIZE;	/* the kernel never asks for more (max_pages) */
+	buf = buf_get(m);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -485,7 +516,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, r == -EBADMSG ? EIO : (int)-r);
 	else
 		fuse_reply_buf(req, buf, (size_t)r);
-	free(buf);
+	buf_put(m, buf);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -37,7 +37,14 @@ struct snapfs_mount {
 	unsigned w_opens;	/* protected by lock: open write handles */
 	int w_committing;	/* protected by lock */
 	uint64_t w_ino;		/* protected by lock: its inode */
+	/* Read buffers (BLKSIZE each) for reuse; lock order: leaf. */
+	pthread_mutex_t buf_lock;
+	void *bufs[16];		/* protected by buf_lock */
+	unsigned nbufs;		/* protected by buf_lock */
 };
+
+/* Frees the read buffers kept in m (at unmount). */
+void fuse_ops_cleanup(struct snapfs_mount *m);
 
 const struct fuse_lowlevel_ops *fuse_ops_table(void);
 

@@ -22,6 +22,7 @@
 #include "fs/store.h"
 #include "fs/writer.h"
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 #define NSTATE 4
 #define SZ (3u << 20)
@@ -74,17 +75,6 @@ static void put_file(const char *name, const uint8_t *b, size_t n)
 		fclose(f);
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 /* A store: zstd base + NSTATE-1 stock patches (lzma, -S none, ...). */
 static void make_store(const char *sub)
 {
@@ -98,11 +88,11 @@ static void make_store(const char *sub)
 		snprintf(n, sizeof(n), "st%d", k);
 		put_file(n, state[k], state_len[k]);
 	}
-	T_EQ(sh("zstd -q -f %s/st0 -o %s/s0.zst", dir, s), 0);
+	T_EQ(t_sh("zstd -q -f %s/st0 -o %s/s0.zst", dir, s), 0);
 	for (int k = 1; k < NSTATE; k++)
-		T_EQ(sh("xdelta3 -e -f %s -s %s/st%d %s/st%d %s/s%d.patch",
+		T_EQ(t_sh("xdelta3 -e -f %s -s %s/st%d %s/st%d %s/s%d.patch",
 			opts[k % 4], dir, k - 1, dir, k, s, k), 0);
-	T_EQ(sh("cd %s && printf 's3.patch\\ns2.patch\\ns1.patch\\ns0.zst\\n' "
+	T_EQ(t_sh("cd %s && printf 's3.patch\\ns2.patch\\ns1.patch\\ns0.zst\\n' "
 		"> increments.txt", s), 0);
 }
 
@@ -313,10 +303,10 @@ static void test_writer(void)
 	store_free(s);
 
 	/* The store on disk: stock tools decode every layer written. */
-	T_EQ(sh("cd %s/w && zstd -q -d -c base.zst > ../dec && "
+	T_EQ(t_sh("cd %s/w && zstd -q -d -c base.zst > ../dec && "
 		"for f in inorder fixup jumpy; do xdelta3 -d -f -s ../dec $f.patch "
 		"../dec2 && mv ../dec2 ../dec; done && cmp -s ../dec ../st3", dir), 0);
-	T_EQ(sh("test ! -e %s/w/abandoned.patch && test -z \"$(ls %s/w/.snapfs/tmp)\"",
+	T_EQ(t_sh("test ! -e %s/w/abandoned.patch && test -z \"$(ls %s/w/.snapfs/tmp)\"",
 		dir, dir), 0);
 	/* Reopened: everything reads back. */
 	T_EQ(open_chain("w", &s, &c), 0);
@@ -338,10 +328,10 @@ static void test_store_errors(void)
 	T_EQ(store_open(&s2, p, err, sizeof(err)), -EBUSY);
 	T_CHECK(strstr(err, "in use") != NULL);
 	store_free(s);
-	T_EQ(sh("printf '# only a comment\\n\\n' > %s/increments.txt", p), 0);
+	T_EQ(t_sh("printf '# only a comment\\n\\n' > %s/increments.txt", p), 0);
 	T_EQ(store_open(&s, p, err, sizeof(err)), -ENODATA);
 	T_CHECK(strstr(err, "increments.txt") != NULL);
-	T_EQ(sh("printf 'gone.patch\\n' > %s/increments.txt", p), 0);
+	T_EQ(t_sh("printf 'gone.patch\\n' > %s/increments.txt", p), 0);
 	T_EQ(store_open(&s, p, err, sizeof(err)), -ENOENT);
 	T_CHECK(strstr(err, "gone.patch") != NULL);
 	char name[64];
@@ -361,7 +351,7 @@ int main(void)
 	T_RUN(test_damage_contained);
 	T_RUN(test_writer);
 	T_RUN(test_store_errors);
-	sh("rm -rf %s", dir);
+	t_sh("rm -rf %s", dir);
 	for (int k = 0; k < NSTATE + 3; k++)
 		free(state[k]);
 	return t_done();

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 static char tmpdir[64];
 
@@ -63,26 +64,6 @@ static char *tpath(const char *name)
 	return buf[k];
 }
 
-static int write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	const uint8_t *p = buf;
-
-	if (fd < 0)
-		return -errno;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n <= 0) {
-			close(fd);
-			return -EIO;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	close(fd);
-	return 0;
-}
-
 static uint8_t *read_file(const char *path, size_t *len)
 {
 	int fd = open(path, O_RDONLY);
@@ -114,20 +95,6 @@ static int run(const char *cmd)
 	if (st == -1 || !WIFEXITED(st))
 		return -1;
 	return WEXITSTATUS(st);
-}
-
-/* An in-memory file for hand-made patches. */
-static int mem_fd(const void *buf, size_t len)
-{
-	int fd = memfd_create("vcdiff-test", 0);
-
-	if (fd < 0)
-		return -1;
-	if (len && write(fd, buf, len) != (ssize_t)len) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 struct mem {
@@ -362,8 +329,8 @@ static void check_pair(const char *name, const uint8_t *src, size_t src_len,
 	int secondary = -1;
 	int rc, fd;
 
-	T_EQ(write_file(tpath("src"), src, src_len), 0);
-	T_EQ(write_file(tpath("tgt"), tgt, tgt_len), 0);
+	T_EQ(t_write_file(tpath("src"), src, src_len), 0);
+	T_EQ(t_write_file(tpath("tgt"), tgt, tgt_len), 0);
 	snprintf(cmd, sizeof(cmd), "xdelta3 -e -f %s -s %s %s %s", mode,
 		 tpath("src"), tpath("tgt"), tpath("patch"));
 	rc = run(cmd);
@@ -846,7 +813,7 @@ static ssize_t synth_read(void *ctx, uint64_t off, void *buf, size_t len)
 static int open_vb(const struct vb *v, struct vcdiff_patch **p, int *fd,
 		   const char **why)
 {
-	*fd = mem_fd(v->b, v->n);
+	*fd = t_mem_fd(v->b, v->n);
 	return vcdiff_patch_open(p, *fd, why);
 }
 
@@ -975,7 +942,7 @@ static void test_overlap(void)
 		n += ni;
 		memcpy(f + n, addr, na);
 		n += na;
-		fd = mem_fd(f, n);
+		fd = t_mem_fd(f, n);
 		const char *why = "";
 		T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
 		if (p) {
@@ -1453,7 +1420,7 @@ static void test_notes_example(void)
 		sscanf(h, "%2x", &x);
 		b[n++] = (uint8_t)x;
 	}
-	fd = mem_fd(b, n);
+	fd = t_mem_fd(b, n);
 	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
 	vcdiff_dec_new(&d);
 	if (p) {
@@ -1494,8 +1461,8 @@ static void test_truncations_and_flips(void)
 	gen_text(src, n);
 	tn = mutate(src, n, tgt, n);
 	sm = (struct mem){ src, n };
-	T_EQ(write_file(tpath("tsrc"), src, n), 0);
-	T_EQ(write_file(tpath("ttgt"), tgt, tn), 0);
+	T_EQ(t_write_file(tpath("tsrc"), src, n), 0);
+	T_EQ(t_write_file(tpath("ttgt"), tgt, tn), 0);
 	snprintf(cmd, sizeof(cmd), "xdelta3 -e -f -S none -W 16384 -s %s %s %s",
 		 tpath("tsrc"), tpath("ttgt"), tpath("tpatch"));
 	T_EQ(run(cmd), 0);
@@ -1507,12 +1474,12 @@ static void test_truncations_and_flips(void)
 
 	/* Window boundaries of the full patch. */
 	struct vcdiff_patch *full = NULL;
-	int ffd = mem_fd(patch, plen);
+	int ffd = t_mem_fd(patch, plen);
 	T_EQ(vcdiff_patch_open(&full, ffd, NULL), 0);
 	size_t nwin = full ? vcdiff_patch_nwin(full) : 0;
 	T_CHECK(nwin > 3);
 
-	int fd = mem_fd(patch, plen);
+	int fd = t_mem_fd(patch, plen);
 	for (size_t len = plen; len-- > 0;) {
 		struct vcdiff_patch *p = NULL;
 		int rc;
@@ -1555,7 +1522,7 @@ static void test_truncations_and_flips(void)
 		struct vcdiff_patch *p = NULL;
 
 		patch[at] ^= bit;
-		fd = mem_fd(patch, plen);
+		fd = t_mem_fd(patch, plen);
 		if (vcdiff_patch_open(&p, fd, NULL) != 0) {
 			caught++;
 		} else {
@@ -1611,14 +1578,14 @@ static void test_recode_truncations(void)
 	rng_seed(10);
 	gen_text(src, n);
 	tn = mutate(src, n, tgt, n);
-	T_EQ(write_file(tpath("rsrc"), src, n), 0);
-	T_EQ(write_file(tpath("rtgt"), tgt, tn), 0);
+	T_EQ(t_write_file(tpath("rsrc"), src, n), 0);
+	T_EQ(t_write_file(tpath("rtgt"), tgt, tn), 0);
 	snprintf(cmd, sizeof(cmd), "xdelta3 -e -f -W 16384 -s %s %s %s",
 		 tpath("rsrc"), tpath("rtgt"), tpath("rpatch"));
 	T_EQ(run(cmd), 0);
 	patch = read_file(tpath("rpatch"), &plen);
 	T_CHECK(patch != NULL);
-	int in = mem_fd(patch, plen);
+	int in = t_mem_fd(patch, plen);
 	for (size_t len = plen; patch && len-- > 0;) {
 		int out = memfd_create("recode-out", 0);
 		const char *why = NULL;
@@ -1643,7 +1610,7 @@ static void test_recode_truncations(void)
 		size_t at = rng_below(plen);
 		uint8_t bit = (uint8_t)(1u << rng_below(8));
 		patch[at] ^= bit;
-		in = mem_fd(patch, plen);
+		in = t_mem_fd(patch, plen);
 		int out = memfd_create("recode-out", 0);
 		int rc = vcdiff_recode_plain(in, out, NULL, NULL, NULL);
 		T_CHECK(rc == 0 || rc == -EBADMSG || rc == -EMEDIUMTYPE ||
@@ -1699,7 +1666,7 @@ static void test_many_windows(void)
 		f[n++] = OP_ADD;
 		n += put_varint(len, f + n);
 	}
-	fd = mem_fd(f, n);
+	fd = t_mem_fd(f, n);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 static char tmpdir[64];
 static int have_xdelta3;
@@ -339,17 +340,6 @@ static uint8_t *read_file(const char *name, size_t *n)
 	return p;
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 /* Stock xdelta3 must rebuild the target exactly from src + patch. */
 static void check_xdelta3(const struct result *r, const uint8_t *src,
 			  size_t src_n, const uint8_t *tgt, size_t tgt_n)
@@ -360,7 +350,7 @@ static void check_xdelta3(const struct result *r, const uint8_t *src,
 		return;
 	write_file("src", src, src_n);
 	write_file("patch", r->patch.p, r->patch.len);
-	int rc = sh("cd %s && rm -f out && xdelta3 -d -f -s src patch out "
+	int rc = t_sh("cd %s && rm -f out && xdelta3 -d -f -s src patch out "
 		    "2>xd.err || cat xd.err >&2", tmpdir);
 	T_EQ(rc, 0);
 	uint8_t *out = read_file("out", &n);
@@ -380,7 +370,7 @@ static long xdelta3_size(const uint8_t *src, size_t src_n, const uint8_t *tgt,
 
 	write_file("src", src, src_n);
 	write_file("tgt", tgt, tgt_n);
-	if (sh("cd %s && xdelta3 -e -9 -f -B %zu -s src tgt ref 2>/dev/null",
+	if (t_sh("cd %s && xdelta3 -e -9 -f -B %zu -s src tgt ref 2>/dev/null",
 	       tmpdir, b) != 0)
 		return -1;
 	uint8_t *p = read_file("ref", &n);
@@ -870,7 +860,7 @@ static void test_span_cut(void)
 		write_file("patch", o.b.p, o.b.len);
 		if (have_xdelta3) {
 			size_t n = 0;
-			T_EQ(sh("cd %s && rm -f out && xdelta3 -d -f -s src patch "
+			T_EQ(t_sh("cd %s && rm -f out && xdelta3 -d -f -s src patch "
 				"out", tmpdir), 0);
 			uint8_t *out = read_file("out", &n);
 			T_CHECK(out && n == 4 * piece &&
@@ -913,6 +903,6 @@ int main(void)
 	T_RUN(test_errors);
 	T_RUN(test_span_cut);
 
-	sh("rm -rf %s", tmpdir);
+	t_sh("rm -rf %s", tmpdir);
 	return t_done();
 }

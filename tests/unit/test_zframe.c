@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 #define FS_DEF ZFRAME_DEFAULT_FRAME
 #define LE32(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 | \
@@ -83,25 +84,6 @@ static const char *tpath(char *buf, const char *name)
 	return buf;
 }
 
-static int write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const uint8_t *p = buf;
-
-	if (fd < 0)
-		return -1;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n <= 0) {
-			close(fd);
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return close(fd);
-}
-
 static uint8_t *slurp(const char *path, size_t *len)
 {
 	int fd = open(path, O_RDONLY);
@@ -120,30 +102,6 @@ static uint8_t *slurp(const char *path, size_t *len)
 	close(fd);
 	*len = (size_t)st.st_size;
 	return b;
-}
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static int mem_fd(const void *buf, size_t len)
-{
-	int fd = memfd_create("zf", MFD_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	if (len && write(fd, buf, len) != (ssize_t)len) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* Feeds data to a writer in uneven pieces, so pieces straddle frames. */
@@ -232,7 +190,7 @@ static int read_all(struct zframe *z, const uint8_t *data, size_t len,
 static int scan(const uint8_t *file, size_t flen, const uint8_t *data,
 		size_t dlen, int *wrong)
 {
-	int fd = mem_fd(file, flen);
+	int fd = t_mem_fd(file, flen);
 	struct zframe *z;
 	int rc;
 
@@ -369,7 +327,7 @@ static void test_writer_sizes(void)
 
 		T_EQ(write_seekable(fd, data, len, 0, 2), 0);
 		close(fd);
-		T_EQ(sh("zstd -q -d -f '%s' -o '%s'", p1, tpath(p2, "w.raw")), 0);
+		T_EQ(t_sh("zstd -q -d -f '%s' -o '%s'", p1, tpath(p2, "w.raw")), 0);
 		back = slurp(p2, &back_len);
 		T_EQ(back_len, len);
 		T_CHECK(back && memcmp(back, data, len) == 0);
@@ -431,8 +389,8 @@ static void test_transcode_zstd_tool(void)
 	uint8_t *b;
 	int in, out;
 
-	T_EQ(write_file(tpath(raw, "big.raw"), data, len), 0);
-	T_EQ(sh("zstd -q -3 -f '%s' -o '%s'", raw, tpath(zst, "big.zst")), 0);
+	T_EQ(t_write_file(tpath(raw, "big.raw"), data, len), 0);
+	T_EQ(t_sh("zstd -q -3 -f '%s' -o '%s'", raw, tpath(zst, "big.zst")), 0);
 	in = open(zst, O_RDONLY);
 	T_EQ(zframe_open(&z, in, &why), -E2BIG);
 	T_CHECK(why && *why);
@@ -445,14 +403,14 @@ static void test_transcode_zstd_tool(void)
 	close(out);
 	check_file(seek, data, len, 300);
 	/* and `zstd -d` still reads the transcoded file */
-	T_EQ(sh("zstd -q -d -f '%s' -o '%s'", seek, tpath(back, "big.back")), 0);
+	T_EQ(t_sh("zstd -q -d -f '%s' -o '%s'", seek, tpath(back, "big.back")), 0);
 	b = slurp(back, &blen);
 	T_EQ(blen, len);
 	T_CHECK(b && memcmp(b, data, len) == 0);
 	free(b);
 
 	/* from a pipe zstd cannot know the size: -E2BIG even when small */
-	T_EQ(sh("head -c 100000 '%s' | zstd -q -c > '%s'", raw,
+	T_EQ(t_sh("head -c 100000 '%s' | zstd -q -c > '%s'", raw,
 		tpath(pipe, "pipe.zst")), 0);
 	in = open(pipe, O_RDONLY);
 	T_EQ(zframe_open(&z, in, NULL), -E2BIG);
@@ -480,10 +438,10 @@ static void test_concat_frames(void)
 		len += part[i];
 	data = gen_data(len, 4);
 	tpath(cat, "cat.zst");
-	T_EQ(write_file(cat, "", 0), 0);
+	T_EQ(t_write_file(cat, "", 0), 0);
 	for (size_t i = 0; i < 5; i++) {
-		T_EQ(write_file(tpath(raw, "part.raw"), data + off, part[i]), 0);
-		T_EQ(sh("zstd -q -%d -f '%s' -o '%s' && cat '%s' >> '%s'",
+		T_EQ(t_write_file(tpath(raw, "part.raw"), data + off, part[i]), 0);
+		T_EQ(t_sh("zstd -q -%d -f '%s' -o '%s' && cat '%s' >> '%s'",
 			1 + (int)i, raw, tpath(zst, "part.zst"), zst, cat), 0);
 		if (i == 2) {
 			fd = open(cat, O_WRONLY | O_APPEND);
@@ -512,7 +470,7 @@ static void test_walk_own_output(void)
 	uint8_t *f = seekable_buf(data, len, 100000, 2, &flen);
 	size_t n = (len + 99999) / 100000, tbl = 17 + n * 12;
 	struct zframe *a, *b;
-	int fa = mem_fd(f, flen), fb = mem_fd(f, flen - tbl), wrong = 0;
+	int fa = t_mem_fd(f, flen), fb = t_mem_fd(f, flen - tbl), wrong = 0;
 
 	T_EQ(zframe_open(&a, fa, NULL), 0);
 	T_EQ(zframe_open(&b, fb, NULL), 0);
@@ -533,7 +491,7 @@ static void test_walk_own_output(void)
 	 * (frame 0: single segment, 4-byte size field at 5: 100000 -> 4294304) */
 	T_EQ(f[4] & 0xE0, 0xA0);
 	f[7] ^= 0x40;
-	fb = mem_fd(f, flen - tbl);
+	fb = t_mem_fd(f, flen - tbl);
 	T_EQ(zframe_open(&b, fb, NULL), -EBADMSG);
 	close(fb);
 	free(f);
@@ -550,14 +508,14 @@ static void test_not_zstd(void)
 	rng = 42;
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)rnd();
-	fd = mem_fd(junk, sizeof(junk));
+	fd = t_mem_fd(junk, sizeof(junk));
 	T_EQ(zframe_open(&z, fd, &why), -EMEDIUMTYPE);
 	T_CHECK(z == NULL);
 	T_CHECK(why && *why);
 	T_EQ(zframe_transcode(fd, -1, NULL, NULL, NULL, NULL), -EMEDIUMTYPE);
 	close(fd);
 	for (size_t n = 0; n < 4; n++) {
-		fd = mem_fd("\x28\xb5\x2f\xfd", n);
+		fd = t_mem_fd("\x28\xb5\x2f\xfd", n);
 		T_EQ(zframe_open(&z, fd, NULL), -EMEDIUMTYPE);
 		close(fd);
 	}
@@ -569,7 +527,7 @@ static void test_find(void)
 	uint8_t *data = gen_data(len, 6);
 	uint8_t *f = seekable_buf(data, len, 65536, 1, &flen);
 	struct zframe *z;
-	int fd = mem_fd(f, flen);
+	int fd = t_mem_fd(f, flen);
 
 	T_EQ(zframe_open(&z, fd, NULL), 0);
 	if (z) {
@@ -596,7 +554,7 @@ static void test_find(void)
 	/* empty stream: no frames, everything is past the end */
 	f = seekable_buf(NULL, 0, 0, 1, &flen);
 	T_EQ(flen, 17);
-	fd = mem_fd(f, flen);
+	fd = t_mem_fd(f, flen);
 	T_EQ(zframe_open(&z, fd, NULL), 0);
 	if (z) {
 		T_EQ(zframe_count(z), 0);
@@ -616,7 +574,7 @@ static void test_read_args(void)
 	uint8_t *buf = malloc(100000);
 	struct zframe *z;
 	struct zframe_dctx *dc;
-	int fd = mem_fd(f, flen);
+	int fd = t_mem_fd(f, flen);
 
 	T_EQ(zframe_open(&z, fd, NULL), 0);
 	T_EQ(zframe_dctx_new(&dc), 0);
@@ -794,8 +752,8 @@ static void test_big_frame_in_table(void)
 	struct zframe *zf;
 	int fd;
 
-	T_EQ(write_file(tpath(raw, "b.raw"), data, len), 0);
-	T_EQ(sh("zstd -q -1 -f '%s' -o '%s'", raw, tpath(zst, "b.zst")), 0);
+	T_EQ(t_write_file(tpath(raw, "b.raw"), data, len), 0);
+	T_EQ(t_sh("zstd -q -1 -f '%s' -o '%s'", raw, tpath(zst, "b.zst")), 0);
 	z = slurp(zst, &zlen);
 	f = malloc(zlen + 29);
 	memcpy(f, z, zlen);
@@ -807,7 +765,7 @@ static void test_big_frame_in_table(void)
 	put32(f + zlen + 20, 1);
 	f[zlen + 24] = 0x80;
 	put32(f + zlen + 25, 0x8F92EAB1u);
-	fd = mem_fd(f, zlen + 29);
+	fd = t_mem_fd(f, zlen + 29);
 	T_EQ(zframe_open(&zf, fd, NULL), -E2BIG);
 	close(fd);
 	free(f);
@@ -852,16 +810,16 @@ static void test_errors(void)
 	close(fd);
 
 	/* truncated and corrupted inputs to transcode */
-	T_EQ(write_file(tpath(raw, "e.raw"), data, len), 0);
-	T_EQ(sh("zstd -q -f '%s' -o '%s'", raw, tpath(zst, "e.zst")), 0);
+	T_EQ(t_write_file(tpath(raw, "e.raw"), data, len), 0);
+	T_EQ(t_sh("zstd -q -f '%s' -o '%s'", raw, tpath(zst, "e.zst")), 0);
 	z = slurp(zst, &zlen);
 	out = memfd_create("zf", MFD_CLOEXEC);
-	in = mem_fd(z, zlen / 2);
+	in = t_mem_fd(z, zlen / 2);
 	T_EQ(zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
 	T_CHECK(why && *why);
 	close(in);
 	z[zlen / 2] ^= 0x10;
-	in = mem_fd(z, zlen);
+	in = t_mem_fd(z, zlen);
 	T_EQ(zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
 	close(in);
 	close(out);
@@ -920,6 +878,6 @@ int main(void)
 	T_RUN(test_lying_tables);
 	T_RUN(test_big_frame_in_table);
 	T_RUN(test_errors);
-	sh("rm -rf '%s'", tmpdir);
+	t_sh("rm -rf '%s'", tmpdir);
 	return t_done();
 }

@@ -17,6 +17,8 @@
  * at index time, so later damage is caught on read.
  *
  * Not here: FUSE, option parsing, printing (messages go to opts.log).
+ * Implemented in fs/chain.c with fs/sfile.c, fs/derive.c, fs/ibuild.c and
+ * fs/readahead.c, which share the private fs/chain_int.h.
  * Thread-safe: any number of threads may read; chain_append (the write
  * path) is serialised by its caller and publishes the new layer last.
  */

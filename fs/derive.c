@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * derive: opening a layer's stored files, and the derived files that make
+ * them readable: a single-frame zstd base is transcoded once into seekable
+ * zstd (or decompressed, with -o raw_base), a secondary-compressed patch is
+ * converted once into plain VCDIFF (djw/fgk through stock xdelta3), and a
+ * saved index is loaded with its aux file. Derived files are made in
+ * .snapfs/tmp and renamed into place, and are named after the layer's
+ * stamp, so a replaced layer file simply misses them.
+ *
+ * Not here: building a missing index (fs/ibuild.c), reading (fs/sfile.c),
+ * the layer's life cycle and publication (fs/chain.c). Runs at mount and
+ * append time only, one layer at a time, on the caller's thread (readers
+ * never see a layer before it is open).
+ */
+#include "fs/chain_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codec/fdio.h"
+#include "codec/vcdiff_dec.h"
+#include "codec/zframe.h"
+#include "fs/msg.h"
+#include "fs/xindex.h"
+
+struct prog_ctx {
+	struct chain *c;
+	const char *layer, *what;
+};
+
+static void prog_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	struct prog_ctx *p = ctx;
+	chain_progress(p->c, p->layer, p->what, done, total);
+}
+
+/*
+ * Opens derived file `name` in subdirectory `sub`, making it with make()
+ * into a temporary file first if it does not exist. Returns an fd or -errno.
+ */
+static int derived_open(struct chain *c, const char *sub, const char *name,
+			int (*make)(int in_fd, int out_fd, void *arg,
+				    const char **why),
+			int in_fd, void *arg, const char **why)
+{
+	int dfd = store_subdir(c->s, sub), tfd = store_subdir(c->s, "tmp");
+	char tmp[400];
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	snprintf(tmp, sizeof(tmp), "%s.%s", sub, name);
+	fd = openat(tfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = make(in_fd, fd, arg, why);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (!rc && renameat(tfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc) {
+		close(fd);
+		unlinkat(tfd, tmp, 0);
+		return rc;
+	}
+	return fd;
+}
+
+static int make_seekable(int in_fd, int out_fd, void *arg, const char **why)
+{
+	struct zframe_writer_opts o = { 0 };
+	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
+}
+
+static int make_raw(int in_fd, int out_fd, void *arg, const char **why)
+{
+	struct zframe_writer_opts o = { .raw = 1 };
+	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
+}
+
+static int make_plain(int in_fd, int out_fd, void *arg, const char **why)
+{
+	return vcdiff_recode_plain(in_fd, out_fd, prog_cb, arg, why);
+}
+
+/* djw/fgk: liblzma cannot help; stock xdelta3 converts them. */
+static int make_plain_xdelta3(int in_fd, int out_fd, void *arg,
+			      const char **why)
+{
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* stdin/stdout are the only fds the converter needs. */
+		if (lseek(in_fd, 0, SEEK_SET) < 0 || dup2(in_fd, 0) < 0 ||
+		    dup2(out_fd, 1) < 0)
+			_exit(126);
+		execlp("xdelta3", "xdelta3", "recode", "-q", "-f", "-S", "none",
+		       "-c", (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		*why = "djw/fgk secondary compression needs stock xdelta3 for a "
+		       "one-time conversion: apt-get install xdelta3";
+	else
+		*why = "stock xdelta3 could not convert it (djw/fgk "
+		       "secondary compression): the patch is damaged";
+	return -ENOTSUP;
+}
+
+int derive_open_base(struct chain *c, struct layer *L, char *err,
+		     size_t errlen)
+{
+	const struct store_layer *sl = L->sl;
+	uint8_t magic[4] = { 0 };
+	const char *why = "";
+	int rc;
+
+	L->stamp = chain_file_stamp(0, sl);
+	if (fdio_pread(sl->fd, magic, 4, 0) < 0) {
+		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), sl->path,
+		    strerror(errno));
+		return -EIO;
+	}
+	if (!memcmp(magic, "\xd6\xc3\xc4", 3)) {
+		msg_say(err, errlen, "%s/%s: the base (last line of %s) is a "
+		    "VCDIFF patch, not a state file: fix the order of %s "
+		    "(newest first, base last)", store_dir(c->s), sl->path,
+		    STORE_LAYERS_FILE, STORE_LAYERS_FILE);
+		return -EINVAL;
+	}
+	uint32_t m = (uint32_t)magic[0] | (uint32_t)magic[1] << 8 |
+		     (uint32_t)magic[2] << 16 | (uint32_t)magic[3] << 24;
+	if (m != 0xFD2FB528u && (m & 0xFFFFFFF0u) != 0x184D2A50u) {
+		sfile_raw(&L->data, sl->fd, (uint64_t)sl->st.st_size, sl->path);
+		rc = sfile_sums_get(c, L, &L->data, "data.sum");
+		if (rc) {
+			layer_damage(L, "%s: cannot read: %s", sl->path,
+				     strerror(-rc));
+			return 0;
+		}
+		L->size = L->data.size;
+		return xindex_new_file(&L->x, 0, L->size);
+	}
+	if (c->o.raw_base) {
+		/* A full decompressed copy: disk for speed (-o raw_base). */
+		char name[300];
+		struct stat st;
+		struct prog_ctx pc = { c, L->name, "decompressing the base "
+				       "(raw_base; first mount only)" };
+		layer_derived_name(name, sizeof(name), L, "raw");
+		int fd = derived_open(c, "base", name, make_raw, sl->fd, &pc,
+				      &why);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			layer_damage(L, "%s: cannot decompress: %s", sl->path,
+				     fd == -EBADMSG ? why :
+				     strerror(fd < 0 ? -fd : errno));
+			if (fd >= 0)
+				close(fd);
+			return 0;
+		}
+		sfile_raw(&L->data, fd, (uint64_t)st.st_size, sl->path);
+		L->data.own_fd = 1;
+		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
+			 "(decompressed copy %s/base/%.200s)", sl->path,
+			 STORE_META_DIR, name);
+		rc = sfile_sums_get(c, L, &L->data, "raw.sum");
+		if (rc) {
+			layer_damage(L, "%s: cannot read: %s", L->data.label,
+				     strerror(-rc));
+			return 0;
+		}
+		L->size = L->data.size;
+		return xindex_new_file(&L->x, 0, L->size);
+	}
+	L->data.fd = sl->fd;
+	L->data.kind = SF_ZSTD;
+	snprintf(L->data.label, sizeof(L->data.label), "%s", sl->path);
+	rc = zframe_open(&L->data.z, sl->fd, &why);
+	if (rc == -E2BIG) {
+		char name[300];
+		struct prog_ctx pc = { c, L->name, "converting base to "
+				       "seekable zstd (first mount only)" };
+		layer_derived_name(name, sizeof(name), L, "zst");
+		int fd = derived_open(c, "base", name, make_seekable, sl->fd,
+				      &pc, &why);
+		if (fd < 0) {
+			layer_damage(L, "%s: cannot convert to seekable "
+				     "zstd: %s", sl->path,
+				     fd == -EBADMSG ? why : strerror(-fd));
+			return 0;
+		}
+		L->data.fd = fd;
+		L->data.own_fd = 1;
+		snprintf(L->data.label, sizeof(L->data.label), "%s/base/%s",
+			 STORE_META_DIR, name);
+		rc = zframe_open(&L->data.z, fd, &why);
+	}
+	if (rc) {
+		layer_damage(L, "%s: damaged zstd base: %s", L->data.label,
+			     why);
+		return 0;
+	}
+	L->data.size = zframe_size(L->data.z);
+	L->size = L->data.size;
+	return xindex_new_file(&L->x, 0, L->size);
+}
+
+/* The aux file of an index loaded from disk. */
+static int aux_reopen(struct chain *c, struct layer *L)
+{
+	char name[300];
+	struct stat st;
+	int fd;
+
+	layer_derived_name(name, sizeof(name), L, "aux");
+	fd = openat(store_subdir(c->s, "aux"), name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	sfile_raw(&L->aux, fd, (uint64_t)st.st_size, name);
+	L->aux.own_fd = 1;
+	snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
+		 STORE_META_DIR, name);
+	return sfile_sums_get(c, L, &L->aux, "aux.sum");
+}
+
+/*
+ * xdelta3's application header is "tgt/tgtcomp[/src/srccomp]"; a non-empty
+ * comp field means xdelta3 ran that file through an external compressor
+ * (gzip, xz, ...) and the patch is against the decompressed bytes.
+ */
+static int external_compression(const struct vcdiff_patch *p)
+{
+	size_t len, field = 0;
+	const uint8_t *h = vcdiff_patch_appheader(p, &len);
+
+	for (size_t i = 0; h && i < len; i++) {
+		if (h[i] == '/')
+			field++;
+		else if (field == 1 || field == 3)
+			return 1;
+	}
+	return 0;
+}
+
+int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
+		      char *err, size_t errlen)
+{
+	const struct store_layer *sl = L->sl;
+	const char *why = "";
+	char name[300];
+	int rc;
+
+	L->stamp = chain_file_stamp(P->stamp, sl);
+	rc = vcdiff_patch_open(&L->patch, sl->fd, &why);
+	if (rc == -EMEDIUMTYPE) {
+		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
+		    "every layer but the last line of %s must be a patch made "
+		    "by xdelta3 -e: restore it or remove its line",
+		    store_dir(c->s), sl->path, STORE_LAYERS_FILE);
+		return -EINVAL;
+	}
+	if (rc) {
+		layer_damage(L, "%s: damaged patch: %s", sl->path,
+			     rc == -EBADMSG ? why : strerror(-rc));
+		return 0;
+	}
+	L->size = vcdiff_patch_target_size(L->patch);
+	sfile_raw(&L->data, sl->fd, (uint64_t)sl->st.st_size, sl->path);
+	if (external_compression(L->patch)) {
+		layer_damage(L, "%s: made by xdelta3 from externally "
+			     "compressed files (its application header names "
+			     "a compressor): its COPYs refer to decompressed "
+			     "bytes snapfs does not have; re-encode it from "
+			     "the uncompressed states", sl->path);
+		return 0;
+	}
+	if (P->damage[0]) {
+		layer_damage(L, "built on %s, which is damaged", P->name);
+		return 0;
+	}
+	int sec = vcdiff_patch_secondary(L->patch);
+	if (sec != VCDIFF_SEC_NONE) {
+		struct prog_ctx pc = { c, L->name, "converting patch to plain "
+				       "VCDIFF (first mount only)" };
+		layer_derived_name(name, sizeof(name), L, "vcdiff");
+		int fd = derived_open(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
+				      make_plain : make_plain_xdelta3, sl->fd,
+				      &pc, &why);
+		if (fd < 0) {
+			layer_damage(L, "%s: cannot convert to plain "
+				     "VCDIFF: %s", sl->path,
+				     fd == -EBADMSG || fd == -ENOTSUP ?
+				     why : strerror(-fd));
+			return 0;
+		}
+		vcdiff_patch_free(L->patch);
+		L->patch = NULL;
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			layer_damage(L, "%s: %s", name, strerror(errno));
+			return 0;
+		}
+		sfile_raw(&L->data, fd, (uint64_t)st.st_size, name);
+		L->data.own_fd = 1;
+		/* Name the user's file first: that is what to restore. */
+		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
+			 "(converted copy %s/plain/%.200s)", sl->path,
+			 STORE_META_DIR, name);
+		rc = vcdiff_patch_open(&L->patch, fd, &why);
+		if (rc) {
+			layer_damage(L, "%s: converted patch unreadable: %s",
+				     L->data.label, why);
+			return 0;
+		}
+	}
+	rc = sfile_sums_get(c, L, &L->data, "data.sum");
+	if (rc) {
+		layer_damage(L, "%s: cannot read: %s", L->data.label,
+			     strerror(-rc));
+		return 0;
+	}
+	layer_derived_name(name, sizeof(name), L, "idx");
+	int ifd = store_subdir(c->s, "index");
+	rc = xindex_load(&L->x, ifd, name, L->stamp, 2 * L->j + 1);
+	if (rc == 0) {
+		if (xindex_size(L->x) != L->size) {
+			xindex_free(L->x);
+			L->x = NULL;
+		} else {
+			rc = aux_reopen(c, L);
+			if (rc)
+				layer_damage(L, "%s: aux file: %s", L->name,
+					     strerror(-rc));
+			return 0;
+		}
+	}
+	if (ibuild_index(c, L, P))
+		return 0;	/* damage recorded */
+	if (L->aux.fd >= 0 && L->aux.size) {
+		if (fsync(L->aux.fd) < 0 ||
+		    sfile_sums_get(c, L, &L->aux, "aux.sum") < 0) {
+			layer_damage(L, "%s: cannot finish aux file", L->name);
+			return 0;
+		}
+	}
+	rc = xindex_save(L->x, ifd, name, L->stamp);
+	if (rc)
+		chain_logf(c, CHAIN_LOG_WARN, "%s: cannot save index under "
+			   "%s/index: %s (it will be rebuilt at the next "
+			   "mount)", L->name, STORE_META_DIR, strerror(-rc));
+	return 0;
+}

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ibuild: building a layer's composed extent index from its parent's index
+ * and its plain patch, as explained at the top of fs/chain.c: ADDs become
+ * extents into the patch, COPYs from the source become slices of the
+ * parent's index, and target COPYs too fragmented to keep (and runs of
+ * short extents) are materialised into the layer's aux file. Each window
+ * is read back through the new index and its adler32 checked before the
+ * next one.
+ *
+ * Not here: loading or saving indexes, opening files (fs/derive.c), the
+ * index data structure (fs/xindex.c). Runs on the thread that opens the
+ * layer, which no reader sees yet; it only queues readahead of the parent
+ * (fs/readahead.c), whose index is final.
+ */
+#include "fs/chain_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec/vcdiff_dec.h"
+#include "fs/xindex.h"
+
+/* A target copy may add at most this many extents before its bytes are
+ * materialised into the aux file instead. */
+#define SELF_COPY_MAX_EXT(len) (16 + (len) / 512)
+/* Extents shorter than this, two or more in a row, are materialised. */
+#define COMPACT_SHORT 256
+
+/* Appends len bytes to the aux file, returning their offset there. */
+static int aux_append(struct chain *c, struct layer *L, const uint8_t *buf,
+		      size_t len, uint64_t *off)
+{
+	if (L->aux.fd < 0) {
+		char name[300];
+		layer_derived_name(name, sizeof(name), L, "aux");
+		int fd = openat(store_subdir(c->s, "aux"), name,
+				O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		sfile_raw(&L->aux, fd, 0, name);
+		L->aux.own_fd = 1;
+		snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
+			 STORE_META_DIR, name);
+	}
+	*off = L->aux.size;
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(L->aux.fd, buf + done, len - done,
+				   (off_t)(L->aux.size + done));
+		if (w < 0)
+			return -errno;
+		done += (size_t)w;
+	}
+	L->aux.size += len;
+	return 0;
+}
+
+/* A target copy too fragmented to keep as extents: write its bytes out. */
+static int materialise(struct chain *c, struct layer *L, struct xbuild *b,
+		       const struct vcdiff_op *op, uint8_t *scratch)
+{
+	const struct xindex *v = xbuild_view(b);
+	uint64_t here = xbuild_size(b), period = here - op->addr;
+	uint64_t off = 0;
+	int rc;
+
+	if (period >= op->len) {
+		rc = sfile_resolve(c, v, op->addr, scratch, op->len);
+	} else {
+		rc = sfile_resolve(c, v, op->addr, scratch, (size_t)period);
+		for (uint64_t k = period; !rc && k < op->len; k++)
+			scratch[k] = scratch[k - period];
+	}
+	if (!rc)
+		rc = aux_append(c, L, scratch, op->len, &off);
+	if (!rc)
+		rc = xbuild_file(b, op->len, 2 * L->j + 1, off);
+	return rc;
+}
+
+/*
+ * Collapses runs of short extents of the window that starts at tgt_off
+ * (whose bytes are in win) into single aux-file extents. Patches of VM
+ * state interleave tiny COPYs and ADDs inside every changed page; kept as
+ * extents they would make the index a fifth of the layer's size and every
+ * read a walk through them. Their bytes cost about what the patch costs.
+ */
+static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
+			  uint64_t tgt_off, const uint8_t *win)
+{
+	struct xext *tmp;
+	const struct xindex *v = xbuild_view(b);
+	size_t n, k0 = xindex_find(v, tgt_off);
+	const struct xext *e = xindex_ext(v, &n);
+	size_t nt = 0;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	/* An extent carried over from the previous window stays as it is. */
+	if (e[k0].off < tgt_off)
+		k0++;
+	if (k0 >= n)
+		return 0;
+	tmp = malloc((n - k0 + 1) * sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	for (size_t i = k0; i <= n; i++)
+		tmp[nt++] = e[i];	/* with the sentinel */
+	xbuild_truncate(b, k0);
+	for (size_t i = 0; i + 1 < nt && !rc;) {
+		size_t j = i;
+		while (j + 1 < nt && tmp[j + 1].off - tmp[j].off < COMPACT_SHORT)
+			j++;
+		if (j - i >= 2) {
+			uint64_t off, len = tmp[j].off - tmp[i].off;
+			rc = aux_append(c, L, win + (tmp[i].off - tgt_off),
+					(size_t)len, &off);
+			if (!rc)
+				rc = xbuild_file(b, len, 2 * L->j + 1, off);
+			i = j;
+		} else {
+			rc = xbuild_ref(b, tmp[i + 1].off - tmp[i].off,
+					tmp[i].ref);
+			i++;
+		}
+	}
+	free(tmp);
+	return rc;
+}
+
+/* Builds layer L's index from its parent's and its plain patch. */
+int ibuild_index(struct chain *c, struct layer *L, struct layer *P)
+{
+	size_t nwin = vcdiff_patch_nwin(L->patch);
+	struct vcdiff_dec *d = NULL;
+	struct xbuild *b = NULL;
+	uint8_t *win = NULL, *scratch = NULL;
+	unsigned fid = 2 * L->j;
+	int rc;
+
+	rc = vcdiff_dec_new(&d);
+	if (!rc)
+		rc = xbuild_new(&b);
+	win = malloc(VCDIFF_WIN_MAX);
+	scratch = malloc(VCDIFF_WIN_MAX);
+	if (rc || !win || !scratch) {
+		rc = rc ? rc : -ENOMEM;
+		goto out;
+	}
+	for (size_t w = 0; w < nwin; w++) {
+		const struct vcdiff_win *wi = vcdiff_patch_win(L->patch, w);
+		const struct vcdiff_op *ops;
+		size_t nops;
+
+		/* The next window's source segment, decoded on other cores
+		 * while this one is checked (its parent's index is final). */
+		if (w + 1 < nwin) {
+			const struct vcdiff_win *nx = vcdiff_patch_win(L->patch,
+								       w + 1);
+			if (nx->win_ind & VCDIFF_WIN_SOURCE)
+				ra_submit(c, L->j - 1, nx->cpy_off,
+					  nx->cpy_len < ((uint64_t)32 << 20) ?
+					  nx->cpy_len : (uint64_t)32 << 20);
+		}
+		rc = vcdiff_dec_ops(d, L->patch, w, &ops, &nops);
+		if (rc) {
+			layer_damage(L, "%s: window %zu: %s", L->data.label, w,
+				     rc == -EBADMSG ? vcdiff_dec_reason(d) :
+				     strerror(-rc));
+			goto out;
+		}
+		for (size_t k = 0; k < nops && !rc; k++) {
+			const struct vcdiff_op *op = &ops[k];
+			switch (op->kind) {
+			case VCDIFF_OP_ADD:
+				rc = xbuild_file(b, op->len, fid, op->addr);
+				break;
+			case VCDIFF_OP_RUN:
+				rc = xbuild_fill(b, op->len, op->byte);
+				break;
+			case VCDIFF_OP_COPY_SRC:
+				rc = xbuild_slice(b, P->x, op->addr, op->len);
+				if (rc == -EBADMSG) {
+					layer_damage(L, "%s: window %zu "
+						     "copies from beyond the "
+						     "end of %s (%" PRIu64
+						     " bytes): is %s in the "
+						     "right order?",
+						     L->data.label, w,
+						     P->name, P->size,
+						     STORE_LAYERS_FILE);
+					goto out;
+				}
+				break;
+			case VCDIFF_OP_COPY_TGT:
+				rc = xbuild_copy_self(b, op->addr, op->len,
+					SELF_COPY_MAX_EXT(op->len));
+				if (rc == -E2BIG)
+					rc = materialise(c, L, b, op, scratch);
+				break;
+			default:
+				rc = -EBADMSG;
+			}
+		}
+		if (rc)
+			goto out;
+		if (xbuild_size(b) != wi->tgt_off + wi->tgt_len) {
+			layer_damage(L, "%s: window %zu: decoded %" PRIu64
+				     " bytes instead of %" PRIu64,
+				     L->data.label, w,
+				     xbuild_size(b) - wi->tgt_off,
+				     (uint64_t)wi->tgt_len);
+			rc = -EBADMSG;
+			goto out;
+		}
+		rc = sfile_resolve(c, xbuild_view(b), wi->tgt_off, win,
+				   wi->tgt_len);
+		if (rc) {
+			layer_damage(L, "%s: window %zu: cannot read what "
+				     "it builds on (%s)", L->data.label, w,
+				     strerror(-rc));
+			goto out;
+		}
+		if ((wi->win_ind & VCDIFF_WIN_ADLER32) &&
+		    vcdiff_adler32(1, win, wi->tgt_len) != wi->adler32) {
+			layer_damage(L, "%s: window %zu: checksum mismatch: "
+				     "the patch does not apply to %s (damaged, "
+				     "or %s is in the wrong order)",
+				     L->data.label, w, P->name,
+				     STORE_LAYERS_FILE);
+			rc = -EBADMSG;
+			goto out;
+		}
+		rc = compact_window(c, L, b, wi->tgt_off, win);
+		if (rc)
+			goto out;
+		if ((w & 15) == 0)
+			chain_progress(c, L->name, "indexing", wi->tgt_off,
+				       L->size);
+	}
+	rc = xbuild_finish(b, &L->x);
+	b = NULL;
+out:
+	if (rc && !L->damage[0])
+		layer_damage(L, "%s: cannot index: %s", L->data.label,
+			     strerror(-rc));
+	xbuild_free(b);
+	vcdiff_dec_free(d);
+	free(win);
+	free(scratch);
+	return rc;
+}

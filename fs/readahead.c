@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * readahead: decoding the zstd frames a reader will need before it asks.
+ * Each open file has a chain_stream that notices a sequential reader and
+ * queues the next PF_WINDOW bytes; worker threads take jobs off a bounded
+ * queue (full: the job is dropped) and decode their frames into the block
+ * cache. Index building queues its next window's source the same way.
+ *
+ * Not here: reads themselves (fs/sfile.c); raw files, which the OS page
+ * cache reads ahead already. Threads: c->pf_lock guards the queue, then
+ * (inside workers' reads) the cache's locks; st->lock guards one stream.
+ * chain_start after any fork, since threads do not survive one.
+ */
+#include "fs/chain_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cache/bcache.h"
+#include "codec/zframe.h"
+#include "fs/xindex.h"
+
+/* How far ahead of a sequential reader frames are decoded. */
+#define PF_WINDOW ((uint64_t)8 << 20)
+/* Reads this close to the last one count as sequential: FUSE runs the
+ * kernel's readahead requests (up to 1 MiB) on several threads, slightly
+ * out of order. */
+#define PF_SLACK ((uint64_t)2 << 20)
+/* In-order reads in a row before readahead starts: a random reader lands
+ * near its previous read now and then, and an 8 MiB readahead for it
+ * would only compete with its next reads (it showed as p99 latency). */
+#define PF_MIN_RUN 2
+
+struct chain_stream {
+	pthread_mutex_t lock;		/* protects next, pf_end */
+	uint64_t next;			/* end of the last read */
+	uint64_t pf_end;		/* readahead submitted up to here */
+	unsigned run;			/* in-order reads in a row */
+	size_t layer;
+};
+
+/* Decodes into the cache the zstd frames [src, src_end) of f needs. Raw
+ * files are read from the OS page cache and need no readahead of ours. */
+static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
+			  uint64_t src, uint64_t src_end)
+{
+	if (f->kind != SF_ZSTD)
+		return;
+	while (src < src_end) {
+		struct bcache_blk blk;
+		size_t k = zframe_find(f->z, src);
+
+		if (k >= zframe_count(f->z))
+			return;
+		const struct zframe_entry *fe = zframe_frame(f->z, k);
+		int rc = bcache_get(c->cache, fid, k, fe->raw_len, &blk);
+		if (rc < 0)
+			return;
+		if (rc == BCACHE_MISS) {
+			struct zframe_dctx *dc = sfile_dctx_get(c);
+			ssize_t r = dc ? zframe_read_frame(f->z, dc, k,
+							   blk.data,
+							   fe->raw_len) :
+					 -ENOMEM;
+			if (dc)
+				sfile_dctx_put(c, dc);
+			if (r != (ssize_t)fe->raw_len) {
+				/* The reader will hit it and report. */
+				bcache_abandon(c->cache, &blk);
+				return;
+			}
+			bcache_publish(c->cache, &blk, fe->raw_len);
+			atomic_fetch_add(&c->pf_frames, 1);
+		}
+		bcache_put(c->cache, &blk);
+		src = fe->raw_off + fe->raw_len;
+	}
+}
+
+/* Decodes into the cache what [off, off+len) of layer i reads. */
+static void prefetch(struct chain *c, const struct pf_job *j)
+{
+	struct layer *L = c->layers[j->layer];
+	size_t n, i;
+	const struct xext *e;
+	uint64_t off = j->off, end;
+
+	if (L->damage[0] || off >= L->size)
+		return;
+	end = j->len > L->size - off ? L->size : off + j->len;
+	e = xindex_ext(L->x, &n);
+	for (i = xindex_find(L->x, off); i < n && e[i].off < end; i++) {
+		if (xext_is_fill(&e[i]))
+			continue;
+		unsigned fid = xext_fid(&e[i]);
+		uint64_t a = e[i].off > off ? e[i].off : off;
+		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
+		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
+		prefetch_file(c, fid, chain_fid_file(c, fid), src,
+			      src + (b - a));
+	}
+}
+
+static void *pf_worker(void *arg)
+{
+	struct chain *c = arg;
+	struct pf_job j;
+
+	pthread_mutex_lock(&c->pf_lock);
+	for (;;) {
+		while (!c->pf_count && !c->pf_stop)
+			pthread_cond_wait(&c->pf_cond, &c->pf_lock);
+		if (c->pf_stop)
+			break;
+		j = c->pf_q[c->pf_head];
+		c->pf_head = (c->pf_head + 1) % PF_QUEUE;
+		c->pf_count--;
+		pthread_mutex_unlock(&c->pf_lock);
+		prefetch(c, &j);
+		pthread_mutex_lock(&c->pf_lock);
+	}
+	pthread_mutex_unlock(&c->pf_lock);
+	return NULL;
+}
+
+/* Queues readahead in chunks, so several workers share one window. */
+void ra_submit(struct chain *c, size_t layer, uint64_t off,
+	       uint64_t len)
+{
+	const uint64_t chunk = (uint64_t)1 << 20;
+
+	if (!c->pf_nthreads)
+		return;
+	pthread_mutex_lock(&c->pf_lock);
+	for (uint64_t o = off; o < off + len; o += chunk) {
+		if (c->pf_count == PF_QUEUE) {
+			atomic_fetch_add(&c->pf_dropped, 1);
+			break;
+		}
+		struct pf_job *j = &c->pf_q[(c->pf_head + c->pf_count) % PF_QUEUE];
+		j->layer = layer;
+		j->off = o;
+		j->len = chunk;
+		c->pf_count++;
+		atomic_fetch_add(&c->pf_jobs, 1);
+	}
+	pthread_cond_broadcast(&c->pf_cond);
+	pthread_mutex_unlock(&c->pf_lock);
+}
+
+void ra_stop(struct chain *c)
+{
+	pthread_mutex_lock(&c->pf_lock);
+	c->pf_stop = 1;
+	pthread_cond_broadcast(&c->pf_cond);
+	pthread_mutex_unlock(&c->pf_lock);
+	for (size_t i = 0; i < c->pf_nthreads; i++)
+		pthread_join(c->pf_threads[i], NULL);
+	free(c->pf_threads);
+	c->pf_threads = NULL;
+	c->pf_nthreads = 0;
+}
+
+int chain_start(struct chain *c)
+{
+	long n = c->o.prefetch_threads;
+
+	if (n < 0 || c->pf_nthreads)
+		return 0;
+	pthread_mutex_lock(&c->pf_lock);
+	c->pf_stop = 0;		/* after an earlier ra_stop */
+	c->pf_count = 0;
+	pthread_mutex_unlock(&c->pf_lock);
+	if (n == 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	c->pf_threads = calloc((size_t)n, sizeof(*c->pf_threads));
+	if (!c->pf_threads)
+		return -ENOMEM;
+	for (long i = 0; i < n; i++) {
+		if (pthread_create(&c->pf_threads[i], NULL, pf_worker, c))
+			break;
+		c->pf_nthreads++;
+	}
+	return 0;
+}
+
+int chain_stream_new(struct chain_stream **out)
+{
+	struct chain_stream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->lock, NULL);
+	st->layer = SIZE_MAX;
+	*out = st;
+	return 0;
+}
+
+void chain_stream_free(struct chain_stream *st)
+{
+	if (!st)
+		return;
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+void ra_note(struct chain *c, struct chain_stream *st, size_t i,
+	     uint64_t off, size_t len)
+{
+	uint64_t from = 0, want = 0;
+
+	pthread_mutex_lock(&st->lock);
+	int seq = st->layer == i && off + PF_SLACK >= st->next &&
+		  off <= st->next + PF_SLACK;
+	st->run = seq ? st->run + 1 : 0;
+	if (!seq || st->pf_end < off)
+		st->pf_end = off + len;
+	if (off + len > st->next || !seq)
+		st->next = off + len;
+	st->layer = i;
+	if (st->run >= PF_MIN_RUN && st->pf_end < off + len + PF_WINDOW) {
+		from = st->pf_end > off + len ? st->pf_end : off + len;
+		want = off + len + PF_WINDOW - from;
+		st->pf_end = from + want;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (want)
+		ra_submit(c, i, from, want);
+}

@@ -1,0 +1,455 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sfile: reading the chain's stored files (a base, a plain patch, an aux
+ * file) for the extents of a composed index: sfile_resolve() turns a range
+ * of a layer into bytes.
+ *
+ * Raw files are read with pread and checked per block against checksums
+ * taken at index time (kept under .snapfs/sums); zstd files are decoded a
+ * frame at a time into the block cache, with decoding contexts from a pool.
+ * A read that finds damaged bytes logs which file, offset and window, and
+ * fails with -EIO.
+ *
+ * Not here: what the extents are (fs/ibuild.c builds them), opening or
+ * converting files (fs/derive.c), readahead (fs/readahead.c). Thread-safe:
+ * any number of threads may read; the dctx pool has its own lock, and the
+ * read memo lives on each caller's stack.
+ */
+#include "fs/chain_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cache/bcache.h"
+#include "codec/fdio.h"
+#include "codec/vcdiff_dec.h"
+#include "codec/zframe.h"
+#include "fs/xindex.h"
+
+/*
+ * Raw stored files (aux files, plain patches, a raw base) are read with
+ * pread straight from the OS page cache, which already caches them; the
+ * block cache holds only what is expensive to get again (decompressed
+ * zstd frames). Each 4 KiB block of a raw file is checked against the
+ * XXH3 taken at index time, so a read costs about the bytes it needs:
+ * 64 KiB blocks through the cache were re-read up to 15 times over at
+ * depth 100, where a layer's bytes come from many layers' aux files.
+ */
+#define SUM_MAGIC "SNAPSUM1"
+#define SUM_VERSION 2u
+
+/* --- block checksums of stored files --- */
+
+struct sum_hdr {
+	char magic[8];
+	uint32_t version, block;
+	uint64_t size, n, digest;
+};
+
+static int sums_load(struct sfile *f, int dfd, const char *name)
+{
+	struct sum_hdr h;
+	int rc = -ESTALE, fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
+	uint64_t *sum = NULL;
+
+	if (fd < 0)
+		return -errno;
+	if (fdio_pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    memcmp(h.magic, SUM_MAGIC, 8) || h.version != SUM_VERSION ||
+	    h.block != SUM_BLOCK || h.size != f->size || h.n != n)
+		goto out;
+	sum = malloc(n ? n * 8 : 8);
+	if (!sum) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (fdio_pread(fd, sum, n * 8, sizeof(h)) != (ssize_t)(n * 8) ||
+	    XXH3_64bits(sum, n * 8) != h.digest)
+		goto out;
+	f->sum = sum;
+	f->nsum = n;
+	sum = NULL;
+	rc = 0;
+out:
+	free(sum);
+	close(fd);
+	return rc;
+}
+
+/* Reads the whole file once, hashing each block; saves the result. */
+static int sums_build(struct chain *c, struct sfile *f, int dfd,
+		      const char *name, const char *layer)
+{
+	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
+	uint64_t *sum = malloc(n ? n * 8 : 8);
+	uint8_t *buf = malloc(16 * SUM_BLOCK);
+	char tmp[600];
+	struct sum_hdr h;
+	int fd = -1, rc = 0;
+
+	if (!sum || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i += 16) {
+		uint64_t off = i * SUM_BLOCK;
+		size_t want = (size_t)(f->size - off < 16 * SUM_BLOCK ?
+				       f->size - off : 16 * SUM_BLOCK);
+		ssize_t r = fdio_pread(f->fd, buf, want, off);
+		if (r != (ssize_t)want) {
+			rc = r < 0 ? (int)r : -EIO;
+			goto out;
+		}
+		for (size_t k = 0; k < 16 && i + k < n; k++) {
+			size_t bl = want - k * SUM_BLOCK < SUM_BLOCK ?
+				    want - k * SUM_BLOCK : SUM_BLOCK;
+			sum[i + k] = XXH3_64bits(buf + k * SUM_BLOCK, bl);
+		}
+		if ((i & 1023) == 0)
+			chain_progress(c, layer, "checksumming", off, f->size);
+	}
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, SUM_MAGIC, 8);
+	h.version = SUM_VERSION;
+	h.block = SUM_BLOCK;
+	h.size = f->size;
+	h.n = n;
+	h.digest = XXH3_64bits(sum, n * 8);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || fdio_write(fd, &h, sizeof(h)) ||
+	    fdio_write(fd, sum, n * 8) || renameat(dfd, tmp, dfd, name) < 0) {
+		/* Derived data only: a read-only store just re-sums next time. */
+		chain_logf(c, CHAIN_LOG_WARN, "%s: cannot save checksums under "
+			   "%s/: %s", layer, STORE_META_DIR, strerror(errno));
+		unlinkat(dfd, tmp, 0);
+	}
+	f->sum = sum;
+	f->nsum = n;
+	sum = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(sum);
+	free(buf);
+	return rc;
+}
+
+int sfile_sums_get(struct chain *c, struct layer *L, struct sfile *f,
+		   const char *ext)
+{
+	char name[300];
+	int dfd = store_subdir(c->s, "sums");
+
+	layer_derived_name(name, sizeof(name), L, ext);
+	if (sums_load(f, dfd, name) == 0)
+		return 0;
+	return sums_build(c, f, dfd, name, L->name);
+}
+
+/* --- life cycle --- */
+
+int sfile_raw(struct sfile *f, int fd, uint64_t size, const char *label)
+{
+	f->fd = fd;
+	f->kind = SF_RAW;
+	f->size = size;
+	snprintf(f->label, sizeof(f->label), "%s", label);
+	return 0;
+}
+
+void sfile_close(struct sfile *f)
+{
+	zframe_free(f->z);
+	free(f->sum);
+	if (f->own_fd && f->fd >= 0)
+		close(f->fd);
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+}
+
+/* --- reading stored files through the cache --- */
+
+/* Names the window holding a patch file offset, for damage messages. */
+static long window_of(const struct layer *L, unsigned fid, uint64_t off)
+{
+	if (!L->patch || (fid & 1))
+		return -1;
+	size_t n = vcdiff_patch_nwin(L->patch);
+	for (size_t i = 0; i < n; i++) {
+		const struct vcdiff_win *w = vcdiff_patch_win(L->patch, i);
+		uint64_t end = w->data_off + w->data_len + w->inst_len +
+			       w->addr_len;
+		if (off < end)
+			return (long)i;
+	}
+	return -1;
+}
+
+static int read_damaged(struct chain *c, unsigned fid, uint64_t off,
+			const char *why)
+{
+	struct layer *L = chain_fid_layer(c, fid);
+	struct sfile *f = chain_fid_file(c, fid);
+	long w = window_of(L, fid, off);
+
+	atomic_fetch_add(&c->read_errors, 1);
+	if (atomic_fetch_add(&L->nlogged, 1) < LOG_PER_LAYER) {
+		if (w >= 0)
+			chain_logf(c, CHAIN_LOG_ERR, "%s: %s at offset %"
+				   PRIu64 " (window %ld): reads of %s and the "
+				   "layers built on it fail with EIO; restore "
+				   "the file", f->label, why, off, w, L->name);
+		else
+			chain_logf(c, CHAIN_LOG_ERR, "%s: %s at offset %"
+				   PRIu64 ": reads that need it fail with EIO; "
+				   "restore the file", f->label, why, off);
+	}
+	return -EIO;
+}
+
+struct zframe_dctx *sfile_dctx_get(struct chain *c)
+{
+	struct zframe_dctx *dc = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool)
+		dc = c->pool[--c->npool];
+	pthread_mutex_unlock(&c->pool_lock);
+	if (!dc && zframe_dctx_new(&dc) < 0)
+		return NULL;
+	return dc;
+}
+
+void sfile_dctx_put(struct chain *c, struct zframe_dctx *dc)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool == c->pool_cap) {
+		size_t cap = c->pool_cap ? 2 * c->pool_cap : 8;
+		struct zframe_dctx **p = realloc(c->pool, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&c->pool_lock);
+			zframe_dctx_free(dc);
+			return;
+		}
+		c->pool = p;
+		c->pool_cap = cap;
+	}
+	c->pool[c->npool++] = dc;
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
+/* Reads [off, off+len) of a raw file, block by block through the cache. */
+/*
+ * The last few checked partial blocks of one sfile_resolve() call. Deep layers
+ * interleave ~2 KB pieces of many aux files, and consecutive pieces of
+ * one file often share a 4 KiB block: without this every piece re-read
+ * and re-hashed its block. Lives on the caller's stack: no sharing.
+ */
+#define MEMO_SLOTS 8
+struct rawmemo {
+	struct {
+		const struct sfile *f;	/* NULL: empty slot */
+		uint64_t blk;
+		size_t len;
+		uint8_t data[SUM_BLOCK];
+	} slot[MEMO_SLOTS];
+	unsigned next;
+};
+
+/* Checks the blocks first_blk.. that buf (len bytes, block-aligned start)
+ * holds. Returns the index of the first bad block, or -1. */
+static long raw_check(const struct sfile *f, uint64_t first_blk,
+		      const uint8_t *buf, size_t len)
+{
+	for (size_t k = 0; k * SUM_BLOCK < len; k++) {
+		size_t n = len - k * SUM_BLOCK < SUM_BLOCK ?
+			   len - k * SUM_BLOCK : SUM_BLOCK;
+		if (first_blk + k >= f->nsum ||
+		    XXH3_64bits(buf + k * SUM_BLOCK, n) != f->sum[first_blk + k])
+			return (long)k;
+	}
+	return -1;
+}
+
+/* Reads one partial block, checked, and copies the part wanted; the block
+ * goes through the memo when there is one. */
+static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
+		       uint64_t off, uint8_t *dst, size_t len,
+		       struct rawmemo *m)
+{
+	uint8_t scratch[SUM_BLOCK], *blk = scratch;
+	uint64_t start = off - off % SUM_BLOCK, bi = start / SUM_BLOCK;
+	size_t want = (size_t)(f->size - start < SUM_BLOCK ? f->size - start :
+			       SUM_BLOCK);
+
+	if (m) {
+		for (unsigned k = 0; k < MEMO_SLOTS; k++) {
+			if (m->slot[k].f == f && m->slot[k].blk == bi) {
+				memcpy(dst, m->slot[k].data + (off - start), len);
+				return 0;
+			}
+		}
+		unsigned k = m->next++ % MEMO_SLOTS;
+		m->slot[k].f = NULL;	/* filled below if it checks out */
+		blk = m->slot[k].data;
+	}
+	ssize_t r = fdio_pread(f->fd, blk, want, start);
+	if (r != (ssize_t)want)
+		return read_damaged(c, fid, start, r < 0 ? "read error" :
+				    "file is shorter than when it was indexed");
+	if (raw_check(f, bi, blk, want) >= 0)
+		return read_damaged(c, fid, start, "stored bytes changed since "
+				    "they were indexed (checksum mismatch)");
+	if (m) {
+		unsigned k = (m->next - 1) % MEMO_SLOTS;
+		m->slot[k].f = f;
+		m->slot[k].blk = bi;
+		m->slot[k].len = want;
+	}
+	memcpy(dst, blk + (off - start), len);
+	return 0;
+}
+
+/* Reads [off, off+len) of a raw file: whole blocks straight into dst,
+ * the partial ones at either end through a scratch block. */
+static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
+			uint64_t off, uint8_t *dst, size_t len,
+			struct rawmemo *m)
+{
+	uint64_t end = off + len;
+	uint64_t a = (off + SUM_BLOCK - 1) / SUM_BLOCK * SUM_BLOCK;
+	uint64_t b = end / SUM_BLOCK * SUM_BLOCK;
+	int rc;
+
+	if (!f->sum) {
+		/* Being built (aux): no checksums yet. */
+		ssize_t r = fdio_pread(f->fd, dst, len, off);
+		return r == (ssize_t)len ? r : read_damaged(c, fid, off,
+				"short read");
+	}
+	if (end == f->size)
+		b = end;	/* the file's last block may be short */
+	if (a >= b) {		/* within one block (or two partial ones) */
+		uint64_t mid = (off / SUM_BLOCK + 1) * SUM_BLOCK;
+		size_t n1 = mid < end ? (size_t)(mid - off) : len;
+		rc = raw_partial(c, fid, f, off, dst, n1, m);
+		if (!rc && n1 < len)
+			rc = raw_partial(c, fid, f, mid, dst + n1, len - n1, m);
+		return rc ? rc : (ssize_t)len;
+	}
+	if (a > off && (rc = raw_partial(c, fid, f, off, dst, (size_t)(a - off), m)))
+		return rc;
+	ssize_t r = fdio_pread(f->fd, dst + (a - off), (size_t)(b - a), a);
+	if (r != (ssize_t)(b - a))
+		return read_damaged(c, fid, a, r < 0 ? "read error" :
+				    "file is shorter than when it was indexed");
+	long bad = raw_check(f, a / SUM_BLOCK, dst + (a - off), (size_t)(b - a));
+	if (bad >= 0)
+		return read_damaged(c, fid, a + (uint64_t)bad * SUM_BLOCK,
+				    "stored bytes changed since they were "
+				    "indexed (checksum mismatch)");
+	if (b < end && (rc = raw_partial(c, fid, f, b, dst + (b - off),
+					 (size_t)(end - b), m)))
+		return rc;
+	return (ssize_t)len;
+}
+
+static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
+			 uint64_t off, uint8_t *dst, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t i = zframe_find(f->z, off);
+		const struct zframe_entry *fe;
+		struct bcache_blk b;
+		int rc;
+
+		if (i >= zframe_count(f->z))
+			return read_damaged(c, fid, off, "read past the end");
+		fe = zframe_frame(f->z, i);
+		rc = bcache_get(c->cache, fid, i, fe->raw_len, &b);
+		if (rc < 0)
+			return rc;
+		if (rc == BCACHE_MISS) {
+			struct zframe_dctx *dc = sfile_dctx_get(c);
+			ssize_t r = dc ? zframe_read_frame(f->z, dc, i, b.data,
+							   fe->raw_len) : -ENOMEM;
+			if (r != (ssize_t)fe->raw_len) {
+				char why[200];
+				snprintf(why, sizeof(why), "zstd frame %zu: %s",
+					 i, dc ? zframe_dctx_reason(dc) :
+					 "out of memory");
+				if (dc)
+					sfile_dctx_put(c, dc);
+				bcache_abandon(c->cache, &b);
+				return read_damaged(c, fid, fe->comp_off, why);
+			}
+			sfile_dctx_put(c, dc);
+			bcache_publish(c->cache, &b, fe->raw_len);
+		}
+		uint64_t foff = off - fe->raw_off;
+		size_t n = b.len - (size_t)foff;
+		if (n > len - done)
+			n = len - done;
+		memcpy(dst + done, b.data + foff, n);
+		bcache_put(c->cache, &b);
+		done += n;
+		off += n;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t sfile_read(struct chain *c, unsigned fid, uint64_t off,
+			  uint8_t *dst, size_t len, struct rawmemo *m)
+{
+	struct sfile *f = chain_fid_file(c, fid);
+
+	if (f->kind == SF_NONE || off > f->size || len > f->size - off)
+		return read_damaged(c, fid, off, "extent beyond the end of "
+				    "the file");
+	if (f->kind == SF_ZSTD)
+		return zstd_read(c, fid, f, off, dst, len);
+	return raw_read(c, fid, f, off, dst, len, m);
+}
+
+/* Reads [off, off+len) of the layer described by x (len within size). */
+int sfile_resolve(struct chain *c, const struct xindex *x, uint64_t off,
+		  uint8_t *dst, size_t len)
+{
+	size_t n, i = xindex_find(x, off);
+	const struct xext *e = xindex_ext(x, &n);
+	struct rawmemo memo;
+
+	for (unsigned k = 0; k < MEMO_SLOTS; k++)
+		memo.slot[k].f = NULL;
+	memo.next = 0;
+
+	while (len) {
+		uint64_t end = e[i + 1].off;
+		size_t k = end - off < len ? (size_t)(end - off) : len;
+
+		if (xext_is_fill(&e[i])) {
+			memset(dst, xext_byte(&e[i]), k);
+		} else {
+			ssize_t r = sfile_read(c, xext_fid(&e[i]),
+					       xext_src(&e[i]) + (off - e[i].off),
+					       dst, k, &memo);
+			if (r < 0)
+				return (int)r;
+		}
+		dst += k;
+		off += k;
+		len -= k;
+		i++;
+	}
+	return 0;
+}

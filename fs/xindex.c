@@ -27,7 +27,7 @@
 #include "codec/fdio.h"
 
 #define XI_MAGIC "SNAPIDX1"
-#define XI_VERSION 1u
+#define XI_VERSION 2u	/* 2: 20-bit file ids, which are snapshot ids */
 
 struct xi_hdr {
 	char magic[8];
@@ -37,13 +37,15 @@ struct xi_hdr {
 	uint64_t size;
 	uint64_t n;
 	uint64_t digest;
-	uint64_t reserved[2];
+	uint64_t tag;
+	uint64_t reserved;
 };
 
 struct xindex {
 	struct xext *ext;	/* n + 1 entries, ext[n].off == size */
 	size_t n;
 	uint64_t size;
+	uint64_t tag;
 	void *map;		/* non-NULL if ext lives in a mapping */
 	size_t map_len;
 };
@@ -62,6 +64,16 @@ const struct xext *xindex_ext(const struct xindex *x, size_t *n)
 uint64_t xindex_size(const struct xindex *x)
 {
 	return x->size;
+}
+
+uint64_t xindex_tag(const struct xindex *x)
+{
+	return x->tag;
+}
+
+void xindex_set_tag(struct xindex *x, uint64_t tag)
+{
+	x->tag = tag;
 }
 
 size_t xindex_find(const struct xindex *x, uint64_t off)
@@ -93,7 +105,7 @@ int xindex_new_file(struct xindex **out, unsigned fid, uint64_t size)
 	}
 	x->n = size ? 1 : 0;
 	x->size = size;
-	x->ext[0].ref = (uint64_t)fid << 48;
+	x->ext[0].ref = (uint64_t)fid << XEXT_FID_SHIFT;
 	x->ext[x->n].off = size;
 	*out = x;
 	return 0;
@@ -111,15 +123,17 @@ void xindex_free(struct xindex *x)
 }
 
 int xindex_load(struct xindex **out, int dirfd, const char *name,
-		uint64_t stamp, unsigned max_fid)
+		uint64_t stamp, int (*fid_ok)(unsigned fid, void *arg),
+		void *arg)
 {
 	struct xindex *x = NULL;
 	struct stat st;
 	void *map = MAP_FAILED;
-	int rc, fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	int rc, fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0)
-		return errno == ENOENT ? -ENOENT : -errno;
+		return errno == ENOENT ? -ENOENT : errno == ELOOP ? -ESTALE :
+		       -errno;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out;
@@ -146,7 +160,7 @@ int xindex_load(struct xindex **out, int dirfd, const char *name,
 		goto out;
 	for (size_t i = 0; i < h->n; i++)
 		if (e[i + 1].off <= e[i].off ||
-		    (!xext_is_fill(&e[i]) && xext_fid(&e[i]) > max_fid))
+		    (!xext_is_fill(&e[i]) && !fid_ok(xext_fid(&e[i]), arg)))
 			goto out;
 	x = calloc(1, sizeof(*x));
 	if (!x) {
@@ -156,6 +170,7 @@ int xindex_load(struct xindex **out, int dirfd, const char *name,
 	x->ext = (struct xext *)e;
 	x->n = h->n;
 	x->size = h->size;
+	x->tag = h->tag;
 	x->map = map;
 	x->map_len = (size_t)st.st_size;
 	map = MAP_FAILED;
@@ -168,16 +183,12 @@ out:
 	return rc;
 }
 
-int xindex_save(const struct xindex *x, int dirfd, const char *name,
-		uint64_t stamp)
+int xindex_write(const struct xindex *x, int fd, uint64_t stamp)
 {
-	char tmp[512];
 	struct xi_hdr h;
 	size_t bytes = (x->n + 1) * sizeof(struct xext);
-	int rc, fd;
+	int rc;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, XI_MAGIC, 8);
 	h.version = XI_VERSION;
@@ -186,20 +197,10 @@ int xindex_save(const struct xindex *x, int dirfd, const char *name,
 	h.size = x->size;
 	h.n = x->n;
 	h.digest = XXH3_64bits(x->ext, bytes);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	rc = fdio_write(fd, &h, sizeof(h));
+	h.tag = x->tag;
+	rc = fdio_pwrite(fd, &h, sizeof(h), 0);
 	if (!rc)
-		rc = fdio_write(fd, x->ext, bytes);
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && !rc)
-		rc = -errno;
-	if (!rc && renameat(dirfd, tmp, dirfd, name) < 0)
-		rc = -errno;
-	if (rc)
-		unlinkat(dirfd, tmp, 0);
+		rc = fdio_pwrite(fd, x->ext, bytes, sizeof(h));
 	return rc;
 }
 
@@ -251,7 +252,7 @@ static int continues(const struct xbuild *b, uint64_t ref)
 		return last->ref == ref;
 	if (last->ref & XEXT_FILL)
 		return 0;
-	return (last->ref >> 48) == (ref >> 48) &&
+	return (last->ref >> XEXT_FID_SHIFT) == (ref >> XEXT_FID_SHIFT) &&
 	       xext_src(last) + (b->x.size - last->off) == (ref & XEXT_SRC_MAX);
 }
 
@@ -285,7 +286,7 @@ int xbuild_file(struct xbuild *b, uint64_t len, unsigned fid, uint64_t src)
 	if (fid > XEXT_FID_MAX || src > XEXT_SRC_MAX ||
 	    len > XEXT_SRC_MAX - src)
 		return -EOVERFLOW;
-	return append(b, len, ((uint64_t)fid << 48) | src);
+	return append(b, len, ((uint64_t)fid << XEXT_FID_SHIFT) | src);
 }
 
 int xbuild_fill(struct xbuild *b, uint64_t len, uint8_t byte)
@@ -405,4 +406,113 @@ int xbuild_finish(struct xbuild *b, struct xindex **out)
 	free(b);
 	*out = x;
 	return 0;
+}
+
+/* --- remapping onto a rebased parent --- */
+
+/* An extent of the old parent whose file died: where its bytes sit. */
+struct rmap {
+	unsigned fid;
+	uint64_t src, len;	/* in the dead file */
+	uint64_t poff;		/* in the parent */
+};
+
+static int rmap_cmp(const void *a, const void *b)
+{
+	const struct rmap *x = a, *y = b;
+
+	if (x->fid != y->fid)
+		return x->fid < y->fid ? -1 : 1;
+	return x->src < y->src ? -1 : x->src > y->src;
+}
+
+/*
+ * An entry of m holding byte s of file fid. Entries may overlap (a
+ * parent can hold the same bytes twice); maxend[i] is the furthest end
+ * among the entries of the same fid up to i, which bounds the walk back
+ * from the last entry that starts at or before s.
+ */
+static const struct rmap *rmap_find(const struct rmap *m,
+				    const uint64_t *maxend, size_t nm,
+				    unsigned fid, uint64_t s)
+{
+	size_t lo = 0, hi = nm;	/* first entry greater than (fid, s) */
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m[mid].fid < fid || (m[mid].fid == fid && m[mid].src <= s))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t j = lo; j-- > 0;) {
+		if (m[j].fid != fid || maxend[j] <= s)
+			return NULL;
+		if (m[j].src + m[j].len > s)
+			return &m[j];
+	}
+	return NULL;
+}
+
+int xindex_remap(const struct xindex *x, const struct xindex *p_old,
+		 const struct xindex *p_new,
+		 int (*dead)(unsigned fid, void *arg), void *arg,
+		 struct xindex **out)
+{
+	struct rmap *m = malloc((p_old->n ? p_old->n : 1) * sizeof(*m));
+	uint64_t *maxend = malloc((p_old->n ? p_old->n : 1) * sizeof(*maxend));
+	struct xbuild *b = NULL;
+	size_t nm = 0;
+	int rc = m && maxend ? xbuild_new(&b) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < p_old->n; i++) {
+		const struct xext *e = &p_old->ext[i];
+		if (xext_is_fill(e) || !dead(xext_fid(e), arg))
+			continue;
+		m[nm].fid = xext_fid(e);
+		m[nm].src = xext_src(e);
+		m[nm].len = p_old->ext[i + 1].off - e->off;
+		m[nm].poff = e->off;
+		nm++;
+	}
+	if (!rc) {
+		qsort(m, nm, sizeof(*m), rmap_cmp);
+		for (size_t i = 0; i < nm; i++) {
+			uint64_t end = m[i].src + m[i].len;
+			maxend[i] = i && m[i - 1].fid == m[i].fid &&
+				    maxend[i - 1] > end ? maxend[i - 1] : end;
+		}
+	}
+	for (size_t i = 0; !rc && i < x->n; i++) {
+		const struct xext *e = &x->ext[i];
+		uint64_t len = x->ext[i + 1].off - e->off;
+		if (xext_is_fill(e) || !dead(xext_fid(e), arg)) {
+			rc = append(b, len, e->ref);
+			continue;
+		}
+		for (uint64_t s = xext_src(e); !rc && len;) {
+			const struct rmap *r = rmap_find(m, maxend, nm,
+							 xext_fid(e), s);
+			if (!r) {
+				rc = -EBADMSG;
+				break;
+			}
+			uint64_t take = r->src + r->len - s;
+			if (take > len)
+				take = len;
+			rc = slice(b, p_new, r->poff + (s - r->src), take);
+			s += take;
+			len -= take;
+		}
+	}
+	free(m);
+	free(maxend);
+	if (rc) {
+		xbuild_free(b);
+		return rc;
+	}
+	rc = xbuild_finish(b, out);
+	if (!rc)
+		(*out)->tag = x->tag;
+	return rc;
 }

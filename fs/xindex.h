@@ -23,8 +23,10 @@
 
 /*
  * One extent, 16 bytes. ref packs: bit 63 = fill; for a fill the low 8 bits
- * are the byte; otherwise bits 48..62 are the file id and bits 0..47 the
- * offset in that file (256 TiB).
+ * are the byte; otherwise bits 43..62 are the file id and bits 0..42 the
+ * offset in that file (8 TiB). File ids are 2 * snapshot id for a layer's
+ * data file and 2 * id + 1 for its aux file (fs/chain.c): ids, never
+ * positions, so a change elsewhere in the tree leaves an index valid.
  */
 struct xext {
 	uint64_t off;
@@ -32,8 +34,9 @@ struct xext {
 };
 
 #define XEXT_FILL ((uint64_t)1 << 63)
-#define XEXT_FID_MAX 0x7fffu
-#define XEXT_SRC_MAX (((uint64_t)1 << 48) - 1)
+#define XEXT_FID_SHIFT 43
+#define XEXT_FID_MAX 0xfffffu
+#define XEXT_SRC_MAX (((uint64_t)1 << XEXT_FID_SHIFT) - 1)
 
 static inline int xext_is_fill(const struct xext *e)
 {
@@ -45,7 +48,7 @@ static inline uint8_t xext_byte(const struct xext *e)
 }
 static inline unsigned xext_fid(const struct xext *e)
 {
-	return (unsigned)((e->ref >> 48) & XEXT_FID_MAX);
+	return (unsigned)((e->ref >> XEXT_FID_SHIFT) & XEXT_FID_MAX);
 }
 static inline uint64_t xext_src(const struct xext *e)
 {
@@ -62,6 +65,10 @@ const struct xext *xindex_ext(const struct xindex *x, size_t *n);
 uint64_t xindex_size(const struct xindex *x);
 /* Index of the extent holding off (off < size). */
 size_t xindex_find(const struct xindex *x, uint64_t off);
+/* A caller's 64-bit tag, kept in the index file (0 unless set). The
+ * chain keeps there the stamp of the aux file the extents point into. */
+uint64_t xindex_tag(const struct xindex *x);
+void xindex_set_tag(struct xindex *x, uint64_t tag);
 /* A one-extent index: the whole of file fid, size bytes (the base). */
 int xindex_new_file(struct xindex **out, unsigned fid, uint64_t size);
 void xindex_free(struct xindex *x);
@@ -69,15 +76,31 @@ void xindex_free(struct xindex *x);
 /*
  * Loads dir/name (dirfd-relative) if its stamp equals the given one, its
  * checksum holds and its structure is sound (offsets strictly increasing
- * from 0 to the size, no file id above max_fid): a checksum is no proof
- * against a crafted file. Returns 0, -ENOENT if absent, -ESTALE if stale,
- * damaged or of another version (the caller rebuilds), -errno for I/O.
+ * from 0 to the size, every file id accepted by fid_ok): a checksum is no
+ * proof against a crafted file. Returns 0, -ENOENT if absent, -ESTALE if
+ * stale, damaged or of another version (the caller rebuilds), -errno for
+ * I/O.
  */
 int xindex_load(struct xindex **out, int dirfd, const char *name,
-		uint64_t stamp, unsigned max_fid);
-/* Writes atomically (temporary file, fsync, rename). Returns 0 or -errno. */
-int xindex_save(const struct xindex *x, int dirfd, const char *name,
-		uint64_t stamp);
+		uint64_t stamp, int (*fid_ok)(unsigned fid, void *arg),
+		void *arg);
+/* Writes the index file (header, extents) to fd from its start; the
+ * caller makes that atomic (store_replace). Returns 0 or -errno. */
+int xindex_write(const struct xindex *x, int fd, uint64_t stamp);
+
+/*
+ * Rewrites x, the index of a layer built on parent P, for a new version
+ * of P (same bytes, other files: P was rebased). Extents of x whose file
+ * id is dead (dead(fid, arg) != 0) hold bytes x took from p_old; each is
+ * found in p_old (an extent there with the same file bytes) and replaced
+ * by the same range of p_new. Reads no data: the cost is the extents'.
+ * Returns 0 with the new index in *out, -ENOMEM, or -EBADMSG if some
+ * dead bytes are not in p_old (x was not built on it).
+ */
+int xindex_remap(const struct xindex *x, const struct xindex *p_old,
+		 const struct xindex *p_new,
+		 int (*dead)(unsigned fid, void *arg), void *arg,
+		 struct xindex **out);
 
 /* --- building --- */
 

@@ -165,6 +165,23 @@ static void test_merge_and_period(void)
 	xindex_free(x);
 }
 
+static int fid_max = 5;
+static int fid_ok(unsigned fid, void *arg)
+{
+	(void)arg;
+	return (int)fid <= fid_max;
+}
+
+static int save(const struct xindex *x, int dfd, const char *name,
+		uint64_t stamp)
+{
+	int fd = openat(dfd, name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int rc = fd < 0 ? -errno : xindex_write(x, fd, stamp);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static void test_persist(void)
 {
 	char dir[] = "/tmp/test_xindex.XXXXXX";
@@ -178,27 +195,29 @@ static void test_persist(void)
 	for (int i = 0; i < 5000; i++)
 		T_EQ(xbuild_file(b, 1 + rnd() % 4096, 1 + rnd() % 5, rnd() % 1000000), 0);
 	T_EQ(xbuild_finish(b, &x), 0);
-	T_EQ(xindex_save(x, dfd, "a.idx", 42), 0);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), 0);
+	T_EQ(save(x, dfd, "a.idx", 42), 0);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, fid_ok, NULL), 0);
 	const struct xext *e1 = xindex_ext(x, &n1), *e2 = xindex_ext(y, &n2);
 	T_EQ(n1, n2);
 	T_CHECK(memcmp(e1, e2, (n1 + 1) * sizeof(*e1)) == 0);
 	T_EQ(xindex_size(y), xindex_size(x));
 	xindex_free(y);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 43, 5), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 43, fid_ok, NULL), -ESTALE);
 	/* File ids above what the layer may use: refused. */
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 4), -ESTALE);
-	T_EQ(xindex_load(&y, dfd, "missing.idx", 42, 5), -ENOENT);
+	fid_max = 4;
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, fid_ok, NULL), -ESTALE);
+	fid_max = 5;
+	T_EQ(xindex_load(&y, dfd, "missing.idx", 42, fid_ok, NULL), -ENOENT);
 	/* One flipped bit anywhere in the extents: refused. */
 	int fd = openat(dfd, "a.idx", O_RDWR);
 	uint8_t c;
 	T_EQ(pread(fd, &c, 1, 64 + 16 * 1234 + 3), 1);
 	c ^= 0x10;
 	T_EQ(pwrite(fd, &c, 1, 64 + 16 * 1234 + 3), 1);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, fid_ok, NULL), -ESTALE);
 	/* Truncated: refused. */
 	T_EQ(ftruncate(fd, 64 + 16 * 100), 0);
-	T_EQ(xindex_load(&y, dfd, "a.idx", 42, 5), -ESTALE);
+	T_EQ(xindex_load(&y, dfd, "a.idx", 42, fid_ok, NULL), -ESTALE);
 	close(fd);
 	unlinkat(dfd, "a.idx", 0);
 	close(dfd);
@@ -206,8 +225,125 @@ static void test_persist(void)
 	xindex_free(x);
 }
 
+/*
+ * A child built on a parent whose files 10 and 11 die (the parent is
+ * rebased onto file 12, which holds the parent's bytes): the remapped
+ * child reads the same bytes, keeps its own and live extents as they
+ * are, and no longer names a dead file.
+ */
+static const uint8_t *rebased;	/* file 12's bytes */
+static uint8_t byte_of(unsigned fid, uint64_t off)
+{
+	return fid == 12 ? rebased[off] : file_byte(fid, off);
+}
+
+static void expand_with(const struct xindex *x, uint8_t *buf)
+{
+	size_t n;
+	const struct xext *e = xindex_ext(x, &n);
+
+	for (size_t i = 0; i < n; i++)
+		for (uint64_t k = 0; k < e[i + 1].off - e[i].off; k++)
+			buf[e[i].off + k] = xext_is_fill(&e[i]) ?
+				xext_byte(&e[i]) :
+				byte_of(xext_fid(&e[i]), xext_src(&e[i]) + k);
+}
+
+static int dead_10_11(unsigned fid, void *arg)
+{
+	(void)arg;
+	return fid == 10 || fid == 11;
+}
+
+static void test_remap(void)
+{
+	enum { SZ = 1 << 15 };
+	uint8_t *pm = malloc(SZ), *cm = malloc(SZ), *got = malloc(SZ);
+
+	for (int round = 0; round < 20; round++) {
+		struct xbuild *b;
+		struct xindex *p_old, *p_new, *x, *y;
+		uint64_t size = 0;
+
+		/* The old parent: pieces of live file 3, dead 10 and 11
+		 * (reused ranges included), fills. */
+		T_EQ(xbuild_new(&b), 0);
+		while (size < SZ) {
+			uint64_t len = 1 + rnd() % 500, r = rnd() % 4;
+			if (size + len > SZ)
+				len = SZ - size;
+			if (r == 3)
+				T_EQ(xbuild_fill(b, len, (uint8_t)rnd()), 0);
+			else
+				T_EQ(xbuild_file(b, len, r == 0 ? 3 : 10 + (unsigned)(r - 1),
+						 rnd() % 3000), 0);
+			size += len;
+		}
+		T_EQ(xbuild_finish(b, &p_old), 0);
+		expand(p_old, pm);
+		rebased = pm;
+		/* The new parent: live and fill extents kept, dead ones now
+		 * in file 12 at the parent's own offsets. */
+		size_t n;
+		const struct xext *e = xindex_ext(p_old, &n);
+		T_EQ(xbuild_new(&b), 0);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t len = e[i + 1].off - e[i].off;
+			if (!xext_is_fill(&e[i]) && dead_10_11(xext_fid(&e[i]), NULL))
+				T_EQ(xbuild_file(b, len, 12, e[i].off), 0);
+			else
+				T_EQ(xbuild_ref(b, len, e[i].ref), 0);
+		}
+		T_EQ(xbuild_finish(b, &p_new), 0);
+		/* The child: slices of the old parent, its own file 20,
+		 * fills, target copies. */
+		T_EQ(xbuild_new(&b), 0);
+		size = 0;
+		while (size < SZ) {
+			uint64_t len = 1 + rnd() % 900, r = rnd() % 4;
+			if (size + len > SZ)
+				len = SZ - size;
+			if (r == 0) {
+				T_EQ(xbuild_file(b, len, 20, rnd() % 5000), 0);
+			} else if (r == 1) {
+				T_EQ(xbuild_fill(b, len, 0), 0);
+			} else if (r == 2 || size == 0) {
+				T_EQ(xbuild_slice(b, p_old, rnd() % (SZ - len + 1), len), 0);
+			} else {
+				T_EQ(xbuild_copy_self(b, rnd() % size, len, 1 << 20), 0);
+			}
+			size += len;
+		}
+		T_EQ(xbuild_finish(b, &x), 0);
+		expand_with(x, cm);
+		T_EQ(xindex_remap(x, p_old, p_new, dead_10_11, NULL, &y), 0);
+		T_EQ(xindex_size(y), xindex_size(x));
+		expand_with(y, got);
+		T_CHECK(memcmp(got, cm, SZ) == 0);
+		e = xindex_ext(y, &n);
+		int named_dead = 0;
+		for (size_t i = 0; i < n; i++)
+			named_dead |= !xext_is_fill(&e[i]) &&
+				      dead_10_11(xext_fid(&e[i]), NULL);
+		T_CHECK(!named_dead);
+		xindex_free(y);
+		/* A child not built on p_old: its dead bytes are not there. */
+		struct xindex *alien;
+		T_EQ(xindex_new_file(&alien, 10, 1 << 20), 0);
+		T_EQ(xindex_remap(alien, p_old, p_new, dead_10_11, NULL, &y), -EBADMSG);
+		xindex_free(alien);
+		xindex_free(x);
+		xindex_free(p_old);
+		xindex_free(p_new);
+	}
+	free(pm);
+	free(cm);
+	free(got);
+}
+
 int main(void)
 {
+	T_RUN(test_remap);
 	T_RUN(test_base);
 	T_RUN(test_random_chain);
 	T_RUN(test_merge_and_period);

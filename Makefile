@@ -28,7 +28,7 @@ LDFLAGS += $(SAN)
 
 CODEC_SRC := $(wildcard codec/*.c)
 CACHE_SRC := $(wildcard cache/*.c)
-FS_FRONT  := fs/main.c fs/fuse_ops.c fs/snapctl.c
+FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_xattr.c fs/snapctl.c
 FS_SRC    := $(filter-out $(FS_FRONT),$(wildcard fs/*.c))
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CODEC_SRC) $(CACHE_SRC) $(FS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -61,7 +61,7 @@ $(BUILD)/libsnapfs.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/libsnapfs.a
+$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/fs/fuse_xattr.o $(BUILD)/libsnapfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/snapctl: $(BUILD)/fs/snapctl.o $(BUILD)/libsnapfs.a

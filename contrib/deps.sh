@@ -9,7 +9,7 @@ pkgs=""
 for g in "$@"; do
 	case $g in
 	build) pkgs="$pkgs gcc make pkg-config libfuse3-dev fuse3 libzstd-dev liblzma-dev libdeflate-dev libxxhash-dev uthash-dev" ;;
-	test)  pkgs="$pkgs xdelta3 zstd clang util-linux" ;;
+	test)  pkgs="$pkgs xdelta3 zstd clang util-linux attr xxhash" ;;
 	qemu)  pkgs="$pkgs qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio python3" ;;
 	bench) pkgs="$pkgs gnuplot-nox time" ;;
 	*) echo "deps.sh: unknown group '$g' (build, test, qemu, bench)" >&2; exit 2 ;;

@@ -11,11 +11,15 @@
  * The offset mapping, once, for the whole tree. A read of layer N at
  * offset X finds the extent of N's composed index holding X; the extent
  * names a stored file by id and an offset in it (or is a fill byte). File
- * ids are 2*j for layer j's data file (the base file; a patch's plain
- * VCDIFF file, whose ADD bytes the extents point into) and 2*j+1 for its
+ * ids are 2*id for snapshot id's data file (the base file; a patch's plain
+ * VCDIFF file, whose ADD bytes the extents point into) and 2*id+1 for its
  * aux file (bytes materialised from target copies whose period was too
- * short to keep as extents). Those ids are also the block cache's first
- * key; the second is the 64 KiB block (raw files) or the zstd frame.
+ * short to keep as extents). Ids are the snapshots' own (fs/tree.h), not
+ * positions, and a version of a layer finds the file behind an id among
+ * its own ancestors (layer_fid_file): a reader of an old version, kept
+ * after a rebase, reads the old files, a reader of the new one the new.
+ * The block cache is keyed by a number each opened file gets, so versions
+ * never share cached blocks by mistake.
  *
  * Layer N's index is built from N-1's: patch N's ops, in target order,
  * become extents; a COPY from the source is a slice of N-1's index, so
@@ -24,13 +28,24 @@
  * adler32 checked, which proves the whole composition before any reader
  * sees it.
  *
- * Derived files are named after a stamp of what they derive from (layer
- * file identity, chained through the parents), so a replaced layer file
- * simply misses its derived data, which is rebuilt.
+ * Derived files are named "<id>.<stamp>.<ext>" after what they derive
+ * from: per-file data (checksums, converted copies) after the layer file's
+ * identity (id, inode, size, mtime: not its name, so a rename keeps it),
+ * the index after that chained through the ancestors' stamps (a rebase
+ * below changes it). A replaced file simply misses its derived data,
+ * which is rebuilt; files no current version names are deleted
+ * (chain_gc).
+ *
+ * Changes publish new versions under c->lock held for writing, for the
+ * time of a pointer swap; the slow work (encoding, indexing) is done
+ * before, on versions nobody else sees yet.
  */
 #include "fs/chain.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,7 +75,7 @@ void chain_logf(struct chain *c, int level, const char *fmt, ...)
 	c->o.log(c->o.ctx, level, msg);
 }
 
-void layer_damage(struct layer *L, const char *fmt, ...)
+void layer_damage(struct chain_layer *L, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -80,83 +95,282 @@ void chain_progress(struct chain *c, const char *layer, const char *what,
 
 /* --- stamps and names of derived files --- */
 
-uint64_t chain_file_stamp(uint64_t parent, const struct store_layer *sl)
+uint64_t layer_file_stamp(const struct chain_layer *L)
 {
 	uint64_t v[5] = {
-		parent, (uint64_t)sl->st.st_ino, (uint64_t)sl->st.st_size,
-		(uint64_t)sl->st.st_mtim.tv_sec,
-		(uint64_t)sl->st.st_mtim.tv_nsec,
+		L->id, (uint64_t)L->st.st_ino, (uint64_t)L->st.st_size,
+		(uint64_t)L->st.st_mtim.tv_sec,
+		(uint64_t)L->st.st_mtim.tv_nsec,
 	};
-	return XXH3_64bits_withSeed(v, sizeof(v), XXH3_64bits(sl->path,
-							     strlen(sl->path)));
+	return XXH3_64bits(v, sizeof(v));
 }
 
-void layer_derived_name(char *buf, size_t cap, const struct layer *L,
-			const char *ext)
+uint64_t layer_chain_stamp(const struct chain_layer *L)
 {
-	snprintf(buf, cap, "%s.%016" PRIx64 ".%s", L->name, L->stamp, ext);
+	uint64_t v[2] = { L->parent ? L->parent->stamp : 0, L->fstamp };
+	return XXH3_64bits(v, sizeof(v));
 }
 
-/* --- layers --- */
-
-static void layer_free(struct layer *L)
+void layer_derived_name(char *buf, size_t cap, const struct chain_layer *L,
+			uint64_t stamp, const char *ext)
 {
-	if (!L)
-		return;
-	xindex_free(L->x);
-	vcdiff_patch_free(L->patch);
-	sfile_close(&L->data);
-	sfile_close(&L->aux);
-	free(L);
+	snprintf(buf, cap, "%" PRIu32 ".%016" PRIx64 ".%s", L->id, stamp, ext);
 }
 
-/* Opens layer j of the store; P is its parent (NULL for the base). */
-static int layer_open(struct chain *c, size_t j, char *err, size_t errlen)
+int chain_save_derived(struct chain *c, const char *sub, const char *name,
+		       int (*fill)(int fd, void *arg), void *arg)
 {
-	struct layer *L = calloc(1, sizeof(*L));
-	int rc;
+	int rc = store_replace(store_subdir(c->s, sub), name, fill, arg);
 
-	if (!L)
-		return -ENOMEM;
-	L->j = (unsigned)j;
-	L->sl = store_layer(c->s, j);
-	L->name = L->sl->name;
-	L->stored = (uint64_t)L->sl->st.st_blocks * 512;
-	L->mtime = L->sl->st.st_mtim;
-	L->data.fd = L->aux.fd = -1;
-	c->layers[j] = L;	/* readable by its own build, unpublished */
-	if (j == 0)
-		rc = derive_open_base(c, L, err, errlen);
-	else
-		rc = derive_open_patch(c, L, c->layers[j - 1], err, errlen);
-	if (rc) {
-		c->layers[j] = NULL;
-		layer_free(L);
-		return rc;
+	if (rc)
+		chain_logf(c, CHAIN_LOG_WARN, "%s/%s/%s/%s: cannot save: %s%s",
+			   store_dir(c->s), STORE_META_DIR, sub, name,
+			   strerror(-rc), rc == -ENOSPC || rc == -EDQUOT ?
+			   " (no space for derived data: it is rebuilt at the "
+			   "next mount; free space there)" : " (it is rebuilt "
+			   "at the next mount)");
+	return rc;
+}
+
+/* --- layer versions --- */
+
+void layer_ref(struct chain_layer *L)
+{
+	atomic_fetch_add(&L->ref, 1);
+}
+
+void layer_put(struct chain *c, struct chain_layer *L)
+{
+	while (L && atomic_fetch_sub(&L->ref, 1) == 1) {
+		struct chain_layer *P = L->parent;
+		xindex_free(L->x);
+		vcdiff_patch_free(L->patch);
+		sfile_close(c, &L->data);
+		sfile_close(c, &L->aux);
+		if (L->fd >= 0)
+			close(L->fd);
+		free(L->anc);
+		free(L);
+		L = P;		/* its reference on the parent goes too */
 	}
-	if (L->damage[0])
-		chain_logf(c, CHAIN_LOG_ERR, "%s: %s; reads of it fail with "
-			   "EIO", L->name, L->damage);
-	/* The store may move its layer array (store_append): keep only
-	 * what stays put (the name and fds). */
-	L->sl = NULL;
-	atomic_store(&c->n, j + 1);
+}
+
+/* Fills the ancestry table a version's index ids are looked up in. */
+int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
+	      int fd, const struct stat *st, const char *path)
+{
+	struct chain_layer *L = calloc(1, sizeof(*L));
+	size_t n = P ? P->nanc + 1 : 1, k = 0;
+
+	if (L)
+		L->anc = malloc(n * sizeof(*L->anc));
+	if (!L || !L->anc) {
+		if (L)
+			free(L->anc);
+		free(L);
+		close(fd);
+		return -ENOMEM;
+	}
+	atomic_init(&L->ref, 1);
+	atomic_init(&L->nlogged, 0);
+	L->id = id;
+	L->fd = fd;
+	L->st = *st;
+	L->data.fd = L->aux.fd = -1;
+	L->stored = (uint64_t)st->st_size;
+	snprintf(L->path, sizeof(L->path), "%s", path);
+	if (store_name_of(path, L->name, sizeof(L->name)) < 0)
+		snprintf(L->name, sizeof(L->name), "%s", path);
+	if (P) {
+		layer_ref(P);
+		L->parent = P;
+		L->depth = P->depth + 1;
+		/* Sorted insert of itself into the parent's table. */
+		for (size_t i = 0; i < P->nanc; i++) {
+			if (k == i && P->anc[i]->id > id)
+				L->anc[k++] = L;
+			L->anc[k++] = P->anc[i];
+		}
+	}
+	if (k < n)
+		L->anc[k++] = L;
+	L->nanc = n;
+	*out = L;
 	return 0;
 }
 
-int chain_append(struct chain *c, char *err, size_t errlen)
+int layer_index(struct chain *c, struct chain_layer *L, char *err,
+		       size_t errlen)
 {
-	size_t j = chain_count(c);
+	int rc = L->parent ? derive_open_patch(c, L, err, errlen) :
+		 derive_open_base(c, L, err, errlen);
 
-	if (j + 1 != store_count(c->s)) {
-		msg_say(err, errlen, "internal: store has %zu layers, chain %zu",
-		    store_count(c->s), j);
-		return -EINVAL;
+	if (!rc && L->damage[0])
+		chain_logf(c, CHAIN_LOG_ERR, "%s: %s; reads of it fail with "
+			   "EIO", L->name, L->damage);
+	return rc;
+}
+
+struct chain_layer *chain_find_cur(const struct chain *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->ncur; i++)
+		if (c->cur[i]->id == id)
+			return c->cur[i];
+	return NULL;
+}
+
+/* Opens the version of tree node id from the store: the parent must be
+ * current already. Returns the new version (unpublished). */
+static int layer_open(struct chain *c, uint32_t id,
+		      struct chain_layer **out, char *err, size_t errlen)
+{
+	const struct tree_node *n = tree_get(store_tree(c->s), id);
+	struct chain_layer *P = NULL, *L;
+	struct stat st;
+	int fd, rc;
+
+	if (!n)
+		return -ENOENT;
+	if (n->parent && !(P = chain_find_cur(c, n->parent)))
+		return -ENOENT;
+	int64_t created = n->created;
+	char desc[sizeof(L->desc)], digest[sizeof(L->digest)];
+	snprintf(desc, sizeof(desc), "%s", n->desc);
+	snprintf(digest, sizeof(digest), "%s", n->digest);
+	fd = store_open_layer(c->s, id, &st, err, errlen);
+	if (fd < 0)
+		return fd;
+	rc = layer_new(&L, id, P, fd, &st, n->file);
+	if (rc)
+		return rc;
+	L->created = created ? created : (int64_t)st.st_mtim.tv_sec;
+	memcpy(L->desc, desc, sizeof(desc));
+	memcpy(L->digest, digest, sizeof(digest));
+	rc = layer_index(c, L, err, errlen);
+	if (rc) {
+		layer_put(c, L);
+		return rc;
 	}
-	return layer_open(c, j, err, errlen);
+	*out = L;
+	return 0;
+}
+
+/* Appends L to the table (c->lock held for writing); the table takes the
+ * reference. */
+static int publish(struct chain *c, struct chain_layer *L)
+{
+	if (c->ncur == c->capcur) {
+		size_t cap = c->capcur ? 2 * c->capcur : 64;
+		struct chain_layer **p = realloc(c->cur, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		c->cur = p;
+		c->capcur = cap;
+	}
+	c->cur[c->ncur++] = L;
+	return 0;
+}
+
+int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen)
+{
+	struct chain_layer *L;
+	int rc;
+
+	pthread_rwlock_rdlock(&c->lock);
+	int known = chain_find_cur(c, id) != NULL;
+	pthread_rwlock_unlock(&c->lock);
+	if (known)
+		return -EEXIST;
+	/* Only changes touch the table, and the caller serialises those:
+	 * the parent found here stays current meanwhile. */
+	rc = layer_open(c, id, &L, err, errlen);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&c->lock);
+	rc = publish(c, L);
+	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		layer_put(c, L);
+	return rc;
+}
+
+/* --- derived data no version names --- */
+
+static int derived_live(struct chain *c, const char *name)
+{
+	char *end;
+	unsigned long id = strtoul(name, &end, 10);
+	uint64_t stamp;
+
+	if (end == name || *end != '.')
+		return 0;
+	stamp = strtoull(end + 1, &end, 16);
+	if (*end != '.')
+		return 0;
+	for (size_t i = 0; i < c->ncur; i++) {
+		const struct chain_layer *L = c->cur[i];
+		if (L->id == id && (stamp == L->fstamp || stamp == L->stamp ||
+				    stamp == L->aux_stamp))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Deletes derived files (indexes, aux files, checksums, converted copies)
+ * that no current version names: those of removed or rebased snapshots,
+ * of replaced files, of an older snapfs. A reader still holding an old
+ * version has its files open, and keeps them until it closes.
+ */
+void chain_gc(struct chain *c)
+{
+	static const char *const subs[] = { "index", "aux", "sums", "plain",
+					    "base" };
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++) {
+		int dfd = store_subdir(c->s, subs[k]);
+		int fd = dup(dfd);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		struct dirent *de;
+
+		if (!d) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.' || derived_live(c, de->d_name))
+				continue;
+			unlinkat(dfd, de->d_name, 0);
+		}
+		closedir(d);
+	}
+	pthread_rwlock_unlock(&c->lock);
 }
 
 /* --- the chain --- */
+
+/* Opens id after its parent (the tree's order may have been edited). */
+static int open_rec(struct chain *c, const struct tree *t, uint32_t id,
+		    unsigned depth, char *err, size_t errlen)
+{
+	const struct tree_node *n = tree_get(t, id);
+	struct chain_layer *L;
+	int rc;
+
+	if (!n || chain_find_cur(c, id))
+		return 0;
+	if (depth > STORE_MAX_LAYERS)
+		return -ELOOP;
+	uint32_t parent = n->parent;
+	if (parent && (rc = open_rec(c, t, parent, depth + 1, err, errlen)))
+		return rc;
+	rc = layer_open(c, id, &L, err, errlen);
+	if (!rc && (rc = publish(c, L)))
+		layer_put(c, L);
+	return rc;
+}
 
 int chain_open(struct chain **out, struct store *s,
 	       const struct chain_opts *o, char *err, size_t errlen)
@@ -170,12 +384,13 @@ int chain_open(struct chain **out, struct store *s,
 	c->s = s;
 	if (o)
 		c->o = *o;
+	pthread_rwlock_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_mutex_init(&c->pf_lock, NULL);
 	pthread_cond_init(&c->pf_cond, NULL);
-	c->layers = calloc(STORE_MAX_LAYERS, sizeof(*c->layers));
+	atomic_init(&c->next_key, 1);
 	bo.budget = c->o.cache_size;
-	rc = c->layers ? bcache_new(&c->cache, &bo) : -ENOMEM;
+	rc = bcache_new(&c->cache, &bo);
 	if (rc) {
 		msg_say(err, errlen, "out of memory");
 		goto fail;
@@ -183,12 +398,14 @@ int chain_open(struct chain **out, struct store *s,
 	/* Readahead helps indexing too; the threads end before we return,
 	 * since the caller may fork (fuse_daemonize) and call chain_start. */
 	chain_start(c);
-	for (size_t j = 0; j < store_count(s); j++) {
-		rc = layer_open(c, j, err, errlen);
+	const struct tree *t = store_tree(s);
+	for (size_t i = 0; i < tree_count(t); i++) {
+		rc = open_rec(c, t, tree_at(t, i)->id, 0, err, errlen);
 		if (rc)
 			goto fail;
 	}
 	ra_stop(c);
+	chain_gc(c);
 	*out = c;
 	return 0;
 fail:
@@ -201,59 +418,139 @@ void chain_free(struct chain *c)
 	if (!c)
 		return;
 	ra_stop(c);
-	for (size_t j = 0; j < STORE_MAX_LAYERS && c->layers; j++) {
-		if (!c->layers[j])
-			break;
-		layer_free(c->layers[j]);
-	}
-	free(c->layers);
+	/* Children first: each holds its parent. */
+	for (size_t i = c->ncur; i-- > 0;)
+		layer_put(c, c->cur[i]);
+	free(c->cur);
 	bcache_free(c->cache);
 	for (size_t i = 0; i < c->npool; i++)
 		zframe_dctx_free(c->pool[i]);
 	free(c->pool);
+	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->pf_lock);
 	pthread_cond_destroy(&c->pf_cond);
 	free(c);
 }
 
+/* --- listing --- */
+
 size_t chain_count(const struct chain *c)
 {
-	return atomic_load(&((struct chain *)c)->n);
+	struct chain *m = (struct chain *)c;
+	size_t n;
+
+	pthread_rwlock_rdlock(&m->lock);
+	n = m->ncur;
+	pthread_rwlock_unlock(&m->lock);
+	return n;
 }
 
-int chain_info(const struct chain *c, size_t i, struct chain_info *inf)
+size_t chain_ids(struct chain *c, uint32_t *ids, size_t cap)
 {
-	const struct layer *L;
+	size_t n;
 
-	if (i >= chain_count(c))
-		return -ENOENT;
-	L = c->layers[i];
-	inf->name = L->name;
+	pthread_rwlock_rdlock(&c->lock);
+	n = c->ncur;
+	for (size_t i = 0; i < n && i < cap; i++)
+		ids[i] = c->cur[i]->id;
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
+static void fill_info(const struct chain_layer *L, struct chain_info *inf)
+{
+	inf->id = L->id;
+	inf->parent = L->parent ? L->parent->id : 0;
+	memcpy(inf->name, L->name, sizeof(inf->name));
 	inf->size = L->size;
 	inf->stored = L->stored;
-	inf->mtime = L->mtime;
-	inf->damage = L->damage[0] ? L->damage : NULL;
-	return 0;
+	inf->mtime = L->st.st_mtim;
+	inf->created = L->created;
+	inf->depth = L->depth;
+	inf->kind = L->parent ? CHAIN_KIND_PATCH : CHAIN_KIND_BASE;
+	inf->damaged = L->damage[0] != 0;
+	memcpy(inf->damage, L->damage, sizeof(inf->damage));
 }
 
-ssize_t chain_lookup(const struct chain *c, const char *name)
+int chain_info(struct chain *c, uint32_t id, struct chain_info *inf)
 {
-	size_t n = chain_count(c);
+	const struct chain_layer *L;
 
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(c->layers[i]->name, name))
-			return (ssize_t)i;
-	return -ENOENT;
+	pthread_rwlock_rdlock(&c->lock);
+	L = chain_find_cur(c, id);
+	if (L)
+		fill_info(L, inf);
+	pthread_rwlock_unlock(&c->lock);
+	return L ? 0 : -ENOENT;
 }
 
-int chain_check(struct chain *c, size_t i)
+int chain_layer_info(struct chain *c, const struct chain_layer *L,
+		     struct chain_info *inf)
 {
-	struct layer *L;
+	pthread_rwlock_rdlock(&c->lock);
+	fill_info(L, inf);
+	int current = chain_find_cur(c, L->id) == L;
+	pthread_rwlock_unlock(&c->lock);
+	return current;
+}
 
-	if (i >= chain_count(c))
-		return -ENOENT;
-	L = c->layers[i];
+uint32_t chain_lookup(struct chain *c, const char *name)
+{
+	uint32_t id = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t i = 0; i < c->ncur && !id; i++)
+		if (!strcmp(c->cur[i]->name, name))
+			id = c->cur[i]->id;
+	pthread_rwlock_unlock(&c->lock);
+	return id;
+}
+
+int chain_desc(struct chain *c, uint32_t id, char *buf, size_t cap)
+{
+	const struct chain_layer *L;
+
+	pthread_rwlock_rdlock(&c->lock);
+	L = chain_find_cur(c, id);
+	if (L)
+		snprintf(buf, cap, "%s", L->desc);
+	pthread_rwlock_unlock(&c->lock);
+	return L ? 0 : -ENOENT;
+}
+
+/* --- reading --- */
+
+int chain_get(struct chain *c, uint32_t id, struct chain_layer **out)
+{
+	struct chain_layer *L;
+
+	pthread_rwlock_rdlock(&c->lock);
+	L = chain_find_cur(c, id);
+	if (L)
+		layer_ref(L);
+	pthread_rwlock_unlock(&c->lock);
+	*out = L;
+	return L ? 0 : -ENOENT;
+}
+
+void chain_put(struct chain *c, struct chain_layer *L)
+{
+	layer_put(c, L);
+}
+
+uint32_t chain_layer_id(const struct chain_layer *L)
+{
+	return L->id;
+}
+
+uint64_t chain_layer_size(const struct chain_layer *L)
+{
+	return L->size;
+}
+
+int chain_check(struct chain *c, struct chain_layer *L)
+{
 	if (!L->damage[0])
 		return 0;
 	atomic_fetch_add(&c->read_errors, 1);
@@ -263,30 +560,21 @@ int chain_check(struct chain *c, size_t i)
 	return -EIO;
 }
 
-ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
-		   size_t len)
+ssize_t chain_read(struct chain *c, struct chain_layer *L, uint64_t off,
+		   void *buf, size_t len, struct chain_stream *st)
 {
-	return chain_read_stream(c, i, off, buf, len, NULL);
-}
+	int rc = chain_check(c, L);
 
-ssize_t chain_read_stream(struct chain *c, size_t i, uint64_t off, void *buf,
-			  size_t len, struct chain_stream *st)
-{
-	struct layer *L;
-	int rc;
-
-	rc = chain_check(c, i);
 	if (rc)
 		return rc;
-	L = c->layers[i];
 	atomic_fetch_add(&c->reads, 1);
 	if (off >= L->size)
 		return 0;
 	if (len > L->size - off)
 		len = (size_t)(L->size - off);
 	if (st)
-		ra_note(c, st, i, off, len);
-	rc = sfile_resolve(c, L->x, off, buf, len);
+		ra_note(c, st, L, off, len);
+	rc = sfile_resolve(c, L, L->x, off, buf, len);
 	if (rc)
 		return rc;
 	atomic_fetch_add(&c->read_bytes, len);
@@ -296,15 +584,18 @@ ssize_t chain_read_stream(struct chain *c, size_t i, uint64_t off, void *buf,
 int chain_stats(struct chain *c, char *buf, size_t cap)
 {
 	struct bcache_stats st;
-	size_t n = chain_count(c), ext = 0;
+	size_t n, ext = 0;
 
 	bcache_stats(c->cache, &st);
+	pthread_rwlock_rdlock(&c->lock);
+	n = c->ncur;
 	for (size_t i = 0; i < n; i++) {
 		size_t k = 0;
-		if (c->layers[i]->x)
-			xindex_ext(c->layers[i]->x, &k);
+		if (c->cur[i]->x)
+			xindex_ext(c->cur[i]->x, &k);
 		ext += k;
 	}
+	pthread_rwlock_unlock(&c->lock);
 	snprintf(buf, cap,
 		 "layers %zu\nextents %zu\nreads %" PRIu64 "\nread_bytes %"
 		 PRIu64 "\nread_errors %" PRIu64 "\ncache_hits %" PRIu64
@@ -321,4 +612,197 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 (uint64_t)atomic_load(&c->pf_dropped),
 		 (uint64_t)atomic_load(&c->pf_frames));
 	return 0;
+}
+
+/* --- metadata changes --- */
+
+/* Commits an edited clone of the store's tree (taken). */
+static int commit(struct chain *c, struct tree *next, char *err,
+		  size_t errlen)
+{
+	char why[1024] = "";
+	int rc = store_commit(c->s, next, why, sizeof(why));
+
+	if (rc)
+		msg_say(err, errlen, "%s", why);
+	else if (why[0])
+		chain_logf(c, CHAIN_LOG_WARN, "%s", why);
+	return rc;
+}
+
+int chain_set_desc(struct chain *c, uint32_t id, const char *desc,
+		   char *err, size_t errlen)
+{
+	struct tree *next;
+	struct chain_layer *L;
+	int rc;
+
+	if (strlen(desc) >= sizeof(L->desc))
+		return -E2BIG;
+	rc = tree_clone(store_tree(c->s), &next);
+	if (rc)
+		return rc;
+	rc = tree_set_desc(next, id, desc);
+	if (rc) {
+		tree_free(next);
+		return rc;
+	}
+	rc = commit(c, next, err, errlen);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&c->lock);
+	if ((L = chain_find_cur(c, id)))
+		snprintf(L->desc, sizeof(L->desc), "%s", desc);
+	pthread_rwlock_unlock(&c->lock);
+	return 0;
+}
+
+int chain_set_current(struct chain *c, uint32_t id, char *err,
+		      size_t errlen)
+{
+	struct tree *next;
+	int rc;
+
+	if (tree_current(store_tree(c->s)) == id)
+		return 0;
+	rc = tree_clone(store_tree(c->s), &next);
+	if (rc)
+		return rc;
+	rc = tree_set_current(next, id);
+	if (rc) {
+		tree_free(next);
+		return rc;
+	}
+	return commit(c, next, err, errlen);
+}
+
+uint32_t chain_current(struct chain *c)
+{
+	return tree_current(store_tree(c->s));
+}
+
+int chain_rename(struct chain *c, uint32_t id, const char *name, char *err,
+		 size_t errlen)
+{
+	const struct tree_node *n = tree_get(store_tree(c->s), id);
+	char file[600], dir[300] = "";
+	const char *base, *dot;
+	struct tree *next;
+	struct stat st;
+	int rc;
+
+	if (!n)
+		return -ENOENT;
+	if (chain_lookup(c, name))
+		return -EEXIST;
+	/* Same directory, same extension: only the name changes. */
+	base = strrchr(n->file, '/');
+	if (base)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(base - n->file + 1),
+			 n->file);
+	base = base ? base + 1 : n->file;
+	dot = strrchr(base, '.');
+	snprintf(file, sizeof(file), "%s%s%s", dir, name,
+		 dot && dot != base ? dot : "");
+	if (fstatat(store_dirfd(c->s), file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		msg_say(err, errlen, "%s/%s exists but is not a snapshot: move "
+			"it away or pick another name", store_dir(c->s), file);
+		return -EEXIST;
+	}
+	rc = tree_clone(store_tree(c->s), &next);
+	if (rc)
+		return rc;
+	char old[600];
+	snprintf(old, sizeof(old), "%s", n->file);
+	rc = tree_set_file(next, id, file);
+	if (!rc)
+		rc = tree_add_pending(next, old, file);
+	if (rc) {
+		tree_free(next);
+		return rc;
+	}
+	rc = commit(c, next, err, errlen);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&c->lock);
+	struct chain_layer *L = chain_find_cur(c, id);
+	if (L) {
+		snprintf(L->name, sizeof(L->name), "%s", name);
+		snprintf(L->path, sizeof(L->path), "%.255s", file);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return 0;
+}
+
+void chain_format_digest(const unsigned char canon[16], char *buf,
+			 size_t cap)
+{
+	char hex[33];
+
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", canon[i]);
+	snprintf(buf, cap, "xxh128:%s", hex);
+}
+
+/* The XXH128 of a version's full state, read through the chain. */
+static int digest_of(struct chain *c, struct chain_layer *L, char *buf,
+		     size_t cap)
+{
+	XXH3_state_t *h = XXH3_createState();
+	struct chain_stream *st = NULL;
+	uint8_t *b = malloc(1 << 20);
+	int rc = h && b ? chain_stream_new(&st) : -ENOMEM;
+
+	if (!rc)
+		XXH3_128bits_reset(h);
+	for (uint64_t off = 0; !rc && off < L->size;) {
+		ssize_t r = chain_read(c, L, off, b, 1 << 20, st);
+		if (r <= 0) {
+			rc = r < 0 ? (int)r : -EIO;
+			break;
+		}
+		XXH3_128bits_update(h, b, (size_t)r);
+		off += (uint64_t)r;
+	}
+	if (!rc) {
+		XXH128_canonical_t cn;
+		XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(h));
+		chain_format_digest(cn.digest, buf, cap);
+	}
+	chain_stream_free(st);
+	XXH3_freeState(h);
+	free(b);
+	return rc;
+}
+
+int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap)
+{
+	struct chain_layer *L;
+	struct tree *next;
+	int rc = chain_get(c, id, &L);
+
+	if (rc)
+		return rc;
+	pthread_rwlock_rdlock(&c->lock);
+	snprintf(buf, cap, "%s", L->digest);
+	pthread_rwlock_unlock(&c->lock);
+	if (buf[0]) {
+		chain_put(c, L);
+		return 0;
+	}
+	rc = digest_of(c, L, buf, cap);
+	if (!rc) {
+		pthread_rwlock_wrlock(&c->lock);
+		snprintf(L->digest, sizeof(L->digest), "%s", buf);
+		pthread_rwlock_unlock(&c->lock);
+		/* Kept in the tree; if that fails it is computed again. */
+		if (!tree_clone(store_tree(c->s), &next)) {
+			if (tree_set_digest(next, id, buf))
+				tree_free(next);
+			else
+				commit(c, next, NULL, 0);
+		}
+	}
+	chain_put(c, L);
+	return rc;
 }

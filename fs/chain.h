@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * chain: the snapshot chain of a store, readable at any layer and offset.
+ * chain: the snapshots of a store, readable at any offset, and changed as
+ * a tree (add, remove with rebase, rename).
  *
- * Opening a chain makes every layer readable: the base is used raw or as
- * seekable zstd (a single-frame .zst is transcoded once under .snapfs/),
- * secondary-compressed patches are converted once to plain VCDIFF, and each
- * layer gets a composed extent index (fs/xindex) built from its parent's
- * and its patch, verified against the patch's per-window adler32 while it
- * is built, and persisted. A read is then one index lookup plus copies
- * from the stored files through the block cache, at any depth.
+ * Opening a chain makes every snapshot of the store's tree readable: the
+ * base is used raw or as seekable zstd (a single-frame .zst is transcoded
+ * once under .snapfs/), secondary-compressed patches are converted once to
+ * plain VCDIFF, and each layer gets a composed extent index (fs/xindex)
+ * built from its parent's and its patch, verified against the patch's
+ * per-window adler32 while it is built, and persisted. A read is then one
+ * index lookup plus copies from the stored files, at any depth.
+ *
+ * Layers are refcounted versions of snapshots. A snapshot is named by its
+ * id (fs/tree.h): stable over its life. chain_get() hands out a version;
+ * a reader keeps it, with every file it reads from, until chain_put(),
+ * even if the snapshot is removed or rebased meanwhile (it then reads the
+ * old, exact bytes). Changes publish new versions atomically.
  *
  * Damage is contained: a layer whose patch is malformed, fails its
  * checksums, or copies from beyond its parent is marked damaged (reads give
@@ -17,10 +24,9 @@
  * at index time, so later damage is caught on read.
  *
  * Not here: FUSE, option parsing, printing (messages go to opts.log).
- * Implemented in fs/chain.c with fs/sfile.c, fs/derive.c, fs/ibuild.c and
- * fs/readahead.c, which share the private fs/chain_int.h.
- * Thread-safe: any number of threads may read; chain_append (the write
- * path) is serialised by its caller and publishes the new layer last.
+ * Thread-safe: any number of threads may list and read; changes
+ * (chain_add, chain_remove, chain_rename, chain_set_*) are serialised by
+ * the caller and never block readers for longer than a pointer swap.
  */
 #ifndef SNAPFS_FS_CHAIN_H
 #define SNAPFS_FS_CHAIN_H
@@ -33,8 +39,10 @@
 #include "fs/store.h"
 
 struct chain;
+struct chain_layer;
 
 enum { CHAIN_LOG_ERR = 0, CHAIN_LOG_WARN = 1, CHAIN_LOG_INFO = 2 };
+enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1 };
 
 struct chain_opts {
 	size_t cache_size;	/* block cache budget in bytes; 0 = default */
@@ -49,12 +57,19 @@ struct chain_opts {
 				 * .snapfs/base/ and read that (see README) */
 };
 
+/* A copy: stays valid whatever happens to the snapshot afterwards. */
 struct chain_info {
-	const char *name;	/* shown name; valid while the chain lives */
+	uint32_t id;
+	uint32_t parent;	/* 0 for a base */
+	char name[256];		/* shown name */
 	uint64_t size;		/* full size of the snapshot */
-	uint64_t stored;	/* bytes its own file takes in the store */
+	uint64_t stored;	/* bytes of its own file in the store */
 	struct timespec mtime;	/* of its file in the store */
-	const char *damage;	/* NULL if readable, else why not */
+	int64_t created;	/* seconds (UTC) */
+	unsigned depth;		/* 0 for a base */
+	int kind;		/* CHAIN_KIND_* */
+	int damaged;		/* reads give EIO; damage says why */
+	char damage[384];
 };
 
 /*
@@ -65,38 +80,47 @@ struct chain_info {
  */
 int chain_open(struct chain **out, struct store *s,
 	       const struct chain_opts *o, char *err, size_t errlen);
+/* Frees the chain; every chain_get() must have been put. */
 void chain_free(struct chain *c);
 /* Starts the readahead threads. Call after any fork (fuse_daemonize):
  * threads do not survive one. Without it reads work, without readahead.
  * Returns 0 or -errno. */
 int chain_start(struct chain *c);
 
-/*
- * Opens the layer store_append() just added on top (indexing it like any
- * other, adler32 checked) and publishes it to readers last. The caller
- * serialises appends. Returns 0 (the layer may still be damaged: see
- * chain_info) or -errno with a message.
- */
-int chain_append(struct chain *c, char *err, size_t errlen);
+/* --- listing --- */
 
+/* Number of snapshots. */
 size_t chain_count(const struct chain *c);
-/* Returns 0 or -ENOENT if i is out of range. */
-int chain_info(const struct chain *c, size_t i, struct chain_info *inf);
-/* Index of the layer shown as name, or -ENOENT. */
-ssize_t chain_lookup(const struct chain *c, const char *name);
+/* The ids of the snapshots into ids (cap entries). Returns how many
+ * there are. */
+size_t chain_ids(struct chain *c, uint32_t *ids, size_t cap);
+/* Returns 0 or -ENOENT. */
+int chain_info(struct chain *c, uint32_t id, struct chain_info *inf);
+/* Fills inf for the version L (current or not). Returns 1 if L is the
+ * current version of its snapshot, 0 if it was removed or replaced. */
+int chain_layer_info(struct chain *c, const struct chain_layer *L,
+		     struct chain_info *inf);
+/* The id of the snapshot shown as name, or 0. */
+uint32_t chain_lookup(struct chain *c, const char *name);
+/* Its description (a copy into buf). 0 or -ENOENT. */
+int chain_desc(struct chain *c, uint32_t id, char *buf, size_t cap);
+/* The snapshot the next one written is diffed against (0: none yet). */
+uint32_t chain_current(struct chain *c);
 
-/* 0 if layer i is readable; -EIO (logged, naming the damage) if not,
- * -ENOENT for a bad i. For open(): a damaged snapshot whose size is not
- * even known would otherwise read as an empty file. */
-int chain_check(struct chain *c, size_t i);
+/* --- reading --- */
 
-/*
- * Reads up to len bytes of layer i at off into buf. Returns the bytes read
- * (short only at the end of the snapshot), -EIO for a damaged layer or
- * damaged stored bytes (logged), -ENOENT for a bad i.
- */
-ssize_t chain_read(struct chain *c, size_t i, uint64_t off, void *buf,
-		   size_t len);
+/* A reference to the current version of snapshot id: 0 or -ENOENT. */
+int chain_get(struct chain *c, uint32_t id, struct chain_layer **out);
+/* Drops a reference (NULL is fine). The last one of a removed version
+ * closes its files. */
+void chain_put(struct chain *c, struct chain_layer *L);
+uint32_t chain_layer_id(const struct chain_layer *L);
+uint64_t chain_layer_size(const struct chain_layer *L);
+
+/* 0 if L is readable; -EIO (logged, naming the damage) if not. For
+ * open(): a damaged snapshot whose size is not even known would otherwise
+ * read as an empty file. */
+int chain_check(struct chain *c, struct chain_layer *L);
 
 /*
  * Per-open read state: lets the chain see a sequential reader and decode
@@ -108,11 +132,61 @@ struct chain_stream;
 int chain_stream_new(struct chain_stream **out);
 void chain_stream_free(struct chain_stream *st);
 
-/* chain_read, with readahead for the stream st (may be NULL). */
-ssize_t chain_read_stream(struct chain *c, size_t i, uint64_t off, void *buf,
-			  size_t len, struct chain_stream *st);
+/*
+ * Reads up to len bytes of L at off into buf, with readahead for the
+ * stream st (may be NULL). Returns the bytes read (short only at the end
+ * of the snapshot), or -EIO for a damaged layer or damaged stored bytes
+ * (logged).
+ */
+ssize_t chain_read(struct chain *c, struct chain_layer *L, uint64_t off,
+		   void *buf, size_t len, struct chain_stream *st);
+
+/* The XXH128 of L's full state as "xxh128:<hex>" into buf (40 bytes):
+ * from the tree if known, else computed (reads the whole snapshot) and
+ * recorded. Returns 0 or -errno. Serialised with changes by the caller. */
+int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap);
+
+/* "xxh128:<32 hex digits>" of XXH128 canonical bytes, as xxhsum -H2
+ * prints them. */
+void chain_format_digest(const unsigned char canon[16], char *buf,
+			 size_t cap);
 
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);
+
+/* --- changes (serialised by the caller) --- */
+
+/*
+ * Opens snapshot id, which store_commit() has just added to the tree,
+ * indexing it like any other (adler32 checked), and publishes it. Returns
+ * 0 (the layer may still be damaged: see chain_info) or -errno with a
+ * message.
+ */
+int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen);
+
+/*
+ * Removes snapshot id from the store and the tree. Its children are
+ * re-encoded against its parent (for a base: one child becomes the new
+ * base, the others are re-encoded against it), their descendants'
+ * indexes remapped, all of it committed in one store_commit(), then
+ * published. Readers keep exact bytes throughout. Returns 0, or -errno
+ * with a message (ENOSPC and the like: the store is as before).
+ * *rebased (may be NULL) gets the number of snapshots whose versions
+ * changed, and their ids go to rebased_ids (cap entries) so the caller
+ * can tell the kernel their sizes on disk changed.
+ */
+int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
+		 size_t cap, size_t *rebased, char *err, size_t errlen);
+
+/* Renames snapshot id (its file too: NAME.ext). -EEXIST, -EINVAL for a
+ * name that cannot be a snapshot's, or -errno with a message. */
+int chain_rename(struct chain *c, uint32_t id, const char *name, char *err,
+		 size_t errlen);
+
+/* Sets the description of id / the current snapshot. 0 or -errno. */
+int chain_set_desc(struct chain *c, uint32_t id, const char *desc,
+		   char *err, size_t errlen);
+int chain_set_current(struct chain *c, uint32_t id, char *err,
+		      size_t errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * chain_int: what the files of the chain share and nothing else sees: the
- * chain, its layers and their stored files (struct chain, struct layer,
+ * chain, its layers and their stored files (struct chain, struct chain_layer,
  * struct sfile), the readahead queue, and the calls one part makes into
  * another. The chain is split by concern, one prefix per file:
  *
@@ -15,10 +15,13 @@
  *                                     parent's and its patch
  *   fs/readahead.c  ra_*              readahead threads and streams
  *
- * The offset mapping and file ids (2j data, 2j+1 aux) are explained once,
- * at the top of fs/chain.c. Not here: anything the FUSE side or the tests
+ *   fs/rebase.c     (chain_remove)    removing a snapshot: rebasing its
+ *                                     children, remapping descendants
+ *
+ * The offset mapping and file ids (2*id data, 2*id+1 aux) are explained
+ * once, at the top of fs/chain.c. Not here: anything the FUSE side or the tests
  * may use (that is fs/chain.h). Only fs/chain.c, fs/sfile.c, fs/derive.c,
- * fs/ibuild.c and fs/readahead.c may include this header (STYLE.md 2.1
+ * fs/ibuild.c, fs/readahead.c and fs/rebase.c may include this header (STYLE.md 2.1
  * rule 6).
  */
 #ifndef SNAPFS_FS_CHAIN_INT_H
@@ -28,6 +31,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -55,28 +59,53 @@ struct sfile {
 	uint64_t size;
 	uint64_t *sum;		/* per SUM_BLOCK; NULL: read uncached, unchecked */
 	size_t nsum;
+	uint64_t key;		/* block cache key: unique per opened file */
+	int derived;		/* under .snapfs/: rebuilt, not restored */
+	struct chain_layer *owner;	/* for messages */
 	char label[360];	/* for messages */
 };
 
-struct layer {
-	unsigned j;			/* position: 0 is the base */
-	char *name;
-	const struct store_layer *sl;
+/*
+ * One version of a snapshot. Versions are refcounted: the chain's table
+ * holds one reference while the version is current, a reader one while it
+ * reads, a child one on its parent (its index points into every
+ * ancestor's files). So a removed or rebased snapshot's files stay open
+ * until its last reader is gone. Everything but name, desc and digest is
+ * immutable once the version is published; those three are protected by
+ * c->lock.
+ */
+struct chain_layer {
+	atomic_uint ref;
+	uint32_t id;			/* the snapshot's (fs/tree.h) */
+	struct chain_layer *parent;	/* a reference; NULL for a base */
+	unsigned depth;
+	/* Itself and its ancestors, sorted by id: how a file id of its
+	 * index finds its stored file (layer_fid_file). */
+	struct chain_layer **anc;
+	size_t nanc;
+	char name[256];			/* protected by c->lock */
+	char desc[1024];		/* protected by c->lock */
+	char digest[48];		/* protected by c->lock; "" unknown */
+	char path[256];			/* its layer file when opened */
+	int fd;				/* the layer file, owned */
+	struct stat st;			/* at open time */
+	int64_t created;
 	uint64_t size;
 	uint64_t stored;
-	struct timespec mtime;
-	uint64_t stamp;
+	uint64_t fstamp;		/* its file: per-file derived data */
+	uint64_t stamp;			/* its file and ancestry: its index */
+	uint64_t aux_stamp;		/* names its aux file */
 	struct xindex *x;
 	struct vcdiff_patch *patch;	/* plain patch; NULL for the base */
-	struct sfile data;		/* file id 2j */
-	struct sfile aux;		/* file id 2j+1 */
+	struct sfile data;		/* file id 2*id */
+	struct sfile aux;		/* file id 2*id + 1 */
 	char damage[384];		/* "" if readable */
 	atomic_uint nlogged;
 };
 
-/* Readahead: decode the frames of [off, off+len) of layer i. */
+/* Readahead: decode the frames of [off, off+len) of L (a reference). */
 struct pf_job {
-	size_t layer;
+	struct chain_layer *L;
 	uint64_t off, len;
 };
 
@@ -86,8 +115,12 @@ struct chain {
 	struct store *s;
 	struct chain_opts o;
 	struct bcache *cache;
-	struct layer **layers;		/* STORE_MAX_LAYERS slots */
-	atomic_size_t n;		/* published layers */
+	/* Lock order: lock, then pool_lock or pf_lock; none is held while
+	 * reading stored files. */
+	pthread_rwlock_t lock;		/* protects cur, ncur, names, descs */
+	struct chain_layer **cur;	/* current versions, parents first */
+	size_t ncur, capcur;
+	atomic_uint_fast64_t next_key;	/* for sfile.key */
 	pthread_mutex_t pool_lock;	/* protects pool, npool */
 	struct zframe_dctx **pool;
 	size_t npool, pool_cap;
@@ -103,16 +136,24 @@ struct chain {
 	size_t pf_nthreads;
 };
 
-/* File id fid's layer and stored file (see the top of fs/chain.c). */
-static inline struct layer *chain_fid_layer(struct chain *c, unsigned fid)
+/* The stored file a file id of L's index names (see the top of
+ * fs/chain.c), or NULL if the id is not L's or an ancestor's. */
+static inline struct sfile *layer_fid_file(const struct chain_layer *L,
+					   unsigned fid)
 {
-	return c->layers[fid / 2];
-}
+	uint32_t id = fid >> 1;
+	size_t lo = 0, hi = L->nanc;
 
-static inline struct sfile *chain_fid_file(struct chain *c, unsigned fid)
-{
-	struct layer *L = chain_fid_layer(c, fid);
-	return (fid & 1) ? &L->aux : &L->data;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (L->anc[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == L->nanc || L->anc[lo]->id != id)
+		return NULL;
+	return (fid & 1) ? &L->anc[lo]->aux : &L->anc[lo]->data;
 }
 
 /* --- fs/chain.c: messages, stamps, names --- */
@@ -121,62 +162,95 @@ static inline struct sfile *chain_fid_file(struct chain *c, unsigned fid)
 void chain_logf(struct chain *c, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Records why L is unreadable; the first reason sticks. */
-void layer_damage(struct layer *L, const char *fmt, ...)
+void layer_damage(struct chain_layer *L, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Reports first-mount progress to opts.progress (if any). */
 void chain_progress(struct chain *c, const char *layer, const char *what,
 		    uint64_t done, uint64_t total);
-/* Identity of layer file sl chained onto its parent's stamp (0 for the
- * base): names the layer's derived files. */
-uint64_t chain_file_stamp(uint64_t parent, const struct store_layer *sl);
-/* "<name>.<stamp>.<ext>" in a .snapfs subdirectory. */
-void layer_derived_name(char *buf, size_t cap, const struct layer *L,
-			const char *ext);
+/* Stamps: of L's file alone (id, inode, size, mtime), and of that chained
+ * onto its parent's stamp (0 for a base). Names derived files. */
+uint64_t layer_file_stamp(const struct chain_layer *L);
+uint64_t layer_chain_stamp(const struct chain_layer *L);
+/* "<id>.<stamp>.<ext>" in a .snapfs subdirectory. */
+void layer_derived_name(char *buf, size_t cap, const struct chain_layer *L,
+			uint64_t stamp, const char *ext);
+/* Writes a derived file atomically in .snapfs/<sub> (store_replace),
+ * reporting ENOSPC and the like in the log, naming the directory. */
+int chain_save_derived(struct chain *c, const char *sub, const char *name,
+		       int (*fill)(int fd, void *arg), void *arg);
+void layer_ref(struct chain_layer *L);
+void layer_put(struct chain *c, struct chain_layer *L);
+/* A new, unpublished version of snapshot id on layer file fd (taken),
+ * child of P (a reference is taken; NULL for a base), shown under path's
+ * name. 0 or -ENOMEM. */
+int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
+	      int fd, const struct stat *st, const char *path);
+/* Opens L's stored files and index (loaded, or built and saved). Damage
+ * is recorded in L, not returned; -errno with a message for what stops a
+ * mount. */
+int layer_index(struct chain *c, struct chain_layer *L, char *err,
+		size_t errlen);
+/* The current version of id, or NULL (c->lock held). */
+struct chain_layer *chain_find_cur(const struct chain *c, uint32_t id);
+/* Deletes derived files no current version names. */
+void chain_gc(struct chain *c);
 
 /* --- fs/sfile.c: reading stored files --- */
 
-/* Makes f a raw stored file on fd (not owned unless f->own_fd is set). */
-int sfile_raw(struct sfile *f, int fd, uint64_t size, const char *label);
-/* Releases f and leaves it empty (fd -1). */
-void sfile_close(struct sfile *f);
-/* Loads f's block checksums saved under .snapfs/sums (named after L and
- * ext), or reads the whole file to take and save them. 0 or -errno. */
-int sfile_sums_get(struct chain *c, struct layer *L, struct sfile *f,
-		   const char *ext);
+/* Makes f a raw stored file of L on fd (not owned unless f->own_fd is
+ * set), with a fresh cache key. */
+int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
+	      int fd, uint64_t size, const char *label);
+/* Releases f (and its cached blocks) and leaves it empty (fd -1). */
+void sfile_close(struct chain *c, struct sfile *f);
+/* Loads f's block checksums saved under .snapfs/sums (named after L,
+ * stamp and ext), or reads the whole file to take and save them. 0 or
+ * -errno. */
+int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
+		   uint64_t stamp, const char *ext);
 /* A zstd decoding context from the chain's pool (NULL: out of memory);
  * give it back with sfile_dctx_put. */
 struct zframe_dctx *sfile_dctx_get(struct chain *c);
 void sfile_dctx_put(struct chain *c, struct zframe_dctx *dc);
-/* Reads [off, off+len) of the layer described by x (len within size).
+/* Reads [off, off+len) of the layer described by x (len within size),
+ * whose file ids are L's (x is L's index, or one being built for L).
  * 0, or -EIO for damaged stored bytes (logged), or -errno. */
-int sfile_resolve(struct chain *c, const struct xindex *x, uint64_t off,
-		  uint8_t *dst, size_t len);
+int sfile_resolve(struct chain *c, const struct chain_layer *L,
+		  const struct xindex *x, uint64_t off, uint8_t *dst,
+		  size_t len);
 
 /* --- fs/derive.c: opening a layer's stored files --- */
 
-/* Open the base (layer 0) / the patch L on top of P: data file, stamp,
- * size and index. Return 0 (L may be damaged: see L->damage) or -errno
- * with a message in err when the store cannot be mounted at all. */
-int derive_open_base(struct chain *c, struct layer *L, char *err,
+/* Open a base / a patch on top of L->parent: data file, stamps, size and
+ * index. Return 0 (L may be damaged: see L->damage) or -errno with a
+ * message in err when the store cannot be mounted at all. */
+int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		     size_t errlen);
-int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
-		      char *err, size_t errlen);
+int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
+		      size_t errlen);
+/* Opens L's aux file named by L->aux_stamp (an index loaded or remapped
+ * points into it). 0 or -errno. */
+int derive_aux_reopen(struct chain *c, struct chain_layer *L);
+/* Saves L's index under .snapfs/index/ (logged on failure). */
+void derive_save_index(struct chain *c, struct chain_layer *L);
 
 /* --- fs/ibuild.c: index building --- */
 
-/* Builds L's index from its parent P's and its plain patch, checking each
- * window's adler32. 0, or -errno with the damage recorded in L. */
-int ibuild_index(struct chain *c, struct layer *L, struct layer *P);
+/* Builds L's index from its parent's and its plain patch, checking each
+ * window's adler32; the aux file is made under .snapfs/tmp and moved into
+ * .snapfs/aux when done. 0, or -errno with the damage recorded in L. */
+int ibuild_index(struct chain *c, struct chain_layer *L);
 
 /* --- fs/readahead.c: readahead --- */
 
-/* Queues decoding of [off, off+len) of layer `layer` (no-op without
- * threads; dropped when the queue is full). */
-void ra_submit(struct chain *c, size_t layer, uint64_t off, uint64_t len);
+/* Queues decoding of [off, off+len) of L (no-op without threads; dropped
+ * when the queue is full). Queued jobs hold a reference on L. */
+void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
+	       uint64_t len);
 /* Stops and joins the readahead threads (chain_start restarts them). */
 void ra_stop(struct chain *c);
 /* Notes a read of st; submits readahead if the reader looks sequential. */
-void ra_note(struct chain *c, struct chain_stream *st, size_t i,
-	     uint64_t off, size_t len);
+void ra_note(struct chain *c, struct chain_stream *st,
+	     struct chain_layer *L, uint64_t off, size_t len);
 
 #endif

@@ -51,7 +51,7 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 {
 	int dfd = store_subdir(c->s, sub), tfd = store_subdir(c->s, "tmp");
 	char tmp[400];
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd >= 0)
 		return fd;
@@ -123,39 +123,41 @@ static int make_plain_xdelta3(int in_fd, int out_fd, void *arg,
 	return -ENOTSUP;
 }
 
-int derive_open_base(struct chain *c, struct layer *L, char *err,
+int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		     size_t errlen)
 {
-	const struct store_layer *sl = L->sl;
 	uint8_t magic[4] = { 0 };
 	const char *why = "";
+	unsigned fid = 2 * L->id;
 	int rc;
 
-	L->stamp = chain_file_stamp(0, sl);
-	if (fdio_pread(sl->fd, magic, 4, 0) < 0) {
-		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), sl->path,
+	L->fstamp = layer_file_stamp(L);
+	L->stamp = layer_chain_stamp(L);
+	if (fdio_pread(L->fd, magic, 4, 0) < 0) {
+		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), L->path,
 		    strerror(errno));
 		return -EIO;
 	}
 	if (!memcmp(magic, "\xd6\xc3\xc4", 3)) {
 		msg_say(err, errlen, "%s/%s: the base (last line of %s) is a "
 		    "VCDIFF patch, not a state file: fix the order of %s "
-		    "(newest first, base last)", store_dir(c->s), sl->path,
+		    "(newest first, base last)", store_dir(c->s), L->path,
 		    STORE_LAYERS_FILE, STORE_LAYERS_FILE);
 		return -EINVAL;
 	}
 	uint32_t m = (uint32_t)magic[0] | (uint32_t)magic[1] << 8 |
 		     (uint32_t)magic[2] << 16 | (uint32_t)magic[3] << 24;
 	if (m != 0xFD2FB528u && (m & 0xFFFFFFF0u) != 0x184D2A50u) {
-		sfile_raw(&L->data, sl->fd, (uint64_t)sl->st.st_size, sl->path);
-		rc = sfile_sums_get(c, L, &L->data, "data.sum");
+		sfile_raw(c, L, &L->data, L->fd, (uint64_t)L->st.st_size,
+			  L->path);
+		rc = sfile_sums_get(c, L, &L->data, L->fstamp, "data.sum");
 		if (rc) {
-			layer_damage(L, "%s: cannot read: %s", sl->path,
+			layer_damage(L, "%s: cannot read: %s", L->path,
 				     strerror(-rc));
 			return 0;
 		}
 		L->size = L->data.size;
-		return xindex_new_file(&L->x, 0, L->size);
+		return xindex_new_file(&L->x, fid, L->size);
 	}
 	if (c->o.raw_base) {
 		/* A full decompressed copy: disk for speed (-o raw_base). */
@@ -163,50 +165,51 @@ int derive_open_base(struct chain *c, struct layer *L, char *err,
 		struct stat st;
 		struct prog_ctx pc = { c, L->name, "decompressing the base "
 				       "(raw_base; first mount only)" };
-		layer_derived_name(name, sizeof(name), L, "raw");
-		int fd = derived_open(c, "base", name, make_raw, sl->fd, &pc,
+		layer_derived_name(name, sizeof(name), L, L->fstamp, "raw");
+		int fd = derived_open(c, "base", name, make_raw, L->fd, &pc,
 				      &why);
 		if (fd < 0 || fstat(fd, &st) < 0) {
-			layer_damage(L, "%s: cannot decompress: %s", sl->path,
+			layer_damage(L, "%s: cannot decompress: %s", L->path,
 				     fd == -EBADMSG ? why :
 				     strerror(fd < 0 ? -fd : errno));
 			if (fd >= 0)
 				close(fd);
 			return 0;
 		}
-		sfile_raw(&L->data, fd, (uint64_t)st.st_size, sl->path);
+		sfile_raw(c, L, &L->data, fd, (uint64_t)st.st_size, L->path);
 		L->data.own_fd = 1;
+		L->data.derived = 1;
 		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
-			 "(decompressed copy %s/base/%.200s)", sl->path,
+			 "(decompressed copy %s/base/%.200s)", L->path,
 			 STORE_META_DIR, name);
-		rc = sfile_sums_get(c, L, &L->data, "raw.sum");
+		rc = sfile_sums_get(c, L, &L->data, L->fstamp, "raw.sum");
 		if (rc) {
 			layer_damage(L, "%s: cannot read: %s", L->data.label,
 				     strerror(-rc));
 			return 0;
 		}
 		L->size = L->data.size;
-		return xindex_new_file(&L->x, 0, L->size);
+		return xindex_new_file(&L->x, fid, L->size);
 	}
-	L->data.fd = sl->fd;
+	sfile_raw(c, L, &L->data, L->fd, 0, L->path);
 	L->data.kind = SF_ZSTD;
-	snprintf(L->data.label, sizeof(L->data.label), "%s", sl->path);
-	rc = zframe_open(&L->data.z, sl->fd, &why);
+	rc = zframe_open(&L->data.z, L->fd, &why);
 	if (rc == -E2BIG) {
 		char name[300];
 		struct prog_ctx pc = { c, L->name, "converting base to "
 				       "seekable zstd (first mount only)" };
-		layer_derived_name(name, sizeof(name), L, "zst");
-		int fd = derived_open(c, "base", name, make_seekable, sl->fd,
+		layer_derived_name(name, sizeof(name), L, L->fstamp, "zst");
+		int fd = derived_open(c, "base", name, make_seekable, L->fd,
 				      &pc, &why);
 		if (fd < 0) {
 			layer_damage(L, "%s: cannot convert to seekable "
-				     "zstd: %s", sl->path,
+				     "zstd: %s", L->path,
 				     fd == -EBADMSG ? why : strerror(-fd));
 			return 0;
 		}
 		L->data.fd = fd;
 		L->data.own_fd = 1;
+		L->data.derived = 1;
 		snprintf(L->data.label, sizeof(L->data.label), "%s/base/%s",
 			 STORE_META_DIR, name);
 		rc = zframe_open(&L->data.z, fd, &why);
@@ -218,29 +221,56 @@ int derive_open_base(struct chain *c, struct layer *L, char *err,
 	}
 	L->data.size = zframe_size(L->data.z);
 	L->size = L->data.size;
-	return xindex_new_file(&L->x, 0, L->size);
+	return xindex_new_file(&L->x, fid, L->size);
 }
 
-/* The aux file of an index loaded from disk. */
-static int aux_reopen(struct chain *c, struct layer *L)
+int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 {
 	char name[300];
 	struct stat st;
 	int fd;
 
-	layer_derived_name(name, sizeof(name), L, "aux");
-	fd = openat(store_subdir(c->s, "aux"), name, O_RDONLY | O_CLOEXEC);
+	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+	fd = openat(store_subdir(c->s, "aux"), name, O_RDONLY | O_NOFOLLOW |
+		    O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return -errno;
 	}
-	sfile_raw(&L->aux, fd, (uint64_t)st.st_size, name);
+	sfile_raw(c, L, &L->aux, fd, (uint64_t)st.st_size, name);
 	L->aux.own_fd = 1;
+	L->aux.derived = 1;
 	snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
 		 STORE_META_DIR, name);
-	return sfile_sums_get(c, L, &L->aux, "aux.sum");
+	return sfile_sums_get(c, L, &L->aux, L->aux_stamp, "aux.sum");
+}
+
+struct index_out {
+	const struct xindex *x;
+	uint64_t stamp;
+};
+
+static int fill_index(int fd, void *arg)
+{
+	struct index_out *o = arg;
+	return xindex_write(o->x, fd, o->stamp);
+}
+
+void derive_save_index(struct chain *c, struct chain_layer *L)
+{
+	char name[300];
+	struct index_out o = { L->x, L->stamp };
+
+	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
+	/* Logged inside; the index is rebuilt at the next mount. */
+	chain_save_derived(c, "index", name, fill_index, &o);
+}
+
+static int fid_ok(unsigned fid, void *arg)
+{
+	return layer_fid_file(arg, fid) != NULL;
 }
 
 /*
@@ -262,36 +292,37 @@ static int external_compression(const struct vcdiff_patch *p)
 	return 0;
 }
 
-int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
-		      char *err, size_t errlen)
+int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
+		      size_t errlen)
 {
-	const struct store_layer *sl = L->sl;
+	struct chain_layer *P = L->parent;
 	const char *why = "";
 	char name[300];
 	int rc;
 
-	L->stamp = chain_file_stamp(P->stamp, sl);
-	rc = vcdiff_patch_open(&L->patch, sl->fd, &why);
+	L->fstamp = layer_file_stamp(L);
+	L->stamp = layer_chain_stamp(L);
+	rc = vcdiff_patch_open(&L->patch, L->fd, &why);
 	if (rc == -EMEDIUMTYPE) {
 		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
 		    "every layer but the last line of %s must be a patch made "
 		    "by xdelta3 -e: restore it or remove its line",
-		    store_dir(c->s), sl->path, STORE_LAYERS_FILE);
+		    store_dir(c->s), L->path, STORE_LAYERS_FILE);
 		return -EINVAL;
 	}
 	if (rc) {
-		layer_damage(L, "%s: damaged patch: %s", sl->path,
+		layer_damage(L, "%s: damaged patch: %s", L->path,
 			     rc == -EBADMSG ? why : strerror(-rc));
 		return 0;
 	}
 	L->size = vcdiff_patch_target_size(L->patch);
-	sfile_raw(&L->data, sl->fd, (uint64_t)sl->st.st_size, sl->path);
+	sfile_raw(c, L, &L->data, L->fd, (uint64_t)L->st.st_size, L->path);
 	if (external_compression(L->patch)) {
 		layer_damage(L, "%s: made by xdelta3 from externally "
 			     "compressed files (its application header names "
 			     "a compressor): its COPYs refer to decompressed "
 			     "bytes snapfs does not have; re-encode it from "
-			     "the uncompressed states", sl->path);
+			     "the uncompressed states", L->path);
 		return 0;
 	}
 	if (P->damage[0]) {
@@ -302,13 +333,13 @@ int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
 	if (sec != VCDIFF_SEC_NONE) {
 		struct prog_ctx pc = { c, L->name, "converting patch to plain "
 				       "VCDIFF (first mount only)" };
-		layer_derived_name(name, sizeof(name), L, "vcdiff");
+		layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");
 		int fd = derived_open(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
-				      make_plain : make_plain_xdelta3, sl->fd,
+				      make_plain : make_plain_xdelta3, L->fd,
 				      &pc, &why);
 		if (fd < 0) {
 			layer_damage(L, "%s: cannot convert to plain "
-				     "VCDIFF: %s", sl->path,
+				     "VCDIFF: %s", L->path,
 				     fd == -EBADMSG || fd == -ENOTSUP ?
 				     why : strerror(-fd));
 			return 0;
@@ -321,11 +352,12 @@ int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
 			layer_damage(L, "%s: %s", name, strerror(errno));
 			return 0;
 		}
-		sfile_raw(&L->data, fd, (uint64_t)st.st_size, name);
+		sfile_raw(c, L, &L->data, fd, (uint64_t)st.st_size, name);
 		L->data.own_fd = 1;
+		L->data.derived = 1;
 		/* Name the user's file first: that is what to restore. */
 		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
-			 "(converted copy %s/plain/%.200s)", sl->path,
+			 "(converted copy %s/plain/%.200s)", L->path,
 			 STORE_META_DIR, name);
 		rc = vcdiff_patch_open(&L->patch, fd, &why);
 		if (rc) {
@@ -334,40 +366,33 @@ int derive_open_patch(struct chain *c, struct layer *L, struct layer *P,
 			return 0;
 		}
 	}
-	rc = sfile_sums_get(c, L, &L->data, "data.sum");
+	rc = sfile_sums_get(c, L, &L->data, L->fstamp, "data.sum");
 	if (rc) {
 		layer_damage(L, "%s: cannot read: %s", L->data.label,
 			     strerror(-rc));
 		return 0;
 	}
-	layer_derived_name(name, sizeof(name), L, "idx");
-	int ifd = store_subdir(c->s, "index");
-	rc = xindex_load(&L->x, ifd, name, L->stamp, 2 * L->j + 1);
+	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
+	rc = xindex_load(&L->x, store_subdir(c->s, "index"), name, L->stamp,
+			 fid_ok, L);
 	if (rc == 0) {
 		if (xindex_size(L->x) != L->size) {
 			xindex_free(L->x);
 			L->x = NULL;
 		} else {
-			rc = aux_reopen(c, L);
+			L->aux_stamp = xindex_tag(L->x);
+			rc = derive_aux_reopen(c, L);
 			if (rc)
-				layer_damage(L, "%s: aux file: %s", L->name,
-					     strerror(-rc));
+				layer_damage(L, "%s: aux file: %s; it is derived "
+					     "data: unmount, delete %s/index/%s "
+					     "and mount again to rebuild it",
+					     L->name, strerror(-rc),
+					     STORE_META_DIR, name);
 			return 0;
 		}
 	}
-	if (ibuild_index(c, L, P))
+	if (ibuild_index(c, L))
 		return 0;	/* damage recorded */
-	if (L->aux.fd >= 0 && L->aux.size) {
-		if (fsync(L->aux.fd) < 0 ||
-		    sfile_sums_get(c, L, &L->aux, "aux.sum") < 0) {
-			layer_damage(L, "%s: cannot finish aux file", L->name);
-			return 0;
-		}
-	}
-	rc = xindex_save(L->x, ifd, name, L->stamp);
-	if (rc)
-		chain_logf(c, CHAIN_LOG_WARN, "%s: cannot save index under "
-			   "%s/index: %s (it will be rebuilt at the next "
-			   "mount)", L->name, STORE_META_DIR, strerror(-rc));
+	derive_save_index(c, L);
 	return 0;
 }

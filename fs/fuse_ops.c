@@ -7,6 +7,7 @@
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include "fs/fuse_ops.h"
+#include "fs/fuse_xattr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,21 +21,24 @@
 #include <unistd.h>
 
 #define ROOT_INO FUSE_ROOT_ID
-#define INO_OF(i) ((fuse_ino_t)(i) + 2)
-#define LAYER_OF(ino) ((size_t)(ino) - 2)
+#define LINK_INO(k) (CURRENT_INO + 1 + (fuse_ino_t)(k))
 #define BLKSIZE (1u << 20)
-#define STATS_XATTR "user.snapfs.stats"
-#define DAMAGE_XATTR "user.snapfs.damage"
+/* Attributes change under rebase (blocks) and rename: cached briefly.
+ * Contents never change: keep_cache holds the page cache across opens. */
+#define ATTR_TIMEOUT 1.0
 
 static struct snapfs_mount *M(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-/* fi->fh: a reader's readahead stream, or the mark of the write handle. */
+/* fi->fh: a reader's version and readahead stream, or the mark of the
+ * write handle. */
 struct handle {
 	int writer;
+	struct chain_layer *L;
 	struct chain_stream *st;
+	struct handle *prev, *next;	/* m->readers, protected by m->lock */
 };
 
 static struct handle *H(struct fuse_file_info *fi)
@@ -64,25 +68,124 @@ static void wait_commit(struct snapfs_mount *m)
 		pthread_cond_wait(&m->changed, &m->lock);
 }
 
-static int layer_stat(struct snapfs_mount *m, size_t i, struct stat *st)
+void fuse_ops_settle(struct snapfs_mount *m)
 {
-	struct chain_info inf;
+	pthread_mutex_lock(&m->lock);
+	wait_commit(m);
+	pthread_mutex_unlock(&m->lock);
+}
 
-	if (chain_info(m->chain, i, &inf))
-		return -ENOENT;
+static void info_stat(const struct chain_info *i, struct stat *st, int nlink)
+{
+	const struct chain_info inf = *i;
+
 	memset(st, 0, sizeof(*st));
-	st->st_ino = INO_OF(i);
+	st->st_ino = INO_OF(inf.id);
 	st->st_mode = S_IFREG | 0444;
-	st->st_nlink = 1;
+	st->st_nlink = (nlink_t)nlink;
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_size = (off_t)inf.size;
 	st->st_blocks = (blkcnt_t)((inf.stored + 511) / 512);
 	st->st_blksize = BLKSIZE;
-	st->st_mtim = inf.mtime;
+	/* ls -l shows when the snapshot was taken. */
+	st->st_mtim.tv_sec = (time_t)inf.created;
 	st->st_ctim = inf.mtime;
-	st->st_atim = inf.mtime;
+	st->st_atim = st->st_mtim;
+}
+
+static int layer_stat(struct snapfs_mount *m, uint32_t id, struct stat *st)
+{
+	struct chain_info inf;
+
+	if (chain_info(m->chain, id, &inf))
+		return -ENOENT;
+	info_stat(&inf, st, 1);
 	return 0;
+}
+
+/* A temporary link (ln -sfn makes one, then renames it over current). */
+static struct snapfs_link *link_find(struct snapfs_mount *m, const char *name,
+				     fuse_ino_t ino)
+{
+	for (unsigned k = 0; k < SNAPFS_MAX_LINKS; k++) {
+		struct snapfs_link *l = &m->links[k];
+		if (l->used && (name ? !strcmp(l->name, name) :
+				LINK_INO(k) == ino))
+			return l;
+	}
+	return NULL;
+}
+
+static void link_stat(struct snapfs_mount *m, fuse_ino_t ino,
+		      const char *target, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFLNK | 0777;
+	st->st_nlink = 1;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_size = (off_t)strlen(target);
+	(void)m;
+}
+
+/* Name of the current snapshot into buf ("" when there is none). */
+static void current_name(struct snapfs_mount *m, char *buf, size_t cap)
+{
+	struct chain_info inf;
+
+	if (chain_info(m->chain, chain_current(m->chain), &inf) == 0)
+		snprintf(buf, cap, "%s", inf.name);
+	else
+		buf[0] = 0;
+}
+
+/* Attributes of any inode but the root. 0, or -ENOENT. */
+static int any_stat(struct snapfs_mount *m, fuse_ino_t ino, struct stat *st,
+		    double *timeout)
+{
+	char name[256];
+	int rc = 0;
+
+	*timeout = ATTR_TIMEOUT;
+	if (ino == CURRENT_INO) {
+		current_name(m, name, sizeof(name));
+		link_stat(m, ino, name, st);
+		*timeout = 0;
+		return 0;
+	}
+	if (ino > CURRENT_INO) {
+		pthread_mutex_lock(&m->lock);
+		struct snapfs_link *l = link_find(m, NULL, ino);
+		if (l)
+			link_stat(m, ino, l->target, st);
+		pthread_mutex_unlock(&m->lock);
+		*timeout = 0;
+		return l ? 0 : -ENOENT;
+	}
+	if (layer_stat(m, ID_OF(ino), st) == 0)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	rc = -ENOENT;
+	if (m->w && ino == m->w_ino) {
+		pending_stat(m, st);
+		*timeout = 0;
+		rc = 0;
+	}
+	/* Removed, but open: fstat still works, with no link left (the
+	 * kernel's getattr does not say which open file asks). */
+	for (struct handle *h = m->readers; rc && h; h = h->next) {
+		if (chain_layer_id(h->L) == ID_OF(ino)) {
+			struct chain_info inf;
+			chain_layer_info(m->chain, h->L, &inf);
+			info_stat(&inf, st, 0);
+			*timeout = 0;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 static void root_stat(struct snapfs_mount *m, struct stat *st)
@@ -117,40 +220,57 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
 
+static void reply_entry(fuse_req_t req, const struct stat *st, double t)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = st->st_ino;
+	e.attr = *st;
+	e.attr_timeout = t;
+	e.entry_timeout = t;
+	fuse_reply_entry(req, &e);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct snapfs_mount *m = M(req);
 	struct fuse_entry_param e;
-	ssize_t i;
+	struct stat st;
+	double t;
+	uint32_t id;
 
 	if (parent != ROOT_INO) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	i = chain_lookup(m->chain, name);
-	if (i < 0) {
-		pthread_mutex_lock(&m->lock);
-		if (m->w && !strcmp(writer_name(m->w), name)) {
-			memset(&e, 0, sizeof(e));
-			pending_stat(m, &e.attr);
-			e.ino = e.attr.st_ino;
-			pthread_mutex_unlock(&m->lock);
-			fuse_reply_entry(req, &e);
-			return;
-		}
-		pthread_mutex_unlock(&m->lock);
-		/* Negative entries may be cached only briefly: writes add
-		 * names. */
-		memset(&e, 0, sizeof(e));
-		e.entry_timeout = 0;
-		fuse_reply_entry(req, &e);
+	if (!strcmp(name, CURRENT_NAME) && chain_current(m->chain)) {
+		any_stat(m, CURRENT_INO, &st, &t);
+		reply_entry(req, &st, 0);
 		return;
 	}
+	id = chain_lookup(m->chain, name);
+	if (id && layer_stat(m, id, &st) == 0) {
+		reply_entry(req, &st, ATTR_TIMEOUT);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	struct snapfs_link *l = link_find(m, name, 0);
+	if (l) {
+		link_stat(m, LINK_INO(l - m->links), l->target, &st);
+		pthread_mutex_unlock(&m->lock);
+		reply_entry(req, &st, 0);
+		return;
+	}
+	if (m->w && !strcmp(writer_name(m->w), name)) {
+		pending_stat(m, &st);
+		pthread_mutex_unlock(&m->lock);
+		reply_entry(req, &st, 0);
+		return;
+	}
+	pthread_mutex_unlock(&m->lock);
+	/* Negative entries are not cached: writes and renames add names. */
 	memset(&e, 0, sizeof(e));
-	layer_stat(m, (size_t)i, &e.attr);
-	e.ino = e.attr.st_ino;
-	e.attr_timeout = m->timeout;
-	e.entry_timeout = m->timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -159,83 +279,128 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	struct snapfs_mount *m = M(req);
 	struct stat st;
+	double t;
 
-	(void)fi;
 	if (ino == ROOT_INO) {
 		root_stat(m, &st);
 		fuse_reply_attr(req, &st, 1.0);
 		return;
 	}
-	if (layer_stat(m, LAYER_OF(ino), &st)) {
-		pthread_mutex_lock(&m->lock);
-		if (m->w && ino == m->w_ino) {
-			pending_stat(m, &st);
-			pthread_mutex_unlock(&m->lock);
-			fuse_reply_attr(req, &st, 0);
-			return;
-		}
-		pthread_mutex_unlock(&m->lock);
+	(void)fi;
+	if (any_stat(m, ino, &st, &t)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fuse_reply_attr(req, &st, m->timeout);
+	fuse_reply_attr(req, &st, t);
 }
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct snapfs_mount *m = M(req);
+	char name[256];
+
+	if (ino == CURRENT_INO) {
+		fuse_ops_settle(m);
+		current_name(m, name, sizeof(name));
+		fuse_reply_readlink(req, name);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	struct snapfs_link *l = link_find(m, NULL, ino);
+	if (l)
+		snprintf(name, sizeof(name), "%s", l->target);
+	pthread_mutex_unlock(&m->lock);
+	if (l)
+		fuse_reply_readlink(req, name);
+	else
+		fuse_reply_err(req, EINVAL);
+}
+
+/* A directory listing, taken at opendir so offsets stay meaningful
+ * while snapshots come and go. */
+struct dirlist {
+	size_t n;
+	struct {
+		fuse_ino_t ino;
+		mode_t type;
+		char name[256];
+	} e[];
+};
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	struct snapfs_mount *m = M(req);
+	struct dirlist *d;
+	uint32_t *ids;
+	size_t n, cap;
+
 	if (ino != ROOT_INO) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	fuse_reply_open(req, fi);
+	n = chain_count(m->chain) + 8;
+	ids = malloc(n * sizeof(*ids));
+	cap = n + 4 + SNAPFS_MAX_LINKS;
+	d = calloc(1, sizeof(*d) + cap * sizeof(d->e[0]));
+	if (!ids || !d) {
+		free(ids);
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+#define ADD(i_, t_, nm_) do { \
+	if (d->n < cap) { \
+		d->e[d->n].ino = (i_); \
+		d->e[d->n].type = (t_); \
+		snprintf(d->e[d->n].name, sizeof(d->e[0].name), "%s", (nm_)); \
+		d->n++; \
+	} \
+} while (0)
+	ADD(ROOT_INO, S_IFDIR, ".");
+	ADD(ROOT_INO, S_IFDIR, "..");
+	if (chain_current(m->chain))	/* an empty store has none */
+		ADD(CURRENT_INO, S_IFLNK, CURRENT_NAME);
+	size_t k = chain_ids(m->chain, ids, n);
+	for (size_t i = 0; i < k && i < n; i++) {
+		struct chain_info inf;
+		if (chain_info(m->chain, ids[i], &inf) == 0)
+			ADD(INO_OF(ids[i]), S_IFREG, inf.name);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->w)
+		ADD(m->w_ino, S_IFREG, writer_name(m->w));
+	for (unsigned j = 0; j < SNAPFS_MAX_LINKS; j++)
+		if (m->links[j].used)
+			ADD(LINK_INO(j), S_IFLNK, m->links[j].name);
+	pthread_mutex_unlock(&m->lock);
+#undef ADD
+	free(ids);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		free(d);
 }
 
-/* Directory offsets: 1 = after ".", 2 = after "..", 2 + i + 1 = after
- * layer i. */
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		       off_t off, struct fuse_file_info *fi)
 {
-	struct snapfs_mount *m = M(req);
+	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
 	char *buf = malloc(size ? size : 1);
-	size_t used = 0, n = chain_count(m->chain);
+	size_t used = 0;
 	struct stat st;
-	char pending[256] = "";
-	uint64_t pending_ino = 0;
 
-	(void)fi;
 	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&m->lock);
-	if (m->w && m->w_ino == INO_OF(n)) {
-		snprintf(pending, sizeof(pending), "%s", writer_name(m->w));
-		pending_ino = m->w_ino;
-	}
-	pthread_mutex_unlock(&m->lock);
-	for (size_t k = (size_t)off; k < n + 2 + (pending[0] != 0); k++) {
-		const char *name;
-		struct chain_info inf;
-
+	for (size_t k = (size_t)off; k < d->n; k++) {
 		memset(&st, 0, sizeof(st));
-		if (k < 2) {
-			name = k == 0 ? "." : "..";
-			st.st_ino = ROOT_INO;
-			st.st_mode = S_IFDIR;
-		} else if (k == n + 2) {
-			name = pending;
-			st.st_ino = pending_ino;
-			st.st_mode = S_IFREG;
-		} else {
-			chain_info(m->chain, k - 2, &inf);
-			name = inf.name;
-			st.st_ino = INO_OF(k - 2);
-			st.st_mode = S_IFREG;
-		}
+		st.st_ino = d->e[k].ino;
+		st.st_mode = d->e[k].type;
 		size_t need = fuse_add_direntry(req, buf + used, size - used,
-						name, &st, (off_t)(k + 1));
+						d->e[k].name, &st,
+						(off_t)(k + 1));
 		if (need > size - used)
 			break;
 		used += need;
@@ -244,15 +409,43 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	free(buf);
 }
 
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	free((void *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void reader_drop(struct snapfs_mount *m, struct handle *h)
+{
+	pthread_mutex_lock(&m->lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		m->readers = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&m->lock);
+	chain_stream_free(h->st);
+	chain_put(m->chain, h->L);
+	free(h);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct snapfs_mount *m = M(req);
+	struct chain_layer *L = NULL;
 
 	if (ino == ROOT_INO) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (LAYER_OF(ino) >= chain_count(m->chain)) {
+	if (ino >= CURRENT_INO) {
+		fuse_reply_err(req, ELOOP);
+		return;
+	}
+	if (chain_get(m->chain, ID_OF(ino), &L)) {
 		/* The snapshot being written: readable once committed. */
 		pthread_mutex_lock(&m->lock);
 		int busy = m->w && ino == m->w_ino && m->w_opens > 0;
@@ -263,31 +456,38 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EBUSY);
 			return;
 		}
+		if (chain_get(m->chain, ID_OF(ino), &L)) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
 	}
-	int rc = chain_check(m->chain, LAYER_OF(ino));
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	int rc = chain_check(m->chain, L);
 	/* Snapshots are immutable; a new one is made by creating a file. */
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	struct handle *h = calloc(1, sizeof(*h));
-	rc = h ? chain_stream_new(&h->st) : -ENOMEM;
+	if (!rc && ((fi->flags & O_ACCMODE) != O_RDONLY ||
+		    (fi->flags & O_TRUNC)))
+		rc = -EROFS;
+	struct handle *h = rc ? NULL : calloc(1, sizeof(*h));
+	if (!rc)
+		rc = h ? chain_stream_new(&h->st) : -ENOMEM;
 	if (rc) {
 		free(h);
+		chain_put(m->chain, L);
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	h->L = L;	/* kept until release, even if the snapshot goes */
+	pthread_mutex_lock(&m->lock);
+	h->next = m->readers;
+	if (h->next)
+		h->next->prev = h;
+	m->readers = h;
+	pthread_mutex_unlock(&m->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* interrupted: no release will come */
-		chain_stream_free(h->st);
-		free(h);
+		reader_drop(m, h);
 	}
 }
 
@@ -296,11 +496,169 @@ static void log_msg(const char *msg)
 	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
 }
 
-/*
- * A new snapshot. One at a time: the chain grows in a line. A create that
- * arrives while the previous snapshot commits waits for it (saves done
- * back to back); one that arrives while it is still open gets EBUSY.
- */
+/* rm NAME: the snapshot goes, its children are rebased (fs/rebase.c). */
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct snapfs_mount *m = M(req);
+	char err[1024] = "";
+	uint32_t id;
+	int rc;
+
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!strcmp(name, CURRENT_NAME)) {
+		/* There is always a current snapshot: move it with ln -sfn. */
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pthread_mutex_lock(&m->change);
+	pthread_mutex_lock(&m->lock);
+	struct snapfs_link *l = link_find(m, name, 0);
+	if (l)
+		l->used = 0;
+	int writing = m->w && !strcmp(writer_name(m->w), name);
+	pthread_mutex_unlock(&m->lock);
+	if (l || writing) {
+		pthread_mutex_unlock(&m->change);
+		fuse_reply_err(req, l ? 0 : EBUSY);
+		return;
+	}
+	id = chain_lookup(m->chain, name);
+	rc = id ? chain_remove(m->chain, id, NULL, 0, NULL, err, sizeof(err)) :
+	     -ENOENT;
+	pthread_mutex_unlock(&m->change);
+	if (rc && err[0])
+		log_msg(err);
+	fuse_reply_err(req, -rc);
+}
+
+/* ln -s TARGET NAME: only temporary links (ln -sfn makes one and renames
+ * it over current); "current" itself exists already. */
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
+		       const char *name)
+{
+	struct snapfs_mount *m = M(req);
+	struct stat st;
+
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!strcmp(name, CURRENT_NAME) || chain_lookup(m->chain, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	if (strlen(name) >= sizeof(m->links[0].name) ||
+	    strlen(target) >= sizeof(m->links[0].target)) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	struct snapfs_link *l = link_find(m, name, 0);
+	for (unsigned k = 0; !l && k < SNAPFS_MAX_LINKS; k++)
+		if (!m->links[k].used)
+			l = &m->links[k];
+	if (!l || l->used) {
+		pthread_mutex_unlock(&m->lock);
+		fuse_reply_err(req, l ? EEXIST : ENOSPC);
+		return;
+	}
+	l->used = 1;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	snprintf(l->target, sizeof(l->target), "%s", target);
+	link_stat(m, LINK_INO(l - m->links), target, &st);
+	pthread_mutex_unlock(&m->lock);
+	reply_entry(req, &st, 0);
+}
+
+/* mv A B renames a snapshot; mv LINK current moves current (ln -sfn). */
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct snapfs_mount *m = M(req);
+	char err[1024] = "", target[256] = "";
+	uint32_t id;
+	int rc;
+
+	if (parent != ROOT_INO || newparent != ROOT_INO) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&m->change);
+	pthread_mutex_lock(&m->lock);
+	struct snapfs_link *l = link_find(m, name, 0);
+	if (l)
+		snprintf(target, sizeof(target), "%s", l->target);
+	int writing = m->w && (!strcmp(writer_name(m->w), name) ||
+			       !strcmp(writer_name(m->w), newname));
+	pthread_mutex_unlock(&m->lock);
+	if (l) {
+		/* Only onto current, and only naming a snapshot. */
+		id = chain_lookup(m->chain, target);
+		rc = strcmp(newname, CURRENT_NAME) ? -EPERM : !id ? -ENOENT :
+		     chain_set_current(m->chain, id, err, sizeof(err));
+		if (!rc) {
+			pthread_mutex_lock(&m->lock);
+			l->used = 0;
+			pthread_mutex_unlock(&m->lock);
+		}
+	} else if (!strcmp(name, CURRENT_NAME)) {
+		rc = -EPERM;
+	} else if (writing) {
+		rc = -EBUSY;
+	} else if (!(id = chain_lookup(m->chain, name))) {
+		rc = -ENOENT;
+	} else if (!strcmp(name, newname)) {
+		rc = 0;
+	} else if (!strcmp(newname, CURRENT_NAME) ||
+		   chain_lookup(m->chain, newname)) {
+		rc = -EEXIST;	/* never replace a snapshot */
+	} else if (!writer_name_ok(newname)) {
+		rc = -EINVAL;
+	} else {
+		rc = chain_rename(m->chain, id, newname, err, sizeof(err));
+	}
+	pthread_mutex_unlock(&m->change);
+	if (rc && err[0])
+		log_msg(err);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EPERM);	/* the mount is flat */
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
@@ -325,29 +683,37 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	h->writer = 1;
-	pthread_mutex_lock(&m->lock);
-	wait_commit(m);
-	if (m->w) {
+	/* The writer reads current and reserves an id: serialised with the
+	 * other changes. A commit in progress needs the change lock too, so
+	 * it is waited for without holding it. */
+	for (;;) {
+		pthread_mutex_lock(&m->change);
+		pthread_mutex_lock(&m->lock);
+		if (!m->w || !m->w_committing)
+			break;
+		pthread_mutex_unlock(&m->change);
+		wait_commit(m);
 		pthread_mutex_unlock(&m->lock);
-		free(h);
-		fuse_reply_err(req, EBUSY);
-		return;
 	}
-	rc = writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
+	rc = m->w ? -EBUSY : !strcmp(name, CURRENT_NAME) ||
+	     link_find(m, name, 0) ? -EEXIST :
+	     writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
 	if (rc) {
 		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_unlock(&m->change);
 		free(h);
-		if (rc != -EEXIST)
+		if (rc != -EEXIST && rc != -EBUSY)
 			log_msg(err);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	m->w_ino = INO_OF(chain_count(m->chain));
+	m->w_ino = INO_OF(writer_id(m->w));
 	m->w_opens = 1;
 	memset(&e, 0, sizeof(e));
 	pending_stat(m, &e.attr);
 	e.ino = e.attr.st_ino;
 	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&m->change);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = 0;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
@@ -404,7 +770,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (ino == ROOT_INO || layer_stat(m, LAYER_OF(ino), &st)) {
+	double t;
+	if (ino == ROOT_INO || any_stat(m, ino, &st, &t)) {
 		fuse_reply_err(req, ino == ROOT_INO ? EPERM : ENOENT);
 		return;
 	}
@@ -435,8 +802,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	if (!h->writer) {
-		chain_stream_free(h->st);
-		free(h);
+		reader_drop(m, h);
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -451,7 +817,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	m->w_committing = 1;
 	struct writer *w = m->w;
 	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_lock(&m->change);
 	int rc = writer_commit(w, err, sizeof(err));
+	pthread_mutex_unlock(&m->change);
 	if (rc)
 		log_msg(err);
 	pthread_mutex_lock(&m->lock);
@@ -510,8 +878,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = chain_read_stream(m->chain, LAYER_OF(ino), (uint64_t)off, buf, size,
-			      H(fi) ? H(fi)->st : NULL);
+	(void)ino;
+	r = H(fi) && H(fi)->L ? chain_read(m->chain, H(fi)->L, (uint64_t)off,
+					   buf, size, H(fi)->st) : -EBADF;
 	if (r < 0)
 		fuse_reply_err(req, r == -EBADMSG ? EIO : (int)-r);
 	else
@@ -535,60 +904,20 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static void reply_xattr(fuse_req_t req, const char *val, size_t len,
-			size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, val, len);
-}
-
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			size_t size)
-{
-	struct snapfs_mount *m = M(req);
-	char buf[2048];
-
-	if (ino == ROOT_INO && !strcmp(name, STATS_XATTR)) {
-		chain_stats(m->chain, buf, sizeof(buf));
-		reply_xattr(req, buf, strlen(buf), size);
-		return;
-	}
-	if (ino != ROOT_INO && !strcmp(name, DAMAGE_XATTR)) {
-		struct chain_info inf;
-		if (!chain_info(m->chain, LAYER_OF(ino), &inf) && inf.damage) {
-			reply_xattr(req, inf.damage, strlen(inf.damage), size);
-			return;
-		}
-	}
-	fuse_reply_err(req, ENODATA);
-}
-
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct snapfs_mount *m = M(req);
-	struct chain_info inf;
-
-	if (ino == ROOT_INO) {
-		reply_xattr(req, STATS_XATTR, sizeof(STATS_XATTR), size);
-		return;
-	}
-	if (!chain_info(m->chain, LAYER_OF(ino), &inf) && inf.damage) {
-		reply_xattr(req, DAMAGE_XATTR, sizeof(DAMAGE_XATTR), size);
-		return;
-	}
-	reply_xattr(req, "", 0, size);
-}
-
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
+	.readlink = op_readlink,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.unlink = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.mkdir = op_mkdir,
+	.link = op_link,
+	.mknod = op_mknod,
 	.open = op_open,
 	.read = op_read,
 	.release = op_release,
@@ -597,8 +926,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.setattr = op_setattr,
 	.fsync = op_fsync,
 	.statfs = op_statfs,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
+	.getxattr = fuse_xattr_get,
+	.listxattr = fuse_xattr_list,
+	.setxattr = fuse_xattr_set,
+	.removexattr = fuse_xattr_remove,
 };
 
 const struct fuse_lowlevel_ops *fuse_ops_table(void)

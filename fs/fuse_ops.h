@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuse_ops: the FUSE low-level operations of snapfs: translation between
- * FUSE requests and the chain, nothing else. Inode 1 is the root; layer i
- * of the chain is inode i + 2, stable for the life of the mount since
- * layers are only ever added on top.
+ * FUSE requests and the chain, nothing else. Inode 1 is the root; snapshot
+ * id k (fs/tree.h) is inode k + 1, stable over the snapshot's life
+ * (rename, rebase); the `current` symlink and the temporary links that
+ * `ln -sfn` makes have inodes above every id.
  *
  * Not here: argument parsing, daemon life cycle (fs/main.c), anything a
  * unit test would need (fs/chain.c).
@@ -20,28 +21,52 @@
 #include "fs/writer.h"
 
 struct fuse_lowlevel_ops;
+struct handle;
+
+#define INO_OF(id) ((uint64_t)(id) + 1)
+#define ID_OF(ino) ((uint32_t)((ino) - 1))
+#define CURRENT_INO ((uint64_t)TREE_MAX_ID + 2)
+#define CURRENT_NAME "current"
+#define SNAPFS_MAX_LINKS 16
+
+/* A temporary symlink: ln -sfn creates one, then renames it over current.
+ * Never stored. */
+struct snapfs_link {
+	int used;
+	char name[256];
+	char target[256];
+};
 
 /* The mount's context: the session's userdata. Everything mutable that
  * the mount has lives here or below it. */
 struct snapfs_mount {
 	struct store *store;
 	struct chain *chain;
-	double timeout;		/* entry/attr cache timeout, seconds */
 	/*
-	 * The snapshot being written, if any. Lock order: lock, then
-	 * whatever the writer and chain take inside.
+	 * Changes to the store (a commit, rm, mv, descriptions, current)
+	 * one at a time. Lock order: change, then lock, then whatever the
+	 * writer and chain take inside; never wait for a commit holding
+	 * change (the commit takes it).
 	 */
+	pthread_mutex_t change;
+	/* The snapshot being written, if any, and the temporary links. */
 	pthread_mutex_t lock;
 	pthread_cond_t changed;	/* signalled when w goes away */
 	struct writer *w;	/* protected by lock */
 	unsigned w_opens;	/* protected by lock: open write handles */
 	int w_committing;	/* protected by lock */
 	uint64_t w_ino;		/* protected by lock: its inode */
+	struct snapfs_link links[SNAPFS_MAX_LINKS];	/* protected by lock */
+	struct handle *readers;	/* protected by lock: open snapshots */
 	/* Read buffers (BLKSIZE each) for reuse; lock order: leaf. */
 	pthread_mutex_t buf_lock;
 	void *bufs[16];		/* protected by buf_lock */
 	unsigned nbufs;		/* protected by buf_lock */
 };
+
+/* Waits until a snapshot being committed is in the tree (or failed):
+ * what was written and closed is then visible to metadata queries. */
+void fuse_ops_settle(struct snapfs_mount *m);
 
 /* Frees the read buffers kept in m (at unmount). */
 void fuse_ops_cleanup(struct snapfs_mount *m);

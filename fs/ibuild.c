@@ -32,19 +32,28 @@
 /* Extents shorter than this, two or more in a row, are materialised. */
 #define COMPACT_SHORT 256
 
-/* Appends len bytes to the aux file, returning their offset there. */
-static int aux_append(struct chain *c, struct layer *L, const uint8_t *buf,
-		      size_t len, uint64_t *off)
+/*
+ * Appends len bytes to the aux file, returning their offset there. The
+ * file grows under .snapfs/tmp and moves to .snapfs/aux when the index is
+ * done (aux_finish), so a reader of an older version never sees an aux
+ * file of the same name rewritten under it.
+ */
+static int aux_append(struct chain *c, struct chain_layer *L,
+		      const uint8_t *buf, size_t len, uint64_t *off)
 {
 	if (L->aux.fd < 0) {
-		char name[300];
-		layer_derived_name(name, sizeof(name), L, "aux");
-		int fd = openat(store_subdir(c->s, "aux"), name,
-				O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		char name[300], tmp[320];
+		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+		snprintf(tmp, sizeof(tmp), "aux.%s", name);
+		int tfd = store_subdir(c->s, "tmp");
+		unlinkat(tfd, tmp, 0);
+		int fd = openat(tfd, tmp, O_RDWR | O_CREAT | O_EXCL |
+				O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return -errno;
-		sfile_raw(&L->aux, fd, 0, name);
+		sfile_raw(c, L, &L->aux, fd, 0, name);
 		L->aux.own_fd = 1;
+		L->aux.derived = 1;
 		snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
 			 STORE_META_DIR, name);
 	}
@@ -60,8 +69,32 @@ static int aux_append(struct chain *c, struct layer *L, const uint8_t *buf,
 	return 0;
 }
 
+/* Moves a finished aux file into place and takes its checksums; drops an
+ * unfinished one. */
+static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
+{
+	char name[300], tmp[320];
+	int tfd = store_subdir(c->s, "tmp"), rc = 0;
+
+	if (L->aux.fd < 0)
+		return 0;
+	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+	snprintf(tmp, sizeof(tmp), "aux.%s", name);
+	if (!ok) {
+		unlinkat(tfd, tmp, 0);
+		return 0;
+	}
+	if (fsync(L->aux.fd) < 0 ||
+	    renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0) {
+		rc = -errno;
+		unlinkat(tfd, tmp, 0);
+		return rc;
+	}
+	return sfile_sums_get(c, L, &L->aux, L->aux_stamp, "aux.sum");
+}
+
 /* A target copy too fragmented to keep as extents: write its bytes out. */
-static int materialise(struct chain *c, struct layer *L, struct xbuild *b,
+static int materialise(struct chain *c, struct chain_layer *L, struct xbuild *b,
 		       const struct vcdiff_op *op, uint8_t *scratch)
 {
 	const struct xindex *v = xbuild_view(b);
@@ -70,16 +103,16 @@ static int materialise(struct chain *c, struct layer *L, struct xbuild *b,
 	int rc;
 
 	if (period >= op->len) {
-		rc = sfile_resolve(c, v, op->addr, scratch, op->len);
+		rc = sfile_resolve(c, L, v, op->addr, scratch, op->len);
 	} else {
-		rc = sfile_resolve(c, v, op->addr, scratch, (size_t)period);
+		rc = sfile_resolve(c, L, v, op->addr, scratch, (size_t)period);
 		for (uint64_t k = period; !rc && k < op->len; k++)
 			scratch[k] = scratch[k - period];
 	}
 	if (!rc)
 		rc = aux_append(c, L, scratch, op->len, &off);
 	if (!rc)
-		rc = xbuild_file(b, op->len, 2 * L->j + 1, off);
+		rc = xbuild_file(b, op->len, 2 * L->id + 1, off);
 	return rc;
 }
 
@@ -90,7 +123,7 @@ static int materialise(struct chain *c, struct layer *L, struct xbuild *b,
  * extents they would make the index a fifth of the layer's size and every
  * read a walk through them. Their bytes cost about what the patch costs.
  */
-static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
+static int compact_window(struct chain *c, struct chain_layer *L, struct xbuild *b,
 			  uint64_t tgt_off, const uint8_t *win)
 {
 	struct xext *tmp;
@@ -122,7 +155,7 @@ static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
 			rc = aux_append(c, L, win + (tmp[i].off - tgt_off),
 					(size_t)len, &off);
 			if (!rc)
-				rc = xbuild_file(b, len, 2 * L->j + 1, off);
+				rc = xbuild_file(b, len, 2 * L->id + 1, off);
 			i = j;
 		} else {
 			rc = xbuild_ref(b, tmp[i + 1].off - tmp[i].off,
@@ -135,15 +168,17 @@ static int compact_window(struct chain *c, struct layer *L, struct xbuild *b,
 }
 
 /* Builds layer L's index from its parent's and its plain patch. */
-int ibuild_index(struct chain *c, struct layer *L, struct layer *P)
+int ibuild_index(struct chain *c, struct chain_layer *L)
 {
+	struct chain_layer *P = L->parent;
 	size_t nwin = vcdiff_patch_nwin(L->patch);
 	struct vcdiff_dec *d = NULL;
 	struct xbuild *b = NULL;
 	uint8_t *win = NULL, *scratch = NULL;
-	unsigned fid = 2 * L->j;
+	unsigned fid = 2 * L->id;
 	int rc;
 
+	L->aux_stamp = L->stamp;
 	rc = vcdiff_dec_new(&d);
 	if (!rc)
 		rc = xbuild_new(&b);
@@ -164,7 +199,7 @@ int ibuild_index(struct chain *c, struct layer *L, struct layer *P)
 			const struct vcdiff_win *nx = vcdiff_patch_win(L->patch,
 								       w + 1);
 			if (nx->win_ind & VCDIFF_WIN_SOURCE)
-				ra_submit(c, L->j - 1, nx->cpy_off,
+				ra_submit(c, P, nx->cpy_off,
 					  nx->cpy_len < ((uint64_t)32 << 20) ?
 					  nx->cpy_len : (uint64_t)32 << 20);
 		}
@@ -219,7 +254,7 @@ int ibuild_index(struct chain *c, struct layer *L, struct layer *P)
 			rc = -EBADMSG;
 			goto out;
 		}
-		rc = sfile_resolve(c, xbuild_view(b), wi->tgt_off, win,
+		rc = sfile_resolve(c, L, xbuild_view(b), wi->tgt_off, win,
 				   wi->tgt_len);
 		if (rc) {
 			layer_damage(L, "%s: window %zu: cannot read what "
@@ -246,8 +281,19 @@ int ibuild_index(struct chain *c, struct layer *L, struct layer *P)
 	}
 	rc = xbuild_finish(b, &L->x);
 	b = NULL;
+	if (!rc) {
+		xindex_set_tag(L->x, L->aux_stamp);
+		rc = aux_finish(c, L, 1);
+	}
 out:
-	if (rc && !L->damage[0])
+	if (rc)
+		aux_finish(c, L, 0);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		layer_damage(L, "%s: no space left under %s/%s for its derived "
+			     "data (index, aux file): free space there and "
+			     "mount again", L->name, store_dir(c->s),
+			     STORE_META_DIR);
+	else if (rc && !L->damage[0])
 		layer_damage(L, "%s: cannot index: %s", L->data.label,
 			     strerror(-rc));
 	xbuild_free(b);

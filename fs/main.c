@@ -187,7 +187,7 @@ int main(int argc, char *argv[])
 	struct opts o = { 0 };
 	struct log_ctx lc = { 0 };
 	struct snapfs_mount m = {
-		.timeout = 3600.0,
+		.change = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.changed = PTHREAD_COND_INITIALIZER,
 		.buf_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -289,6 +289,15 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, lcfg);
 	}
 	ret = ret ? 1 : 0;
+	/* Unmounted: a new mount of the store may start right away. An
+	 * unfinished snapshot is abandoned, so nothing changes the store
+	 * from here on. */
+	if (m.w)
+		fprintf(stderr, "snapfs: %s: unmounted while it was being "
+			"written: it was not added\n", writer_name(m.w));
+	writer_free(m.w);
+	m.w = NULL;
+	store_unlock(m.store);
 out6:
 	fuse_loop_cfg_destroy(lcfg);
 	fuse_session_unmount(se);

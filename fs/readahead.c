@@ -39,15 +39,17 @@ struct chain_stream {
 	uint64_t next;			/* end of the last read */
 	uint64_t pf_end;		/* readahead submitted up to here */
 	unsigned run;			/* in-order reads in a row */
-	size_t layer;
+	/* The version last read: compared, never followed (it may be
+	 * gone). */
+	const struct chain_layer *layer;
 };
 
 /* Decodes into the cache the zstd frames [src, src_end) of f needs. Raw
  * files are read from the OS page cache and need no readahead of ours. */
-static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
-			  uint64_t src, uint64_t src_end)
+static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
+			  uint64_t src_end)
 {
-	if (f->kind != SF_ZSTD)
+	if (!f || f->kind != SF_ZSTD)
 		return;
 	while (src < src_end) {
 		struct bcache_blk blk;
@@ -56,7 +58,7 @@ static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
 		if (k >= zframe_count(f->z))
 			return;
 		const struct zframe_entry *fe = zframe_frame(f->z, k);
-		int rc = bcache_get(c->cache, fid, k, fe->raw_len, &blk);
+		int rc = bcache_get(c->cache, f->key, k, fe->raw_len, &blk);
 		if (rc < 0)
 			return;
 		if (rc == BCACHE_MISS) {
@@ -80,10 +82,10 @@ static void prefetch_file(struct chain *c, unsigned fid, struct sfile *f,
 	}
 }
 
-/* Decodes into the cache what [off, off+len) of layer i reads. */
+/* Decodes into the cache what [off, off+len) of j->L reads. */
 static void prefetch(struct chain *c, const struct pf_job *j)
 {
-	struct layer *L = c->layers[j->layer];
+	struct chain_layer *L = j->L;
 	size_t n, i;
 	const struct xext *e;
 	uint64_t off = j->off, end;
@@ -95,12 +97,11 @@ static void prefetch(struct chain *c, const struct pf_job *j)
 	for (i = xindex_find(L->x, off); i < n && e[i].off < end; i++) {
 		if (xext_is_fill(&e[i]))
 			continue;
-		unsigned fid = xext_fid(&e[i]);
+		struct sfile *f = layer_fid_file(L, xext_fid(&e[i]));
 		uint64_t a = e[i].off > off ? e[i].off : off;
 		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
 		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
-		prefetch_file(c, fid, chain_fid_file(c, fid), src,
-			      src + (b - a));
+		prefetch_file(c, f, src, src + (b - a));
 	}
 }
 
@@ -120,6 +121,7 @@ static void *pf_worker(void *arg)
 		c->pf_count--;
 		pthread_mutex_unlock(&c->pf_lock);
 		prefetch(c, &j);
+		layer_put(c, j.L);
 		pthread_mutex_lock(&c->pf_lock);
 	}
 	pthread_mutex_unlock(&c->pf_lock);
@@ -127,7 +129,7 @@ static void *pf_worker(void *arg)
 }
 
 /* Queues readahead in chunks, so several workers share one window. */
-void ra_submit(struct chain *c, size_t layer, uint64_t off,
+void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
 	       uint64_t len)
 {
 	const uint64_t chunk = (uint64_t)1 << 20;
@@ -141,7 +143,8 @@ void ra_submit(struct chain *c, size_t layer, uint64_t off,
 			break;
 		}
 		struct pf_job *j = &c->pf_q[(c->pf_head + c->pf_count) % PF_QUEUE];
-		j->layer = layer;
+		layer_ref(L);
+		j->L = L;
 		j->off = o;
 		j->len = chunk;
 		c->pf_count++;
@@ -159,6 +162,12 @@ void ra_stop(struct chain *c)
 	pthread_mutex_unlock(&c->pf_lock);
 	for (size_t i = 0; i < c->pf_nthreads; i++)
 		pthread_join(c->pf_threads[i], NULL);
+	/* Jobs nobody ran still hold their layer. */
+	while (c->pf_count) {
+		layer_put(c, c->pf_q[c->pf_head].L);
+		c->pf_head = (c->pf_head + 1) % PF_QUEUE;
+		c->pf_count--;
+	}
 	free(c->pf_threads);
 	c->pf_threads = NULL;
 	c->pf_nthreads = 0;
@@ -172,7 +181,6 @@ int chain_start(struct chain *c)
 		return 0;
 	pthread_mutex_lock(&c->pf_lock);
 	c->pf_stop = 0;		/* after an earlier ra_stop */
-	c->pf_count = 0;
 	pthread_mutex_unlock(&c->pf_lock);
 	if (n == 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -196,7 +204,6 @@ int chain_stream_new(struct chain_stream **out)
 	if (!st)
 		return -ENOMEM;
 	pthread_mutex_init(&st->lock, NULL);
-	st->layer = SIZE_MAX;
 	*out = st;
 	return 0;
 }
@@ -209,20 +216,20 @@ void chain_stream_free(struct chain_stream *st)
 	free(st);
 }
 
-void ra_note(struct chain *c, struct chain_stream *st, size_t i,
-	     uint64_t off, size_t len)
+void ra_note(struct chain *c, struct chain_stream *st,
+	     struct chain_layer *L, uint64_t off, size_t len)
 {
 	uint64_t from = 0, want = 0;
 
 	pthread_mutex_lock(&st->lock);
-	int seq = st->layer == i && off + PF_SLACK >= st->next &&
+	int seq = st->layer == L && off + PF_SLACK >= st->next &&
 		  off <= st->next + PF_SLACK;
 	st->run = seq ? st->run + 1 : 0;
 	if (!seq || st->pf_end < off)
 		st->pf_end = off + len;
 	if (off + len > st->next || !seq)
 		st->next = off + len;
-	st->layer = i;
+	st->layer = L;
 	if (st->run >= PF_MIN_RUN && st->pf_end < off + len + PF_WINDOW) {
 		from = st->pf_end > off + len ? st->pf_end : off + len;
 		want = off + len + PF_WINDOW - from;
@@ -230,5 +237,5 @@ void ra_note(struct chain *c, struct chain_stream *st, size_t i,
 	}
 	pthread_mutex_unlock(&st->lock);
 	if (want)
-		ra_submit(c, i, from, want);
+		ra_submit(c, L, from, want);
 }

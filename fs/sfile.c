@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ struct sum_hdr {
 static int sums_load(struct sfile *f, int dfd, const char *name)
 {
 	struct sum_hdr h;
-	int rc = -ESTALE, fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	int rc = -ESTALE, fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
 	uint64_t *sum = NULL;
 
@@ -83,16 +84,27 @@ out:
 	return rc;
 }
 
+struct sums_out {
+	const struct sum_hdr *h;
+	const uint64_t *sum;
+};
+
+static int fill_sums(int fd, void *arg)
+{
+	struct sums_out *o = arg;
+	int rc = fdio_write(fd, o->h, sizeof(*o->h));
+	return rc ? rc : fdio_write(fd, o->sum, o->h->n * 8);
+}
+
 /* Reads the whole file once, hashing each block; saves the result. */
-static int sums_build(struct chain *c, struct sfile *f, int dfd,
-		      const char *name, const char *layer)
+static int sums_build(struct chain *c, struct sfile *f, const char *name,
+		      const char *layer)
 {
 	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
 	uint64_t *sum = malloc(n ? n * 8 : 8);
 	uint8_t *buf = malloc(16 * SUM_BLOCK);
-	char tmp[600];
 	struct sum_hdr h;
-	int fd = -1, rc = 0;
+	int rc = 0;
 
 	if (!sum || !buf) {
 		rc = -ENOMEM;
@@ -122,51 +134,48 @@ static int sums_build(struct chain *c, struct sfile *f, int dfd,
 	h.size = f->size;
 	h.n = n;
 	h.digest = XXH3_64bits(sum, n * 8);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || fdio_write(fd, &h, sizeof(h)) ||
-	    fdio_write(fd, sum, n * 8) || renameat(dfd, tmp, dfd, name) < 0) {
-		/* Derived data only: a read-only store just re-sums next time. */
-		chain_logf(c, CHAIN_LOG_WARN, "%s: cannot save checksums under "
-			   "%s/: %s", layer, STORE_META_DIR, strerror(errno));
-		unlinkat(dfd, tmp, 0);
-	}
+	/* Derived data only: a read-only store just re-sums next time. */
+	struct sums_out o = { &h, sum };
+	chain_save_derived(c, "sums", name, fill_sums, &o);
 	f->sum = sum;
 	f->nsum = n;
 	sum = NULL;
 out:
-	if (fd >= 0)
-		close(fd);
 	free(sum);
 	free(buf);
 	return rc;
 }
 
-int sfile_sums_get(struct chain *c, struct layer *L, struct sfile *f,
-		   const char *ext)
+int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
+		   uint64_t stamp, const char *ext)
 {
 	char name[300];
 	int dfd = store_subdir(c->s, "sums");
 
-	layer_derived_name(name, sizeof(name), L, ext);
+	layer_derived_name(name, sizeof(name), L, stamp, ext);
 	if (sums_load(f, dfd, name) == 0)
 		return 0;
-	return sums_build(c, f, dfd, name, L->name);
+	return sums_build(c, f, name, L->name);
 }
 
 /* --- life cycle --- */
 
-int sfile_raw(struct sfile *f, int fd, uint64_t size, const char *label)
+int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
+	      int fd, uint64_t size, const char *label)
 {
 	f->fd = fd;
 	f->kind = SF_RAW;
 	f->size = size;
+	f->owner = L;
+	f->key = atomic_fetch_add(&c->next_key, 1);
 	snprintf(f->label, sizeof(f->label), "%s", label);
 	return 0;
 }
 
-void sfile_close(struct sfile *f)
+void sfile_close(struct chain *c, struct sfile *f)
 {
+	if (f->kind == SF_ZSTD)
+		bcache_drop(c->cache, f->key);
 	zframe_free(f->z);
 	free(f->sum);
 	if (f->own_fd && f->fd >= 0)
@@ -178,9 +187,10 @@ void sfile_close(struct sfile *f)
 /* --- reading stored files through the cache --- */
 
 /* Names the window holding a patch file offset, for damage messages. */
-static long window_of(const struct layer *L, unsigned fid, uint64_t off)
+static long window_of(const struct chain_layer *L, const struct sfile *f,
+		      uint64_t off)
 {
-	if (!L->patch || (fid & 1))
+	if (!L->patch || f != &L->data)
 		return -1;
 	size_t n = vcdiff_patch_nwin(L->patch);
 	for (size_t i = 0; i < n; i++) {
@@ -193,24 +203,26 @@ static long window_of(const struct layer *L, unsigned fid, uint64_t off)
 	return -1;
 }
 
-static int read_damaged(struct chain *c, unsigned fid, uint64_t off,
+static int read_damaged(struct chain *c, const struct sfile *f, uint64_t off,
 			const char *why)
 {
-	struct layer *L = chain_fid_layer(c, fid);
-	struct sfile *f = chain_fid_file(c, fid);
-	long w = window_of(L, fid, off);
+	struct chain_layer *L = f->owner;
+	long w = window_of(L, f, off);
+	/* Derived data is rebuilt, never restored: say so. */
+	const char *fix = f->derived ? "it is derived data: unmount, delete "
+			  "it and mount again to rebuild it" : "restore the file";
 
 	atomic_fetch_add(&c->read_errors, 1);
 	if (atomic_fetch_add(&L->nlogged, 1) < LOG_PER_LAYER) {
 		if (w >= 0)
 			chain_logf(c, CHAIN_LOG_ERR, "%s: %s at offset %"
 				   PRIu64 " (window %ld): reads of %s and the "
-				   "layers built on it fail with EIO; restore "
-				   "the file", f->label, why, off, w, L->name);
+				   "layers built on it fail with EIO; %s",
+				   f->label, why, off, w, L->name, fix);
 		else
 			chain_logf(c, CHAIN_LOG_ERR, "%s: %s at offset %"
 				   PRIu64 ": reads that need it fail with EIO; "
-				   "restore the file", f->label, why, off);
+				   "%s", f->label, why, off, fix);
 	}
 	return -EIO;
 }
@@ -281,7 +293,7 @@ static long raw_check(const struct sfile *f, uint64_t first_blk,
 
 /* Reads one partial block, checked, and copies the part wanted; the block
  * goes through the memo when there is one. */
-static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
+static int raw_partial(struct chain *c, struct sfile *f,
 		       uint64_t off, uint8_t *dst, size_t len,
 		       struct rawmemo *m)
 {
@@ -303,10 +315,10 @@ static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
 	}
 	ssize_t r = fdio_pread(f->fd, blk, want, start);
 	if (r != (ssize_t)want)
-		return read_damaged(c, fid, start, r < 0 ? "read error" :
+		return read_damaged(c, f, start, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");
 	if (raw_check(f, bi, blk, want) >= 0)
-		return read_damaged(c, fid, start, "stored bytes changed since "
+		return read_damaged(c, f, start, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
 	if (m) {
 		unsigned k = (m->next - 1) % MEMO_SLOTS;
@@ -320,7 +332,7 @@ static int raw_partial(struct chain *c, unsigned fid, struct sfile *f,
 
 /* Reads [off, off+len) of a raw file: whole blocks straight into dst,
  * the partial ones at either end through a scratch block. */
-static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
+static ssize_t raw_read(struct chain *c, struct sfile *f,
 			uint64_t off, uint8_t *dst, size_t len,
 			struct rawmemo *m)
 {
@@ -332,7 +344,7 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 	if (!f->sum) {
 		/* Being built (aux): no checksums yet. */
 		ssize_t r = fdio_pread(f->fd, dst, len, off);
-		return r == (ssize_t)len ? r : read_damaged(c, fid, off,
+		return r == (ssize_t)len ? r : read_damaged(c, f, off,
 				"short read");
 	}
 	if (end == f->size)
@@ -340,29 +352,29 @@ static ssize_t raw_read(struct chain *c, unsigned fid, struct sfile *f,
 	if (a >= b) {		/* within one block (or two partial ones) */
 		uint64_t mid = (off / SUM_BLOCK + 1) * SUM_BLOCK;
 		size_t n1 = mid < end ? (size_t)(mid - off) : len;
-		rc = raw_partial(c, fid, f, off, dst, n1, m);
+		rc = raw_partial(c, f, off, dst, n1, m);
 		if (!rc && n1 < len)
-			rc = raw_partial(c, fid, f, mid, dst + n1, len - n1, m);
+			rc = raw_partial(c, f, mid, dst + n1, len - n1, m);
 		return rc ? rc : (ssize_t)len;
 	}
-	if (a > off && (rc = raw_partial(c, fid, f, off, dst, (size_t)(a - off), m)))
+	if (a > off && (rc = raw_partial(c, f, off, dst, (size_t)(a - off), m)))
 		return rc;
 	ssize_t r = fdio_pread(f->fd, dst + (a - off), (size_t)(b - a), a);
 	if (r != (ssize_t)(b - a))
-		return read_damaged(c, fid, a, r < 0 ? "read error" :
+		return read_damaged(c, f, a, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");
 	long bad = raw_check(f, a / SUM_BLOCK, dst + (a - off), (size_t)(b - a));
 	if (bad >= 0)
-		return read_damaged(c, fid, a + (uint64_t)bad * SUM_BLOCK,
+		return read_damaged(c, f, a + (uint64_t)bad * SUM_BLOCK,
 				    "stored bytes changed since they were "
 				    "indexed (checksum mismatch)");
-	if (b < end && (rc = raw_partial(c, fid, f, b, dst + (b - off),
+	if (b < end && (rc = raw_partial(c, f, b, dst + (b - off),
 					 (size_t)(end - b), m)))
 		return rc;
 	return (ssize_t)len;
 }
 
-static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
+static ssize_t zstd_read(struct chain *c, struct sfile *f,
 			 uint64_t off, uint8_t *dst, size_t len)
 {
 	size_t done = 0;
@@ -374,9 +386,9 @@ static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
 		int rc;
 
 		if (i >= zframe_count(f->z))
-			return read_damaged(c, fid, off, "read past the end");
+			return read_damaged(c, f, off, "read past the end");
 		fe = zframe_frame(f->z, i);
-		rc = bcache_get(c->cache, fid, i, fe->raw_len, &b);
+		rc = bcache_get(c->cache, f->key, i, fe->raw_len, &b);
 		if (rc < 0)
 			return rc;
 		if (rc == BCACHE_MISS) {
@@ -391,7 +403,7 @@ static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
 				if (dc)
 					sfile_dctx_put(c, dc);
 				bcache_abandon(c->cache, &b);
-				return read_damaged(c, fid, fe->comp_off, why);
+				return read_damaged(c, f, fe->comp_off, why);
 			}
 			sfile_dctx_put(c, dc);
 			bcache_publish(c->cache, &b, fe->raw_len);
@@ -408,26 +420,26 @@ static ssize_t zstd_read(struct chain *c, unsigned fid, struct sfile *f,
 	return (ssize_t)done;
 }
 
-static ssize_t sfile_read(struct chain *c, unsigned fid, uint64_t off,
+static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 			  uint8_t *dst, size_t len, struct rawmemo *m)
 {
-	struct sfile *f = chain_fid_file(c, fid);
-
 	if (f->kind == SF_NONE || off > f->size || len > f->size - off)
-		return read_damaged(c, fid, off, "extent beyond the end of "
+		return read_damaged(c, f, off, "extent beyond the end of "
 				    "the file");
 	if (f->kind == SF_ZSTD)
-		return zstd_read(c, fid, f, off, dst, len);
-	return raw_read(c, fid, f, off, dst, len, m);
+		return zstd_read(c, f, off, dst, len);
+	return raw_read(c, f, off, dst, len, m);
 }
 
-/* Reads [off, off+len) of the layer described by x (len within size). */
-int sfile_resolve(struct chain *c, const struct xindex *x, uint64_t off,
-		  uint8_t *dst, size_t len)
+int sfile_resolve(struct chain *c, const struct chain_layer *L,
+		  const struct xindex *x, uint64_t off, uint8_t *dst,
+		  size_t len)
 {
 	size_t n, i = xindex_find(x, off);
 	const struct xext *e = xindex_ext(x, &n);
 	struct rawmemo memo;
+	unsigned last_fid = UINT_MAX;
+	struct sfile *f = NULL;
 
 	for (unsigned k = 0; k < MEMO_SLOTS; k++)
 		memo.slot[k].f = NULL;
@@ -440,9 +452,21 @@ int sfile_resolve(struct chain *c, const struct xindex *x, uint64_t off,
 		if (xext_is_fill(&e[i])) {
 			memset(dst, xext_byte(&e[i]), k);
 		} else {
-			ssize_t r = sfile_read(c, xext_fid(&e[i]),
-					       xext_src(&e[i]) + (off - e[i].off),
-					       dst, k, &memo);
+			/* Consecutive extents mostly name the same file. */
+			if (xext_fid(&e[i]) != last_fid) {
+				last_fid = xext_fid(&e[i]);
+				f = layer_fid_file(L, last_fid);
+			}
+			if (!f) {
+				/* xindex_load checks ids: only a bug gets
+				 * here, and it must not read elsewhere. */
+				chain_logf(c, CHAIN_LOG_ERR, "%s: index names "
+					   "file id %u outside its ancestry",
+					   L->name, last_fid);
+				return -EIO;
+			}
+			ssize_t r = sfile_read(c, f, xext_src(&e[i]) +
+					       (off - e[i].off), dst, k, &memo);
 			if (r < 0)
 				return (int)r;
 		}

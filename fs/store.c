@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * store: the store directory, its layers file and its lock (see store.h).
+ * store: the store directory, its layers and tree files, its lock, and
+ * every change made to it on disk (see store.h).
  *
  * The lock is an flock() on .snapfs/lock held for the life of the store
  * handle; the file also records the holder's pid for the error message a
  * second mount prints. flock dies with the process, so a killed snapfs
  * never leaves the store locked.
+ *
+ * increments.txt is the plain scripts' view and snapshots.txt ours. When
+ * both exist the tree is the authority: increments.txt must be the line
+ * from its current snapshot down, possibly with new lines on top that a
+ * script appended (adopted as children of current). Comment and blank
+ * lines of increments.txt are kept across rewrites, each after the layer
+ * line it followed.
  */
 #include "fs/store.h"
 #include "fs/msg.h"
@@ -19,10 +27,20 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "codec/fdio.h"
+
 static const char *const subdirs[] = {
 	"index", "plain", "base", "sums", "aux", "tmp",
 };
 #define NSUB (sizeof(subdirs) / sizeof(subdirs[0]))
+#define TMP_SUB (NSUB - 1)
+
+/* A comment or blank line of increments.txt, kept after the layer line
+ * it followed (after: NULL for the top of the file). */
+struct extra {
+	char *after;
+	char *text;
+};
 
 struct store {
 	char *dir;
@@ -30,8 +48,9 @@ struct store {
 	int metafd;
 	int lockfd;
 	int subfd[NSUB];
-	struct store_layer *layers;	/* oldest first */
-	size_t n, cap;
+	struct tree *tree;
+	struct extra *extra;
+	size_t nextra;
 };
 
 int store_name_of(const char *path, char *name, size_t cap)
@@ -63,145 +82,497 @@ static int valid_path(const char *p)
 	return 1;
 }
 
-static int add_layer(struct store *s, const char *path, char *err,
-		     size_t errlen)
-{
-	char name[256];
-	struct store_layer *l;
+/* --- one atomic step --- */
 
-	if (!valid_path(path)) {
-		msg_say(err, errlen, "%s/%s: names '%s'; paths must be relative to "
-		    "the store and stay inside it: fix that line",
-		    s->dir, STORE_LAYERS_FILE, path);
-		return -EINVAL;
-	}
-	if (s->n == STORE_MAX_LAYERS) {
-		msg_say(err, errlen, "%s/%s: more than %d layers: merge old ones "
-		    "(contrib/snapfs-merge)", s->dir, STORE_LAYERS_FILE,
-		    STORE_MAX_LAYERS);
-		return -E2BIG;
-	}
-	if (store_name_of(path, name, sizeof(name)) < 0) {
-		msg_say(err, errlen, "%s/%s: '%s' gives no usable name: rename the "
-		    "file", s->dir, STORE_LAYERS_FILE, path);
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (!strcmp(s->layers[i].name, name)) {
-			msg_say(err, errlen, "%s/%s: '%s' and '%s' would both show "
-			    "as '%s': rename one", s->dir, STORE_LAYERS_FILE,
-			    s->layers[i].path, path, name);
-			return -EEXIST;
+int store_replace(int dirfd, const char *name,
+		  int (*fill)(int fd, void *arg), void *arg)
+{
+	char tmp[512];
+	int fd, rc;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	/* A stale temporary (or a symlink planted there) goes first: the
+	 * new one is created exclusively, never through a link. */
+	unlinkat(dirfd, tmp, 0);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	rc = fill(fd, arg);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && renameat(dirfd, tmp, dirfd, name) < 0)
+		rc = -errno;
+	if (!rc && fsync(dirfd) < 0)
+		rc = -errno;
+	if (rc)
+		unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+struct buf_arg {
+	const char *p;
+	size_t len;
+};
+
+static int fill_buf(int fd, void *arg)
+{
+	struct buf_arg *b = arg;
+	return fdio_write(fd, b->p, b->len);
+}
+
+/* --- reading --- */
+
+/* Reads a whole small file of the store. Returns 0, -ENOENT, or -errno. */
+static int slurp(struct store *s, const char *name, char **out, size_t *len)
+{
+	int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+			O_CLOEXEC);
+	struct stat st;
+	char *p = NULL;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if (st.st_size > (64 << 20))
+		rc = -EFBIG;
+	else if (!(p = malloc((size_t)st.st_size + 1)))
+		rc = -ENOMEM;
+	else {
+		ssize_t r = fdio_pread(fd, p, (size_t)st.st_size, 0);
+		if (r < 0)
+			rc = (int)r;
+		else {
+			p[r] = 0;
+			*len = (size_t)r;
 		}
 	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		l = realloc(s->layers, cap * sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		s->layers = l;
-		s->cap = cap;
+	close(fd);
+	if (rc) {
+		free(p);
+		return rc;
 	}
-	l = &s->layers[s->n];
-	memset(l, 0, sizeof(*l));
-	l->fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (l->fd < 0 || fstat(l->fd, &l->st) < 0) {
-		int e = errno;
-		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
-		    "the file or remove its line from %s", s->dir, path, path,
-		    strerror(e), STORE_LAYERS_FILE);
-		if (l->fd >= 0)
-			close(l->fd);
-		return -e;
-	}
-	if (!S_ISREG(l->st.st_mode)) {
-		msg_say(err, errlen, "%s/%s: layer is not a regular file; fix %s",
-		    s->dir, path, STORE_LAYERS_FILE);
-		close(l->fd);
-		return -EINVAL;
-	}
-	l->path = strdup(path);
-	l->name = strdup(name);
-	if (!l->path || !l->name) {
-		free(l->path);
-		free(l->name);
-		close(l->fd);
-		return -ENOMEM;
-	}
-	s->n++;
+	*out = p;
 	return 0;
 }
 
-/* Parses the layers file; lines are newest first, the array oldest first. */
-static int read_layers(struct store *s, char *err, size_t errlen)
+static int add_extra(struct store *s, const char *after, const char *text)
 {
-	FILE *f;
-	char *line = NULL, **paths = NULL;
-	size_t cap = 0, n = 0, pcap = 0;
-	ssize_t len;
-	int rc = 0, fd = openat(s->dirfd, STORE_LAYERS_FILE, O_RDONLY | O_CLOEXEC);
+	struct extra *e = realloc(s->extra, (s->nextra + 1) * sizeof(*e));
 
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;	/* a new, empty store */
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
-		    strerror(-rc));
-		return rc;
-	}
-	f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
+	if (!e)
+		return -ENOMEM;
+	s->extra = e;
+	e = &s->extra[s->nextra];
+	e->after = after ? strdup(after) : NULL;
+	e->text = strdup(text);
+	if ((after && !e->after) || !e->text) {
+		free(e->after);
+		free(e->text);
 		return -ENOMEM;
 	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		char *p = line, *e = line + len;
-		while (e > p && (e[-1] == '\n' || e[-1] == '\r' ||
-				 e[-1] == ' ' || e[-1] == '\t'))
+	s->nextra++;
+	return 0;
+}
+
+/*
+ * Parses increments.txt into paths (newest first) and keeps its comment
+ * and blank lines. *n = 0 and no error when the file does not exist.
+ */
+static int read_line(struct store *s, char ***paths, size_t *n, char *err,
+		     size_t errlen)
+{
+	char *text = NULL, *save = NULL, **p = NULL;
+	size_t len = 0, cap = 0, k = 0;
+	const char *last = NULL;
+	int rc = slurp(s, STORE_LAYERS_FILE, &text, &len);
+
+	*n = 0;
+	*paths = NULL;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc) {
+		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
+			rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		return rc;
+	}
+	if (memchr(text, 0, len)) {
+		msg_say(err, errlen, "%s/%s: contains NUL bytes: not a layers "
+			"file; restore it", s->dir, STORE_LAYERS_FILE);
+		free(text);
+		return -EINVAL;
+	}
+	/* strsep keeps empty lines (strtok would drop them). */
+	for (char *line, *rest = text; (line = strsep(&rest, "\n"));) {
+		char *q = line, *e = line + strlen(line);
+		if (!rest && !*line)
+			break;	/* after the final newline */
+		while (e > q && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
 			*--e = 0;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p || *p == '#')
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (!*q || *q == '#') {
+			rc = add_extra(s, last, line);
+			if (rc)
+				goto out;
 			continue;
-		if (n == pcap) {
-			pcap = pcap ? 2 * pcap : 16;
-			char **np = realloc(paths, pcap * sizeof(*np));
+		}
+		if (k == cap) {
+			cap = cap ? 2 * cap : 16;
+			char **np = realloc(p, cap * sizeof(*np));
 			if (!np) {
 				rc = -ENOMEM;
 				goto out;
 			}
-			paths = np;
+			p = np;
 		}
-		if (!(paths[n] = strdup(p))) {
+		if (!(p[k] = strdup(q))) {
 			rc = -ENOMEM;
 			goto out;
 		}
-		n++;
+		last = p[k++];
 	}
-	if (ferror(f)) {
-		rc = -EIO;
-		msg_say(err, errlen, "%s/%s: read error", s->dir, STORE_LAYERS_FILE);
-		goto out;
-	}
-	if (n == 0) {
+	(void)save;
+	if (k == 0) {
 		rc = -ENODATA;
 		msg_say(err, errlen, "%s/%s: names no layer. A store needs its base "
-		    "state file on the last line (newest first, base last); "
-		    "remove the file to start an empty store",
-		    s->dir, STORE_LAYERS_FILE);
-		goto out;
-	}
-	for (size_t i = n; i-- > 0;) {
-		rc = add_layer(s, paths[i], err, errlen);
-		if (rc)
-			goto out;
+			"state file on the last line (newest first, base last); "
+			"remove the file to start an empty store",
+			s->dir, STORE_LAYERS_FILE);
 	}
 out:
+	free(text);
+	if (rc) {
+		for (size_t i = 0; i < k; i++)
+			free(p[i]);
+		free(p);
+		return rc;
+	}
+	*paths = p;
+	*n = k;
+	return 0;
+}
+
+static void free_paths(char **p, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
-		free(paths[i]);
-	free(paths);
-	free(line);
-	fclose(f);
+		free(p[i]);
+	free(p);
+}
+
+/* Checks what every snapshot's file name must be: inside the store, a
+ * usable shown name, no two alike. */
+static int check_tree(struct store *s, const struct tree *t, char *err,
+		      size_t errlen)
+{
+	size_t n = tree_count(t);
+	char (*names)[256] = calloc(n ? n : 1, sizeof(*names));
+
+	if (!names)
+		return -ENOMEM;
+	if (n > STORE_MAX_LAYERS) {
+		msg_say(err, errlen, "%s: more than %d snapshots: remove old "
+			"ones", s->dir, STORE_MAX_LAYERS);
+		free(names);
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *file = tree_at(t, i)->file;
+		if (!valid_path(file)) {
+			msg_say(err, errlen, "%s: '%s' is named as a layer; paths "
+				"must be relative to the store and stay inside "
+				"it: fix %s", s->dir, file,
+				tree_explicit(t) ? TREE_FILE : STORE_LAYERS_FILE);
+			free(names);
+			return -EINVAL;
+		}
+		if (store_name_of(file, names[i], sizeof(names[i])) < 0) {
+			msg_say(err, errlen, "%s: '%s' gives no usable name: "
+				"rename the file", s->dir, file);
+			free(names);
+			return -EINVAL;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (!strcmp(names[k], names[i])) {
+				msg_say(err, errlen, "%s: '%s' and '%s' would "
+					"both show as '%s': rename one", s->dir,
+					tree_at(t, k)->file, file, names[i]);
+				free(names);
+				return -EEXIST;
+			}
+		}
+	}
+	free(names);
+	return 0;
+}
+
+static int64_t file_mtime(struct store *s, const char *path)
+{
+	struct stat st;
+
+	if (fstatat(s->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return (int64_t)st.st_mtim.tv_sec;
+}
+
+/* Adds paths[0..k) (newest first) on top of parent, oldest first. */
+static int add_line(struct store *s, struct tree *t, uint32_t parent,
+		    char **paths, size_t k, int with_ids)
+{
+	for (size_t i = k; i-- > 0;) {
+		uint32_t id = (uint32_t)(k - i);
+		int rc = with_ids ? tree_add_id(t, id, parent, paths[i],
+						file_mtime(s, paths[i])) :
+			 tree_add(t, parent, paths[i], file_mtime(s, paths[i]),
+				  &id);
+		if (rc == -EEXIST)
+			return -EEXIST;
+		if (rc)
+			return rc;
+		parent = id;
+	}
+	return tree_set_current(t, parent);
+}
+
+/* --- the commit protocol --- */
+
+static int fill_layers(int fd, void *arg)
+{
+	struct store *s = arg;
+	uint32_t ids[STORE_MAX_LAYERS + 1];
+	size_t n = tree_line(s->tree, tree_current(s->tree), ids,
+			     STORE_MAX_LAYERS + 1);
+	FILE *f = fdopen(dup(fd), "w");
+	char *done;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	done = calloc(s->nextra ? s->nextra : 1, 1);
+	if (!done) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < s->nextra; i++)
+		if (!s->extra[i].after)
+			fprintf(f, "%s\n", s->extra[i].text), done[i] = 1;
+	for (size_t i = 0; i < n && i <= STORE_MAX_LAYERS; i++) {
+		const char *file = tree_get(s->tree, ids[i])->file;
+		fprintf(f, "%s\n", file);
+		for (size_t k = 0; k < s->nextra; k++) {
+			if (!done[k] && !strcmp(s->extra[k].after, file)) {
+				fprintf(f, "%s\n", s->extra[k].text);
+				done[k] = 1;
+			}
+		}
+	}
+	/* Comments whose layer line is gone stay, at the end. */
+	for (size_t k = 0; k < s->nextra; k++)
+		if (!done[k])
+			fprintf(f, "%s\n", s->extra[k].text);
+	free(done);
+	if (fflush(f) != 0 || ferror(f))
+		rc = -EIO;
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	return rc;
+}
+
+static int write_tree(struct store *s, const struct tree *t)
+{
+	struct buf_arg b;
+	char *txt;
+	int rc = tree_format(t, &txt, &b.len);
+
+	if (rc)
+		return rc;
+	b.p = txt;
+	rc = store_replace(s->dirfd, TREE_FILE, fill_buf, &b);
+	free(txt);
+	return rc;
+}
+
+/* A pending move's source: ".snapfs/tmp/NAME" or a store path. */
+static int src_at(struct store *s, const char *from, const char **name)
+{
+	static const char pre[] = STORE_META_DIR "/tmp/";
+
+	if (!strncmp(from, pre, sizeof(pre) - 1)) {
+		*name = from + sizeof(pre) - 1;
+		return s->subfd[TMP_SUB];
+	}
+	*name = from;
+	return s->dirfd;
+}
+
+/* Does what s->tree's pending records ask: idempotent, so a second run
+ * after a crash in the middle finds the done parts done. */
+static int roll_forward(struct store *s)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < tree_npending(s->tree); i++) {
+		const struct tree_pending *p = tree_pending_at(s->tree, i);
+		if (!valid_path(p->to))
+			return -EINVAL;
+		if (p->from) {
+			const char *name;
+			int dfd = src_at(s, p->from, &name);
+			if (renameat(dfd, name, s->dirfd, p->to) < 0 &&
+			    errno != ENOENT && !rc)
+				rc = -errno;
+		} else if (unlinkat(s->dirfd, p->to, 0) < 0 && errno != ENOENT &&
+			   !rc) {
+			rc = -errno;
+		}
+	}
+	if (!rc && fsync(s->dirfd) < 0)
+		rc = -errno;
+	if (!rc && tree_count(s->tree))
+		rc = store_replace(s->dirfd, STORE_LAYERS_FILE, fill_layers, s);
+	else if (!rc && unlinkat(s->dirfd, STORE_LAYERS_FILE, 0) < 0 &&
+		 errno != ENOENT)
+		rc = -errno;
+	if (!rc && tree_npending(s->tree)) {
+		tree_clear_pending(s->tree);
+		rc = write_tree(s, s->tree);
+	}
+	return rc;
+}
+
+int store_commit(struct store *s, struct tree *next, char *err,
+		 size_t errlen)
+{
+	int rc = check_tree(s, next, err, errlen);
+
+	if (rc) {
+		tree_free(next);
+		return rc;
+	}
+	tree_set_explicit(next);
+	rc = write_tree(s, next);
+	if (rc) {
+		msg_say(err, errlen, "%s/%s: cannot write: %s; nothing was "
+			"changed", s->dir, TREE_FILE, strerror(-rc));
+		tree_free(next);
+		return rc;
+	}
+	/* Committed. */
+	tree_free(s->tree);
+	s->tree = next;
+	rc = roll_forward(s);
+	if (rc)
+		msg_say(err, errlen, "%s: the change is committed, but finishing "
+			"it on disk failed (%s); the next mount finishes it",
+			s->dir, strerror(-rc));
+	return 0;
+}
+
+/* --- open --- */
+
+/* Reads snapshots.txt and increments.txt into s->tree (see top). */
+static int load(struct store *s, char *err, size_t errlen)
+{
+	char **paths = NULL, *text = NULL;
+	size_t n = 0, len = 0;
+	int rc, adopt = 0;
+
+	rc = slurp(s, TREE_FILE, &text, &len);
+	if (rc && rc != -ENOENT) {
+		msg_say(err, errlen, "%s/%s: %s", s->dir, TREE_FILE,
+			rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		return rc;
+	}
+	if (!rc) {
+		char why[300];
+		rc = tree_parse(&s->tree, text, len, why, sizeof(why));
+		free(text);
+		if (rc) {
+			msg_say(err, errlen, "%s/%s: %s; restore it, or delete it "
+				"to mount increments.txt as a plain line "
+				"(branches and descriptions are lost)", s->dir,
+				TREE_FILE, why);
+			return rc;
+		}
+		if (tree_npending(s->tree)) {
+			/* An interrupted change: finish it first. */
+			rc = read_line(s, &paths, &n, NULL, 0);
+			free_paths(paths, n);
+			paths = NULL;
+			if (!rc)
+				rc = roll_forward(s);
+			if (rc) {
+				msg_say(err, errlen, "%s: cannot finish an "
+					"interrupted change: %s", s->dir,
+					strerror(-rc));
+				return rc;
+			}
+		}
+	}
+	rc = read_line(s, &paths, &n, err, errlen);
+	if (rc)
+		return rc;
+	if (!s->tree) {
+		rc = tree_new(&s->tree);
+		if (!rc)
+			rc = add_line(s, s->tree, 0, paths, n, 1);
+		if (rc == -EEXIST)
+			msg_say(err, errlen, "%s/%s: a file is named twice",
+				s->dir, STORE_LAYERS_FILE);
+		goto out;
+	}
+	/* Both files: increments.txt must be current's line, maybe with
+	 * lines a plain script added on top. */
+	uint32_t ids[STORE_MAX_LAYERS + 1];
+	size_t k = tree_line(s->tree, tree_current(s->tree), ids,
+			     STORE_MAX_LAYERS + 1);
+	if (n == 0 && tree_count(s->tree)) {
+		/* increments.txt was removed: write it again. */
+		rc = store_replace(s->dirfd, STORE_LAYERS_FILE, fill_layers, s);
+		goto out;
+	}
+	int match = n >= k && k <= STORE_MAX_LAYERS;
+	for (size_t i = 0; match && i < k; i++)
+		match = !strcmp(paths[n - k + i],
+				tree_get(s->tree, ids[i])->file);
+	if (!match) {
+		msg_say(err, errlen, "%s: %s and %s disagree: the line in %s is "
+			"not the one from the current snapshot down. If you "
+			"edited %s, delete %s (branches and descriptions are "
+			"lost) or restore %s", s->dir, STORE_LAYERS_FILE,
+			TREE_FILE, STORE_LAYERS_FILE, STORE_LAYERS_FILE,
+			TREE_FILE, STORE_LAYERS_FILE);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (n > k) {
+		struct tree *next;
+		rc = tree_clone(s->tree, &next);
+		if (!rc)
+			rc = add_line(s, next, tree_current(s->tree), paths,
+				      n - k, 0);
+		if (rc == -EEXIST)
+			msg_say(err, errlen, "%s/%s: a line added on top names "
+				"a file the tree has already", s->dir,
+				STORE_LAYERS_FILE);
+		if (rc) {
+			tree_free(next);
+			goto out;
+		}
+		adopt = 1;
+		rc = store_commit(s, next, err, errlen);
+	}
+out:
+	free_paths(paths, n);
+	if (!rc && !adopt)
+		rc = check_tree(s, s->tree, err, errlen);
 	return rc;
 }
 
@@ -231,26 +602,38 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	char buf[32];
 	int n;
 
-	s->lockfd = openat(s->metafd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
-			   0644);
+	s->lockfd = openat(s->metafd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW |
+			   O_CLOEXEC, 0644);
 	if (s->lockfd < 0) {
 		int e = errno;
 		msg_say(err, errlen, "%s/%s/lock: %s", s->dir, STORE_META_DIR,
-		    strerror(e));
+			e == ELOOP ? "is a symlink: remove it" : strerror(e));
 		return -e;
 	}
-	if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
+	/* A snapfs that was just unmounted or killed may still be exiting
+	 * (it lets go of the lock first thing after the unmount, but the
+	 * kernel returns from fusermount3 -u before that): wait a little for
+	 * it before naming it. */
+	int got = -1, e = 0;
+	for (int i = 0; i < 50; i++) {
+		got = flock(s->lockfd, LOCK_EX | LOCK_NB);
+		if (got == 0 || errno != EWOULDBLOCK)
+			break;
+		usleep(100 * 1000);
+	}
+	if (got < 0) {
+		e = errno;
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
 		buf[strcspn(buf, "\n")] = 0;
 		if (e == EWOULDBLOCK)
-			msg_say(err, errlen, "%s: store is in use by another snapfs "
-			    "(pid %s); unmount that first", s->dir,
-			    *buf ? buf : "?");
+			msg_say(err, errlen, "%s: store is in use by another "
+				"snapfs (pid %s, still holding %s/lock after 5 "
+				"s); unmount that first", s->dir, *buf ? buf :
+				"?", STORE_META_DIR);
 		else
 			msg_say(err, errlen, "%s/%s/lock: %s", s->dir,
-			    STORE_META_DIR, strerror(e));
+				STORE_META_DIR, strerror(e));
 		return e == EWOULDBLOCK ? -EBUSY : -e;
 	}
 	/* The pid is only a hint for the message above: errors ignored. */
@@ -258,6 +641,18 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	if (ftruncate(s->lockfd, 0) == 0)
 		(void)!pwrite(s->lockfd, buf, (size_t)n, 0);
 	return 0;
+}
+
+/* Creates (if needed) and opens a directory, refusing anything but a
+ * real directory there (a symlink would send derived data elsewhere). */
+static int open_subdir(int at, const char *name)
+{
+	if (mkdirat(at, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			O_CLOEXEC);
+	return fd < 0 ? (errno == ENOTDIR || errno == ELOOP ? -ENOTDIR :
+			 -errno) : fd;
 }
 
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
@@ -279,45 +674,39 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	if (s->dirfd < 0) {
 		rc = -errno;
 		msg_say(err, errlen, "%s: cannot open the store directory: %s",
-		    dir, strerror(-rc));
+			dir, strerror(-rc));
 		goto fail;
 	}
-	if (mkdirat(s->dirfd, STORE_META_DIR, 0755) < 0 && errno != EEXIST) {
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: cannot create: %s (is the store "
-		    "writable?)", dir, STORE_META_DIR, strerror(-rc));
-		goto fail;
-	}
-	s->metafd = openat(s->dirfd, STORE_META_DIR,
-			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	s->metafd = open_subdir(s->dirfd, STORE_META_DIR);
 	if (s->metafd < 0) {
-		rc = -errno;
+		rc = s->metafd;
 		msg_say(err, errlen, "%s/%s: %s", dir, STORE_META_DIR,
-		    strerror(-rc));
+			rc == -ENOTDIR ? "is not a directory (a symlink?): "
+			"remove it, it holds only derived data" :
+			rc == -EROFS || rc == -EACCES ? "cannot create: is the "
+			"store writable?" : strerror(-rc));
 		goto fail;
 	}
 	rc = take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
-		if (mkdirat(s->metafd, subdirs[i], 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			msg_say(err, errlen, "%s/%s/%s: cannot create: %s", dir,
-			    STORE_META_DIR, subdirs[i], strerror(-rc));
-			goto fail;
-		}
-		s->subfd[i] = openat(s->metafd, subdirs[i],
-				     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		s->subfd[i] = open_subdir(s->metafd, subdirs[i]);
 		if (s->subfd[i] < 0) {
-			rc = -errno;
+			rc = s->subfd[i];
+			msg_say(err, errlen, "%s/%s/%s: %s", dir, STORE_META_DIR,
+				subdirs[i], rc == -ENOTDIR ? "is not a directory "
+				"(a symlink?): remove it" : strerror(-rc));
 			goto fail;
 		}
 	}
-	/* A writer killed mid-snapshot leaves only temporaries: drop them. */
-	clear_dir(s->subfd[NSUB - 1]);
-	rc = read_layers(s, err, errlen);
+	/* A writer killed mid-snapshot leaves only temporaries: drop them.
+	 * Not before the tree is read: a committed change may still have to
+	 * move its files out of tmp/. */
+	rc = load(s, err, errlen);
 	if (rc)
 		goto fail;
+	clear_dir(s->subfd[TMP_SUB]);
 	*out = s;
 	return 0;
 fail:
@@ -329,12 +718,12 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n; i++) {
-		close(s->layers[i].fd);
-		free(s->layers[i].path);
-		free(s->layers[i].name);
+	tree_free(s->tree);
+	for (size_t i = 0; i < s->nextra; i++) {
+		free(s->extra[i].after);
+		free(s->extra[i].text);
 	}
-	free(s->layers);
+	free(s->extra);
 	for (size_t i = 0; i < NSUB; i++)
 		if (s->subfd[i] >= 0)
 			close(s->subfd[i]);
@@ -346,16 +735,6 @@ void store_free(struct store *s)
 		close(s->dirfd);
 	free(s->dir);
 	free(s);
-}
-
-size_t store_count(const struct store *s)
-{
-	return s->n;
-}
-
-const struct store_layer *store_layer(const struct store *s, size_t i)
-{
-	return i < s->n ? &s->layers[i] : NULL;
 }
 
 const char *store_dir(const struct store *s)
@@ -376,49 +755,51 @@ int store_subdir(const struct store *s, const char *sub)
 	return -1;
 }
 
-int store_append(struct store *s, const char *path, char *err,
-		 size_t errlen)
+void store_unlock(struct store *s)
 {
-	char tmp[] = STORE_LAYERS_FILE ".tmp";
-	FILE *f;
-	int rc, fd;
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	s->lockfd = -1;
+}
 
-	rc = add_layer(s, path, err, errlen);
-	if (rc)
-		return rc;
-	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0644);
+const struct tree *store_tree(const struct store *s)
+{
+	return s->tree;
+}
+
+int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+		     char *err, size_t errlen)
+{
+	const struct tree_node *n = tree_get(s->tree, id);
+	const char *src = s->tree && tree_explicit(s->tree) ? TREE_FILE :
+			  STORE_LAYERS_FILE;
+	int fd, e;
+
+	if (!n)
+		return -ENOENT;
+	/* O_NONBLOCK: a FIFO planted as a layer must not hang the mount. */
+	fd = openat(s->dirfd, n->file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
 	if (fd < 0) {
-		rc = -errno;
-		goto undo;
+		e = errno;
+		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; %s",
+			s->dir, n->file, n->file, e == ELOOP ? "it is a symlink "
+			"(layers must be plain files in the store)" :
+			strerror(e), e == EMFILE || e == ENFILE ?
+			"raise the open-file limit (ulimit -n)" :
+			"restore the file or remove its line from the layers "
+			"file");
+		return -e;
 	}
-	f = fdopen(fd, "w");
-	if (!f) {
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		e = S_ISREG(st->st_mode) ? errno : 0;
+		msg_say(err, errlen, "%s/%s: layer is not a regular file (%s); "
+			"fix %s", s->dir, n->file, e ? strerror(e) :
+			"a FIFO, device or directory", src);
 		close(fd);
-		rc = -ENOMEM;
-		goto undo;
+		return -EINVAL;
 	}
-	for (size_t i = s->n; i-- > 0;)
-		fprintf(f, "%s\n", s->layers[i].path);
-	if (fflush(f) != 0 || fsync(fd) < 0)
-		rc = -errno;
-	if (fclose(f) != 0 && !rc)
-		rc = -errno;
-	if (!rc && renameat(s->dirfd, tmp, s->dirfd, STORE_LAYERS_FILE) < 0)
-		rc = -errno;
-	if (!rc && fsync(s->dirfd) < 0)
-		rc = -errno;
-	if (rc) {
-		unlinkat(s->dirfd, tmp, 0);
-		goto undo;
-	}
-	return 0;
-undo:
-	msg_say(err, errlen, "%s/%s: cannot rewrite: %s", s->dir,
-	    STORE_LAYERS_FILE, strerror(-rc));
-	s->n--;
-	close(s->layers[s->n].fd);
-	free(s->layers[s->n].path);
-	free(s->layers[s->n].name);
-	return rc;
+	/* Back to blocking reads for a regular file. */
+	fcntl(fd, F_SETFL, 0);
+	return fd;
 }

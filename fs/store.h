@@ -1,19 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * store: a snapfs store directory on disk.
+ * store: a snapfs store directory on disk, and the only code that changes
+ * it.
  *
  * A store is a directory with increments.txt (one path per line, newest
- * first, base last), the files it names, and .snapfs/ for derived data
- * (indexes, converted patches and bases, checksums, temporaries, the lock).
- * Opening a store parses the layers file, opens every layer file, derives
- * the names shown in the mount (file name without its extension), takes
- * the lock that keeps a second snapfs off the store, and clears leftover
- * temporaries of a crashed writer.
+ * first, base last: the line the plain scripts decode), the files it
+ * names, optionally snapshots.txt (the tree: branches and metadata, see
+ * fs/tree.h), and .snapfs/ for derived data (indexes, converted patches
+ * and bases, checksums, temporaries, the lock). Opening a store reads the
+ * tree (or makes one from the line), finishes a change a crash
+ * interrupted, takes the lock that keeps a second snapfs off the store,
+ * and clears leftover temporaries.
  *
- * Not here: what the layer files contain (the chain's business). Errors
+ * Every change on disk goes through store_commit(): the new tree, with
+ * the file moves and deletions it needs, is written to snapshots.txt
+ * atomically (temporary file, fsync, rename, directory fsync) -- that is
+ * the commit point -- then the moves and deletions are done and
+ * increments.txt is rewritten, and the tree is written once more without
+ * them. A crash before the commit point leaves the old store; after it,
+ * the next open rolls the change forward. store_replace() is that same
+ * atomic step for one file, used for derived data too.
+ *
+ * Not here: what layer files contain (the chain's business). Errors
  * become one message naming the file and what to do, in the caller's
- * buffer. A store is immutable after open except store_append(), which
- * the caller serialises.
+ * buffer. Not thread-safe: the caller serialises changes; store_tree()
+ * views stay valid until the next commit.
  */
 #ifndef SNAPFS_FS_STORE_H
 #define SNAPFS_FS_STORE_H
@@ -22,45 +33,64 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "fs/tree.h"
+
 #define STORE_LAYERS_FILE "increments.txt"
 #define STORE_META_DIR ".snapfs"
-#define STORE_MAX_LAYERS 8000	/* two file ids per layer fit an xext */
+#define STORE_MAX_LAYERS 8000
 
 struct store;
-
-struct store_layer {
-	char *path;		/* as written in the layers file */
-	char *name;		/* shown in the mount */
-	int fd;			/* open read-only */
-	struct stat st;		/* at open time */
-};
 
 /*
  * Opens the store at dir. A store without a layers file is new and empty
  * (the first file written becomes its base); a layers file that exists but
- * names nothing is refused, as is one naming a missing or unreadable file,
- * an absolute or ".." path, or two files with the same shown name.
- * Returns 0 or -errno with a message in err (errlen bytes).
+ * names nothing is refused, as is an absolute or ".." path, two files
+ * with the same shown name, or an increments.txt that disagrees with
+ * snapshots.txt other than by layers added on top by the plain scripts
+ * (those are adopted). Returns 0 or -errno with a message in err.
  */
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
 void store_free(struct store *s);
 
-/* Layers oldest first: 0 is the base. */
-size_t store_count(const struct store *s);
-const struct store_layer *store_layer(const struct store *s, size_t i);
+/* Lets go of the lock early (a daemon that was unmounted, before its
+ * slower teardown). The store must not be changed afterwards. */
+void store_unlock(struct store *s);
+
 const char *store_dir(const struct store *s);
 int store_dirfd(const struct store *s);
 /* fd of .snapfs/<sub> (created on open): "index", "plain", "base", "sums",
  * "aux", "tmp". Returns -1 for an unknown name. */
 int store_subdir(const struct store *s, const char *sub);
 
+/* The tree as committed (borrowed: valid until the next store_commit). */
+const struct tree *store_tree(const struct store *s);
+
 /*
- * Adds a layer whose file (already renamed into the store) is path, and
- * rewrites the layers file atomically: temporary file, fsync, rename,
- * fsync of the directory. On failure the layers file is unchanged.
+ * Opens snapshot id's layer file read-only; fills *st. Returns the fd or
+ * -errno with a message naming the file and what to do.
  */
-int store_append(struct store *s, const char *path, char *err,
+int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+		     char *err, size_t errlen);
+
+/*
+ * Commits next (a changed tree_clone() of store_tree()) as described at
+ * the top. next's pending moves take files from .snapfs/tmp/ (as
+ * ".snapfs/tmp/NAME") or the store into the store; its pending deletes
+ * name store files to remove once the change is committed. Takes
+ * ownership of next in every case. Returns 0 once committed (a failure in
+ * the roll-forward after the commit point is retried at the next open and
+ * only put in err), or -errno with a message if nothing changed.
+ */
+int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen);
+
+/*
+ * Writes a file atomically in dirfd: fill() writes into a new temporary
+ * file, then fsync, rename over name, fsync of the directory. Returns 0
+ * or -errno (fill's, or the system's); on failure name is unchanged.
+ */
+int store_replace(int dirfd, const char *name,
+		  int (*fill)(int fd, void *arg), void *arg);
 
 /* The shown name for a path: its file name without the last extension. */
 int store_name_of(const char *path, char *name, size_t cap);

@@ -34,21 +34,17 @@
 
 #include "fs/msg.h"
 
-struct node {
-	uint32_t id, parent;
-	char *file, *digest, *desc;
-	int64_t created;
-};
+/* Nodes are the tree_node views handed out; their strings are owned
+ * here (hence the casts where they are freed). */
 
 
 struct tree {
-	struct node *n;
+	struct tree_node *n;
 	size_t count, cap;
 	struct tree_pending *p;	/* owns its strings */
 	size_t np, pcap;
 	uint32_t next, current;
 	int explicit_;
-	struct tree_node view;	/* what tree_at/tree_get hand out */
 };
 
 int tree_new(struct tree **out)
@@ -62,11 +58,11 @@ int tree_new(struct tree **out)
 	return 0;
 }
 
-static void node_clear(struct node *n)
+static void node_clear(struct tree_node *n)
 {
-	free(n->file);
-	free(n->digest);
-	free(n->desc);
+	free((char *)n->file);
+	free((char *)n->digest);
+	free((char *)n->desc);
 }
 
 void tree_clear_pending(struct tree *t)
@@ -90,7 +86,7 @@ void tree_free(struct tree *t)
 	free(t);
 }
 
-static struct node *find(const struct tree *t, uint32_t id)
+static struct tree_node *find(const struct tree *t, uint32_t id)
 {
 	for (size_t i = 0; id && i < t->count; i++)
 		if (t->n[i].id == id)
@@ -98,19 +94,11 @@ static struct node *find(const struct tree *t, uint32_t id)
 	return NULL;
 }
 
-static const struct tree_node *view(const struct tree *t, const struct node *n)
+static const struct tree_node *view(const struct tree *t,
+				    const struct tree_node *n)
 {
-	struct tree_node *v = &((struct tree *)t)->view;
-
-	if (!n)
-		return NULL;
-	v->id = n->id;
-	v->parent = n->parent;
-	v->file = n->file;
-	v->created = n->created;
-	v->digest = n->digest;
-	v->desc = n->desc;
-	return v;
+	(void)t;
+	return n;
 }
 
 size_t tree_count(const struct tree *t)
@@ -141,6 +129,11 @@ uint32_t tree_current(const struct tree *t)
 	return t->current;
 }
 
+uint32_t tree_next_id(const struct tree *t)
+{
+	return t->next;
+}
+
 int tree_explicit(const struct tree *t)
 {
 	return t->explicit_;
@@ -156,7 +149,7 @@ size_t tree_line(const struct tree *t, uint32_t id, uint32_t *ids,
 {
 	size_t k = 0;
 
-	for (const struct node *n = find(t, id); n; n = find(t, n->parent)) {
+	for (const struct tree_node *n = find(t, id); n; n = find(t, n->parent)) {
 		if (k < cap)
 			ids[k] = n->id;
 		k++;
@@ -193,13 +186,13 @@ const struct tree_pending *tree_pending_at(const struct tree *t, size_t i)
 
 /* --- changes --- */
 
-static int set_str(char **dst, const char *s)
+static int set_str(const char **dst, const char *s)
 {
 	char *c = strdup(s ? s : "");
 
 	if (!c)
 		return -ENOMEM;
-	free(*dst);
+	free((char *)*dst);
 	*dst = c;
 	return 0;
 }
@@ -207,7 +200,7 @@ static int set_str(char **dst, const char *s)
 int tree_add_id(struct tree *t, uint32_t id, uint32_t parent,
 		const char *file, int64_t created)
 {
-	struct node *n;
+	struct tree_node *n;
 
 	if (!id || id > TREE_MAX_ID)
 		return -ENOSPC;
@@ -254,7 +247,7 @@ int tree_add(struct tree *t, uint32_t parent, const char *file,
 
 int tree_remove(struct tree *t, uint32_t id)
 {
-	struct node *n = find(t, id);
+	struct tree_node *n = find(t, id);
 	uint32_t parent, first = 0;
 
 	if (!n)
@@ -278,12 +271,12 @@ int tree_remove(struct tree *t, uint32_t id)
 
 int tree_set_parent(struct tree *t, uint32_t id, uint32_t parent)
 {
-	struct node *n = find(t, id);
+	struct tree_node *n = find(t, id);
 
 	if (!n || (parent && !find(t, parent)))
 		return -ENOENT;
 	/* A parent must not be one of id's own descendants. */
-	for (const struct node *a = find(t, parent); a; a = find(t, a->parent))
+	for (const struct tree_node *a = find(t, parent); a; a = find(t, a->parent))
 		if (a->id == id)
 			return -ELOOP;
 	n->parent = parent;
@@ -292,7 +285,7 @@ int tree_set_parent(struct tree *t, uint32_t id, uint32_t parent)
 
 int tree_set_file(struct tree *t, uint32_t id, const char *file)
 {
-	struct node *n = find(t, id);
+	struct tree_node *n = find(t, id);
 
 	if (!n)
 		return -ENOENT;
@@ -304,13 +297,13 @@ int tree_set_file(struct tree *t, uint32_t id, const char *file)
 
 int tree_set_desc(struct tree *t, uint32_t id, const char *desc)
 {
-	struct node *n = find(t, id);
+	struct tree_node *n = find(t, id);
 	return n ? set_str(&n->desc, desc) : -ENOENT;
 }
 
 int tree_set_digest(struct tree *t, uint32_t id, const char *digest)
 {
-	struct node *n = find(t, id);
+	struct tree_node *n = find(t, id);
 	return n ? set_str(&n->digest, digest) : -ENOENT;
 }
 
@@ -353,10 +346,10 @@ int tree_clone(const struct tree *t, struct tree **out)
 	int rc = tree_new(&c);
 
 	for (size_t i = 0; !rc && i < t->count; i++) {
-		const struct node *n = &t->n[i];
+		const struct tree_node *n = &t->n[i];
 		rc = tree_add_id(c, n->id, 0, n->file, n->created);
 		if (!rc) {
-			struct node *m = &c->n[c->count - 1];
+			struct tree_node *m = &c->n[c->count - 1];
 			m->parent = n->parent;	/* order may differ: no check */
 			rc = set_str(&m->digest, n->digest);
 			if (!rc)
@@ -476,7 +469,7 @@ int tree_format(const struct tree *t, char **out, size_t *len)
 	while (ndone < t->count) {
 		size_t before = ndone;
 		for (size_t i = 0; i < t->count; i++) {
-			const struct node *n = &t->n[i];
+			const struct tree_node *n = &t->n[i];
 			int ready = !n->parent;
 			if (done[i])
 				continue;

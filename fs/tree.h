@@ -27,7 +27,8 @@
 
 struct tree;
 
-/* A read-only view of one snapshot: valid until the tree is changed. */
+/* A read-only view of one snapshot: valid until the tree is changed
+ * (any tree_add*, tree_remove, tree_set_*). */
 struct tree_node {
 	uint32_t id;
 	uint32_t parent;	/* 0: a base (full state, no parent) */
@@ -70,6 +71,8 @@ const struct tree_node *tree_get(const struct tree *t, uint32_t id);
 const struct tree_node *tree_by_file(const struct tree *t, const char *file);
 /* The snapshot the next one written is diffed against (0: empty tree). */
 uint32_t tree_current(const struct tree *t);
+/* The id tree_add() hands out next. */
+uint32_t tree_next_id(const struct tree *t);
 /* Whether the tree came from (or was written to) snapshots.txt, as opposed
  * to a plain line read from increments.txt. */
 int tree_explicit(const struct tree *t);

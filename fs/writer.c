@@ -14,15 +14,19 @@
  */
 #include "fs/writer.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec/fdio.h"
+
+#include <xxhash.h>
 
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
@@ -44,8 +48,10 @@ struct writer {
 	int mode;
 	int failed;		/* -errno of the first failure, sticky */
 	int tmpfd, spoolfd;
-	size_t parent;		/* layer the patch is against */
+	uint32_t id;		/* reserved in the tree for the new snapshot */
+	struct chain_layer *parent;	/* the version the patch is against */
 	uint64_t parent_size;
+	XXH3_state_t *digest;	/* of the bytes fed to the sink, in order */
 	uint64_t written;	/* bytes fed to the sink (STREAM) */
 	uint64_t size;		/* highest offset written */
 	uint8_t *head;		/* first WRITER_HEAD bytes (STREAM) */
@@ -65,7 +71,7 @@ static int tmpdir(const struct writer *w)
 static ssize_t src_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
 	struct writer *w = ctx;
-	return chain_read_stream(w->c, w->parent, off, buf, len, w->src_st);
+	return chain_read(w->c, w->parent, off, buf, len, w->src_st);
 }
 
 static int out_write(void *ctx, const void *buf, size_t len)
@@ -84,9 +90,10 @@ static int sink_open(struct writer *w)
 		unlinkat(tmpdir(w), w->tmp, 0);
 	}
 	w->tmpfd = openat(tmpdir(w), w->tmp, O_RDWR | O_CREAT | O_TRUNC |
-			  O_CLOEXEC, 0644);
+			  O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (w->tmpfd < 0)
 		return -errno;
+	XXH3_128bits_reset(w->digest);
 	if (w->base) {
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
@@ -100,6 +107,7 @@ static int sink_open(struct writer *w)
 
 static int sink_write(struct writer *w, const void *buf, size_t len)
 {
+	XXH3_128bits_update(w->digest, buf, len);
 	return w->base ? zframe_writer_write(w->zw, buf, len) :
 			 vcdiff_enc_write(w->enc, buf, len);
 }
@@ -188,6 +196,20 @@ static int to_spool(struct writer *w)
 	return rc;
 }
 
+int writer_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len || len > 200 || name[0] == '.' || name[0] == '#' ||
+	    !strcmp(name, "current") || isspace((unsigned char)name[0]) ||
+	    isspace((unsigned char)name[len - 1]))
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p == '/' || *p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
 int writer_new(struct writer **out, struct chain *c, struct store *s,
 	       const char *name, char *err, size_t errlen)
 {
@@ -195,13 +217,14 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	struct stat st;
 	int rc;
 
-	if (!*name || strchr(name, '/') || strlen(name) > 200 ||
-	    !strcmp(name, ".") || !strcmp(name, "..") || name[0] == '.') {
+	if (!writer_name_ok(name)) {
 		msg_say(err, errlen, "'%s': not a usable snapshot name (no '/', "
-		    "not hidden, at most 200 bytes)", name);
+			"not hidden, no control characters, no leading '#', no "
+			"leading or trailing blanks, not 'current', at most 200 "
+			"bytes)", name);
 		return -EINVAL;
 	}
-	if (chain_lookup(c, name) >= 0) {
+	if (chain_lookup(c, name)) {
 		msg_say(err, errlen, "%s: a snapshot of that name exists", name);
 		return -EEXIST;
 	}
@@ -211,30 +234,43 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->c = c;
 	w->s = s;
 	w->tmpfd = w->spoolfd = -1;
-	w->base = chain_count(c) == 0;
+	/* Ids are never reused and one writer runs at a time: the next one
+	 * is this snapshot's, and its inode from the start. */
+	w->id = tree_next_id(store_tree(s));
+	uint32_t parent = chain_current(c);
+	w->base = parent == 0;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	snprintf(w->file, sizeof(w->file), "%s.%s", name,
 		 w->base ? "zst" : "patch");
 	snprintf(w->tmp, sizeof(w->tmp), "%s.%ld", w->file, (long)getpid());
 	if (fstatat(store_dirfd(s), w->file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		msg_say(err, errlen, "%s/%s exists but is not in %s: move it away "
-		    "or pick another name", store_dir(s), w->file,
-		    STORE_LAYERS_FILE);
+		msg_say(err, errlen, "%s/%s exists but is not a snapshot: move "
+			"it away or pick another name", store_dir(s), w->file);
 		free(w);
 		return -EEXIST;
 	}
 	if (!w->base) {
 		struct chain_info inf;
-		w->parent = chain_count(c) - 1;
-		chain_info(c, w->parent, &inf);
-		if (inf.damage) {
+		rc = chain_info(c, parent, &inf);
+		if (!rc && inf.damaged) {
 			msg_say(err, errlen, "%s: cannot add a snapshot on top of "
-			    "%s, which is damaged (%s)", name, inf.name,
-			    inf.damage);
+				"%s, which is damaged (%s)", name, inf.name,
+				inf.damage);
 			free(w);
 			return -EIO;
 		}
+		if (!rc)
+			rc = chain_get(c, parent, &w->parent);
+		if (rc) {
+			free(w);
+			return rc;
+		}
 		w->parent_size = inf.size;
+	}
+	w->digest = XXH3_createState();
+	if (!w->digest) {
+		writer_free(w);
+		return -ENOMEM;
 	}
 	w->head = malloc(WRITER_HEAD);
 	rc = w->head ? chain_stream_new(&w->src_st) : -ENOMEM;
@@ -356,6 +392,42 @@ static int encode_spool(struct writer *w)
 	return rc;
 }
 
+/* Puts the finished layer into the tree (one store_commit: the file moves
+ * in from .snapfs/tmp, current follows it) and opens it in the chain. */
+static int publish(struct writer *w, char *err, size_t errlen)
+{
+	XXH128_canonical_t cn;
+	char digest[48], from[400];
+	struct tree *next;
+	int rc = tree_clone(store_tree(w->s), &next);
+
+	XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(w->digest));
+	chain_format_digest(cn.digest, digest, sizeof(digest));
+	snprintf(from, sizeof(from), "%s/tmp/%s", STORE_META_DIR, w->tmp);
+	if (!rc)
+		rc = tree_add_id(next, w->id, w->parent ?
+				 chain_layer_id(w->parent) : 0, w->file,
+				 (int64_t)time(NULL));
+	if (!rc)
+		rc = tree_set_digest(next, w->id, digest);
+	if (!rc)
+		rc = tree_set_current(next, w->id);
+	if (!rc)
+		rc = tree_add_pending(next, from, w->file);
+	if (rc) {
+		tree_free(next);
+		msg_say(err, errlen, "%s: cannot add to the tree: %s", w->name,
+			strerror(-rc));
+		return rc;
+	}
+	rc = store_commit(w->s, next, err, errlen);
+	if (rc)
+		return rc;
+	/* The file is in the store now: nothing to remove on free. */
+	w->tmp[0] = 0;
+	return chain_add(w->c, w->id, err, errlen);
+}
+
 int writer_commit(struct writer *w, char *err, size_t errlen)
 {
 	int rc = w->failed;
@@ -377,18 +449,7 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
-	if (renameat(tmpdir(w), w->tmp, store_dirfd(w->s), w->file) < 0) {
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: cannot move into the store: %s",
-		    store_dir(w->s), w->file, strerror(-rc));
-		goto fail;
-	}
-	rc = store_append(w->s, w->file, err, errlen);
-	if (rc) {
-		unlinkat(store_dirfd(w->s), w->file, 0);
-		goto fail;
-	}
-	rc = chain_append(w->c, err, errlen);
+	rc = publish(w, err, errlen);
 	if (rc)
 		goto fail;
 	w->failed = -EALREADY;
@@ -406,7 +467,8 @@ void writer_free(struct writer *w)
 	vcdiff_enc_free(w->enc);
 	if (w->tmpfd >= 0) {
 		close(w->tmpfd);
-		unlinkat(tmpdir(w), w->tmp, 0);	/* gone already if committed */
+		if (w->tmp[0])
+			unlinkat(tmpdir(w), w->tmp, 0);
 	}
 	if (w->spoolfd >= 0) {
 		close(w->spoolfd);
@@ -414,5 +476,12 @@ void writer_free(struct writer *w)
 	}
 	free(w->head);
 	chain_stream_free(w->src_st);
+	chain_put(w->c, w->parent);
+	XXH3_freeState(w->digest);
 	free(w);
+}
+
+uint32_t writer_id(const struct writer *w)
+{
+	return w->id;
 }

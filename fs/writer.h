@@ -4,7 +4,7 @@
  *
  * The first file of an empty store becomes its base (seekable zstd, frames
  * compressed on every core); every later file becomes a VCDIFF patch
- * against the newest layer, encoded while the data streams in. Writes in
+ * against the current snapshot (the newest, or where `current` was set), encoded while the data streams in. Writes in
  * order go straight to the encoder; rewrites of the first WRITER_HEAD
  * bytes (a save header fixed up at the end, as libvirt does) are absorbed;
  * anything else out of order falls back to spooling the whole file under
@@ -53,6 +53,14 @@ int writer_truncate(struct writer *w, uint64_t size);
 /* The file's size so far (highest offset written). */
 uint64_t writer_size(const struct writer *w);
 const char *writer_name(const struct writer *w);
+/* The id the snapshot gets in the tree (its inode comes from it). */
+uint32_t writer_id(const struct writer *w);
+
+/* Whether name can be a snapshot's: it must fit a line of increments.txt
+ * and a file name (no '/', no control characters, no leading '#' or
+ * '.', no leading or trailing blanks), not be "current", and be at most
+ * 200 bytes. */
+int writer_name_ok(const char *name);
 
 /*
  * Finishes the layer and commits it (see the file-top comment). Returns 0

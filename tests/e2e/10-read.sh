@@ -30,7 +30,8 @@ N=6
 
 check "mount" snapfs_mount "$S" "$MNT"
 names=$(ls "$MNT" | tr '\n' ' ')
-check "ls lists the chain: $names" test "$names" = "snapshot_0 snapshot_1 snapshot_2 snapshot_3 snapshot_4 snapshot_5 snapshot_6 "
+check "ls lists the chain and current: $names" test "$names" = "current snapshot_0 snapshot_1 snapshot_2 snapshot_3 snapshot_4 snapshot_5 snapshot_6 "
+check "current points to the newest snapshot (top of increments.txt)" test "$(readlink "$MNT/current")" = snapshot_6
 for k in $(seq 0 $N); do
 	f=$(ls "$S"/snapshot_$k.*)
 	check "snapshot_$k: size is the full state's" \

@@ -48,8 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fwrite(data, 1, size, f);
 	fclose(f);
 	if (store_open(&s, dir, err, sizeof(err)) == 0) {
-		for (size_t i = 0; i < store_count(s); i++)
-			if (!store_layer(s, i)->name[0])
+		const struct tree *t = store_tree(s);
+		char name[256];
+		for (size_t i = 0; i < tree_count(t); i++)
+			if (store_name_of(tree_at(t, i)->file, name,
+					  sizeof(name)) || !name[0])
 				abort();
 		store_free(s);
 	}

@@ -125,12 +125,28 @@ static int open_chain(const char *sub, struct store **s, struct chain **c)
 	return 0;
 }
 
-static int layer_equals(struct chain *c, size_t i, const uint8_t *b, size_t n)
+/* Reads through a reference to snapshot id's current version. */
+static ssize_t rd(struct chain *c, uint32_t id, uint64_t off, void *buf,
+		  size_t len, struct chain_stream *st)
+{
+	struct chain_layer *L;
+	int rc = chain_get(c, id, &L);
+
+	if (rc)
+		return rc;
+	ssize_t r = chain_read(c, L, off, buf, len, st);
+	chain_put(c, L);
+	return r;
+}
+
+/* Snapshot id (a plain line's ids are 1 for the base, 2, ...). */
+static int layer_equals(struct chain *c, uint32_t id, const uint8_t *b,
+			size_t n)
 {
 	struct chain_info inf;
 	uint8_t *buf = malloc(n + 1);
-	int ok = chain_info(c, i, &inf) == 0 && inf.size == n &&
-		 chain_read(c, i, 0, buf, n + 1) == (ssize_t)n &&
+	int ok = chain_info(c, id, &inf) == 0 && inf.size == n &&
+		 rd(c, id, 0, buf, n + 1, NULL) == (ssize_t)n &&
 		 memcmp(buf, b, n) == 0;
 	free(buf);
 	return ok;
@@ -145,30 +161,30 @@ static void test_read_every_layer(void)
 	T_EQ(open_chain("r", &s, &c), 0);
 	T_EQ(chain_count(c), NSTATE);
 	for (int k = 0; k < NSTATE; k++)
-		T_CHECK(layer_equals(c, (size_t)k, state[k], state_len[k]));
-	T_EQ(chain_lookup(c, "s2"), 2);
-	T_EQ(chain_lookup(c, "nope"), -ENOENT);
+		T_CHECK(layer_equals(c, (uint32_t)k + 1, state[k], state_len[k]));
+	T_EQ(chain_lookup(c, "s2"), 3);
+	T_EQ(chain_lookup(c, "nope"), 0);
 	/* Random ranges, some across the end. */
 	uint8_t buf[70000];
 	for (int i = 0; i < 3000; i++) {
 		size_t k = rnd() % NSTATE, off = rnd() % state_len[k];
 		size_t len = 1 + rnd() % sizeof(buf);
 		size_t want = off + len > state_len[k] ? state_len[k] - off : len;
-		ssize_t r = chain_read(c, k, off, buf, len);
+		ssize_t r = rd(c, (uint32_t)k + 1, off, buf, len, NULL);
 		if (r != (ssize_t)want || memcmp(buf, state[k] + off, want)) {
 			T_CHECK(0);
 			break;
 		}
 	}
-	T_EQ(chain_read(c, 1, state_len[1], buf, 10), 0);
-	T_EQ(chain_read(c, 9, 0, buf, 10), -ENOENT);
+	T_EQ(rd(c, 2, state_len[1], buf, 10, NULL), 0);
+	T_EQ(rd(c, 99, 0, buf, 10, NULL), -ENOENT);
 	/* A stream (readahead) reads the same bytes. */
 	struct chain_stream *st;
 	T_EQ(chain_stream_new(&st), 0);
 	uint8_t *all = malloc(state_len[3]);
 	for (size_t off = 0; off < state_len[3]; off += 65536) {
 		size_t n = state_len[3] - off < 65536 ? state_len[3] - off : 65536;
-		T_EQ(chain_read_stream(c, 3, off, all + off, n, st), (ssize_t)n);
+		T_EQ(rd(c, 4, off, all + off, n, st), (ssize_t)n);
 	}
 	T_CHECK(memcmp(all, state[3], state_len[3]) == 0);
 	free(all);
@@ -181,7 +197,7 @@ static void test_read_every_layer(void)
 
 	/* Second open: indexes come from .snapfs/ and read the same. */
 	T_EQ(open_chain("r", &s, &c), 0);
-	T_CHECK(layer_equals(c, 3, state[3], state_len[3]));
+	T_CHECK(layer_equals(c, 4, state[3], state_len[3]));
 	chain_free(c);
 	store_free(s);
 }
@@ -204,17 +220,22 @@ static void test_damage_contained(void)
 	T_EQ(pwrite(fd, junk, sizeof(junk), st.st_size / 2), (ssize_t)sizeof(junk));
 	close(fd);
 	T_EQ(open_chain("d", &s, &c), 0);
-	T_CHECK(layer_equals(c, 0, state[0], state_len[0]));
-	T_CHECK(layer_equals(c, 1, state[1], state_len[1]));
-	T_EQ(chain_info(c, 2, &inf), 0);
-	T_CHECK(inf.damage != NULL);
+	T_CHECK(layer_equals(c, 1, state[0], state_len[0]));
+	T_CHECK(layer_equals(c, 2, state[1], state_len[1]));
 	T_EQ(chain_info(c, 3, &inf), 0);
-	T_CHECK(inf.damage && strstr(inf.damage, "s2"));
+	T_CHECK(inf.damaged);
+	T_EQ(chain_info(c, 4, &inf), 0);
+	T_CHECK(inf.damaged && strstr(inf.damage, "s2"));
 	uint8_t buf[100];
-	T_EQ(chain_read(c, 2, 0, buf, sizeof(buf)), -EIO);
-	T_EQ(chain_read(c, 3, 0, buf, sizeof(buf)), -EIO);
-	T_EQ(chain_check(c, 3), -EIO);
-	T_EQ(chain_check(c, 1), 0);
+	T_EQ(rd(c, 3, 0, buf, sizeof(buf), NULL), -EIO);
+	T_EQ(rd(c, 4, 0, buf, sizeof(buf), NULL), -EIO);
+	struct chain_layer *L;
+	T_EQ(chain_get(c, 4, &L), 0);
+	T_EQ(chain_check(c, L), -EIO);
+	chain_put(c, L);
+	T_EQ(chain_get(c, 2, &L), 0);
+	T_EQ(chain_check(c, L), 0);
+	chain_put(c, L);
 	chain_free(c);
 	store_free(s);
 }
@@ -274,7 +295,7 @@ static void test_writer(void)
 	write_layer(c, s, "jumpy", 3, 2);
 	T_EQ(chain_count(c), 4);
 	for (int k = 0; k < 4; k++)
-		T_CHECK(layer_equals(c, (size_t)k, state[k], state_len[k]));
+		T_CHECK(layer_equals(c, (uint32_t)k + 1, state[k], state_len[k]));
 
 	/* Refused: an existing name, a hidden or slashed name. */
 	struct writer *w;
@@ -292,13 +313,13 @@ static void test_writer(void)
 	writer_free(w);
 	uint8_t expect[5000] = { 0 };
 	memcpy(expect, state[4], 1000);
-	T_CHECK(layer_equals(c, 4, expect, sizeof(expect)));
+	T_CHECK(layer_equals(c, 5, expect, sizeof(expect)));
 
 	T_EQ(writer_new(&w, c, s, "abandoned", err, sizeof(err)), 0);
 	T_EQ(writer_write(w, 0, state[5], state_len[5]), 0);
 	writer_free(w);
 	T_EQ(chain_count(c), 5);
-	T_EQ(chain_lookup(c, "abandoned"), -ENOENT);
+	T_EQ(chain_lookup(c, "abandoned"), 0);
 	chain_free(c);
 	store_free(s);
 
@@ -311,7 +332,7 @@ static void test_writer(void)
 	/* Reopened: everything reads back. */
 	T_EQ(open_chain("w", &s, &c), 0);
 	T_EQ(chain_count(c), 5);
-	T_CHECK(layer_equals(c, 3, state[3], state_len[3]));
+	T_CHECK(layer_equals(c, 4, state[3], state_len[3]));
 	chain_free(c);
 	store_free(s);
 }
@@ -324,7 +345,7 @@ static void test_store_errors(void)
 	snprintf(p, sizeof(p), "%s/e", dir);
 	mkdir(p, 0755);
 	T_EQ(store_open(&s, p, err, sizeof(err)), 0);	/* new, empty */
-	T_EQ(store_count(s), 0);
+	T_EQ(tree_count(store_tree(s)), 0);
 	T_EQ(store_open(&s2, p, err, sizeof(err)), -EBUSY);
 	T_CHECK(strstr(err, "in use") != NULL);
 	store_free(s);
@@ -332,8 +353,11 @@ static void test_store_errors(void)
 	T_EQ(store_open(&s, p, err, sizeof(err)), -ENODATA);
 	T_CHECK(strstr(err, "increments.txt") != NULL);
 	T_EQ(t_sh("printf 'gone.patch\\n' > %s/increments.txt", p), 0);
-	T_EQ(store_open(&s, p, err, sizeof(err)), -ENOENT);
+	T_EQ(store_open(&s, p, err, sizeof(err)), 0);
+	struct chain *c;
+	T_EQ(chain_open(&c, s, NULL, err, sizeof(err)), -ENOENT);
 	T_CHECK(strstr(err, "gone.patch") != NULL);
+	store_free(s);
 	char name[64];
 	T_EQ(store_name_of("dir/snapshot_4.patch", name, sizeof(name)), 0);
 	T_CHECK(strcmp(name, "snapshot_4") == 0);

@@ -43,7 +43,14 @@ struct writer {
 	int base;		/* writing the first layer */
 	int mode;
 	int failed;		/* -errno of the first failure, sticky */
+	int finished;		/* tmp holds the whole file, fsynced and
+				 * verified; the sink is closed */
+	int dirty;		/* written or truncated since the last finish */
 	int tmpfd, spoolfd;
+	int resfd;		/* in .snapfs/tmp: space kept for the layers
+				 * file rewrite of writer_publish() */
+	char res[340];
+	char note[600];		/* writer_note() */
 	size_t parent;		/* layer the patch is against */
 	uint64_t parent_size;
 	uint64_t written;	/* bytes fed to the sink (STREAM) */
@@ -104,8 +111,17 @@ static int sink_write(struct writer *w, const void *buf, size_t len)
 			 vcdiff_enc_write(w->enc, buf, len);
 }
 
+static int sink_closed(const struct writer *w)
+{
+	return !w->enc && !w->zw;
+}
+
+/* Ends the sink's output; a no-op once it is closed (tmp then holds the
+ * finished output already). */
 static int sink_finish(struct writer *w)
 {
+	if (sink_closed(w))
+		return 0;
 	int rc = w->base ? zframe_writer_finish(w->zw) :
 			   vcdiff_enc_finish(w->enc);
 	zframe_writer_free(w->zw);
@@ -210,7 +226,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		return -ENOMEM;
 	w->c = c;
 	w->s = s;
-	w->tmpfd = w->spoolfd = -1;
+	w->tmpfd = w->spoolfd = w->resfd = -1;
 	w->base = chain_count(c) == 0;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	snprintf(w->file, sizeof(w->file), "%s.%s", name,
@@ -260,7 +276,7 @@ int writer_write(struct writer *w, uint64_t off, const void *buf,
 	if (len == 0)
 		return 0;
 	if (w->mode == MODE_STREAM) {
-		if (off == w->written) {
+		if (off == w->written && !sink_closed(w)) {
 			if (off < WRITER_HEAD) {
 				size_t n = WRITER_HEAD - off < len ?
 					   WRITER_HEAD - (size_t)off : len;
@@ -272,11 +288,15 @@ int writer_write(struct writer *w, uint64_t off, const void *buf,
 			goto out;
 		}
 		if (off + len <= w->written && off + len <= WRITER_HEAD) {
-			/* A header fixed up after the fact: absorbed. */
+			/* A header fixed up after the fact (even after a
+			 * finish: libvirt reopens the file for it): absorbed. */
 			memcpy(w->head + off, buf, len);
 			w->head_dirty = 1;
 			goto out;
 		}
+		/* Includes appends after a finish: the sink is closed, so
+		 * what it wrote is decoded into the spool (rare: a dup of the
+		 * fd closed while another still writes). */
 		rc = to_spool(w);
 		if (rc)
 			goto out;
@@ -289,6 +309,8 @@ out:
 	}
 	if (off + len > w->size)
 		w->size = off + len;
+	w->dirty = 1;
+	w->finished = 0;
 	return 0;
 }
 
@@ -301,7 +323,8 @@ int writer_truncate(struct writer *w, uint64_t size)
 		return w->failed;
 	if (size == w->size)
 		return 0;
-	if (w->mode == MODE_STREAM && size > w->size && w->written == w->size) {
+	if (w->mode == MODE_STREAM && size > w->size && w->written == w->size &&
+	    !sink_closed(w)) {
 		while (!rc && w->size < size) {
 			uint64_t n = size - w->size < sizeof(zeros) ?
 				     size - w->size : sizeof(zeros);
@@ -318,6 +341,8 @@ int writer_truncate(struct writer *w, uint64_t size)
 		return rc;
 	}
 	w->size = size;
+	w->dirty = 1;
+	w->finished = 0;
 	return 0;
 }
 
@@ -356,15 +381,219 @@ static int encode_spool(struct writer *w)
 	return rc;
 }
 
-int writer_commit(struct writer *w, char *err, size_t errlen)
+/* Reads back the finished patch in tmp and decodes every window against
+ * the parent: each window's adler32 was taken by the encoder from the
+ * bytes written, so a patch that does not rebuild them fails here. */
+static int verify_patch(struct writer *w, const char **why)
 {
+	struct vcdiff_patch *p = NULL;
+	struct vcdiff_dec *d = NULL;
+	uint8_t *buf = NULL;
+	uint64_t next = 0;
+	int rc;
+
+	rc = vcdiff_patch_open(&p, w->tmpfd, why);
+	if (!rc)
+		rc = vcdiff_dec_new(&d);
+	if (!rc && !(buf = malloc(VCDIFF_WIN_MAX)))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < vcdiff_patch_nwin(p); i++) {
+		const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
+		if (wi->tgt_off != next || !(wi->win_ind & VCDIFF_WIN_ADLER32)) {
+			*why = "a window is out of place or has no checksum";
+			rc = -EBADMSG;
+			break;
+		}
+		ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL, NULL,
+					      buf, VCDIFF_WIN_MAX);
+		if (r < 0) {
+			*why = vcdiff_dec_reason(d);
+			rc = (int)r;
+		} else if ((uint64_t)r != wi->tgt_len) {
+			*why = "a window decodes short";
+			rc = -EBADMSG;
+		}
+		next += wi->tgt_len;
+	}
+	if (!rc && next != w->size) {
+		*why = "the patch does not build as many bytes as were written";
+		rc = -EBADMSG;
+	}
+	free(buf);
+	vcdiff_dec_free(d);
+	vcdiff_patch_free(p);
+	return rc;
+}
+
+/* The same for a base: every frame decompresses (zstd checks its frame
+ * checksums), and the frames add up to the bytes written. */
+static int verify_base(struct writer *w, const char **why)
+{
+	struct zframe *z = NULL;
+	struct zframe_dctx *dc = NULL;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	uint64_t next = 0;
+	int rc;
+
+	rc = zframe_open(&z, w->tmpfd, why);
+	if (!rc)
+		rc = zframe_dctx_new(&dc);
+	for (size_t i = 0; !rc && i < zframe_count(z); i++) {
+		const struct zframe_entry *fe = zframe_frame(z, i);
+		if (fe->raw_off != next) {
+			*why = "a frame is out of place";
+			rc = -EBADMSG;
+			break;
+		}
+		if (fe->raw_len > cap) {
+			uint8_t *nb = realloc(buf, fe->raw_len);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap = fe->raw_len;
+		}
+		ssize_t r = zframe_read_frame(z, dc, i, buf, fe->raw_len);
+		if (r < 0) {
+			*why = "a frame does not decompress";
+			rc = (int)r;
+		} else if ((uint64_t)r != fe->raw_len) {
+			*why = "a frame decompresses short";
+			rc = -EBADMSG;
+		}
+		next += fe->raw_len;
+	}
+	if (!rc && next != w->size) {
+		*why = "the frames do not hold as many bytes as were written";
+		rc = -EBADMSG;
+	}
+	free(buf);
+	zframe_dctx_free(dc);
+	zframe_free(z);
+	return rc;
+}
+
+static void unreserve(struct writer *w)
+{
+	if (w->resfd < 0)
+		return;
+	close(w->resfd);
+	unlinkat(tmpdir(w), w->res, 0);
+	w->resfd = -1;
+}
+
+/*
+ * Takes the space writer_publish() needs for the new layers file (the old
+ * one, one more line, a block of slack) in a file of its own, on the same
+ * file system, freed just before the layers file is rewritten: so a disk
+ * that fills at the very end fails the finish, where the writer hears of
+ * it, and not the publish, where nobody would.
+ */
+static int reserve(struct writer *w)
+{
+	static const uint8_t zeros[4096];
+	struct stat st;
+	uint64_t need = strlen(w->file) + 1 + sizeof(zeros);
+	int rc;
+
+	unreserve(w);
+	if (fstatat(store_dirfd(w->s), STORE_LAYERS_FILE, &st, 0) == 0)
+		need += (uint64_t)st.st_size;
+	snprintf(w->res, sizeof(w->res), "%s.reserve", w->tmp);
+	w->resfd = openat(tmpdir(w), w->res, O_RDWR | O_CREAT | O_TRUNC |
+			  O_CLOEXEC, 0600);
+	if (w->resfd < 0)
+		return -errno;
+	rc = posix_fallocate(w->resfd, 0, (off_t)need);
+	if (rc == EOPNOTSUPP || rc == EINVAL) {
+		/* No fallocate here: written zeros take the space too. */
+		rc = 0;
+		for (uint64_t o = 0; !rc && o < need; o += sizeof(zeros))
+			rc = -fdio_pwrite(w->resfd, zeros, sizeof(zeros), o);
+	}
+	if (!rc && fsync(w->resfd) < 0)
+		rc = errno;
+	if (rc)
+		unreserve(w);
+	return -rc;
+}
+
+/* Up to n bytes of the file as written, from offset 0. */
+static size_t head_read(struct writer *w, uint8_t *buf, size_t n)
+{
+	if (n > w->size)
+		n = (size_t)w->size;
+	if (w->mode == MODE_STREAM) {
+		if (n > w->written)
+			n = (size_t)w->written;
+		memcpy(buf, w->head, n);
+		return n;
+	}
+	ssize_t r = pread(w->spoolfd, buf, n, 0);
+	return r < 0 ? 0 : (size_t)r;
+}
+
+/* libvirt's save image header (src/qemu/qemu_saveimage.h): 16 bytes of
+ * magic, then host-endian uint32 version, data_len, was_running,
+ * compressed. */
+#define LIBVIRT_MAGIC_DONE "LibvirtQemudSave"
+#define LIBVIRT_MAGIC_PART "LibvirtQemudPart"
+#define LIBVIRT_HDR 32
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* Fills w->note when the file will not delta well and we can tell why. */
+static void take_note(struct writer *w, uint64_t stored)
+{
+	static const char *const fmt[] = { "raw", "gzip", "bzip2", "xz",
+					   "lzop", "zstd" };
+	uint8_t h[LIBVIRT_HDR];
+	size_t n = head_read(w, h, sizeof(h));
+
+	w->note[0] = 0;
+	if (n == sizeof(h) && (!memcmp(h, LIBVIRT_MAGIC_DONE, 16) ||
+			       !memcmp(h, LIBVIRT_MAGIC_PART, 16))) {
+		uint32_t ver = le32(h + 16), comp = le32(h + 28);
+		if (ver > 0xffff)	/* written on a big-endian host */
+			comp = __builtin_bswap32(comp);
+		if (comp != 0) {
+			snprintf(w->note, sizeof(w->note), "%s: a libvirt save "
+			    "image compressed with %s (save_image_format in "
+			    "qemu.conf): compressed states share almost no "
+			    "bytes, so deltas save nothing; set "
+			    "save_image_format = \"raw\"", w->name,
+			    comp < sizeof(fmt) / sizeof(fmt[0]) ? fmt[comp] :
+			    "an unknown format");
+			return;
+		}
+	}
+	if (!w->base && w->size >= ((uint64_t)4 << 20) &&
+	    stored >= w->size / 10 * 9)
+		snprintf(w->note, sizeof(w->note), "%s: the patch is %d%% of "
+		    "the file: it shares almost nothing with the snapshot "
+		    "before it (compressed or encrypted data?)", w->name,
+		    (int)(stored * 100 / w->size));
+}
+
+int writer_finish(struct writer *w, char *err, size_t errlen)
+{
+	const char *why = "";
+	struct stat st;
 	int rc = w->failed;
 
 	if (rc) {
-		msg_say(err, errlen, "%s: an earlier write failed (%s); the "
-		    "snapshot was not added", w->name, strerror(-rc));
+		msg_say(err, errlen, "%s: an earlier step failed (%s); the "
+		    "snapshot is not added", w->name, strerror(-rc));
 		return rc;
 	}
+	if (w->finished)
+		return 0;
 	if (w->mode == MODE_STREAM && w->head_dirty)
 		rc = to_spool(w);
 	if (!rc)
@@ -373,9 +602,71 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 		rc = -errno;
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot encode under %s/%s/tmp: %s; the "
-		    "snapshot was not added", w->name, store_dir(w->s),
+		    "snapshot is not added", w->name, store_dir(w->s),
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
+	}
+	rc = w->base ? verify_base(w, &why) : verify_patch(w, &why);
+	if (rc) {
+		msg_say(err, errlen, "%s: the encoded file does not read back "
+		    "as what was written (%s: %s); the snapshot is not added",
+		    w->name, why, strerror(-rc));
+		if (rc == -EBADMSG)
+			rc = -EIO;
+		goto fail;
+	}
+	rc = reserve(w);
+	if (rc) {
+		msg_say(err, errlen, "%s: no room left under %s for the layers "
+		    "file: %s; the snapshot is not added", w->name,
+		    store_dir(w->s), strerror(-rc));
+		goto fail;
+	}
+	take_note(w, fstat(w->tmpfd, &st) == 0 ? (uint64_t)st.st_size : 0);
+	w->finished = 1;
+	w->dirty = 0;
+	return 0;
+fail:
+	w->failed = rc;
+	return rc;
+}
+
+int writer_dirty(const struct writer *w)
+{
+	return w->dirty;
+}
+
+int writer_status(const struct writer *w)
+{
+	return w->failed;
+}
+
+const char *writer_note(const struct writer *w)
+{
+	return w->note[0] ? w->note : NULL;
+}
+
+int writer_awaits_fixup(struct writer *w)
+{
+	uint8_t h[16];
+
+	return head_read(w, h, sizeof(h)) == sizeof(h) &&
+	       !memcmp(h, LIBVIRT_MAGIC_PART, sizeof(h));
+}
+
+int writer_publish(struct writer *w, char *err, size_t errlen)
+{
+	int rc = w->failed;
+
+	if (rc) {
+		msg_say(err, errlen, "%s: an earlier step failed (%s); the "
+		    "snapshot is not added", w->name, strerror(-rc));
+		return rc;
+	}
+	if (!w->finished) {
+		msg_say(err, errlen, "%s: internal: published before it was "
+		    "finished", w->name);
+		return -EINVAL;
 	}
 	if (renameat(tmpdir(w), w->tmp, store_dirfd(w->s), w->file) < 0) {
 		rc = -errno;
@@ -383,6 +674,7 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 		    store_dir(w->s), w->file, strerror(-rc));
 		goto fail;
 	}
+	unreserve(w);	/* the room store_append() needs */
 	rc = store_append(w->s, w->file, err, errlen);
 	if (rc) {
 		unlinkat(store_dirfd(w->s), w->file, 0);
@@ -412,6 +704,7 @@ void writer_free(struct writer *w)
 		close(w->spoolfd);
 		unlinkat(tmpdir(w), w->spool, 0);
 	}
+	unreserve(w);
 	free(w->head);
 	chain_stream_free(w->src_st);
 	free(w);

@@ -219,6 +219,13 @@ static void test_damage_contained(void)
 	store_free(s);
 }
 
+/* The two steps of a commit (what FLUSH and RELEASE do). */
+static int commit(struct writer *w, char *err, size_t errlen)
+{
+	int rc = writer_finish(w, err, errlen);
+	return rc ? rc : writer_publish(w, err, errlen);
+}
+
 /* Writes state k into a writer in the given order, commits. */
 static void write_layer(struct chain *c, struct store *s, const char *name,
 			int k, int how)
@@ -251,7 +258,7 @@ static void write_layer(struct chain *c, struct store *s, const char *name,
 		}
 	}
 	T_EQ(writer_size(w), n);
-	int rc = writer_commit(w, err, sizeof(err));
+	int rc = commit(w, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "    commit: %s\n", err);
 	T_EQ(rc, 0);
@@ -288,7 +295,7 @@ static void test_writer(void)
 	T_EQ(writer_write(w, 0, state[4], 1000), 0);
 	T_EQ(writer_truncate(w, 5000), 0);
 	T_EQ(writer_size(w), 5000);
-	T_EQ(writer_commit(w, err, sizeof(err)), 0);
+	T_EQ(commit(w, err, sizeof(err)), 0);
 	writer_free(w);
 	uint8_t expect[5000] = { 0 };
 	memcpy(expect, state[4], 1000);
@@ -314,6 +321,77 @@ static void test_writer(void)
 	T_CHECK(layer_equals(c, 3, state[3], state_len[3]));
 	chain_free(c);
 	store_free(s);
+}
+
+/* The commit split: finish is idempotent, undone by a later write (an
+ * append, a header fix-up), publish needs a finish; libvirt's partial
+ * save header is recognised, and its compression named. */
+static void test_writer_finish(void)
+{
+	struct store *s;
+	struct chain *c;
+	struct writer *w;
+	char p[128], err[1024] = "";
+	size_t n;
+
+	snprintf(p, sizeof(p), "%s/wf", dir);
+	mkdir(p, 0755);
+	T_EQ(open_chain("wf", &s, &c), 0);
+	T_EQ(writer_new(&w, c, s, "base", err, sizeof(err)), 0);
+	T_EQ(writer_dirty(w), 0);
+	T_EQ(writer_write(w, 0, state[0], state_len[0]), 0);
+	T_EQ(writer_dirty(w), 1);
+	T_EQ(commit(w, err, sizeof(err)), 0);
+	writer_free(w);
+
+	/* Finished half way (a dup closed), then appended to. */
+	n = state_len[1];
+	T_EQ(writer_new(&w, c, s, "appended", err, sizeof(err)), 0);
+	T_EQ(writer_publish(w, err, sizeof(err)), -EINVAL);
+	T_EQ(writer_write(w, 0, state[1], n / 2), 0);
+	T_EQ(writer_finish(w, err, sizeof(err)), 0);
+	T_EQ(writer_dirty(w), 0);
+	T_EQ(writer_finish(w, err, sizeof(err)), 0);
+	T_EQ(writer_write(w, n / 2, state[1] + n / 2, n - n / 2), 0);
+	T_EQ(writer_dirty(w), 1);
+	T_EQ(writer_publish(w, err, sizeof(err)), -EINVAL);
+	T_EQ(commit(w, err, sizeof(err)), 0);
+	writer_free(w);
+	T_CHECK(layer_equals(c, 1, state[1], n));
+
+	/* libvirt: partial magic, gzip, finished, closed, reopened, fixed. */
+	n = state_len[2];
+	uint8_t *b = malloc(n);
+	memcpy(b, state[2], n);
+	memcpy(b, "LibvirtQemudPart", 16);
+	uint32_t hdr[4] = { 2, 1000, 1, 1 };	/* version .. compressed */
+	memcpy(b + 16, hdr, sizeof(hdr));
+	T_EQ(writer_new(&w, c, s, "virsh", err, sizeof(err)), 0);
+	T_EQ(writer_write(w, 0, b, n), 0);
+	T_EQ(writer_finish(w, err, sizeof(err)), 0);
+	T_CHECK(writer_awaits_fixup(w));
+	T_CHECK(writer_note(w) && strstr(writer_note(w), "gzip"));
+	memcpy(b, "LibvirtQemudSave", 16);
+	T_EQ(writer_write(w, 0, b, 16), 0);
+	T_CHECK(!writer_awaits_fixup(w));
+	T_EQ(commit(w, err, sizeof(err)), 0);
+	writer_free(w);
+	T_CHECK(layer_equals(c, 2, b, n));
+	free(b);
+
+	/* A failed step is sticky and leaves no trace. */
+	T_EQ(writer_new(&w, c, s, "spent", err, sizeof(err)), 0);
+	T_EQ(writer_write(w, 0, state[3], 1000), 0);
+	T_EQ(writer_truncate(w, 500), 0);
+	T_EQ(writer_finish(w, err, sizeof(err)), 0);
+	T_EQ(writer_publish(w, err, sizeof(err)), 0);
+	T_EQ(writer_write(w, 0, state[3], 10), -EALREADY);
+	writer_free(w);
+	T_CHECK(layer_equals(c, 3, state[3], 500));
+	T_EQ(chain_count(c), 4);
+	chain_free(c);
+	store_free(s);
+	T_EQ(t_sh("test -z \"$(ls %s/wf/.snapfs/tmp)\"", dir), 0);
 }
 
 static void test_store_errors(void)
@@ -350,6 +428,7 @@ int main(void)
 	T_RUN(test_read_every_layer);
 	T_RUN(test_damage_contained);
 	T_RUN(test_writer);
+	T_RUN(test_writer_finish);
 	T_RUN(test_store_errors);
 	t_sh("rm -rf %s", dir);
 	for (int k = 0; k < NSTATE + 3; k++)

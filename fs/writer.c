@@ -11,6 +11,12 @@
  * spool file, and from then on writes go to the spool at any offset; the
  * spool is encoded at commit. The fall-back costs one decode and one more
  * encode, paid only by writers that really jump around.
+ *
+ * The last TAIL to 2*TAIL bytes of a STREAM are held back from the sink, so
+ * that what writers do at the very end stays cheap: libvirt's iohelper
+ * (--bypass-cache) writes its last O_DIRECT block padded to the alignment
+ * and then cuts the file back with ftruncate; a writer may also rewrite
+ * its last block. Both land in memory instead of in the spool.
  */
 #include "fs/writer.h"
 
@@ -30,6 +36,7 @@
 #include "fs/msg.h"
 
 #define CHUNK ((size_t)1 << 20)
+#define TAIL ((size_t)64 << 10)	/* held back: see the file-top comment */
 
 enum { MODE_STREAM, MODE_SPOOL };
 
@@ -53,7 +60,10 @@ struct writer {
 	char note[600];		/* writer_note() */
 	size_t parent;		/* layer the patch is against */
 	uint64_t parent_size;
-	uint64_t written;	/* bytes fed to the sink (STREAM) */
+	uint64_t written;	/* bytes of the stream so far (STREAM): fed
+				 * to the sink, then tail_len held back */
+	uint8_t *tail;		/* 2 * TAIL bytes (STREAM) */
+	size_t tail_len;
 	uint64_t size;		/* highest offset written */
 	uint8_t *head;		/* first WRITER_HEAD bytes (STREAM) */
 	int head_dirty;
@@ -122,6 +132,12 @@ static int sink_finish(struct writer *w)
 {
 	if (sink_closed(w))
 		return 0;
+	if (w->tail_len) {
+		int rc = sink_write(w, w->tail, w->tail_len);
+		w->tail_len = 0;
+		if (rc)
+			return rc;
+	}
 	int rc = w->base ? zframe_writer_finish(w->zw) :
 			   vcdiff_enc_finish(w->enc);
 	zframe_writer_free(w->zw);
@@ -129,6 +145,40 @@ static int sink_finish(struct writer *w)
 	w->zw = NULL;
 	w->enc = NULL;
 	return rc;
+}
+
+/* Appends to the stream: the sink gets all but the last TAIL..2*TAIL
+ * bytes, which wait in w->tail (copied once per TAIL bytes at most). */
+static int stream_append(struct writer *w, const uint8_t *buf, size_t len)
+{
+	int rc;
+
+	if (len >= 2 * TAIL) {
+		rc = w->tail_len ? sink_write(w, w->tail, w->tail_len) : 0;
+		if (!rc)
+			rc = sink_write(w, buf, len - TAIL);
+		if (rc)
+			return rc;
+		memcpy(w->tail, buf + len - TAIL, TAIL);
+		w->tail_len = TAIL;
+		return 0;
+	}
+	while (len) {
+		if (w->tail_len == 2 * TAIL) {
+			rc = sink_write(w, w->tail, TAIL);
+			if (rc)
+				return rc;
+			memmove(w->tail, w->tail + TAIL, TAIL);
+			w->tail_len = TAIL;
+		}
+		size_t n = 2 * TAIL - w->tail_len < len ? 2 * TAIL - w->tail_len :
+							  len;
+		memcpy(w->tail + w->tail_len, buf, n);
+		w->tail_len += n;
+		buf += n;
+		len -= n;
+	}
+	return 0;
 }
 
 /* Decodes the finished temporary output back into the spool file. */
@@ -253,7 +303,8 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		w->parent_size = inf.size;
 	}
 	w->head = malloc(WRITER_HEAD);
-	rc = w->head ? chain_stream_new(&w->src_st) : -ENOMEM;
+	w->tail = malloc(2 * TAIL);
+	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
 	if (!rc)
 		rc = sink_open(w);
 	if (rc) {
@@ -282,9 +333,18 @@ int writer_write(struct writer *w, uint64_t off, const void *buf,
 					   WRITER_HEAD - (size_t)off : len;
 				memcpy(w->head + off, buf, n);
 			}
-			rc = sink_write(w, buf, len);
+			rc = stream_append(w, buf, len);
 			if (!rc)
 				w->written += len;
+			goto out;
+		}
+		if (off >= w->written - w->tail_len && off + len <= w->written) {
+			/* A rewrite of bytes still held back. */
+			memcpy(w->tail + (off - (w->written - w->tail_len)), buf,
+			       len);
+			if (off < WRITER_HEAD)
+				memcpy(w->head + off, buf, off + len <= WRITER_HEAD ?
+				       len : WRITER_HEAD - (size_t)off);
 			goto out;
 		}
 		if (off + len <= w->written && off + len <= WRITER_HEAD) {
@@ -331,6 +391,16 @@ int writer_truncate(struct writer *w, uint64_t size)
 			rc = writer_write(w, w->size, zeros, (size_t)n);
 		}
 		return rc;
+	}
+	if (w->mode == MODE_STREAM && size < w->size &&
+	    w->size - size <= w->tail_len && !sink_closed(w)) {
+		/* Cut back within what is held back (libvirt's iohelper
+		 * after its padded last O_DIRECT block). */
+		w->tail_len -= (size_t)(w->size - size);
+		w->written = w->size = size;
+		w->dirty = 1;
+		w->finished = 0;
+		return 0;
 	}
 	if (w->mode == MODE_STREAM)
 		rc = to_spool(w);
@@ -706,6 +776,7 @@ void writer_free(struct writer *w)
 	}
 	unreserve(w);
 	free(w->head);
+	free(w->tail);
 	chain_stream_free(w->src_st);
 	free(w);
 }

@@ -426,6 +426,105 @@ const char *writer_name(const struct writer *w)
 	return w->name;
 }
 
+static int fd_write(void *ctx, const void *buf, size_t len)
+{
+	return fdio_write(*(int *)ctx, buf, len);
+}
+
+/*
+ * A header fixed up once the patch is finished (libvirt reopens its save
+ * image to write the final magic) or at its end: re-encodes only the
+ * first windows, those that hold the first WRITER_HEAD bytes, with the
+ * head as it is now, and appends the later windows as they are (a window
+ * only names absolute source offsets and its own bytes, so it does not
+ * care what comes before it). Costs one more indexing of the parent and
+ * a copy of the patch, instead of decoding and encoding the whole file.
+ * The result is checked like any other by the verify that follows.
+ */
+static int refix_head(struct writer *w)
+{
+	const char *why = "";
+	struct vcdiff_patch *p = NULL;
+	struct vcdiff_dec *d = NULL;
+	struct vcdiff_enc *e = NULL;
+	struct vcdiff_enc_opts o = { 0 };
+	uint8_t *buf = NULL;
+	char name[340];
+	size_t k = 0, hl = w->written < WRITER_HEAD ? (size_t)w->written :
+						     WRITER_HEAD;
+	uint64_t len = 0, rest, end;
+	struct stat st;
+	int fd = -1, rc;
+
+	rc = vcdiff_patch_open(&p, w->tmpfd, &why);
+	if (!rc)
+		rc = vcdiff_dec_new(&d);
+	/* windows 0..k-1 hold the head */
+	while (!rc && k < vcdiff_patch_nwin(p) && len < hl)
+		len += vcdiff_patch_win(p, k++)->tgt_len;
+	if (!rc && (len < hl || !(buf = malloc(len ? len : 1))))
+		rc = len < hl ? -EBADMSG : -ENOMEM;
+	for (size_t i = 0; !rc && i < k; i++) {
+		const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
+		if (wi->tgt_off + wi->tgt_len > len) {
+			rc = -EBADMSG;	/* not windows in a row */
+			break;
+		}
+		ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL, NULL,
+					      buf + wi->tgt_off, wi->tgt_len);
+		if (r < 0)
+			rc = (int)r;
+	}
+	if (rc)
+		goto out;
+	memcpy(buf, w->head, hl);
+	if (fstat(w->tmpfd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	end = (uint64_t)st.st_size;
+	rest = k < vcdiff_patch_nwin(p) ? vcdiff_patch_win(p, k)->hdr_off : end;
+	snprintf(name, sizeof(name), "%s.head", w->tmp);
+	fd = openat(tmpdir(w), name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = vcdiff_enc_new(&e, &o, w->parent_size, src_read, w, fd_write, &fd);
+	if (!rc)
+		rc = vcdiff_enc_write(e, buf, (size_t)len);
+	if (!rc)
+		rc = vcdiff_enc_finish(e);
+	for (uint64_t off = rest; !rc && off < end;) {
+		size_t n = end - off < len ? (size_t)(end - off) : (size_t)len;
+		ssize_t r = pread(w->tmpfd, buf, n, (off_t)off);
+		if (r <= 0)
+			rc = r < 0 ? -errno : -EIO;
+		else
+			rc = fdio_write(fd, buf, (size_t)r);
+		off += r > 0 ? (uint64_t)r : 0;
+	}
+	if (!rc && renameat(tmpdir(w), name, tmpdir(w), w->tmp) < 0)
+		rc = -errno;
+	if (!rc) {
+		close(w->tmpfd);
+		w->tmpfd = fd;
+		fd = -1;
+		w->head_dirty = 0;
+	}
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(tmpdir(w), name, 0);
+	}
+	vcdiff_enc_free(e);
+	vcdiff_dec_free(d);
+	vcdiff_patch_free(p);
+	free(buf);
+	return rc;
+}
+
 /* Encodes the spool file from scratch into a fresh temporary output. */
 static int encode_spool(struct writer *w)
 {
@@ -664,8 +763,13 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 	}
 	if (w->finished)
 		return 0;
-	if (w->mode == MODE_STREAM && w->head_dirty)
-		rc = to_spool(w);
+	if (w->mode == MODE_STREAM && w->head_dirty && !w->base) {
+		rc = sink_finish(w);
+		if (!rc)
+			rc = refix_head(w);
+	} else if (w->mode == MODE_STREAM && w->head_dirty) {
+		rc = to_spool(w);	/* a base: its frames are not spliced */
+	}
 	if (!rc)
 		rc = w->mode == MODE_SPOOL ? encode_spool(w) : sink_finish(w);
 	if (!rc && fsync(w->tmpfd) < 0)

@@ -375,6 +375,8 @@ static void test_writer_finish(void)
 	T_EQ(writer_write(w, 0, b, 16), 0);
 	T_CHECK(!writer_awaits_fixup(w));
 	T_EQ(commit(w, err, sizeof(err)), 0);
+	/* the head was spliced in, not the whole file spooled */
+	T_EQ(t_sh("! ls %s/wf/.snapfs/tmp | grep -q spool", dir), 0);
 	writer_free(w);
 	T_CHECK(layer_equals(c, 2, b, n));
 	free(b);

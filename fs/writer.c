@@ -5,12 +5,14 @@
  * Two modes. STREAM: bytes arrive at the end of what was written and go
  * to the sink (VCDIFF encoder against the newest layer, or the seekable
  * zstd writer for a base); a copy of the first WRITER_HEAD bytes is kept
- * so the usual late fix-up of a save header lands in memory. SPOOL: on the
- * first write that leaves a gap or rewrites bytes already encoded beyond
- * the head, the sink is finished, what it holds is decoded back into a
- * spool file, and from then on writes go to the spool at any offset; the
- * spool is encoded at commit. The fall-back costs one decode and one more
- * encode, paid only by writers that really jump around.
+ * so the usual late fix-up of a save header lands in memory, and costs
+ * at the finish only a re-encode of the windows that hold it
+ * (refix_head()). SPOOL: on the first write that leaves a gap or rewrites
+ * bytes already encoded beyond the head (or appends after a finish), the
+ * sink is finished, what it holds is decoded back into a spool file, and
+ * from then on writes go to the spool at any offset; the spool is encoded
+ * at each finish. The fall-back costs one decode and one more encode,
+ * paid only by writers that really jump around.
  *
  * The last TAIL to 2*TAIL bytes of a STREAM are held back from the sink, so
  * that what writers do at the very end stays cheap: libvirt's iohelper

@@ -20,9 +20,10 @@
 # namespace (unshare -m), with empty directories bound over /etc/libvirt,
 # /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt,
 # so it neither sees nor touches the machine's libvirt, and everything it
-# leaves goes with the namespace. qemu.conf runs QEMU as root without
-# security driver, cgroups or namespaces (none of which a CI container
-# offers) and logs QEMU's output to files (no virtlogd needed).
+# leaves goes with the namespace. qemu.conf keeps Debian's defaults (QEMU
+# runs as libvirt-qemu, dynamic_ownership on) but turns off the security
+# driver, cgroups and namespaces (none of which a CI container offers)
+# and logs QEMU's output to files (no virtlogd needed).
 # Exit 77 (skip) only when that cannot work at all: not root, no mount
 # namespace, libvirt or QEMU not installable.
 set -u
@@ -43,6 +44,7 @@ if [ -z "${SNAPFS_LIBVIRT_NS:-}" ]; then
 	SNAPFS_LIBVIRT_NS=1 exec unshare -m --propagation private sh "$0" "$@"
 fi
 . tests/e2e/lib.sh
+chmod 755 "$WORK"	# QEMU runs as libvirt-qemu: the initramfs is in here
 
 MEM=256; WORK_MB=128
 DOM=snapfs-e2e
@@ -78,9 +80,6 @@ done
 printf 'log_outputs = "3:file:%s/libvirtd.log"\n' "$WORK" >/etc/libvirt/libvirtd.conf
 qemu_conf() { # save_image_format
 	cat >/etc/libvirt/qemu.conf <<EOF
-user = "root"
-group = "root"
-dynamic_ownership = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
@@ -160,7 +159,7 @@ mkdir -p "$S"
 check "mount an empty store" snapfs_mount "$S" "$MNT"
 if $V create "$WORK/dom.xml" >"$WORK/create.out" 2>&1 && touch "$CONS" &&
    wait_counter 1 2 120; then
-	ok "domain $DOM (type qemu, TCG, $MEM MiB) booted: $(counters_from 1 | tail -n 1 | sed 's/^/counter=/')"
+	ok "domain $DOM (type qemu, TCG, $MEM MiB, QEMU as $(ps -o user= -p "$(cat /run/libvirt/qemu/$DOM.pid)")) booted: $(counters_from 1 | tail -n 1 | sed 's/^/counter=/')"
 else
 	notok "domain did not boot: $(cat "$WORK/create.out") $(tail -n 3 "$CONS" 2>/dev/null)"
 	tail -n 10 "$WORK/libvirtd.log" | sed 's/^/    /'

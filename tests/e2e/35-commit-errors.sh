@@ -8,7 +8,9 @@
 # up to one 8 MiB window), and the disk fills only when the file is
 # finished, at close() or fsync(). Checked with cat (the shell's
 # redirection), dd conv=fsync, and a program that checks write, fsync and
-# close one by one. After each failure: the older snapshots read back
+# close one by one. Then a temporary patch damaged behind snapfs's back
+# (as a bad disk would): close() fails with EIO. After each failure: the
+# older snapshots read back
 # exactly, no new name is listed, the layers file is unchanged, no
 # temporary is left behind; a remount reads everything. With room again the
 # same writes succeed (the checks can fail), including a writer that closes
@@ -99,12 +101,42 @@ grep -q 'No space left' "$WORK/snapfs.mnt.log" &&
 	ok "the daemon's log names the failure ($(grep -m1 'No space left' "$WORK/snapfs.mnt.log" | cut -c1-150))" ||
 	notok "the daemon's log does not mention the failure"
 
+# A patch that does not read back as what was written (bytes of the
+# temporary patch damaged behind snapfs's back, as a bad disk would):
+# the verify at close() finds it, close() fails with EIO.
+rm -f "$T/filler"
+head -c 20971520 /dev/urandom > "$WORK/random20"
+python3 - "$MNT/corrupt" "$WORK/random20" "$S/.snapfs/tmp" >"$WORK/py4" 2>&1 <<'EOF2'
+import errno, glob, os, sys
+path, src, tmpdir = sys.argv[1:4]
+data = open(src, 'rb').read()
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, data)                   # 20 MiB: two 8 MiB windows are out
+tmp = [f for f in glob.glob(tmpdir + "/corrupt.patch.*") if f[-1].isdigit()]
+t = os.open(tmp[0], os.O_RDWR)
+off = os.fstat(t).st_size // 2
+b = os.pread(t, 16, off)
+os.pwrite(t, bytes(x ^ 0xff for x in b), off)
+os.close(t)
+print("damaged 16 bytes at", off, "of", tmp[0].split("/")[-1])
+try:
+    os.close(fd)
+    print("close OK")
+except OSError as e:
+    print("close", errno.errorcode.get(e.errno, e.errno))
+EOF2
+check "a damaged temporary patch: close() fails with EIO ($(tr '\n' ' ' <"$WORK/py4"))" \
+	grep -qx 'close EIO' "$WORK/py4"
+intact "after the failed verify"
+grep -q 'corrupt: the encoded file does not read back' "$WORK/snapfs.mnt.log" &&
+	ok "the daemon's log names the failed verify" ||
+	notok "the daemon's log does not mention the failed verify"
+
 check "unmount" snapfs_umount "$MNT"
 check "remount after the failures" snapfs_mount "$S" "$MNT"
 intact "after remount"
 
 # With room again: the same calls succeed, so the checks above can fail.
-rm -f "$T/filler"
 steps "$MNT/snapshot_2" "$ST/state_2" fsync >"$WORK/py3" 2>&1
 check "with room: write, fsync and close all succeed ($(tr '\n' ' ' <"$WORK/py3"))" \
 	sh -c "grep -qx 'writes OK' '$WORK/py3' && grep -qx 'fsync OK' '$WORK/py3' &&

@@ -6,8 +6,9 @@
  * compressed on every core); every later file becomes a VCDIFF patch
  * against the newest layer, encoded while the data streams in. Writes in
  * order go straight to the encoder; rewrites of the first WRITER_HEAD
- * bytes (a save header fixed up at the end, as libvirt does) are absorbed;
- * anything else out of order falls back to spooling the whole file under
+ * bytes (a save header fixed up at the end, as libvirt does) and of the
+ * last 64 KiB, and a cut-back there, are absorbed; anything else out of
+ * order falls back to spooling the whole file under
  * .snapfs/tmp/ and encoding it when the file is finished.
  *
  * A commit is two steps, so that whatever can fail reaches the process
@@ -57,14 +58,16 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 /* Writes len bytes at off. Returns 0 or -errno (-ENOSPC passes through;
  * after an error every later call fails and publish refuses). Allowed
  * after writer_finish(): the file is then no longer finished (see
- * writer_dirty()); an append after a finish costs a decode of what was
- * encoded into the spool, a rewrite inside the first WRITER_HEAD bytes a
- * decode and a re-encode at the next finish. */
+ * writer_dirty()). An append after a finish costs a decode of what was
+ * encoded into the spool; a rewrite inside the first WRITER_HEAD bytes
+ * costs, at the next finish, a re-encode of the windows that hold them
+ * (of the whole file for a base). */
 int writer_write(struct writer *w, uint64_t off, const void *buf,
 		 size_t len);
 
-/* Sets the size: growing appends zeros, shrinking falls back to the
- * spool. Returns 0 or -errno. */
+/* Sets the size: growing appends zeros; shrinking by no more than the
+ * last 64 KiB written is absorbed, more falls back to the spool. Returns
+ * 0 or -errno. */
 int writer_truncate(struct writer *w, uint64_t size);
 
 /* The file's size so far (highest offset written). */

@@ -3,7 +3,9 @@
 #   build  compiler, libraries and headers
 #   test   stock tools the tests compare against, clang for the fuzzers
 #   qemu   what the real-VM end-to-end test boots
-# Usage: contrib/deps.sh build test [qemu]. A no-op when all are present.
+#   libvirt  the libvirt daemons and virsh (tests/e2e/55-libvirt.sh)
+# Usage: contrib/deps.sh build test [qemu] [libvirt]. A no-op when all are
+# present.
 set -eu
 pkgs=""
 for g in "$@"; do
@@ -11,8 +13,9 @@ for g in "$@"; do
 	build) pkgs="$pkgs gcc make pkg-config libfuse3-dev fuse3 libzstd-dev liblzma-dev libdeflate-dev libxxhash-dev uthash-dev" ;;
 	test)  pkgs="$pkgs xdelta3 zstd clang util-linux attr xxhash" ;;
 	qemu)  pkgs="$pkgs qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio python3" ;;
+	libvirt) pkgs="$pkgs libvirt-daemon-system libvirt-clients" ;;
 	bench) pkgs="$pkgs gnuplot-nox time" ;;
-	*) echo "deps.sh: unknown group '$g' (build, test, qemu, bench)" >&2; exit 2 ;;
+	*) echo "deps.sh: unknown group '$g' (build, test, qemu, libvirt, bench)" >&2; exit 2 ;;
 	esac
 done
 missing=""

@@ -61,6 +61,11 @@ static void pending_stat(struct snapfs_mount *m, struct stat *st)
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
+static void log_msg(const char *msg)
+{
+	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
+}
+
 /* Waits while a finished writer commits (caller holds m->lock). */
 static void wait_commit(struct snapfs_mount *m)
 {
@@ -432,6 +437,56 @@ static void reader_drop(struct snapfs_mount *m, struct handle *h)
 	free(h);
 }
 
+/*
+ * Another open for writing of the file being written, before it is
+ * published: libvirt closes its save image and reopens it to write the
+ * final header (qemuSaveImageCreate), and with an async RELEASE the
+ * reopen may even come first. Writes go to the same writer. Called with
+ * m->lock held; unlocks.
+ */
+static void reopen_writer(struct snapfs_mount *m, fuse_req_t req,
+			  struct fuse_file_info *fi)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		pthread_mutex_unlock(&m->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->writer = 1;
+	m->w_opens++;
+	pthread_mutex_unlock(&m->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* interrupted: no release will come */
+		pthread_mutex_lock(&m->lock);
+		m->w_opens--;
+		pthread_mutex_unlock(&m->lock);
+		free(h);
+	}
+}
+
+/*
+ * A writer with no open handle left that was not published waits for
+ * libvirt to reopen it (writer_awaits_fixup()). If a new snapshot is
+ * created instead, libvirt gave up on that save (it then unlinks the
+ * file, which we cannot do): drop it. Caller holds m->lock.
+ */
+static void drop_held(struct snapfs_mount *m)
+{
+	if (!m->w || m->w_opens > 0 || m->w_committing)
+		return;
+	char msg[400];
+	snprintf(msg, sizeof(msg), "%s: dropped: a libvirt save image that "
+		 "was never completed (its header still says LibvirtQemudPart)",
+		 writer_name(m->w));
+	log_msg(msg);
+	writer_free(m->w);
+	m->w = NULL;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct snapfs_mount *m = M(req);
@@ -448,6 +503,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (chain_get(m->chain, ID_OF(ino), &L)) {
 		/* The snapshot being written: readable once committed. */
 		pthread_mutex_lock(&m->lock);
+		if (m->w && ino == m->w_ino && !m->w_committing &&
+		    (fi->flags & O_ACCMODE) != O_RDONLY) {
+			reopen_writer(m, req, fi);	/* unlocks */
+			return;
+		}
 		int busy = m->w && ino == m->w_ino && m->w_opens > 0;
 		if (!busy)
 			wait_commit(m);
@@ -491,11 +551,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void log_msg(const char *msg)
-{
-	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
-}
-
 /* rm NAME: the snapshot goes, its children are rebased (fs/rebase.c). */
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -518,14 +573,16 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct snapfs_link *l = link_find(m, name, 0);
 	if (l)
 		l->used = 0;
-	int writing = m->w && !strcmp(writer_name(m->w), name);
+	id = chain_lookup(m->chain, name);
+	/* Not the file being written, nor what it is diffed against. */
+	int writing = m->w && (!strcmp(writer_name(m->w), name) ||
+			       (id && writer_parent_id(m->w) == id));
 	pthread_mutex_unlock(&m->lock);
 	if (l || writing) {
 		pthread_mutex_unlock(&m->change);
 		fuse_reply_err(req, l ? 0 : EBUSY);
 		return;
 	}
-	id = chain_lookup(m->chain, name);
 	rc = id ? chain_remove(m->chain, id, NULL, 0, NULL, err, sizeof(err)) :
 	     -ENOENT;
 	pthread_mutex_unlock(&m->change);
@@ -659,6 +716,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_reply_err(req, EPERM);
 }
 
+/*
+ * A new snapshot, a child of current. One at a time. A create that
+ * arrives while the previous snapshot commits waits for it (saves done
+ * back to back); one that arrives while it is still open gets EBUSY.
+ */
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
@@ -695,6 +757,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		wait_commit(m);
 		pthread_mutex_unlock(&m->lock);
 	}
+	drop_held(m);
 	rc = m->w ? -EBUSY : !strcmp(name, CURRENT_NAME) ||
 	     link_find(m, name, 0) ? -EEXIST :
 	     writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
@@ -782,15 +845,64 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	fuse_reply_err(req, EPERM);
 }
 
+/*
+ * Errors of a commit reach the writer here, at close() (FLUSH) and
+ * fsync(): writer_finish() ends the encoding, fsyncs, verifies and keeps
+ * the result; RELEASE, which nobody waits for, only publishes (see
+ * writer.h for why not at FLUSH). A FLUSH comes for every close() of
+ * every fd, dups included, so only one with data written since the last
+ * finish finishes: the shell's `cat > f` closes a dup of the fd before
+ * cat has written anything. Runs under m->lock, as writes do.
+ */
+static int finish_locked(struct snapfs_mount *m, int only_if_dirty)
+{
+	char err[1024];
+	int rc;
+
+	if (!m->w)
+		return -EBADF;
+	if (only_if_dirty && !writer_dirty(m->w))
+		return writer_status(m->w) == -EALREADY ? 0 :
+		       writer_status(m->w);
+	int was = writer_status(m->w);
+	rc = writer_finish(m->w, err, sizeof(err));
+	if (rc && !was)
+		log_msg(err);	/* once, when it happens */
+	return rc == -EBADMSG ? -EIO : rc;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino,
+		     struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	int rc = 0;
+
+	(void)ino;
+	if (H(fi) && H(fi)->writer) {
+		pthread_mutex_lock(&m->lock);
+		rc = finish_locked(m, 1);
+		pthread_mutex_unlock(&m->lock);
+	}
+	fuse_reply_err(req, -rc);
+}
+
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
-	/* The commit protocol makes a snapshot durable when it appears;
-	 * before that there is nothing a reader could lose. */
+	struct snapfs_mount *m = M(req);
+	int rc = 0;
+
+	/* A snapshot is durable when it appears (the commit protocol), and
+	 * not before: fsync of the file being written ends it now, so its
+	 * errors reach the caller (dd conv=fsync, libvirt's iohelper). */
 	(void)ino;
 	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	if (H(fi) && H(fi)->writer) {
+		pthread_mutex_lock(&m->lock);
+		rc = finish_locked(m, 0);
+		pthread_mutex_unlock(&m->lock);
+	}
+	fuse_reply_err(req, -rc);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -799,6 +911,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct snapfs_mount *m = M(req);
 	struct handle *h = H(fi);
 	char err[1024];
+	int rc;
 
 	(void)ino;
 	if (!h->writer) {
@@ -807,9 +920,26 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	free(h);
-	/* The kernel does not wait for this reply: commit, then answer. */
+	/* The kernel does not wait for this reply: publish, then answer. */
 	pthread_mutex_lock(&m->lock);
-	if (--m->w_opens > 0 || !m->w) {
+	if (!m->w) {
+		pthread_mutex_unlock(&m->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (fi->flush)
+		finish_locked(m, 1);
+	if (--m->w_opens > 0) {
+		pthread_mutex_unlock(&m->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	/* Normally finished at the last FLUSH already; not if nothing was
+	 * written (an empty file) or nothing was flushed. */
+	rc = finish_locked(m, 0);
+	if (!rc && writer_awaits_fixup(m->w)) {
+		/* libvirt closes its save image and reopens it to write the
+		 * final header: keep it, unpublished, for op_open. */
 		pthread_mutex_unlock(&m->lock);
 		fuse_reply_err(req, 0);
 		return;
@@ -817,11 +947,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	m->w_committing = 1;
 	struct writer *w = m->w;
 	pthread_mutex_unlock(&m->lock);
-	pthread_mutex_lock(&m->change);
-	int rc = writer_commit(w, err, sizeof(err));
-	pthread_mutex_unlock(&m->change);
-	if (rc)
-		log_msg(err);
+	if (!rc) {
+		pthread_mutex_lock(&m->change);
+		rc = writer_publish(w, err, sizeof(err));
+		pthread_mutex_unlock(&m->change);
+		if (rc)
+			log_msg(err);
+		else if (writer_note(w))
+			log_msg(writer_note(w));
+	}
 	pthread_mutex_lock(&m->lock);
 	writer_free(w);
 	m->w = NULL;
@@ -921,6 +1055,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.release = op_release,
+	.flush = op_flush,
 	.create = op_create,
 	.write = op_write,
 	.setattr = op_setattr,

@@ -11,7 +11,9 @@
 # pages dirtied meanwhile), restores every one of them in a fresh QEMU with
 # contrib/snapfs-qemu-restore (-incoming "exec:cat FILE"), and checks that
 # each restored guest continues from its own counter (not from zero, not
-# from another snapshot's) and keeps printing verify=ok.
+# from another snapshot's) and keeps printing verify=ok. Also (as root): a
+# migrate into a second, full store is reported as failed, by QEMU itself
+# and by contrib/snapfs-qemu-save.
 #
 # Where the state files go:
 #   SNAPFS_MOUNT_CMD unset: through snapfs, "$BUILD/snapfs -f STORE MOUNTDIR"
@@ -246,6 +248,50 @@ fi
 $QMP "$workdir/src.qmp" cmd cont >/dev/null
 wait_for "$workdir/src.log" "^snapwork counter=$(( $(last_counter "$workdir/src.log") + 1 )) verify=ok" 10 || true
 nsaved=$k
+
+# --- a full store: the save must be reported as failed ----------------------
+# A second snapfs on an 8 MB tmpfs, empty store: the state (the store's
+# base) cannot fit. QEMU's own migrate must end "failed" (cat's write or
+# close fails, cat exits, the pipe breaks), snapfs-qemu-save must exit
+# non-zero, the VM keeps running, and no snapshot appears.
+if [ -n "$mounted" ] && [ "$(id -u)" -eq 0 ]; then
+	tiny=$workdir/tiny; mkdir -p "$tiny"
+	if mount -t tmpfs -o size=8m tmpfs "$tiny"; then
+		mkdir -p "$tiny/store" "$tiny/mnt"
+		"$top/${BUILD:-build}/snapfs" -f "$tiny/store" "$tiny/mnt" >"$workdir/tiny.log" 2>&1 &
+		tiny_pid=$!
+		i=0; while ! grep -q " $tiny/mnt fuse" /proc/mounts && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+		$QMP "$workdir/src.qmp" hmp "migrate \"exec:cat > $tiny/mnt/full\"" >"$workdir/full.out" 2>&1
+		if $QMP "$workdir/src.qmp" wait-migration >>"$workdir/full.out" 2>&1; then
+			notok "(qemu) migrate \"exec:cat > FILE\" into a full store reported completed"
+		else
+			ok "(qemu) migrate \"exec:cat > FILE\" into a full store reports failure: $(tail -n 1 "$workdir/full.out" | cut -c1-120)"
+		fi
+		$QMP "$workdir/src.qmp" cmd cont >/dev/null 2>&1
+		if out=$($SAVE "$workdir/src.qmp" "$tiny/mnt/full2" 2>&1); then
+			notok "snapfs-qemu-save into a full store exited 0"
+		else
+			ok "snapfs-qemu-save into a full store exits non-zero: $(echo "$out" | tail -n 1 | cut -c1-120)"
+		fi
+		st=$($QMP "$workdir/src.qmp" cmd query-status 2>&1)
+		if echo "$st" | grep -q '"running": true'; then
+			ok "the VM runs on after the failed saves"
+		else
+			notok "the VM after the failed saves: $st"
+		fi
+		sleep 0.5
+		if [ -z "$(ls "$tiny/mnt")" ] && [ ! -e "$tiny/store/increments.txt" ] &&
+		   [ -z "$(ls "$tiny/store/.snapfs/tmp" 2>/dev/null)" ]; then
+			ok "no snapshot and no temporary left in the full store"
+		else
+			notok "the full store after the failed saves: $(ls "$tiny/mnt" "$tiny/store" "$tiny/store/.snapfs/tmp" 2>&1 | tr '\n' ' ')"
+		fi
+		fusermount3 -u "$tiny/mnt"; wait "$tiny_pid" 2>/dev/null
+		umount "$tiny"
+	else
+		notok "cannot mount an 8 MB tmpfs for the full-store check"
+	fi
+fi
 starts=$(lines "$workdir/src.log" | grep -c '^snapwork start' || true)
 if lines "$workdir/src.log" | grep -q 'verify=FAIL' || [ "$starts" -ne 1 ]; then
 	notok "source guest ran clean across the saves ($(grep -m1 'FAIL' "$workdir/src.log"), $starts starts)"

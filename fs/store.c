@@ -6,9 +6,20 @@
  * handle; the file also records the holder's pid for the error message a
  * second mount prints. flock dies with the process, so a killed snapfs
  * never leaves the store locked.
+ *
+ * Nothing in the store is trusted to be what its name says: every file is
+ * opened through fs/safefile (no symlink followed, no FIFO waited on) and
+ * every .snapfs/ directory is checked to be a real one. Lines of the
+ * layers file that name no layer (comments, blank lines) are kept with
+ * their place among the layer lines and written back by store_append.
+ *
+ * Layers are allocated one by one and the pointer array never moves, so
+ * store_layer() may be called from any thread while store_append() adds
+ * one: s->n is published with release order after the layer is complete.
  */
 #include "fs/store.h"
 #include "fs/msg.h"
+#include "fs/safefile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char *const subdirs[] = {
@@ -24,14 +36,23 @@ static const char *const subdirs[] = {
 };
 #define NSUB (sizeof(subdirs) / sizeof(subdirs[0]))
 
+/* A line of the layers file that names no layer, kept for rewrites. */
+struct raw_line {
+	char *text;		/* without its newline */
+	size_t after;		/* layer lines above it (newest first) */
+};
+
 struct store {
 	char *dir;
 	int dirfd;
 	int metafd;
 	int lockfd;
 	int subfd[NSUB];
-	struct store_layer *layers;	/* oldest first */
-	size_t n, cap;
+	/* Oldest first. Never reallocated: readers on other threads. */
+	struct store_layer *layers[STORE_MAX_LAYERS];
+	size_t n;		/* written with release order */
+	struct raw_line *raw;	/* in file order */
+	size_t nraw;
 };
 
 int store_name_of(const char *path, char *name, size_t cap)
@@ -63,11 +84,38 @@ static int valid_path(const char *p)
 	return 1;
 }
 
+/* The message for a layer that cannot be opened: the real cause, and
+ * what fixes it. */
+static void layer_open_error(const struct store *s, const char *path, int rc,
+			     const char *why, char *err, size_t errlen)
+{
+	struct rlimit rl;
+
+	if (rc == -EMFILE || rc == -ENFILE) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+		msg_say(err, errlen, "%s/%s: too many open files at layer %zu "
+		    "(limit %llu): snapfs keeps every layer open; raise the "
+		    "limit (ulimit -n, or LimitNOFILE= in the systemd unit) or "
+		    "merge old layers (contrib/snapfs-merge)", s->dir, path,
+		    s->n + 1, (unsigned long long)rl.rlim_cur);
+	} else if (rc == -ENOENT || rc == -EACCES || rc == -EIO) {
+		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
+		    "the file or remove its line from %s", s->dir, path, path,
+		    why, STORE_LAYERS_FILE);
+	} else {
+		msg_say(err, errlen, "%s/%s: layer %s; move a regular file there "
+		    "or remove its line from %s", s->dir, path, why,
+		    STORE_LAYERS_FILE);
+	}
+}
+
 static int add_layer(struct store *s, const char *path, char *err,
 		     size_t errlen)
 {
 	char name[256];
 	struct store_layer *l;
+	const char *why = "";
 
 	if (!valid_path(path)) {
 		msg_say(err, errlen, "%s/%s: names '%s'; paths must be relative to "
@@ -87,38 +135,22 @@ static int add_layer(struct store *s, const char *path, char *err,
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		if (!strcmp(s->layers[i].name, name)) {
+		if (!strcmp(s->layers[i]->name, name)) {
 			msg_say(err, errlen, "%s/%s: '%s' and '%s' would both show "
 			    "as '%s': rename one", s->dir, STORE_LAYERS_FILE,
-			    s->layers[i].path, path, name);
+			    s->layers[i]->path, path, name);
 			return -EEXIST;
 		}
 	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		l = realloc(s->layers, cap * sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		s->layers = l;
-		s->cap = cap;
-	}
-	l = &s->layers[s->n];
-	memset(l, 0, sizeof(*l));
-	l->fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (l->fd < 0 || fstat(l->fd, &l->st) < 0) {
-		int e = errno;
-		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
-		    "the file or remove its line from %s", s->dir, path, path,
-		    strerror(e), STORE_LAYERS_FILE);
-		if (l->fd >= 0)
-			close(l->fd);
-		return -e;
-	}
-	if (!S_ISREG(l->st.st_mode)) {
-		msg_say(err, errlen, "%s/%s: layer is not a regular file; fix %s",
-		    s->dir, path, STORE_LAYERS_FILE);
-		close(l->fd);
-		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->fd = safefile_open(s->dirfd, path, O_RDONLY, 0, &l->st, &why);
+	if (l->fd < 0) {
+		int rc = l->fd;
+		free(l);
+		layer_open_error(s, path, rc, why, err, errlen);
+		return rc;
 	}
 	l->path = strdup(path);
 	l->name = strdup(name);
@@ -126,9 +158,27 @@ static int add_layer(struct store *s, const char *path, char *err,
 		free(l->path);
 		free(l->name);
 		close(l->fd);
+		free(l);
 		return -ENOMEM;
 	}
-	s->n++;
+	s->layers[s->n] = l;
+	__atomic_store_n(&s->n, s->n + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Keeps a line that names no layer, with n layer lines above it. */
+static int keep_raw(struct store *s, const char *line, size_t n)
+{
+	struct raw_line *r = realloc(s->raw, (s->nraw + 1) * sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	s->raw = r;
+	r[s->nraw].text = strdup(line);
+	if (!r[s->nraw].text)
+		return -ENOMEM;
+	r[s->nraw].after = n;
+	s->nraw++;
 	return 0;
 }
 
@@ -139,15 +189,15 @@ static int read_layers(struct store *s, char *err, size_t errlen)
 	char *line = NULL, **paths = NULL;
 	size_t cap = 0, n = 0, pcap = 0;
 	ssize_t len;
-	int rc = 0, fd = openat(s->dirfd, STORE_LAYERS_FILE, O_RDONLY | O_CLOEXEC);
+	const char *why = "";
+	int rc = 0, fd = safefile_open(s->dirfd, STORE_LAYERS_FILE, O_RDONLY, 0,
+				       NULL, &why);
 
 	if (fd < 0) {
-		if (errno == ENOENT)
+		if (fd == -ENOENT)
 			return 0;	/* a new, empty store */
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
-		    strerror(-rc));
-		return rc;
+		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE, why);
+		return fd;
 	}
 	f = fdopen(fd, "r");
 	if (!f) {
@@ -161,8 +211,14 @@ static int read_layers(struct store *s, char *err, size_t errlen)
 			*--e = 0;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (!*p || *p == '#')
+		if (!*p || *p == '#') {
+			/* Kept as read, less the line end, for rewrites. */
+			char *q = line + strcspn(line, "\r\n");
+			*q = 0;
+			if ((rc = keep_raw(s, line, n)))
+				goto out;
 			continue;
+		}
 		if (n == pcap) {
 			pcap = pcap ? 2 * pcap : 16;
 			char **np = realloc(paths, pcap * sizeof(*np));
@@ -228,16 +284,17 @@ static void clear_dir(int dfd)
 
 static int take_lock(struct store *s, char *err, size_t errlen)
 {
+	const char *why = "";
 	char buf[32];
 	int n;
 
-	s->lockfd = openat(s->metafd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
-			   0644);
+	s->lockfd = safefile_open(s->metafd, "lock", O_RDWR | O_CREAT, 0644,
+				  NULL, &why);
 	if (s->lockfd < 0) {
-		int e = errno;
+		int rc = s->lockfd;
 		msg_say(err, errlen, "%s/%s/lock: %s", s->dir, STORE_META_DIR,
-		    strerror(e));
-		return -e;
+		    why);
+		return rc;
 	}
 	if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
@@ -263,6 +320,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
+	const char *why = "";
 	int rc;
 
 	if (!s)
@@ -282,38 +340,30 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 		    dir, strerror(-rc));
 		goto fail;
 	}
-	if (mkdirat(s->dirfd, STORE_META_DIR, 0755) < 0 && errno != EEXIST) {
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: cannot create: %s (is the store "
-		    "writable?)", dir, STORE_META_DIR, strerror(-rc));
-		goto fail;
-	}
-	s->metafd = openat(s->dirfd, STORE_META_DIR,
-			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	s->metafd = safefile_subdir(s->dirfd, STORE_META_DIR, 0755, &why);
 	if (s->metafd < 0) {
-		rc = -errno;
-		msg_say(err, errlen, "%s/%s: %s", dir, STORE_META_DIR,
-		    strerror(-rc));
+		rc = s->metafd;
+		msg_say(err, errlen, "%s/%s: %s%s", dir, STORE_META_DIR, why,
+		    rc == -EROFS || rc == -EACCES ? " (is the store writable?)" :
+		    "");
 		goto fail;
 	}
 	rc = take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
-		if (mkdirat(s->metafd, subdirs[i], 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			msg_say(err, errlen, "%s/%s/%s: cannot create: %s", dir,
-			    STORE_META_DIR, subdirs[i], strerror(-rc));
-			goto fail;
-		}
-		s->subfd[i] = openat(s->metafd, subdirs[i],
-				     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		s->subfd[i] = safefile_subdir(s->metafd, subdirs[i], 0755,
+					      &why);
 		if (s->subfd[i] < 0) {
-			rc = -errno;
+			rc = s->subfd[i];
+			msg_say(err, errlen, "%s/%s/%s: %s", dir, STORE_META_DIR,
+			    subdirs[i], why);
 			goto fail;
 		}
 	}
-	/* A writer killed mid-snapshot leaves only temporaries: drop them. */
+	/* A writer killed mid-snapshot leaves only temporaries: drop them.
+	 * tmp was just checked to be a real directory, and unlinkat never
+	 * follows a symlink, so only its own entries go. */
 	clear_dir(s->subfd[NSUB - 1]);
 	rc = read_layers(s, err, errlen);
 	if (rc)
@@ -330,11 +380,14 @@ void store_free(struct store *s)
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
-		close(s->layers[i].fd);
-		free(s->layers[i].path);
-		free(s->layers[i].name);
+		close(s->layers[i]->fd);
+		free(s->layers[i]->path);
+		free(s->layers[i]->name);
+		free(s->layers[i]);
 	}
-	free(s->layers);
+	for (size_t i = 0; i < s->nraw; i++)
+		free(s->raw[i].text);
+	free(s->raw);
 	for (size_t i = 0; i < NSUB; i++)
 		if (s->subfd[i] >= 0)
 			close(s->subfd[i]);
@@ -350,12 +403,12 @@ void store_free(struct store *s)
 
 size_t store_count(const struct store *s)
 {
-	return s->n;
+	return __atomic_load_n(&s->n, __ATOMIC_ACQUIRE);
 }
 
 const struct store_layer *store_layer(const struct store *s, size_t i)
 {
-	return i < s->n ? &s->layers[i] : NULL;
+	return i < store_count(s) ? s->layers[i] : NULL;
 }
 
 const char *store_dir(const struct store *s)
@@ -376,20 +429,44 @@ int store_subdir(const struct store *s, const char *sub)
 	return -1;
 }
 
+/*
+ * Writes the layers file to f: newest layer first, and every kept raw
+ * line where it was relative to the layer lines. The newest layer, just
+ * added, goes below the leading block of comments (a header stays a
+ * header) and above the old newest layer.
+ */
+static void write_layers(const struct store *s, FILE *f)
+{
+	size_t r = 0, old = s->n - 1;
+
+	for (; r < s->nraw && s->raw[r].after == 0; r++)
+		fprintf(f, "%s\n", s->raw[r].text);
+	fprintf(f, "%s\n", s->layers[s->n - 1]->path);
+	for (size_t k = 0; k < old; k++) {
+		fprintf(f, "%s\n", s->layers[old - 1 - k]->path);
+		for (; r < s->nraw && s->raw[r].after == k + 1; r++)
+			fprintf(f, "%s\n", s->raw[r].text);
+	}
+	for (; r < s->nraw; r++)	/* none: after never exceeds old */
+		fprintf(f, "%s\n", s->raw[r].text);
+}
+
 int store_append(struct store *s, const char *path, char *err,
 		 size_t errlen)
 {
 	char tmp[] = STORE_LAYERS_FILE ".tmp";
+	const char *why = "";
 	FILE *f;
 	int rc, fd;
 
 	rc = add_layer(s, path, err, errlen);
 	if (rc)
 		return rc;
-	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0644);
+	/* A symlink planted as the temporary is removed, not written
+	 * through; the rename then replaces the layers file itself. */
+	fd = safefile_create(s->dirfd, tmp, 0644, &why);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		goto undo;
 	}
 	f = fdopen(fd, "w");
@@ -398,8 +475,7 @@ int store_append(struct store *s, const char *path, char *err,
 		rc = -ENOMEM;
 		goto undo;
 	}
-	for (size_t i = s->n; i-- > 0;)
-		fprintf(f, "%s\n", s->layers[i].path);
+	write_layers(s, f);
 	if (fflush(f) != 0 || fsync(fd) < 0)
 		rc = -errno;
 	if (fclose(f) != 0 && !rc)
@@ -412,13 +488,22 @@ int store_append(struct store *s, const char *path, char *err,
 		unlinkat(s->dirfd, tmp, 0);
 		goto undo;
 	}
+	/* Lines below the leading block now have one more layer above. */
+	for (size_t r = 0; r < s->nraw; r++)
+		if (s->raw[r].after)
+			s->raw[r].after++;
 	return 0;
 undo:
 	msg_say(err, errlen, "%s/%s: cannot rewrite: %s", s->dir,
 	    STORE_LAYERS_FILE, strerror(-rc));
-	s->n--;
-	close(s->layers[s->n].fd);
-	free(s->layers[s->n].path);
-	free(s->layers[s->n].name);
+	{
+		struct store_layer *l = s->layers[s->n - 1];
+		__atomic_store_n(&s->n, s->n - 1, __ATOMIC_RELEASE);
+		s->layers[s->n] = NULL;
+		close(l->fd);
+		free(l->path);
+		free(l->name);
+		free(l);
+	}
 	return rc;
 }

@@ -8,12 +8,17 @@
  * Opening a store parses the layers file, opens every layer file, derives
  * the names shown in the mount (file name without its extension), takes
  * the lock that keeps a second snapfs off the store, and clears leftover
- * temporaries of a crashed writer.
+ * temporaries of a crashed writer. Nothing outside the store is opened,
+ * created or deleted: no symlink is followed, FIFOs, devices and sockets
+ * are refused without blocking, and .snapfs/ and its subdirectories must
+ * be real directories (fs/safefile). Comments and blank lines of the
+ * layers file survive rewrites in place.
  *
  * Not here: what the layer files contain (the chain's business). Errors
  * become one message naming the file and what to do, in the caller's
  * buffer. A store is immutable after open except store_append(), which
- * the caller serialises.
+ * the caller serialises; store_count() and store_layer() are safe from
+ * other threads meanwhile (a layer, once returned, never moves).
  */
 #ifndef SNAPFS_FS_STORE_H
 #define SNAPFS_FS_STORE_H
@@ -32,14 +37,16 @@ struct store_layer {
 	char *path;		/* as written in the layers file */
 	char *name;		/* shown in the mount */
 	int fd;			/* open read-only */
-	struct stat st;		/* at open time */
+	struct stat st;		/* at open time: owner and mode shown */
 };
 
 /*
  * Opens the store at dir. A store without a layers file is new and empty
  * (the first file written becomes its base); a layers file that exists but
  * names nothing is refused, as is one naming a missing or unreadable file,
- * an absolute or ".." path, or two files with the same shown name.
+ * an absolute or ".." path, a symlink or a path through one, anything but
+ * a regular file, or two files with the same shown name. Too many open
+ * files is reported as that, with the limit to raise.
  * Returns 0 or -errno with a message in err (errlen bytes).
  */
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
@@ -56,8 +63,10 @@ int store_subdir(const struct store *s, const char *sub);
 
 /*
  * Adds a layer whose file (already renamed into the store) is path, and
- * rewrites the layers file atomically: temporary file, fsync, rename,
- * fsync of the directory. On failure the layers file is unchanged.
+ * rewrites the layers file atomically: temporary file (created afresh,
+ * never through a symlink), fsync, rename, fsync of the directory. The
+ * new line goes below any leading comment block; other comments and blank
+ * lines keep their place. On failure the layers file is unchanged.
  */
 int store_append(struct store *s, const char *path, char *err,
 		 size_t errlen);

@@ -28,6 +28,8 @@
 #include "codec/vcdiff_enc.h"
 #include "codec/zframe.h"
 #include "fs/msg.h"
+#include "fs/names.h"
+#include "fs/safefile.h"
 
 #define CHUNK ((size_t)1 << 20)
 
@@ -44,6 +46,10 @@ struct writer {
 	int mode;
 	int failed;		/* -errno of the first failure, sticky */
 	int tmpfd, spoolfd;
+	int owned;		/* writer_set_owner was called */
+	uid_t uid;
+	gid_t gid;
+	mode_t fmode;		/* of the stored file */
 	size_t parent;		/* layer the patch is against */
 	uint64_t parent_size;
 	uint64_t written;	/* bytes fed to the sink (STREAM) */
@@ -83,10 +89,9 @@ static int sink_open(struct writer *w)
 		close(w->tmpfd);
 		unlinkat(tmpdir(w), w->tmp, 0);
 	}
-	w->tmpfd = openat(tmpdir(w), w->tmp, O_RDWR | O_CREAT | O_TRUNC |
-			  O_CLOEXEC, 0644);
+	w->tmpfd = safefile_create(tmpdir(w), w->tmp, 0600, NULL);
 	if (w->tmpfd < 0)
-		return -errno;
+		return w->tmpfd;
 	if (w->base) {
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
@@ -171,10 +176,9 @@ static int to_spool(struct writer *w)
 	int rc;
 
 	snprintf(w->spool, sizeof(w->spool), "%s.spool", w->tmp);
-	w->spoolfd = openat(tmpdir(w), w->spool, O_RDWR | O_CREAT | O_TRUNC |
-			    O_CLOEXEC, 0644);
+	w->spoolfd = safefile_create(tmpdir(w), w->spool, 0600, NULL);
 	if (w->spoolfd < 0)
-		return -errno;
+		return w->spoolfd;
 	rc = sink_finish(w);
 	if (!rc)
 		rc = unsink(w);
@@ -193,13 +197,13 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 {
 	struct writer *w;
 	struct stat st;
+	char why[256];
 	int rc;
 
-	if (!*name || strchr(name, '/') || strlen(name) > 200 ||
-	    !strcmp(name, ".") || !strcmp(name, "..") || name[0] == '.') {
-		msg_say(err, errlen, "'%s': not a usable snapshot name (no '/', "
-		    "not hidden, at most 200 bytes)", name);
-		return -EINVAL;
+	rc = names_check(name, why, sizeof(why));
+	if (rc) {
+		msg_say(err, errlen, "'%s': %s", name, why);
+		return rc;
 	}
 	if (chain_lookup(c, name) >= 0) {
 		msg_say(err, errlen, "%s: a snapshot of that name exists", name);
@@ -321,6 +325,14 @@ int writer_truncate(struct writer *w, uint64_t size)
 	return 0;
 }
 
+void writer_set_owner(struct writer *w, uid_t uid, gid_t gid, mode_t mode)
+{
+	w->owned = 1;
+	w->uid = uid;
+	w->gid = gid;
+	w->fmode = mode;
+}
+
 uint64_t writer_size(const struct writer *w)
 {
 	return w->size;
@@ -369,6 +381,14 @@ int writer_commit(struct writer *w, char *err, size_t errlen)
 		rc = to_spool(w);
 	if (!rc)
 		rc = w->mode == MODE_SPOOL ? encode_spool(w) : sink_finish(w);
+	/* Owner and mode before the rename: the file never shows in the
+	 * store with more access than its writer gave it. chown needs root;
+	 * a mount run by the writer itself has nothing to change. */
+	if (!rc && w->owned && fchmod(w->tmpfd, w->fmode) < 0)
+		rc = -errno;
+	if (!rc && w->owned && fchown(w->tmpfd, w->uid, w->gid) < 0 &&
+	    errno != EPERM)
+		rc = -errno;
 	if (!rc && fsync(w->tmpfd) < 0)
 		rc = -errno;
 	if (rc) {

@@ -47,10 +47,10 @@ static void pending_stat(struct snapfs_mount *m, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = m->w_ino;
-	st->st_mode = S_IFREG | 0644;
+	st->st_mode = S_IFREG | m->w_mode;
 	st->st_nlink = 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = m->w_uid;
+	st->st_gid = m->w_gid;
 	st->st_size = (off_t)writer_size(m->w);
 	st->st_blksize = BLKSIZE;
 	clock_gettime(CLOCK_REALTIME, &st->st_mtim);
@@ -66,16 +66,19 @@ static void wait_commit(struct snapfs_mount *m)
 
 static int layer_stat(struct snapfs_mount *m, size_t i, struct stat *st)
 {
+	const struct store_layer *sl;
 	struct chain_info inf;
 
 	if (chain_info(m->chain, i, &inf))
 		return -ENOENT;
+	/* The chain publishes a layer after the store has it. */
+	sl = store_layer(m->store, i);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = INO_OF(i);
-	st->st_mode = S_IFREG | 0444;
+	st->st_mode = S_IFREG | (sl ? sl->st.st_mode & 0555 : 0444);
 	st->st_nlink = 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = sl ? sl->st.st_uid : getuid();
+	st->st_gid = sl ? sl->st.st_gid : getgid();
 	st->st_size = (off_t)inf.size;
 	st->st_blocks = (blkcnt_t)((inf.stored + 511) / 512);
 	st->st_blksize = BLKSIZE;
@@ -96,7 +99,11 @@ static void root_stat(struct snapfs_mount *m, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_blksize = BLKSIZE;
+	/* Who may create snapshots is who may write the store directory. */
 	if (fstat(store_dirfd(m->store), &ds) == 0) {
+		st->st_mode = S_IFDIR | (ds.st_mode & 07777);
+		st->st_uid = ds.st_uid;
+		st->st_gid = ds.st_gid;
 		st->st_mtim = ds.st_mtim;
 		st->st_ctim = ds.st_ctim;
 		st->st_atim = ds.st_atim;
@@ -291,9 +298,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void log_msg(const char *msg)
+static void log_msg(struct snapfs_mount *m, const char *msg)
 {
-	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
+	log_say(m->log, LOG_ERR, "%s", msg);
 }
 
 /*
@@ -305,18 +312,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	struct snapfs_mount *m = M(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fuse_entry_param e;
 	struct handle *h;
 	char err[1024];
 	int rc;
 
-	(void)mode;
 	if (parent != ROOT_INO) {
 		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	if (strlen(name) > 200) {
-		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
@@ -328,6 +331,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	pthread_mutex_lock(&m->lock);
 	wait_commit(m);
 	if (m->w) {
+		/* Named, so whoever is refused can find the holder. */
+		log_say(m->log, LOG_WARNING, "%s: refused (EBUSY): snapshot %s "
+			"is still being written by uid %u (pid %d); snapshots "
+			"are added one at a time", name, writer_name(m->w),
+			(unsigned)m->w_uid, (int)m->w_pid);
 		pthread_mutex_unlock(&m->lock);
 		free(h);
 		fuse_reply_err(req, EBUSY);
@@ -335,13 +343,24 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	rc = writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
 	if (rc) {
+		/* A taken name is routine; a file in the way that ls does
+		 * not show, or a refused name, is worth a line. */
+		int routine = rc == -EEXIST && chain_lookup(m->chain, name) >= 0;
 		pthread_mutex_unlock(&m->lock);
 		free(h);
-		if (rc != -EEXIST)
-			log_msg(err);
+		if (!routine)
+			log_msg(m, err);
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* The kernel applied the creator's umask to mode already. The
+	 * stored file keeps an owner write bit so its owner can manage the
+	 * store; the mount shows none. */
+	m->w_uid = ctx->uid;
+	m->w_gid = ctx->gid;
+	m->w_pid = ctx->pid;
+	m->w_mode = mode & 0555;
+	writer_set_owner(m->w, ctx->uid, ctx->gid, (mode & 0555) | 0200);
 	m->w_ino = INO_OF(chain_count(m->chain));
 	m->w_opens = 1;
 	memset(&e, 0, sizeof(e));
@@ -451,9 +470,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	m->w_committing = 1;
 	struct writer *w = m->w;
 	pthread_mutex_unlock(&m->lock);
-	int rc = writer_commit(w, err, sizeof(err));
+	/* Created and closed with nothing written (`cat /missing > M/x`,
+	 * a failed save): no snapshot, rather than an empty one that the
+	 * next patch would have to encode against. */
+	int rc = 0;
+	if (writer_size(w) == 0)
+		log_say(m->log, LOG_WARNING, "%s: closed with no data written; "
+			"not added as a snapshot", writer_name(w));
+	else
+		rc = writer_commit(w, err, sizeof(err));
 	if (rc)
-		log_msg(err);
+		log_msg(m, err);
 	pthread_mutex_lock(&m->lock);
 	writer_free(w);
 	m->w = NULL;
@@ -554,13 +581,17 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	if (ino == ROOT_INO && !strcmp(name, STATS_XATTR)) {
 		chain_stats(m->chain, buf, sizeof(buf));
+		size_t n = strlen(buf);
+		snprintf(buf + n, sizeof(buf) - n, "log %s\n", log_where(m->log));
 		reply_xattr(req, buf, strlen(buf), size);
 		return;
 	}
 	if (ino != ROOT_INO && !strcmp(name, DAMAGE_XATTR)) {
 		struct chain_info inf;
 		if (!chain_info(m->chain, LAYER_OF(ino), &inf) && inf.damage) {
-			reply_xattr(req, inf.damage, strlen(inf.damage), size);
+			snprintf(buf, sizeof(buf), "%s (log: %s)", inf.damage,
+				 log_where(m->log));
+			reply_xattr(req, buf, strlen(buf), size);
 			return;
 		}
 	}
@@ -583,6 +614,67 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_xattr(req, "", 0, size);
 }
 
+/*
+ * Snapshots are immutable and the directory is flat: nothing removes,
+ * renames or links names, and only create adds them. EPERM ("operation
+ * not permitted") rather than ENOSYS, which tools report as a bug.
+ */
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -599,6 +691,13 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.rename = op_rename,
+	.mkdir = op_mkdir,
+	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.link = op_link,
 };
 
 const struct fuse_lowlevel_ops *fuse_ops_table(void)

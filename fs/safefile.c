@@ -140,6 +140,12 @@ int safefile_subdir(int dirfd, const char *name, mode_t mode,
 	if (fd >= 0)
 		return fd;
 	e = errno;
+	/* O_DIRECTORY | O_NOFOLLOW on a symlink gives ENOTDIR, not ELOOP:
+	 * look at the entry itself to say which it is. */
+	struct stat st;
+	if (e == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		e = ELOOP;
 	if (e == ELOOP)
 		say(why, "is a symbolic link, where snapfs keeps a real "
 		    "directory: remove it");

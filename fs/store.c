@@ -177,6 +177,12 @@ static int keep_raw(struct store *s, const char *line, size_t n)
 	r[s->nraw].text = strdup(line);
 	if (!r[s->nraw].text)
 		return -ENOMEM;
+	/* Cut at a NUL, blanks before it are trailing now: trimmed, so the
+	 * line reads back as written. */
+	char *e = r[s->nraw].text + strlen(r[s->nraw].text);
+	while (e > r[s->nraw].text && (e[-1] == ' ' || e[-1] == '\t' ||
+				       e[-1] == '\r'))
+		*--e = 0;
 	r[s->nraw].after = n;
 	s->nraw++;
 	return 0;
@@ -212,9 +218,8 @@ static int read_layers(struct store *s, char *err, size_t errlen)
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (!*p || *p == '#') {
-			/* Kept as read, less the line end, for rewrites. */
-			char *q = line + strcspn(line, "\r\n");
-			*q = 0;
+			/* Kept as read, less trailing blanks and the line
+			 * end (trimmed above), for rewrites. */
 			if ((rc = keep_raw(s, line, n)))
 				goto out;
 			continue;

@@ -33,6 +33,7 @@
 #include "fs/chain.h"
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
+#include "fs/msg.h"
 #include "fs/safefile.h"
 #include "fs/store.h"
 
@@ -262,9 +263,13 @@ static void progress_cb(void *ctx, const char *layer, const char *what,
 {
 	struct log_ctx *l = ctx;
 	int pct = total ? (int)(done * 100 / total) : 100;
+	char esc[1024];
 
 	if (l->quiet)
 		return;
+	/* Layer names come from the layers file: no raw control bytes to
+	 * the terminal. */
+	layer = msg_escape(layer, esc, sizeof(esc));
 	/* On a terminal, one updating line; elsewhere a line per 25%. */
 	if (strcmp(layer, l->last_layer)) {
 		snprintf(l->last_layer, sizeof(l->last_layer), "%s", layer);

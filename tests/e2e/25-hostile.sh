@@ -219,7 +219,20 @@ want1="$U $(printf '%o' $(( 0$(stat -c %a "$S/snapshot_1.patch") & 0555 )))"
 check "a layer shows its store file's owner and mode less write bits ($want1)" \
 	test "$(stat -c '%U %a' "$M/snapshot_1")" = "$want1"
 check "$U cannot create in root's 0755 store" test "$(as_u python3 "$WORK/errno_of.py" "$M/u_snap")" = EACCES
+# $U tries to hold a new file open across root's save (it made root's
+# save fail with EBUSY when every user could create).
+as_u python3 -c '
+import os, sys, time
+try:
+    fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY)
+    os.write(fd, b"x")
+    time.sleep(3)
+except OSError:
+    pass' "$M/u_hold" &
+hold=$!
+sleep 0.5
 check "so root's own save is never held up by $U" sh -c "cat '$ST/state_4' > '$M/snapshot_4'"
+wait $hold
 chmod 1777 "$S"; sleep 1.2	# the root's attributes are cached 1 s
 check "$U creates a snapshot once it may write the store (umask 027)" \
 	as_u sh -c "umask 027; cat '$ST/state_5' > '$M/u_snap'"
@@ -249,9 +262,9 @@ check_fails "cat > M/notes with an unlisted notes.patch in the way fails" sh -c 
 check "and the log says why" grep -q "notes.patch exists but is not in increments.txt" "$L"
 check "a control-byte name is refused" test "$(errno_of "$M/esc$(printf '\033')[2Jx")" = EINVAL
 check "the log has the name with the control byte escaped" grep -qF 'esc\x1b[2Jx' "$L"
-check "no raw control byte reaches the log" test "$(tr -d '\n' < "$L" | tr -d '[:print:]' | wc -c)" -eq 0
+check "no raw control byte reaches the log" sh -c "test -s '$L' && test \$(tr -d '\n' < '$L' | tr -d '[:print:]' | wc -c) -eq 0"
 mkdir "$S/increments.txt.tmp"	# makes the rewrite of the layers file fail
-check "a save whose commit fails" sh -c "cat '$ST/state_4' > '$M/snapshot_4'; true"
+cat "$ST/state_4" > "$M/snapshot_4"	# its commit fails (not yet the writer's error: issue 9)
 settle "$M/snapshot_4"
 check "the commit error is in the log" grep -q "increments.txt: cannot rewrite" "$L"
 check "and the snapshot was not added" test ! -e "$M/snapshot_4"
@@ -261,6 +274,7 @@ import os, sys
 for i in range(6000):
     try:
         os.close(os.open(os.path.join(sys.argv[1], "#" + "r" * 150 + str(i)), os.O_CREAT | os.O_WRONLY))
+        break       # names not checked: nothing to rotate
     except OSError:
         pass
 EOF

@@ -23,21 +23,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
 
+/* libFuzzer leaves through exit(): the scratch store goes with it. */
+static void cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		return;
+}
+
 static void setup(void)
 {
 	static const char *files[] = { "a.zst", "b.patch", "c.patch", "d",
 				       "new1.patch", "new2.patch" };
 	char p[128];
 
-	snprintf(dir, sizeof(dir), "/tmp/fuzz_layers.XXXXXX");
-	if (!mkdtemp(dir))
-		abort();
+	/* tmpfs where there is one: store_append fsyncs twice per run. */
+	snprintf(dir, sizeof(dir), "/dev/shm/fuzz_layers.XXXXXX");
+	if (!mkdtemp(dir)) {
+		snprintf(dir, sizeof(dir), "/tmp/fuzz_layers.XXXXXX");
+		if (!mkdtemp(dir))
+			abort();
+	}
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
 		int fd = open(p, O_WRONLY | O_CREAT, 0644);
 		if (fd >= 0)
 			close(fd);
 	}
+	atexit(cleanup);
 	/* Lines naming these must be refused, never followed or waited on. */
 	snprintf(p, sizeof(p), "%s/ln", dir);
 	if (symlink("a.zst", p) < 0)

@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "codec/fdio.h"
+#include "fs/safefile.h"
 
 #define XI_MAGIC "SNAPIDX1"
 #define XI_VERSION 1u
@@ -116,10 +117,12 @@ int xindex_load(struct xindex **out, int dirfd, const char *name,
 	struct xindex *x = NULL;
 	struct stat st;
 	void *map = MAP_FAILED;
-	int rc, fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	/* A symlink or FIFO planted in .snapfs/index/ is refused (and the
+	 * index rebuilt over it), never followed or waited on. */
+	int rc, fd = safefile_open(dirfd, name, O_RDONLY, 0, NULL, NULL);
 
 	if (fd < 0)
-		return errno == ENOENT ? -ENOENT : -errno;
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out;
@@ -186,9 +189,9 @@ int xindex_save(const struct xindex *x, int dirfd, const char *name,
 	h.size = x->size;
 	h.n = x->n;
 	h.digest = XXH3_64bits(x->ext, bytes);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = safefile_create(dirfd, tmp, 0644, NULL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	rc = fdio_write(fd, &h, sizeof(h));
 	if (!rc)
 		rc = fdio_write(fd, x->ext, bytes);

@@ -71,7 +71,10 @@ void xindex_free(struct xindex *x);
  * checksum holds and its structure is sound (offsets strictly increasing
  * from 0 to the size, no file id above max_fid): a checksum is no proof
  * against a crafted file. Returns 0, -ENOENT if absent, -ESTALE if stale,
- * damaged or of another version (the caller rebuilds), -errno for I/O.
+ * damaged or of another version (the caller rebuilds), -ELOOP or -EINVAL
+ * for a symlink or a FIFO/device in its place (never followed, never
+ * waited on; the caller rebuilds, and xindex_save replaces it), -errno
+ * for I/O. xindex_save's temporary is created afresh, O_NOFOLLOW.
  */
 int xindex_load(struct xindex **out, int dirfd, const char *name,
 		uint64_t stamp, unsigned max_fid);

@@ -142,6 +142,17 @@ check "a FIFO increments.txt: mount refused, naming it" refused "$S" "increments
 t1=$(now_ms)
 check "a FIFO increments.txt: refused within a second ($((t1 - t0)) ms)" test $((t1 - t0)) -lt 1000
 
+S=$WORK/fifo_idx; good_store "$S"
+check "mount (indexes built)" snapfs_mount "$S" "$WORK/m_fidx"
+check "unmount" snapfs_umount "$WORK/m_fidx"
+idx=$(ls "$S/.snapfs/index" | head -1)
+rm "$S/.snapfs/index/$idx"; mkfifo "$S/.snapfs/index/$idx"
+check "a FIFO in place of a saved index ($idx): the store still mounts (index rebuilt)" \
+	snapfs_mount "$S" "$WORK/m_fidx" -o quiet
+check "and every snapshot reads" cmp "$WORK/m_fidx/snapshot_3" "$ST/state_3"
+check "the FIFO was replaced by a regular index file" test -f "$S/.snapfs/index/$idx" -a ! -p "$S/.snapfs/index/$idx"
+check "unmount" snapfs_umount "$WORK/m_fidx"
+
 # --- 4. a patch claiming a 1 TiB target ---
 # 65,536 windows of 16 MiB each: RUN windows (a few bytes each) and, in
 # a second patch, windows with no instructions at all.

@@ -17,7 +17,7 @@
 #include "tests/unit/t.h"
 #include "tests/unit/tutil.h"
 
-static char dir[64];
+static char dir[96];
 static int dfd = -1;
 
 static const char *P(const char *name)

@@ -42,7 +42,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 BIN       := $(if $(wildcard fs/main.c),$(BUILD)/snapfs) \
              $(if $(wildcard fs/snapctl.c),$(BUILD)/snapctl)
 
-.PHONY: all deps test check check-tsan fuzz bench demo install clean layering
+.PHONY: all deps test check check-tsan fuzz fuzz-merge bench demo install clean layering
 # Objects of pattern-chained rules are kept: no "rm ..." after the test
 # summary (CI reads the closing line), and no rebuilds for nothing.
 .SECONDARY:
@@ -114,13 +114,32 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC) $(FS_SRC)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
 		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash) -lpthread
 
+# Each target runs FUZZ_SECONDS on its kept corpus (tests/fuzz/corpus/,
+# read-only here) and seeds; what it finds goes to $(BUILD)/fuzz/corpus/.
+# The last stats line (executions, cov:, ft:) is printed per target.
+# fuzz-merge minimises kept corpus + findings back into tests/fuzz/corpus/.
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
-	  seeds=tests/fuzz/seeds/$$n; mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  seeds=tests/fuzz/seeds/$$n; kept=tests/fuzz/corpus/$$n; \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	      $(BUILD)/fuzz/corpus/$$n $$( [ -d $$seeds ] && echo $$seeds ) \
+	      $(BUILD)/fuzz/corpus/$$n $$( [ -d $$kept ] && echo $$kept ) \
+	      $$( [ -d $$seeds ] && echo $$seeds ) \
 	      2>$(BUILD)/fuzz/$$n.log || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+	  grep -a -E '^#[0-9]+' $(BUILD)/fuzz/$$n.log | tail -1 | sed "s/^/  $$n: /"; \
+	  grep -a -E '^Done [0-9]+ runs' $(BUILD)/fuzz/$$n.log | sed "s/^/  $$n: /"; \
+	done
+
+fuzz-merge: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  kept=tests/fuzz/corpus/$$n; new=$(BUILD)/fuzz/merged/$$n; \
+	  rm -rf $$new; mkdir -p $$new $$kept $(BUILD)/fuzz/corpus/$$n; \
+	  $$f -merge=1 -max_len=65536 $$new $$kept $(BUILD)/fuzz/corpus/$$n \
+	      $$( [ -d tests/fuzz/seeds/$$n ] && echo tests/fuzz/seeds/$$n ) \
+	      2>$(BUILD)/fuzz/$$n.merge.log || { tail -20 $(BUILD)/fuzz/$$n.merge.log; exit 1; }; \
+	  rm -rf $$kept; mv $$new $$kept; \
+	  echo "fuzz-merge: $$n: $$(ls $$kept | wc -l) files, $$(du -sh $$kept | cut -f1)"; \
 	done
 
 # Long (tens of minutes at the default 1 GiB states); never part of test.

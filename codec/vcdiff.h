@@ -62,4 +62,12 @@ typedef int (*vcdiff_write_fn)(void *ctx, const void *buf, size_t len);
 /* adler32 as zlib computes it; start with adler = 1. */
 uint32_t vcdiff_adler32(uint32_t adler, const void *buf, size_t len);
 
+/*
+ * adler32 continued over n copies of byte, in O(1): equal to
+ * vcdiff_adler32(adler, buf, n) for a buffer of n such bytes. Lets a
+ * window made only of RUN instructions be verified without building it,
+ * so a patch claiming a huge target costs its own size, not the target's.
+ */
+uint32_t vcdiff_adler32_run(uint32_t adler, uint8_t byte, uint64_t n);
+
 #endif

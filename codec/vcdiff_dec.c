@@ -374,6 +374,13 @@ static int parse_win_hdr(struct breader *r, uint64_t tgt_off, int secondary,
 		*why = "incorrect encoding length (redundant)";
 		return -EBADMSG;
 	}
+	/* Every instruction takes at least one opcode byte: output with no
+	 * instructions is a claim nothing backs. Refused here, at open, so a
+	 * hostile patch costs its own bytes, never its claimed target. */
+	if (w->tgt_len && !w->inst_len) {
+		*why = "window claims output but has no instructions";
+		return -EBADMSG;
+	}
 	w->data_off = r->pos;
 	return 0;
 eof:

@@ -466,6 +466,9 @@ static void fill_info(const struct chain_layer *L, struct chain_info *inf)
 	inf->size = L->size;
 	inf->stored = L->stored;
 	inf->mtime = L->st.st_mtim;
+	inf->uid = L->st.st_uid;
+	inf->gid = L->st.st_gid;
+	inf->mode = L->st.st_mode & 07777;
 	inf->created = L->created;
 	inf->depth = L->depth;
 	inf->kind = L->parent ? CHAIN_KIND_PATCH : CHAIN_KIND_BASE;

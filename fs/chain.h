@@ -65,6 +65,9 @@ struct chain_info {
 	uint64_t size;		/* full size of the snapshot */
 	uint64_t stored;	/* bytes of its own file in the store */
 	struct timespec mtime;	/* of its file in the store */
+	uid_t uid;		/* its file's owner and mode */
+	gid_t gid;
+	mode_t mode;
 	int64_t created;	/* seconds (UTC) */
 	unsigned depth;		/* 0 for a base */
 	int kind;		/* CHAIN_KIND_* */

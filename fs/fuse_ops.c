@@ -8,6 +8,7 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include "fs/fuse_ops.h"
 #include "fs/fuse_xattr.h"
+#include "fs/names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,19 +52,19 @@ static void pending_stat(struct snapfs_mount *m, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = m->w_ino;
-	st->st_mode = S_IFREG | 0644;
+	st->st_mode = S_IFREG | m->w_mode;
 	st->st_nlink = 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = m->w_uid;
+	st->st_gid = m->w_gid;
 	st->st_size = (off_t)writer_size(m->w);
 	st->st_blksize = BLKSIZE;
 	clock_gettime(CLOCK_REALTIME, &st->st_mtim);
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
-static void log_msg(const char *msg)
+static void log_msg(struct snapfs_mount *m, const char *msg)
 {
-	fuse_log(FUSE_LOG_ERR, "snapfs: %s\n", msg);
+	log_say(m->log, LOG_ERR, "%s", msg);
 }
 
 /* Waits while a finished writer commits (caller holds m->lock). */
@@ -86,10 +87,11 @@ static void info_stat(const struct chain_info *i, struct stat *st, int nlink)
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = INO_OF(inf.id);
-	st->st_mode = S_IFREG | 0444;
+	/* The store file's owner and mode, without write bits. */
+	st->st_mode = S_IFREG | (inf.mode & 0555);
 	st->st_nlink = (nlink_t)nlink;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = inf.uid;
+	st->st_gid = inf.gid;
 	st->st_size = (off_t)inf.size;
 	st->st_blocks = (blkcnt_t)((inf.stored + 511) / 512);
 	st->st_blksize = BLKSIZE;
@@ -204,7 +206,11 @@ static void root_stat(struct snapfs_mount *m, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_blksize = BLKSIZE;
+	/* Who may create snapshots is who may write the store directory. */
 	if (fstat(store_dirfd(m->store), &ds) == 0) {
+		st->st_mode = S_IFDIR | (ds.st_mode & 07777);
+		st->st_uid = ds.st_uid;
+		st->st_gid = ds.st_gid;
 		st->st_mtim = ds.st_mtim;
 		st->st_ctim = ds.st_ctim;
 		st->st_atim = ds.st_atim;
@@ -482,7 +488,7 @@ static void drop_held(struct snapfs_mount *m)
 	snprintf(msg, sizeof(msg), "%s: dropped: a libvirt save image that "
 		 "was never completed (its header still says LibvirtQemudPart)",
 		 writer_name(m->w));
-	log_msg(msg);
+	log_msg(m, msg);
 	writer_free(m->w);
 	m->w = NULL;
 }
@@ -587,7 +593,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	     -ENOENT;
 	pthread_mutex_unlock(&m->change);
 	if (rc && err[0])
-		log_msg(err);
+		log_msg(m, err);
 	fuse_reply_err(req, -rc);
 }
 
@@ -677,14 +683,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else if (!strcmp(newname, CURRENT_NAME) ||
 		   chain_lookup(m->chain, newname)) {
 		rc = -EEXIST;	/* never replace a snapshot */
-	} else if (!writer_name_ok(newname)) {
-		rc = -EINVAL;
+	} else if ((rc = names_check(newname, err, sizeof(err)))) {
+		;	/* -EINVAL or -ENAMETOOLONG, with the rule in err */
 	} else {
 		rc = chain_rename(m->chain, id, newname, err, sizeof(err));
 	}
 	pthread_mutex_unlock(&m->change);
 	if (rc && err[0])
-		log_msg(err);
+		log_msg(m, err);
 	fuse_reply_err(req, -rc);
 }
 
@@ -725,18 +731,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	struct snapfs_mount *m = M(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fuse_entry_param e;
 	struct handle *h;
 	char err[1024];
 	int rc;
 
-	(void)mode;
 	if (parent != ROOT_INO) {
 		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	if (strlen(name) > 200) {
-		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
@@ -758,18 +760,38 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		pthread_mutex_unlock(&m->lock);
 	}
 	drop_held(m);
+	if (m->w) {
+		/* Named, so whoever is refused can find the holder. */
+		log_say(m->log, LOG_WARNING, "%s: refused (EBUSY): snapshot %s "
+			"is still being written by uid %u (pid %d); snapshots "
+			"are added one at a time", name, writer_name(m->w),
+			(unsigned)m->w_uid, (int)m->w_pid);
+	}
 	rc = m->w ? -EBUSY : !strcmp(name, CURRENT_NAME) ||
 	     link_find(m, name, 0) ? -EEXIST :
 	     writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
 	if (rc) {
+		/* A taken name is routine; a file in the way that ls does
+		 * not show, or a refused name, is worth a line. */
+		int routine = rc == -EBUSY || (rc == -EEXIST &&
+			      (chain_lookup(m->chain, name) ||
+			       !strcmp(name, CURRENT_NAME)));
 		pthread_mutex_unlock(&m->lock);
 		pthread_mutex_unlock(&m->change);
 		free(h);
-		if (rc != -EEXIST && rc != -EBUSY)
-			log_msg(err);
+		if (!routine)
+			log_msg(m, err);
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* The kernel applied the creator's umask to mode already. The
+	 * stored file keeps an owner write bit so its owner can manage the
+	 * store; the mount shows none. */
+	m->w_uid = ctx->uid;
+	m->w_gid = ctx->gid;
+	m->w_pid = ctx->pid;
+	m->w_mode = mode & 0555;
+	writer_set_owner(m->w, ctx->uid, ctx->gid, (mode & 0555) | 0200);
 	m->w_ino = INO_OF(writer_id(m->w));
 	m->w_opens = 1;
 	memset(&e, 0, sizeof(e));
@@ -867,7 +889,7 @@ static int finish_locked(struct snapfs_mount *m, int only_if_dirty)
 	int was = writer_status(m->w);
 	rc = writer_finish(m->w, err, sizeof(err));
 	if (rc && !was)
-		log_msg(err);	/* once, when it happens */
+		log_msg(m, err);	/* once, when it happens */
 	return rc == -EBADMSG ? -EIO : rc;
 }
 
@@ -947,14 +969,20 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	m->w_committing = 1;
 	struct writer *w = m->w;
 	pthread_mutex_unlock(&m->lock);
-	if (!rc) {
+	if (!rc && writer_size(w) == 0) {
+		/* Created and closed with nothing written (`cat /missing >
+		 * M/x`, a failed save): no snapshot, rather than an empty one
+		 * the next patch would have to be encoded against. */
+		log_say(m->log, LOG_WARNING, "%s: closed with no data written; "
+			"not added as a snapshot", writer_name(w));
+	} else if (!rc) {
 		pthread_mutex_lock(&m->change);
 		rc = writer_publish(w, err, sizeof(err));
 		pthread_mutex_unlock(&m->change);
 		if (rc)
-			log_msg(err);
+			log_msg(m, err);
 		else if (writer_note(w))
-			log_msg(writer_note(w));
+			log_msg(m, writer_note(w));
 	}
 	pthread_mutex_lock(&m->lock);
 	writer_free(w);

@@ -6,6 +6,14 @@
  * (rename, rebase); the `current` symlink and the temporary links that
  * `ln -sfn` makes have inodes above every id.
  *
+ * Ownership and modes shown are the store's: the root is the store
+ * directory's owner and mode, a snapshot its layer file's, without write
+ * bits (snapshots never change). A new snapshot belongs to the user who
+ * created it, with the mode its create asked for (umask applied) less
+ * write bits. With default_permissions (implied by allow_other, see
+ * fs/main.c) the kernel enforces exactly these. Everything that would
+ * change a name (rm, mv, mkdir, ln, mknod) is refused with EPERM or EROFS.
+ *
  * Not here: argument parsing, daemon life cycle (fs/main.c), anything a
  * unit test would need (fs/chain.c).
  */
@@ -16,7 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include "fs/chain.h"
+#include "fs/log.h"
 #include "fs/store.h"
 #include "fs/writer.h"
 
@@ -42,6 +53,8 @@ struct snapfs_link {
 struct snapfs_mount {
 	struct store *store;
 	struct chain *chain;
+	struct log *log;	/* every message after the mount is up */
+	double timeout;		/* entry/attr cache timeout, seconds */
 	/*
 	 * Changes to the store (a commit, rm, mv, descriptions, current)
 	 * one at a time. Lock order: change, then lock, then whatever the
@@ -58,6 +71,10 @@ struct snapfs_mount {
 	uint64_t w_ino;		/* protected by lock: its inode */
 	struct snapfs_link links[SNAPFS_MAX_LINKS];	/* protected by lock */
 	struct handle *readers;	/* protected by lock: open snapshots */
+	uid_t w_uid;		/* protected by lock: who created it */
+	gid_t w_gid;		/* protected by lock */
+	mode_t w_mode;		/* protected by lock: as shown, no write bits */
+	pid_t w_pid;		/* protected by lock: for the EBUSY message */
 	/* Read buffers (BLKSIZE each) for reuse; lock order: leaf. */
 	pthread_mutex_t buf_lock;
 	void *bufs[16];		/* protected by buf_lock */

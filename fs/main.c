@@ -10,9 +10,14 @@
  * session, signal handlers, mount, daemonize, the multithreaded loop, and
  * unwinding through labels. Not here: any FUSE handler (fs/fuse_ops.c) or
  * store logic (fs/chain.c).
+ *
+ * Messages before the mount is up go to stderr with the exit status; after
+ * that to the mount's log (fs/log): stderr in the foreground, else
+ * -o log=FILE, syslog, or STORE/.snapfs/log.
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -22,11 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fs/chain.h"
 #include "fs/fuse_ops.h"
+#include "fs/log.h"
+#include "fs/msg.h"
+#include "fs/safefile.h"
 #include "fs/store.h"
 
 #define SNAPFS_VERSION "0.1"
@@ -34,22 +42,33 @@
 struct opts {
 	char *store;
 	char *cache_size;
+	char *log;
 	int quiet;
 	int raw_base;
+	int allow_other;		/* seen, and passed on to libfuse */
+	int default_permissions;	/* seen, and passed on to libfuse */
+	int no_default_permissions;
 };
 
 struct log_ctx {
-	int foreground;
+	struct log *log;
 	int quiet;
 	int tty;
 	int last_pct;
 	char last_layer[256];
 };
 
+enum { KEY_ALLOW_OTHER = 1, KEY_DEFAULT_PERMISSIONS };
+
 static const struct fuse_opt opt_spec[] = {
 	{ "cache_size=%s", offsetof(struct opts, cache_size), 0 },
+	{ "log=%s", offsetof(struct opts, log), 0 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
 	{ "raw_base", offsetof(struct opts, raw_base), 1 },
+	{ "no_default_permissions",
+	  offsetof(struct opts, no_default_permissions), 1 },
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
 	FUSE_OPT_END
 };
 
@@ -67,7 +86,17 @@ static void usage(const char *prog)
 	       "base under\n"
 	       "                           .snapfs/ (one full state of disk) "
 	       "for page-cache-\n"
-	       "                           speed reads\n\n",
+	       "                           speed reads\n"
+	       "    -o log=FILE            log there once mounted (default when "
+	       "daemonized:\n"
+	       "                           syslog, or STORE/.snapfs/log without "
+	       "/dev/log)\n"
+	       "    -o no_default_permissions  with allow_other, let every user "
+	       "create\n"
+	       "                           snapshots and read all of them "
+	       "(allow_other\n"
+	       "                           implies default_permissions "
+	       "otherwise)\n\n",
 	       prog);
 }
 
@@ -78,11 +107,16 @@ static int opt_proc(void *data, const char *arg, int key,
 	struct opts *o = data;
 
 	(void)outargs;
+	(void)arg;
 	if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
 		o->store = strdup(arg);
 		return 0;
 	}
-	return 1;
+	if (key == KEY_ALLOW_OTHER)
+		o->allow_other = 1;
+	if (key == KEY_DEFAULT_PERMISSIONS)
+		o->default_permissions = 1;
+	return 1;	/* kept for libfuse */
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -151,12 +185,77 @@ static void log_cb(void *ctx, int level, const char *msg)
 {
 	struct log_ctx *l = ctx;
 
-	if (l->foreground) {
-		fprintf(stderr, "snapfs: %s\n", msg);
-		return;
+	log_say(l->log, level == CHAIN_LOG_ERR ? LOG_ERR :
+		level == CHAIN_LOG_WARN ? LOG_WARNING : LOG_INFO, "%s", msg);
+}
+
+/*
+ * Every layer is an open file, so deep stores need more than the usual
+ * soft limit of 1024: raise it to the hard limit (which only root can
+ * raise; the systemd unit sets LimitNOFILE). Best effort.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	syslog(level == CHAIN_LOG_ERR ? LOG_ERR : level == CHAIN_LOG_WARN ?
-	       LOG_WARNING : LOG_INFO, "%s", msg);
+}
+
+/*
+ * Where the log goes once mounted: -o log=FILE (opened beneath its
+ * directory, resolved now, before the daemon leaves the working
+ * directory); daemonized, syslog if /dev/log exists, else
+ * STORE/.snapfs/log. Returns 0 or -errno with a message.
+ */
+static int setup_log(struct log *log, const struct opts *o, int foreground,
+		     const struct store *s, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], shown[PATH_MAX + 300];
+	const char *why = "", *base;
+	int dfd, rc;
+
+	if (o->log) {
+		base = strrchr(o->log, '/');
+		if (base) {
+			snprintf(dir, sizeof(dir), "%.*s",
+				 (int)(base - o->log), o->log);
+			base++;
+		} else {
+			snprintf(dir, sizeof(dir), ".");
+			base = o->log;
+		}
+		if (!realpath(*dir ? dir : "/", dir) ||
+		    (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "-o log=%s: %s", o->log,
+				 strerror(-rc));
+			return rc;
+		}
+		snprintf(shown, sizeof(shown), "%s/%s", strcmp(dir, "/") ? dir :
+			 "", base);
+	} else if (foreground) {
+		return 0;
+	} else if (access("/dev/log", F_OK) == 0) {
+		log_to_syslog(log);
+		return 0;
+	} else {
+		dfd = safefile_subdir(store_dirfd(s), STORE_META_DIR, 0755, &why);
+		if (dfd < 0) {
+			snprintf(err, errlen, "%s/%s: %s", store_dir(s),
+				 STORE_META_DIR, why);
+			return dfd;
+		}
+		base = "log";
+		snprintf(shown, sizeof(shown), "%s/%s/log",
+			 realpath(store_dir(s), dir) ? dir : store_dir(s),
+			 STORE_META_DIR);
+	}
+	rc = log_to_file(log, dfd, base, shown, err, errlen);
+	close(dfd);
+	return rc;
 }
 
 static void progress_cb(void *ctx, const char *layer, const char *what,
@@ -164,9 +263,13 @@ static void progress_cb(void *ctx, const char *layer, const char *what,
 {
 	struct log_ctx *l = ctx;
 	int pct = total ? (int)(done * 100 / total) : 100;
+	char esc[1024];
 
 	if (l->quiet)
 		return;
+	/* Layer names come from the layers file: no raw control bytes to
+	 * the terminal. */
+	layer = msg_escape(layer, esc, sizeof(esc));
 	/* On a terminal, one updating line; elsewhere a line per 25%. */
 	if (strcmp(layer, l->last_layer)) {
 		snprintf(l->last_layer, sizeof(l->last_layer), "%s", layer);
@@ -211,6 +314,17 @@ int main(int argc, char *argv[])
 	mallopt(M_ARENA_MAX, 2);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
 		return 1;
+	/*
+	 * allow_other alone lets every user create snapshots in the store
+	 * and read every snapshot whatever its mode: the kernel asks us, and
+	 * we never said no. default_permissions makes the kernel check the
+	 * modes we show (the store's own), as for any other file system.
+	 */
+	if (o.allow_other && !o.default_permissions &&
+	    !o.no_default_permissions &&
+	    fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		return 1;
+	raise_nofile();
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		return 1;
 	if (cl.show_help) {
@@ -236,7 +350,9 @@ int main(int argc, char *argv[])
 			"least 1M, like 512M or 2G\n", o.cache_size);
 		goto out1;
 	}
-	lc.foreground = 1;	/* until daemonized */
+	if (log_new(&m.log) < 0)
+		goto out1;
+	lc.log = m.log;
 	lc.quiet = o.quiet;
 	lc.tty = isatty(2);
 	co.raw_base = o.raw_base;
@@ -246,14 +362,14 @@ int main(int argc, char *argv[])
 
 	rc = store_open(&m.store, o.store, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "snapfs: %s\n", err);
+		log_say(m.log, LOG_ERR, "%s", err);
 		goto out1;
 	}
 	rc = chain_open(&m.chain, m.store, &co, err, sizeof(err));
 	if (lc.tty && lc.last_layer[0] && !lc.quiet)
 		fprintf(stderr, "\n");
 	if (rc) {
-		fprintf(stderr, "snapfs: %s\n", err);
+		log_say(m.log, LOG_ERR, "%s", err);
 		goto out2;
 	}
 
@@ -266,13 +382,17 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, cl.mountpoint) != 0)
 		goto out5;
 	raise_readahead(cl.mountpoint, 1024);
-	if (!cl.foreground)
-		openlog("snapfs", LOG_PID, LOG_DAEMON);
+	if (setup_log(m.log, &o, cl.foreground, m.store, err,
+		      sizeof(err)) < 0) {
+		log_say(m.log, LOG_ERR, "%s", err);
+		goto out6;
+	}
 	fuse_daemonize(cl.foreground);
-	lc.foreground = cl.foreground;
+	log_say(m.log, LOG_INFO, "%s mounted on %s (%zu snapshots)",
+		store_dir(m.store), cl.mountpoint, chain_count(m.chain));
 	if (chain_start(m.chain) < 0)
-		log_cb(&lc, CHAIN_LOG_WARN, "cannot start readahead threads: "
-		       "reading without readahead");
+		log_say(m.log, LOG_WARNING, "cannot start readahead threads: "
+			"reading without readahead");
 
 	if (cl.singlethread) {
 		ret = fuse_session_loop(se);
@@ -289,12 +409,17 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, lcfg);
 	}
 	ret = ret ? 1 : 0;
-	/* Unmounted: a new mount of the store may start right away. An
+	/* umount -l, or a killed connection: the kernel never sent the
+	 * writer's release, so nothing committed it. Say so, or the loss
+	 * goes unnoticed (the writer itself saw its close succeed). */
+	if (m.w)
+		log_say(m.log, LOG_ERR, "%s: the mount went away (umount -l?) "
+			"while this snapshot was being written (%" PRIu64
+			" bytes so far); it was not added", writer_name(m.w),
+			writer_size(m.w));
+	/* Unmounted: a new mount of the store may start right away. The
 	 * unfinished snapshot is abandoned, so nothing changes the store
 	 * from here on. */
-	if (m.w)
-		fprintf(stderr, "snapfs: %s: unmounted while it was being "
-			"written: it was not added\n", writer_name(m.w));
 	writer_free(m.w);
 	m.w = NULL;
 	store_unlock(m.store);
@@ -312,9 +437,11 @@ out3:
 out2:
 	store_free(m.store);
 out1:
+	log_free(m.log);
 	free(cl.mountpoint);
 	free(o.store);
 	free(o.cache_size);
+	free(o.log);
 	fuse_opt_free_args(&args);
 	return ret;
 }

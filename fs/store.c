@@ -17,6 +17,7 @@
  */
 #include "fs/store.h"
 #include "fs/msg.h"
+#include "fs/safefile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,9 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "codec/fdio.h"
+#include "fs/safefile.h"
 
 static const char *const subdirs[] = {
 	"index", "plain", "base", "sums", "aux", "tmp",
@@ -40,6 +44,12 @@ static const char *const subdirs[] = {
 struct extra {
 	char *after;
 	char *text;
+};
+
+/* A line of the layers file that names no layer, kept for rewrites. */
+struct raw_line {
+	char *text;		/* without its newline */
+	size_t after;		/* layer lines above it (newest first) */
 };
 
 struct store {
@@ -94,11 +104,9 @@ int store_replace(int dirfd, const char *name,
 		return -ENAMETOOLONG;
 	/* A stale temporary (or a symlink planted there) goes first: the
 	 * new one is created exclusively, never through a link. */
-	unlinkat(dirfd, tmp, 0);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0644);
+	fd = safefile_create(dirfd, tmp, 0644, NULL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	rc = fill(fd, arg);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
@@ -127,21 +135,16 @@ static int fill_buf(int fd, void *arg)
 /* --- reading --- */
 
 /* Reads a whole small file of the store. Returns 0, -ENOENT, or -errno. */
-static int slurp(struct store *s, const char *name, char **out, size_t *len)
+static int slurp(struct store *s, const char *name, char **out, size_t *len,
+		 const char **why)
 {
-	int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-			O_CLOEXEC);
 	struct stat st;
 	char *p = NULL;
-	int rc = 0;
+	int rc = 0, fd = safefile_open(s->dirfd, name, O_RDONLY, 0, &st, why);
 
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		rc = -errno;
-	else if (!S_ISREG(st.st_mode))
-		rc = -EINVAL;
-	else if (st.st_size > (64 << 20))
+		return fd;
+	if (st.st_size > (64 << 20))
 		rc = -EFBIG;
 	else if (!(p = malloc((size_t)st.st_size + 1)))
 		rc = -ENOMEM;
@@ -191,8 +194,8 @@ static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 {
 	char *text = NULL, *save = NULL, **p = NULL;
 	size_t len = 0, cap = 0, k = 0;
-	const char *last = NULL;
-	int rc = slurp(s, STORE_LAYERS_FILE, &text, &len);
+	const char *last = NULL, *why = "";
+	int rc = slurp(s, STORE_LAYERS_FILE, &text, &len, &why);
 
 	*n = 0;
 	*paths = NULL;
@@ -200,7 +203,8 @@ static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 		return 0;
 	if (rc) {
 		msg_say(err, errlen, "%s/%s: %s", s->dir, STORE_LAYERS_FILE,
-			rc == -EINVAL ? "not a regular file" : strerror(-rc));
+			rc == -EFBIG ? "larger than 64 MiB: not a layers file" :
+			*why ? why : strerror(-rc));
 		return rc;
 	}
 	if (memchr(text, 0, len)) {
@@ -482,12 +486,14 @@ static int load(struct store *s, char *err, size_t errlen)
 {
 	char **paths = NULL, *text = NULL;
 	size_t n = 0, len = 0;
+	const char *swhy = "";
 	int rc, adopt = 0;
 
-	rc = slurp(s, TREE_FILE, &text, &len);
+	rc = slurp(s, TREE_FILE, &text, &len, &swhy);
 	if (rc && rc != -ENOENT) {
 		msg_say(err, errlen, "%s/%s: %s", s->dir, TREE_FILE,
-			rc == -EINVAL ? "not a regular file" : strerror(-rc));
+			rc == -EFBIG ? "larger than 64 MiB" :
+			*swhy ? swhy : strerror(-rc));
 		return rc;
 	}
 	if (!rc) {
@@ -599,16 +605,18 @@ static void clear_dir(int dfd)
 
 static int take_lock(struct store *s, char *err, size_t errlen)
 {
+	const char *why = "";
 	char buf[32];
 	int n;
 
-	s->lockfd = openat(s->metafd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW |
-			   O_CLOEXEC, 0644);
+	s->lockfd = safefile_open(s->metafd, "lock", O_RDWR | O_CREAT, 0644,
+				  NULL, &why);
 	if (s->lockfd < 0) {
-		int e = errno;
-		msg_say(err, errlen, "%s/%s/lock: %s", s->dir, STORE_META_DIR,
-			e == ELOOP ? "is a symlink: remove it" : strerror(e));
-		return -e;
+		int rc = s->lockfd;
+		s->lockfd = -1;
+		msg_say(err, errlen, "%s/%s/lock: %s; remove it (it holds only "
+			"the pid of the mount)", s->dir, STORE_META_DIR, why);
+		return rc;
 	}
 	/* A snapfs that was just unmounted or killed may still be exiting
 	 * (it lets go of the lock first thing after the unmount, but the
@@ -643,21 +651,10 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
-/* Creates (if needed) and opens a directory, refusing anything but a
- * real directory there (a symlink would send derived data elsewhere). */
-static int open_subdir(int at, const char *name)
-{
-	if (mkdirat(at, name, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			O_CLOEXEC);
-	return fd < 0 ? (errno == ENOTDIR || errno == ELOOP ? -ENOTDIR :
-			 -errno) : fd;
-}
-
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
+	const char *why = "";
 	int rc;
 
 	if (!s)
@@ -677,26 +674,25 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 			dir, strerror(-rc));
 		goto fail;
 	}
-	s->metafd = open_subdir(s->dirfd, STORE_META_DIR);
+	s->metafd = safefile_subdir(s->dirfd, STORE_META_DIR, 0755, &why);
 	if (s->metafd < 0) {
 		rc = s->metafd;
-		msg_say(err, errlen, "%s/%s: %s", dir, STORE_META_DIR,
-			rc == -ENOTDIR ? "is not a directory (a symlink?): "
-			"remove it, it holds only derived data" :
-			rc == -EROFS || rc == -EACCES ? "cannot create: is the "
-			"store writable?" : strerror(-rc));
+		msg_say(err, errlen, "%s/%s: %s%s", dir, STORE_META_DIR, why,
+			rc == -EROFS || rc == -EACCES ? " (is the store "
+			"writable?)" : rc == -ELOOP || rc == -ENOTDIR ?
+			" (remove it: it holds only derived data)" : "");
 		goto fail;
 	}
 	rc = take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
-		s->subfd[i] = open_subdir(s->metafd, subdirs[i]);
+		s->subfd[i] = safefile_subdir(s->metafd, subdirs[i], 0755,
+					      &why);
 		if (s->subfd[i] < 0) {
 			rc = s->subfd[i];
 			msg_say(err, errlen, "%s/%s/%s: %s", dir, STORE_META_DIR,
-				subdirs[i], rc == -ENOTDIR ? "is not a directory "
-				"(a symlink?): remove it" : strerror(-rc));
+				subdirs[i], why);
 			goto fail;
 		}
 	}
@@ -771,35 +767,33 @@ int store_open_layer(struct store *s, uint32_t id, struct stat *st,
 		     char *err, size_t errlen)
 {
 	const struct tree_node *n = tree_get(s->tree, id);
-	const char *src = s->tree && tree_explicit(s->tree) ? TREE_FILE :
-			  STORE_LAYERS_FILE;
-	int fd, e;
+	const char *src = tree_explicit(s->tree) ? TREE_FILE :
+			  STORE_LAYERS_FILE, *why = "";
+	struct rlimit rl;
+	int fd;
 
 	if (!n)
 		return -ENOENT;
-	/* O_NONBLOCK: a FIFO planted as a layer must not hang the mount. */
-	fd = openat(s->dirfd, n->file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-		    O_CLOEXEC);
-	if (fd < 0) {
-		e = errno;
-		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; %s",
-			s->dir, n->file, n->file, e == ELOOP ? "it is a symlink "
-			"(layers must be plain files in the store)" :
-			strerror(e), e == EMFILE || e == ENFILE ?
-			"raise the open-file limit (ulimit -n)" :
-			"restore the file or remove its line from the layers "
-			"file");
-		return -e;
+	/* Beneath the store, no symlink, never blocking on a FIFO. */
+	fd = safefile_open(s->dirfd, n->file, O_RDONLY, 0, st, &why);
+	if (fd >= 0)
+		return fd;
+	if (fd == -EMFILE || fd == -ENFILE) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+		msg_say(err, errlen, "%s/%s: too many open files (limit %llu): "
+			"snapfs keeps every layer open; raise the limit "
+			"(ulimit -n, or LimitNOFILE= in the systemd unit) or "
+			"remove old snapshots", s->dir, n->file,
+			(unsigned long long)rl.rlim_cur);
+	} else if (fd == -ENOENT || fd == -EACCES || fd == -EIO) {
+		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
+			"the file or remove its line from %s", s->dir, n->file,
+			n->file, *why ? why : strerror(-fd), src);
+	} else {
+		msg_say(err, errlen, "%s/%s: layer %s; move a regular file "
+			"there or remove its line from %s", s->dir, n->file,
+			*why ? why : strerror(-fd), src);
 	}
-	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-		e = S_ISREG(st->st_mode) ? errno : 0;
-		msg_say(err, errlen, "%s/%s: layer is not a regular file (%s); "
-			"fix %s", s->dir, n->file, e ? strerror(e) :
-			"a FIFO, device or directory", src);
-		close(fd);
-		return -EINVAL;
-	}
-	/* Back to blocking reads for a regular file. */
-	fcntl(fd, F_SETFL, 0);
 	return fd;
 }

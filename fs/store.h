@@ -10,7 +10,11 @@
  * and bases, checksums, temporaries, the lock). Opening a store reads the
  * tree (or makes one from the line), finishes a change a crash
  * interrupted, takes the lock that keeps a second snapfs off the store,
- * and clears leftover temporaries.
+ * and clears leftover temporaries. Nothing outside the store is opened,
+ * created or deleted: no symlink is followed, FIFOs, devices and sockets
+ * are refused without blocking, and .snapfs/ and its subdirectories must
+ * be real directories (fs/safefile). Comments and blank lines of
+ * increments.txt survive rewrites, each after the line it followed.
  *
  * Every change on disk goes through store_commit(): the new tree, with
  * the file moves and deletions it needs, is written to snapshots.txt

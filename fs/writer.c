@@ -22,7 +22,6 @@
  */
 #include "fs/writer.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,6 +39,8 @@
 #include "codec/vcdiff_enc.h"
 #include "codec/zframe.h"
 #include "fs/msg.h"
+#include "fs/names.h"
+#include "fs/safefile.h"
 
 #define CHUNK ((size_t)1 << 20)
 #define TAIL ((size_t)64 << 10)	/* held back: see the file-top comment */
@@ -66,6 +67,10 @@ struct writer {
 	char note[600];		/* writer_note() */
 	uint32_t id;		/* reserved in the tree for the new snapshot */
 	struct chain_layer *parent;	/* the version the patch is against */
+	int owned;		/* writer_set_owner was called */
+	uid_t uid;
+	gid_t gid;
+	mode_t fmode;		/* of the stored file */
 	uint64_t parent_size;
 	/* Of the full state, taken by the verify that decodes it back. */
 	XXH3_state_t *digest;
@@ -109,10 +114,9 @@ static int sink_open(struct writer *w)
 		close(w->tmpfd);
 		unlinkat(tmpdir(w), w->tmp, 0);
 	}
-	w->tmpfd = openat(tmpdir(w), w->tmp, O_RDWR | O_CREAT | O_TRUNC |
-			  O_NOFOLLOW | O_CLOEXEC, 0644);
+	w->tmpfd = safefile_create(tmpdir(w), w->tmp, 0600, NULL);
 	if (w->tmpfd < 0)
-		return -errno;
+		return w->tmpfd;
 	if (w->base) {
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
@@ -246,10 +250,9 @@ static int to_spool(struct writer *w)
 	int rc;
 
 	snprintf(w->spool, sizeof(w->spool), "%s.spool", w->tmp);
-	w->spoolfd = openat(tmpdir(w), w->spool, O_RDWR | O_CREAT | O_TRUNC |
-			    O_CLOEXEC, 0644);
+	w->spoolfd = safefile_create(tmpdir(w), w->spool, 0600, NULL);
 	if (w->spoolfd < 0)
-		return -errno;
+		return w->spoolfd;
 	rc = sink_finish(w);
 	if (!rc)
 		rc = unsink(w);
@@ -263,33 +266,18 @@ static int to_spool(struct writer *w)
 	return rc;
 }
 
-int writer_name_ok(const char *name)
-{
-	size_t len = strlen(name);
-
-	if (!len || len > 200 || name[0] == '.' || name[0] == '#' ||
-	    !strcmp(name, "current") || isspace((unsigned char)name[0]) ||
-	    isspace((unsigned char)name[len - 1]))
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		if (*p == '/' || *p < 0x20 || *p == 0x7f)
-			return 0;
-	return 1;
-}
-
 int writer_new(struct writer **out, struct chain *c, struct store *s,
 	       const char *name, char *err, size_t errlen)
 {
 	struct writer *w;
 	struct stat st;
+	char why[256];
 	int rc;
 
-	if (!writer_name_ok(name)) {
-		msg_say(err, errlen, "'%s': not a usable snapshot name (no '/', "
-			"not hidden, no control characters, no leading '#', no "
-			"leading or trailing blanks, not 'current', at most 200 "
-			"bytes)", name);
-		return -EINVAL;
+	rc = names_check(name, why, sizeof(why));
+	if (rc) {
+		msg_say(err, errlen, "'%s': %s", name, why);
+		return rc;
 	}
 	if (chain_lookup(c, name)) {
 		msg_say(err, errlen, "%s: a snapshot of that name exists", name);
@@ -451,6 +439,14 @@ int writer_truncate(struct writer *w, uint64_t size)
 	w->dirty = 1;
 	w->finished = 0;
 	return 0;
+}
+
+void writer_set_owner(struct writer *w, uid_t uid, gid_t gid, mode_t mode)
+{
+	w->owned = 1;
+	w->uid = uid;
+	w->gid = gid;
+	w->fmode = mode;
 }
 
 uint64_t writer_size(const struct writer *w)
@@ -852,6 +848,14 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 	}
 	if (!rc)
 		rc = w->mode == MODE_SPOOL ? encode_spool(w) : sink_finish(w);
+	/* Owner and mode before the rename: the file never shows in the
+	 * store with more access than its writer gave it. chown needs root;
+	 * a mount run by the writer itself has nothing to change. */
+	if (!rc && w->owned && fchmod(w->tmpfd, w->fmode) < 0)
+		rc = -errno;
+	if (!rc && w->owned && fchown(w->tmpfd, w->uid, w->gid) < 0 &&
+	    errno != EPERM)
+		rc = -errno;
 	if (!rc && fsync(w->tmpfd) < 0)
 		rc = -errno;
 	if (rc) {

@@ -40,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fs/chain.h"
 #include "fs/store.h"
@@ -51,11 +52,19 @@ struct writer;
 /*
  * Starts writing layer `name` (the name shown; the file becomes
  * name.patch, or name.zst for a base). Returns 0, -EEXIST if a layer or a
- * store file already has that name, -EINVAL for a name that cannot be a
- * file name, or -errno with a message in err.
+ * store file already has that name, -EINVAL (or -ENAMETOOLONG) for a name
+ * the layers file cannot carry (fs/names.h), or -errno with a message in
+ * err.
  */
 int writer_new(struct writer **out, struct chain *c, struct store *s,
 	       const char *name, char *err, size_t errlen);
+
+/*
+ * The stored file gets owner uid:gid and mode (applied at commit, before
+ * it enters the store; the chown is skipped where the process may not
+ * give files away). Without this call: the process's own, 0600.
+ */
+void writer_set_owner(struct writer *w, uid_t uid, gid_t gid, mode_t mode);
 
 /* Writes len bytes at off. Returns 0 or -errno (-ENOSPC passes through;
  * after an error every later call fails and publish refuses). Allowed
@@ -80,11 +89,6 @@ const char *writer_name(const struct writer *w);
 uint32_t writer_id(const struct writer *w);
 uint32_t writer_parent_id(const struct writer *w);
 
-/* Whether name can be a snapshot's: it must fit a line of increments.txt
- * and a file name (no '/', no control characters, no leading '#' or
- * '.', no leading or trailing blanks), not be "current", and be at most
- * 200 bytes. */
-int writer_name_ok(const char *name);
 
 /*
  * Ends the file as written so far: encoder flushed, temporary output

@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "codec/fdio.h"
+#include "fs/safefile.h"
 
 #define XI_MAGIC "SNAPIDX1"
 #define XI_VERSION 2u	/* 2: 20-bit file ids, which are snapshot ids */
@@ -129,11 +130,12 @@ int xindex_load(struct xindex **out, int dirfd, const char *name,
 	struct xindex *x = NULL;
 	struct stat st;
 	void *map = MAP_FAILED;
-	int rc, fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* A symlink or FIFO planted in .snapfs/index/ is refused (and the
+	 * index rebuilt over it), never followed or waited on. */
+	int rc, fd = safefile_open(dirfd, name, O_RDONLY, 0, NULL, NULL);
 
 	if (fd < 0)
-		return errno == ENOENT ? -ENOENT : errno == ELOOP ? -ESTALE :
-		       -errno;
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out;

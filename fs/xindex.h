@@ -78,8 +78,9 @@ void xindex_free(struct xindex *x);
  * checksum holds and its structure is sound (offsets strictly increasing
  * from 0 to the size, every file id accepted by fid_ok): a checksum is no
  * proof against a crafted file. Returns 0, -ENOENT if absent, -ESTALE if
- * stale, damaged or of another version (the caller rebuilds), -errno for
- * I/O.
+ * stale, damaged or of another version (the caller rebuilds), -ELOOP or
+ * -EINVAL for a symlink or a FIFO/device in its place (never followed,
+ * never waited on; the caller rebuilds and replaces it), -errno for I/O.
  */
 int xindex_load(struct xindex **out, int dirfd, const char *name,
 		uint64_t stamp, int (*fid_ok)(unsigned fid, void *arg),

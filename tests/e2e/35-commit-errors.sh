@@ -41,7 +41,7 @@ intact() {
 	check "$1: snapshot_0 exact" cmp "$MNT/snapshot_0" "$ST/state_0"
 	check "$1: snapshot_1 exact" cmp "$MNT/snapshot_1" "$ST/state_1"
 	check "$1: only the older names are listed ($(ls "$MNT" | tr '\n' ' '))" \
-		test "$(ls "$MNT" | tr '\n' ' ')" = "snapshot_0 snapshot_1 "
+		test "$(ls "$MNT" | tr '\n' ' ')" = "current snapshot_0 snapshot_1 "
 	check "$1: the layers file is unchanged" test "$(cat "$S/increments.txt")" = "$layers"
 	check "$1: no temporaries left in .snapfs/tmp" test -z "$(ls "$S/.snapfs/tmp")"
 }

@@ -378,7 +378,7 @@ static void test_writer_finish(void)
 	T_EQ(writer_publish(w, err, sizeof(err)), -EINVAL);
 	T_EQ(commit(w, err, sizeof(err)), 0);
 	writer_free(w);
-	T_CHECK(layer_equals(c, 1, state[1], n));
+	T_CHECK(layer_equals(c, 2, state[1], n));	/* ids: base is 1 */
 
 	/* libvirt: partial magic, gzip, finished, closed, reopened, fixed. */
 	n = state_len[2];
@@ -399,7 +399,7 @@ static void test_writer_finish(void)
 	/* the head was spliced in, not the whole file spooled */
 	T_EQ(t_sh("! ls %s/wf/.snapfs/tmp | grep -q spool", dir), 0);
 	writer_free(w);
-	T_CHECK(layer_equals(c, 2, b, n));
+	T_CHECK(layer_equals(c, 3, b, n));
 	free(b);
 
 	/* libvirt's iohelper at the end: the last O_DIRECT block padded,
@@ -418,7 +418,7 @@ static void test_writer_finish(void)
 	T_EQ(t_sh("! ls %s/wf/.snapfs/tmp | grep -q spool", dir), 0);
 	T_EQ(commit(w, err, sizeof(err)), 0);
 	writer_free(w);
-	T_CHECK(layer_equals(c, 3, state[3], n));
+	T_CHECK(layer_equals(c, 4, state[3], n));
 	free(b);
 
 	/* A failed step is sticky and leaves no trace. */
@@ -429,7 +429,7 @@ static void test_writer_finish(void)
 	T_EQ(writer_publish(w, err, sizeof(err)), 0);
 	T_EQ(writer_write(w, 0, state[3], 10), -EALREADY);
 	writer_free(w);
-	T_CHECK(layer_equals(c, 4, state[3], 500));
+	T_CHECK(layer_equals(c, 5, state[3], 500));
 	T_EQ(chain_count(c), 5);
 	chain_free(c);
 	store_free(s);

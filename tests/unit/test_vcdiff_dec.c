@@ -1699,6 +1699,62 @@ static void test_many_windows(void)
 	free(out);
 }
 
+/* vcdiff_adler32_run against adler32 of a real buffer of the bytes. */
+static void test_adler32_run(void)
+{
+	static const uint64_t ns[] = { 0, 1, 2, 255, 5552, 5553, 65520, 65521,
+				       65522, 131041, 131042, 131043, 1000003,
+				       3u << 20 };
+	static const uint8_t bytes[] = { 0, 1, 0x7f, 0xff };
+	uint8_t *buf = malloc(3u << 20);
+	uint8_t pre[37];
+
+	T_CHECK(buf != NULL);
+	if (!buf)
+		return;
+	for (size_t k = 0; k < sizeof(pre); k++)
+		pre[k] = (uint8_t)(k * 37 + 11);
+	for (size_t b = 0; b < sizeof(bytes); b++) {
+		memset(buf, bytes[b], 3u << 20);
+		for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+			/* From the initial value and from a mid-stream one. */
+			uint32_t a0 = vcdiff_adler32(1, pre, sizeof(pre));
+			T_EQ(vcdiff_adler32_run(1, bytes[b], ns[i]),
+			     vcdiff_adler32(1, buf, (size_t)ns[i]));
+			T_EQ(vcdiff_adler32_run(a0, bytes[b], ns[i]),
+			     vcdiff_adler32(a0, buf, (size_t)ns[i]));
+		}
+	}
+	/* Beyond any buffer: a run split in two gives the same sum. */
+	uint64_t big = (uint64_t)1 << 40, part = 123456789;
+	T_EQ(vcdiff_adler32_run(1, 0xab, big),
+	     vcdiff_adler32_run(vcdiff_adler32_run(1, 0xab, part), 0xab,
+				big - part));
+	T_EQ(vcdiff_adler32_run(1, 0xab, UINT64_MAX),
+	     vcdiff_adler32_run(vcdiff_adler32_run(1, 0xab, UINT64_MAX / 3),
+				0xab, UINT64_MAX - UINT64_MAX / 3));
+	free(buf);
+}
+
+/* A window claiming 16 MiB of output with no instructions is refused at
+ * open, before anything tries to build it. */
+static void test_claim_without_instructions(void)
+{
+	static const uint8_t data[] = { 0 };
+	struct vcdiff_patch *p = NULL;
+	struct vb v = { 0 };
+	const char *why = NULL;
+	int fd;
+
+	vb_header(&v);
+	vb_window(&v, &(struct hw){ .tgt_len = VCDIFF_WIN_MAX, .data = data,
+		.data_len = 1 });
+	T_EQ(open_vb(&v, &p, &fd, &why), -EBADMSG);
+	T_CHECK(why && strstr(why, "no instructions"));
+	vcdiff_patch_free(p);
+	close(fd);
+}
+
 /* Removes every file of tmpdir, then tmpdir. */
 static void cleanup_tmpdir(void)
 {
@@ -1740,6 +1796,8 @@ int main(void)
 	T_RUN(test_xdelta3_runs);
 	T_RUN(test_xdelta3_empty);
 	T_RUN(test_xdelta3_multiwindow);
+	T_RUN(test_adler32_run);
+	T_RUN(test_claim_without_instructions);
 	cleanup_tmpdir();
 	return t_done();
 }

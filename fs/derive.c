@@ -27,6 +27,7 @@
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
 #include "fs/msg.h"
+#include "fs/safefile.h"
 #include "fs/xindex.h"
 
 struct prog_ctx {
@@ -51,14 +52,15 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 {
 	int dfd = store_subdir(c->s, sub), tfd = store_subdir(c->s, "tmp");
 	char tmp[400];
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = safefile_open(dfd, name, O_RDONLY, 0, NULL, NULL);
 
 	if (fd >= 0)
 		return fd;
+	/* Missing, or a symlink/FIFO planted there: made afresh. */
 	snprintf(tmp, sizeof(tmp), "%s.%s", sub, name);
-	fd = openat(tfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = safefile_create(tfd, tmp, 0644, NULL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int rc = make(in_fd, fd, arg, why);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
@@ -231,10 +233,10 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 	int fd;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
-	fd = openat(store_subdir(c->s, "aux"), name, O_RDONLY | O_NOFOLLOW |
-		    O_CLOEXEC);
+	fd = safefile_open(store_subdir(c->s, "aux"), name, O_RDONLY, 0, NULL,
+			   NULL);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return fd == -ENOENT ? 0 : fd;
 	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return -errno;
@@ -391,7 +393,19 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 			return 0;
 		}
 	}
-	if (ibuild_index(c, L))
+	rc = ibuild_index(c, L);
+	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EMFILE ||
+	    rc == -ENFILE || rc == -ENOMEM) {
+		/* Not damage: the machine, and the message says which. */
+		msg_say(err, errlen, "%s/%s: %s while building derived data for "
+			"%s: %s", store_dir(c->s), STORE_META_DIR, strerror(-rc),
+			L->name, rc == -EMFILE || rc == -ENFILE ? "raise the "
+			"open-file limit (ulimit -n, LimitNOFILE=)" :
+			rc == -ENOMEM ? "free memory" : "free space there and "
+			"mount again");
+		return rc;
+	}
+	if (rc)
 		return 0;	/* damage recorded */
 	derive_save_index(c, L);
 	return 0;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "fs/fuse_ops.h"
+#include "fs/log.h"
 
 #define P "user.snapfs."
 #define STATS_XATTR P "stats"
@@ -67,7 +68,8 @@ static int value(struct snapfs_mount *m, uint32_t id, const char *name,
 	} else if (!strcmp(name, DAMAGE_XATTR)) {
 		if (!inf.damaged)
 			return -ENODATA;
-		snprintf(buf, cap, "%s", inf.damage);
+		snprintf(buf, cap, "%s (log: %s)", inf.damage,
+			 log_where(m->log));
 	} else if (!strcmp(name, DESC_XATTR)) {
 		chain_desc(m->chain, id, buf, cap);
 		if (!buf[0])
@@ -91,6 +93,9 @@ void fuse_xattr_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 			return;
 		}
 		chain_stats(m->chain, buf, sizeof(buf));
+		size_t n = strlen(buf);
+		snprintf(buf + n, sizeof(buf) - n, "log %s\n",
+			 log_where(m->log));
 		reply(req, buf, strlen(buf), size);
 		return;
 	}

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codec/vcdiff_dec.h"
+#include "fs/safefile.h"
 #include "fs/xindex.h"
 
 /* A target copy may add at most this many extents before its bytes are
@@ -45,12 +46,10 @@ static int aux_append(struct chain *c, struct chain_layer *L,
 		char name[300], tmp[320];
 		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 		snprintf(tmp, sizeof(tmp), "aux.%s", name);
-		int tfd = store_subdir(c->s, "tmp");
-		unlinkat(tfd, tmp, 0);
-		int fd = openat(tfd, tmp, O_RDWR | O_CREAT | O_EXCL |
-				O_NOFOLLOW | O_CLOEXEC, 0644);
+		int fd = safefile_create(store_subdir(c->s, "tmp"), tmp, 0644,
+					 NULL);
 		if (fd < 0)
-			return -errno;
+			return fd;
 		sfile_raw(c, L, &L->aux, fd, 0, name);
 		L->aux.own_fd = 1;
 		L->aux.derived = 1;
@@ -254,6 +253,32 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			rc = -EBADMSG;
 			goto out;
 		}
+		/*
+		 * A window made only of RUNs (a patch of zero pages, or one
+		 * crafted to claim a huge target) is checked in O(ops): the
+		 * adler32 of a repeated byte has a closed form. Its extents
+		 * are fills, with nothing to compact.
+		 */
+		int fills = 1;
+		uint32_t ad = 1;
+		for (size_t k = 0; k < nops && fills; k++) {
+			fills = ops[k].kind == VCDIFF_OP_RUN;
+			ad = vcdiff_adler32_run(ad, ops[k].byte, ops[k].len);
+		}
+		if (fills) {
+			if ((wi->win_ind & VCDIFF_WIN_ADLER32) &&
+			    ad != wi->adler32) {
+				layer_damage(L, "%s: window %zu: checksum "
+					     "mismatch: the patch is damaged",
+					     L->data.label, w);
+				rc = -EBADMSG;
+				goto out;
+			}
+			if ((w & 15) == 0)
+				chain_progress(c, L->name, "indexing",
+					       wi->tgt_off, L->size);
+			continue;
+		}
 		rc = sfile_resolve(c, L, xbuild_view(b), wi->tgt_off, win,
 				   wi->tgt_len);
 		if (rc) {
@@ -279,6 +304,7 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			chain_progress(c, L->name, "indexing", wi->tgt_off,
 				       L->size);
 	}
+	chain_progress(c, L->name, "indexing", L->size, L->size);
 	rc = xbuild_finish(b, &L->x);
 	b = NULL;
 	if (!rc) {

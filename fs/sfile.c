@@ -31,6 +31,7 @@
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
+#include "fs/safefile.h"
 #include "fs/xindex.h"
 
 /*
@@ -56,12 +57,15 @@ struct sum_hdr {
 static int sums_load(struct sfile *f, int dfd, const char *name)
 {
 	struct sum_hdr h;
-	int rc = -ESTALE, fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* Never through a symlink, never waiting on a FIFO planted there:
+	 * any such thing is stale, and rebuilt over. */
+	int rc = -ESTALE, fd = safefile_open(dfd, name, O_RDONLY, 0, NULL,
+					     NULL);
 	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
 	uint64_t *sum = NULL;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fdio_pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    memcmp(h.magic, SUM_MAGIC, 8) || h.version != SUM_VERSION ||
 	    h.block != SUM_BLOCK || h.size != f->size || h.n != n)
@@ -127,6 +131,7 @@ static int sums_build(struct chain *c, struct sfile *f, const char *name,
 		if ((i & 1023) == 0)
 			chain_progress(c, layer, "checksumming", off, f->size);
 	}
+	chain_progress(c, layer, "checksumming", f->size, f->size);
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, SUM_MAGIC, 8);
 	h.version = SUM_VERSION;

@@ -37,10 +37,10 @@
 #define VCDIFF_SEC_LZMA 2
 #define VCDIFF_SEC_FGK 16
 /*
- * Not an id on disk: an lzma patch (header id VCDIFF_SEC_LZMA) in which
- * every compressed section is whole xz blocks, so each window decodes on
- * its own (vcdiff_dec.h). Stock xdelta3 reads it as ordinary lzma. Above
- * 255 so it can never be confused with a header byte.
+ * Not an id on disk (vcdiff_enc_opts.secondary): lzma (header id
+ * VCDIFF_SEC_LZMA) in which every compressed section is one xz block, so
+ * each window decodes on its own (vcdiff_patch_windowed). Stock xdelta3
+ * reads it as ordinary lzma. Above 255: never confused with a header byte.
  */
 #define VCDIFF_SEC_LZMA_WINDOWED 0x102
 

@@ -63,15 +63,30 @@
  * sections and instruction list (about 2 x window), the 1 MiB target table
  * and the 4 MiB source cache: ~80 MiB peak RSS for an 860 MB encode.
  *
- * Secondary compression: none. Measured with tests/bench/bench_enc (860 MB
- * QEMU-like pair): per-window compression of the data section (the ADD
- * bytes, 11.8 MB) would save 6.0% with lzma preset 0 (xdelta3's), 5.0%
- * with zstd -3, 7.0% with zstd -19, i.e. ~5% of the 15.3 MB patch.
- * Before target matching (step 4) existed it was 31%; matching took most
- * of it. Stock
- * xdelta3 only decodes lzma in its own framing (one xz stream per section
- * kind across the whole patch, 2.4 of vcdiff-notes.md), which would make
- * windows undecodable on their own. Not worth it.
+ * Secondary compression (opts.secondary = VCDIFF_SEC_LZMA_WINDOWED):
+ * each section of each window becomes one whole xz block in xdelta3's
+ * lzma framing (vcdiff-notes.md 2.3, 2.4): stock xdelta3 -d reads it as
+ * its own continuous lzma stream, yet every block starts with a
+ * dictionary reset, so vcdiff_dec decodes any window alone. Sections
+ * under 10 bytes or saving 2 bytes or less stay plain (xdelta3's rule;
+ * stock decodes each section by its own delta-indicator bit). Options
+ * per kind: preset 6 by default, dictionary capped at the window,
+ * pb = lp = 0, lc = 1 for addresses (0.35-0.6% smaller than preset 6).
+ * Matching changes with it: lzma finds repeats among the literals itself
+ * for less than a COPY costs, and short copies cut the literal stream, so
+ * target matching (step 4) is off and continuation copies need
+ * CONT_MIN_LZMA bytes. Measured with bench_patch (256 MiB snapgen pair;
+ * real QEMU pair of 233 MB): target matching on 2.548 / 1.930 MB, off
+ * 2.289 / 1.695, and continuation >= 24 bytes 2.225 / 1.687 (16: 2.229 /
+ * 1.687; 48: 2.224 / 1.764); xdelta3 -e -9 -B: 2.503 / 1.882 MB. A
+ * side effect: such patches have no COPY_TGT, so any byte of a window
+ * resolves without decoding the window from its start. Tried and left
+ * out: a short-key index over the whole source (8-byte content-defined
+ * anchors, xdelta3 -9's short far copies): -0.4% for 32 MiB more and
+ * twice the encode time.
+ * Plain (default): measured with tests/bench/bench_enc (860 MB QEMU-like
+ * pair) before the lzma option existed, target matching had taken most
+ * of what lzma on the data section would save (31% -> 6%).
  *
  * One encoder per thread; no locks, no threads of its own. Never prints.
  */
@@ -98,6 +113,7 @@
 #define SC_AHEAD 32			/* chunks per read when sequential */
 #define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
 #define CONT_MIN 8			/* continuation match worth a COPY */
+#define CONT_MIN_LZMA 24		/* the same when literals get lzma */
 #define TT_BITS 16			/* target match table: 2^16 keys */
 #define TT_WAYS 4			/* positions kept per key */
 #define ACC_START 256			/* literal bytes before skipping */
@@ -153,6 +169,8 @@ struct vcdiff_enc {
 	int64_t delta;		/* source offset - target offset of last match */
 
 	uint32_t *ttab;		/* target matching: buffer position + 1 */
+	size_t cont_min;	/* CONT_MIN or CONT_MIN_LZMA */
+	int tmatch;		/* step 4 (COPY_TGT) on: not with lzma */
 
 	/* instructions of the open window */
 	struct vcdiff_op *ins;
@@ -1008,7 +1026,8 @@ static int encode_buf(struct vcdiff_enc *e)
 		/* 2. continuation of the last match */
 		int64_t s = (int64_t)(e->buf_abs + p) + e->delta;
 		if (s >= 0 && (uint64_t)s + 8 <= e->src_size) {
-			size_t q = try_match(e, &ms, p, (uint64_t)s, CONT_MIN, &rc);
+			size_t q = try_match(e, &ms, p, (uint64_t)s,
+					     e->cont_min, &rc);
 			if (rc < 0)
 				return rc;
 			if (q) {
@@ -1067,7 +1086,7 @@ static int encode_buf(struct vcdiff_enc *e)
 			}
 		}
 		/* 4. earlier bytes of this window */
-		{
+		if (e->tmatch) {
 			size_t ws = (size_t)(e->win_abs - e->buf_abs);
 			size_t q = try_tmatch(e, &ms, p, ws, &rc);
 			if (rc < 0)
@@ -1112,6 +1131,8 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 	e->write_out = write_out;
 	e->out_ctx = out_ctx;
 	e->win_cap = e->o.win_size ? e->o.win_size : DEFAULT_WIN;
+	e->cont_min = CONT_MIN;
+	e->tmatch = 1;
 	if (e->o.secondary == VCDIFF_SEC_LZMA_WINDOWED) {
 		uint32_t preset = e->o.lzma_preset ? e->o.lzma_preset :
 				  VCDIFF_LZMA_PRESET_DEFAULT;
@@ -1134,6 +1155,12 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 		e->lzopt[0].lp = e->lzopt[0].pb = 0;
 		e->lzopt[1] = e->lzopt[2] = e->lzopt[0];
 		e->lzopt[2].lc = 1;
+		/* lzma finds repeats among the literals itself, for less
+		 * than a COPY's opcode and address, and a literal stream
+		 * cut by short copies compresses worse: no target matching,
+		 * longer continuation copies (measured below). */
+		e->cont_min = CONT_MIN_LZMA;
+		e->tmatch = 0;
 	}
 	e->buf = malloc(e->win_cap);
 	e->ttab = malloc((sizeof(uint32_t) * TT_WAYS) << TT_BITS);

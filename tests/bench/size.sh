@@ -10,7 +10,8 @@
 #   BENCH_SIZE=256M        otherwise: a snapgen pair of this size (seed 7)
 #   BENCH_LZMA_PRESET=6    liblzma preset for ours (1..9, e.g. 6e = extreme)
 #   BENCH_WIN=0            window bytes for ours (0 = encoder default, 8 MiB)
-# Writes the table to $BUILD/bench-size.txt too.
+#   BENCH_SIZE_OUT=file    where to write the table too
+#                          (default $BUILD/bench-size.txt)
 set -eu
 BUILD=${BUILD:-build-bench}
 TOP=$(pwd)
@@ -18,7 +19,7 @@ BP=$TOP/$BUILD/bench/bench_patch
 PRESET=${BENCH_LZMA_PRESET:-6}
 WIN=${BENCH_WIN:-0}
 W=$(mktemp -d /tmp/snapfs-bench-size.XXXXXX)
-OUT=$TOP/$BUILD/bench-size.txt
+OUT=${BENCH_SIZE_OUT:-$TOP/$BUILD/bench-size.txt}
 trap 'rm -rf "$W"' EXIT
 
 now() { date +%s.%N; }

@@ -70,12 +70,13 @@
  * dictionary reset, so vcdiff_dec decodes any window alone. Sections
  * under 10 bytes or saving 2 bytes or less stay plain (xdelta3's rule;
  * stock decodes each section by its own delta-indicator bit). Options
- * per kind: preset 6 by default, dictionary capped at the window,
- * pb = lp = 0, lc = 1 for addresses (0.35-0.6% smaller than preset 6).
+ * per kind: preset 1 by default (below), dictionary capped at the
+ * window, pb = lp = 0, lc = 1 for addresses (0.35-0.6% smaller than the
+ * bare preset).
  * Matching changes with it: lzma finds repeats among the literals itself
  * for less than a COPY costs, and short copies cut the literal stream, so
  * target matching (step 4) is off and continuation copies need
- * CONT_MIN_LZMA bytes. Measured with bench_patch (256 MiB snapgen pair;
+ * CONT_MIN_LZMA bytes. Measured with bench_patch, preset 6 (256 MiB snapgen;
  * real QEMU pair of 233 MB): target matching on 2.548 / 1.930 MB, off
  * 2.289 / 1.695, and continuation >= 24 bytes 2.225 / 1.687 (16: 2.229 /
  * 1.687; 48: 2.224 / 1.764); xdelta3 -e -9 -B: 2.503 / 1.882 MB. A
@@ -83,7 +84,13 @@
  * resolves without decoding the window from its start. Tried and left
  * out: a short-key index over the whole source (8-byte content-defined
  * anchors, xdelta3 -9's short far copies): -0.4% for 32 MiB more and
- * twice the encode time.
+ * twice the encode time. Presets (bench_patch, same pairs, 256 MiB
+ * snapgen / QEMU 233 MB / snapgen 1 GiB): 1: 2.346 / 1.786 / 9.553 MB,
+ * 3: 2.315 / 1.755 / 9.419, 6: 2.225 / 1.687 / 8.977; on 1 GiB preset 1
+ * adds 1.0 s to the 2.3 s plain encode, preset 6 10.7 s (bt4 on nearly
+ * incompressible literals). Preset 1 is the default: under xdelta3 -e -9
+ * -B's size either way, and it keeps ingest fast; 6 is there for
+ * archives.
  * Plain (default): measured with tests/bench/bench_enc (860 MB QEMU-like
  * pair) before the lzma option existed, target matching had taken most
  * of what lzma on the data section would save (31% -> 6%).

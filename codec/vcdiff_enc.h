@@ -58,7 +58,11 @@ struct vcdiff_enc_opts {
 };
 
 #define VCDIFF_LZMA_EXTREME 0x80000000u	/* = LZMA_PRESET_EXTREME */
-#define VCDIFF_LZMA_PRESET_DEFAULT 6
+/* Preset 1 (1 MiB dictionary, fast match finder): measured on a 1 GiB
+ * generated pair, 9.55 MB in 3.3 s of encode against 8.98 MB in 13.1 s
+ * for preset 6 and 9.89 MB for xdelta3 -e -9 -B; decoders then need
+ * 1 MiB of dictionary each. See vcdiff_enc.c. */
+#define VCDIFF_LZMA_PRESET_DEFAULT 1
 
 /*
  * Creates an encoder whose source has src_size bytes readable through

@@ -8,7 +8,8 @@
 #                          (b,c), ... is measured (e.g. real QEMU states
 #                          kept by SNAPFS_QEMU_KEEP=dir tests/e2e/50-qemu.sh)
 #   BENCH_SIZE=256M        otherwise: a snapgen pair of this size (seed 7)
-#   BENCH_LZMA_PRESET=6    liblzma preset for ours (1..9, e.g. 6e = extreme)
+#   BENCH_LZMA_PRESET=0    liblzma preset for ours (1..9, e.g. 6e = extreme;
+#                          0 = the encoder's default)
 #   BENCH_WIN=0            window bytes for ours (0 = encoder default, 8 MiB)
 #   BENCH_SIZE_OUT=file    where to write the table too
 #                          (default $BUILD/bench-size.txt)
@@ -16,7 +17,7 @@ set -eu
 BUILD=${BUILD:-build-bench}
 TOP=$(pwd)
 BP=$TOP/$BUILD/bench/bench_patch
-PRESET=${BENCH_LZMA_PRESET:-6}
+PRESET=${BENCH_LZMA_PRESET:-0}
 WIN=${BENCH_WIN:-0}
 W=$(mktemp -d /tmp/snapfs-bench-size.XXXXXX)
 OUT=${BENCH_SIZE_OUT:-$TOP/$BUILD/bench-size.txt}

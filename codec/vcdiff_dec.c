@@ -98,7 +98,7 @@ struct vcdiff_dec {
 	size_t plain_cap;
 	lzma_stream lz;			/* re-initialised per section */
 	bool lz_live;
-	const uint8_t *add_data;	/* ADD bytes of the last decoded window */
+	const uint8_t *add_data;	/* ADD bytes of the last window */
 	uint64_t add_base;		/* op->addr of add_data[0] */
 	const char *reason;
 };
@@ -984,7 +984,8 @@ ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 			return n;
 		}
 		if ((size_t)n != stored) {
-			d->reason = "patch file shrank: window sections missing";
+			d->reason = "patch file shrank: window sections "
+				    "missing";
 			return -EBADMSG;
 		}
 		return (ssize_t)stored;
@@ -1212,7 +1213,8 @@ ssize_t vcdiff_dec_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 
 		switch (op->kind) {
 		case VCDIFF_OP_ADD:
-			memcpy(dst + pos, d->add_data + (op->addr - d->add_base),
+			memcpy(dst + pos,
+			       d->add_data + (op->addr - d->add_base),
 			       op->len);
 			break;
 		case VCDIFF_OP_RUN:

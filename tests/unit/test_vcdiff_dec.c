@@ -170,7 +170,8 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 		/* ADD bytes: the patch file, or the decompressed data
 		 * section of a windowed lzma patch (vcdiff_dec.h). */
 		const uint8_t *lit = patch;
-		uint64_t lit_lo = w->data_off, lit_hi = w->data_off + w->data_len;
+		uint64_t lit_lo = w->data_off;
+		uint64_t lit_hi = w->data_off + w->data_len;
 		uint8_t *zdata = NULL;
 		if (w->del_ind & VCDIFF_DEL_DATA) {
 			struct vcdiff_dec *sd = NULL;

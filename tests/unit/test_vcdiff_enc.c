@@ -1013,7 +1013,8 @@ static void check_dec_ops(int fd, const struct result *r, const uint8_t *tgt)
 			bad = k >= r->ops.n || op->tgt_off != e->tgt_off ||
 			      op->addr != e->addr || op->len != e->len ||
 			      op->kind != e->kind ||
-			      (op->kind == VCDIFF_OP_RUN && op->byte != e->byte);
+			      (op->kind == VCDIFF_OP_RUN &&
+			       op->byte != e->byte);
 			if (bad)
 				fprintf(stderr, "  op %zu: %d %llu %llu %u vs "
 					"%d %llu %llu %u\n", k, op->kind,
@@ -1334,10 +1335,12 @@ static void test_lzma_damage(void)
 					/* As in xdelta3, the block's end (end
 					 * marker, 0-3 bytes of padding) may be
 					 * missing once the output is full. */
+					const uint8_t *want = tgt.p +
+							      w->tgt_off;
 					if (c <= 4 && r >= 0)
 						T_CHECK(r == w->tgt_len &&
-							!memcmp(out, tgt.p +
-							w->tgt_off, w->tgt_len));
+							!memcmp(out, want,
+								w->tgt_len));
 					else
 						T_EQ(r, -EBADMSG);
 					r = vcdiff_dec_section(d, bp, i, k,
@@ -1386,9 +1389,9 @@ static void test_lzma_opts(void)
 		T_CHECK(o.b.len > 6 && o.b.p[4] == 1 && o.b.p[5] == 2);
 		if (have_xdelta3 && o.b.len > 6) {
 			write_file("patch", o.b.p, o.b.len);
-			T_EQ(t_sh("cd %s && rm -f out && xdelta3 -d -f patch out"
-				  " && test -f out && ! test -s out", tmpdir),
-			     0);
+			T_EQ(t_sh("cd %s && rm -f out && xdelta3 -d -f patch "
+				  "out && test -f out && ! test -s out",
+				  tmpdir), 0);
 		}
 	}
 	free(o.b.p);

@@ -62,7 +62,8 @@ done
 
 {
 printf '# snapfs patch size, %s, %s, lzma preset %s, %s cores\n' "$what" \
-	"$(date -u +%Y-%m-%dT%H:%MZ)" "$PRESET" "$(nproc)"
+	"$(date -u +%Y-%m-%dT%H:%MZ)" \
+	"$( [ "$PRESET" = 0 ] && echo "default" || echo "$PRESET")" "$(nproc)"
 printf '# bytes (encode seconds); ratio = ours (lzma) / that\n'
 awk '
 function row(name, n, pl, ou, os, xd, xs, xb, bs) {

@@ -20,6 +20,12 @@
 /* xdelta3 3.0.11 refuses target windows above 16 MiB. */
 #define VCDIFF_WIN_MAX (16u << 20)
 
+/* Delta indicator bits: which sections of a window are stored
+ * secondary-compressed (RFC 3284 VCD_DATACOMP, VCD_INSTCOMP, VCD_ADDRCOMP). */
+#define VCDIFF_DEL_DATA 0x01
+#define VCDIFF_DEL_INST 0x02
+#define VCDIFF_DEL_ADDR 0x04
+
 /* Window indicator bits (RFC 3284 plus xdelta3's VCD_ADLER32). */
 #define VCDIFF_WIN_SOURCE 0x01
 #define VCDIFF_WIN_TARGET 0x02
@@ -30,9 +36,20 @@
 #define VCDIFF_SEC_DJW 1
 #define VCDIFF_SEC_LZMA 2
 #define VCDIFF_SEC_FGK 16
+/*
+ * Not an id on disk (vcdiff_enc_opts.secondary): lzma (header id
+ * VCDIFF_SEC_LZMA) in which every compressed section is one xz block, so
+ * each window decodes on its own (vcdiff_patch_windowed). Stock xdelta3
+ * reads it as ordinary lzma. Above 255: never confused with a header byte.
+ */
+#define VCDIFF_SEC_LZMA_WINDOWED 0x102
 
 enum vcdiff_op_kind {
-	VCDIFF_OP_ADD = 1,	/* literal bytes: addr = offset in the patch file */
+	VCDIFF_OP_ADD = 1,	/* literal bytes: addr = offset in the patch
+				 * file, or, if the window's data section is
+				 * stored compressed (vcdiff_win.del_ind &
+				 * VCDIFF_DEL_DATA), offset in that section
+				 * decompressed (vcdiff_dec_section) */
 	VCDIFF_OP_RUN = 2,	/* byte repeated len times; addr unused */
 	VCDIFF_OP_COPY_SRC = 3,	/* addr = absolute offset in the source file */
 	VCDIFF_OP_COPY_TGT = 4,	/* addr = absolute offset in this target, below

@@ -19,9 +19,21 @@
  * "nothing to output": rejecting it would buy nothing and a reader of an
  * empty layer is well defined.
  *
- * Not here: the lzma state needed to decode stock patches window by window
- * (impossible, notes 2.4); vcdiff_recode_plain() streams the whole patch
- * once instead. DJW/FGK are not implemented. Never prints or exits.
+ * Secondary compression. Stock xdelta3 runs one xz stream per section
+ * kind through the whole patch, so its windows cannot be decoded alone
+ * (notes 2.4); vcdiff_recode_plain() streams such a patch once instead.
+ * An xz stream is a header followed by blocks, and a block starts with a
+ * dictionary reset: if every compressed section of a kind starts a block
+ * (what vcdiff_enc writes with VCDIFF_SEC_LZMA_WINDOWED), a section
+ * decodes alone once that kind's 12-byte stream header, which only the
+ * first such section carries, is known. Open checks this cheaply on every
+ * compressed section (size prefix, stream header where due, block header
+ * CRC32) and records the decompressed lengths; a section that passes but
+ * is not one block merely fails to decode (-EBADMSG): it cannot decode to
+ * other bytes than stock would give, since a block refers to nothing
+ * before it. Decoding follows xdelta3's rule (run until the output is
+ * full, then all input must be consumed). DJW/FGK are not implemented.
+ * Never prints or exits.
  */
 #include "codec/vcdiff_dec.h"
 
@@ -61,7 +73,11 @@
 
 struct vcdiff_patch {
 	int fd;
-	int secondary;			/* VCDIFF_SEC_* */
+	int secondary;			/* VCDIFF_SEC_* of the header */
+	int windowed;			/* every window decodes alone */
+	size_t first_z[3];		/* window of the first compressed
+					 * section per kind, SIZE_MAX if none */
+	uint8_t sh[3][LZMA_STREAM_HEADER_SIZE];	/* its xz stream header */
 	uint64_t file_size;
 	uint64_t tgt_size;
 	uint64_t src_span;
@@ -78,6 +94,12 @@ struct vcdiff_dec {
 	size_t sec_cap;
 	struct vcdiff_op *ops;
 	size_t ops_cap;
+	uint8_t *plain;			/* decompressed sections of a window */
+	size_t plain_cap;
+	lzma_stream lz;			/* re-initialised per section */
+	bool lz_live;
+	const uint8_t *add_data;	/* ADD bytes of the last window */
+	uint64_t add_base;		/* op->addr of add_data[0] */
 	const char *reason;
 };
 
@@ -404,6 +426,96 @@ static int br_init(struct breader *r, int fd)
 	return r->buf ? 0 : -ENOMEM;
 }
 
+/* --- compressed sections at open --- */
+
+static uint32_t le32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+	       (uint32_t)b[3] << 24;
+}
+
+/*
+ * Looks at the start of each compressed section of window w (index i):
+ * records its decompressed length from the size prefix and clears
+ * p->windowed unless it starts a new xz block, after the xz stream header
+ * if it is the first compressed section of its kind. Malformed prefixes
+ * are left for the decoder to report (plain length 0, not windowed).
+ * Returns 0 or -errno for a read error.
+ */
+static int probe_sections(struct vcdiff_patch *p, struct vcdiff_win *w,
+			  size_t i)
+{
+	static const uint8_t bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
+					VCDIFF_DEL_ADDR };
+	const uint32_t stored[3] = { w->data_len, w->inst_len, w->addr_len };
+	uint32_t *plain[3] = { &w->data_plain_len, &w->inst_plain_len,
+			       &w->addr_plain_len };
+	/* size prefix + stream header + the largest block header */
+	uint8_t buf[5 + LZMA_STREAM_HEADER_SIZE + LZMA_BLOCK_HEADER_SIZE_MAX];
+	uint64_t off = w->data_off;
+
+	for (int k = 0; k < 3; off += stored[k], k++) {
+		const uint8_t *q = buf, *end;
+		uint32_t ulen;
+		size_t want;
+		ssize_t n;
+
+		*plain[k] = stored[k];
+		if (!(w->del_ind & bit[k]))
+			continue;
+		*plain[k] = 0;
+		/* Most block headers are 12 bytes: read a little first. */
+		want = stored[k] < 64 ? stored[k] : 64;
+		n = fdio_pread(p->fd, buf, want, off);
+		if (n < 0)
+			return (int)n;
+		end = buf + n;
+		if (vcdiff_varint_get32(&q, end, &ulen) != VCDIFF_VARINT_OK) {
+			p->windowed = 0;
+			continue;
+		}
+		*plain[k] = ulen;
+		if (p->secondary != VCDIFF_SEC_LZMA)
+			continue;
+		if (p->first_z[k] == SIZE_MAX) {
+			lzma_stream_flags f;
+			p->first_z[k] = i;
+			if (end - q < LZMA_STREAM_HEADER_SIZE ||
+			    lzma_stream_header_decode(&f, q) != LZMA_OK) {
+				p->windowed = 0;
+				continue;
+			}
+			memcpy(p->sh[k], q, LZMA_STREAM_HEADER_SIZE);
+			q += LZMA_STREAM_HEADER_SIZE;
+		}
+		/* A block header: size byte (0 would be the index), CRC32
+		 * of the rest at its end. */
+		size_t at = (size_t)(q - buf);
+		if (q >= end || *q == 0) {
+			p->windowed = 0;
+			continue;
+		}
+		size_t hsize = lzma_block_header_size_decode(*q);
+		if (at + hsize > stored[k]) {
+			p->windowed = 0;
+			continue;
+		}
+		if (at + hsize > (size_t)n) {
+			n = fdio_pread(p->fd, buf, at + hsize, off);
+			if (n < 0)
+				return (int)n;
+			if ((size_t)n < at + hsize) {
+				p->windowed = 0;
+				continue;
+			}
+		}
+		if (lzma_crc32(buf + at, hsize - 4, 0) !=
+		    le32(buf + at + hsize - 4))
+			p->windowed = 0;
+	}
+	return 0;
+}
+
 /* --- life cycle --- */
 
 int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why)
@@ -431,6 +543,12 @@ int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why)
 	if ((rc = parse_file_hdr(&r, &h, why)))
 		goto fail;
 	p->secondary = h.secondary;
+	/* Cleared by probe_sections at the first section that is not
+	 * decodable alone; a plain patch stays windowed. */
+	p->windowed = h.secondary != VCDIFF_SEC_DJW &&
+		      h.secondary != VCDIFF_SEC_FGK;
+	for (int k = 0; k < 3; k++)
+		p->first_z[k] = SIZE_MAX;
 	p->apphdr = h.apphdr;
 	p->apphdr_len = h.apphdr_len;
 	h.apphdr = NULL;
@@ -451,6 +569,13 @@ int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why)
 			goto fail;
 		}
 		r.pos += sect;
+		if (w.del_ind && (rc = probe_sections(p, &w, p->nwin)))
+			goto fail;
+		if (!w.del_ind) {
+			w.data_plain_len = w.data_len;
+			w.inst_plain_len = w.inst_len;
+			w.addr_plain_len = w.addr_len;
+		}
 		if (p->nwin == p->wins_cap) {
 			size_t cap = p->wins_cap ? 2 * p->wins_cap : 64;
 			void *n = realloc(p->wins, cap * sizeof(*p->wins));
@@ -528,6 +653,11 @@ int vcdiff_patch_secondary(const struct vcdiff_patch *p)
 	return p->secondary;
 }
 
+int vcdiff_patch_windowed(const struct vcdiff_patch *p)
+{
+	return p->windowed;
+}
+
 uint64_t vcdiff_patch_source_span(const struct vcdiff_patch *p)
 {
 	return p->src_span;
@@ -565,6 +695,9 @@ void vcdiff_dec_free(struct vcdiff_dec *d)
 		return;
 	free(d->sec);
 	free(d->ops);
+	free(d->plain);
+	if (d->lz_live)
+		lzma_end(&d->lz);
 	free(d);
 }
 
@@ -599,6 +732,7 @@ struct dec_state {
 	const struct vcdiff_win *w;
 	struct vcdiff_acache *cache;
 	const uint8_t *data, *ip, *iend, *ap, *aend;
+	uint64_t add_base;	/* op->addr of data[0] */
 	uint32_t data_len, data_pos;
 	uint32_t here;		/* cpy_len + bytes produced so far */
 	uint32_t max;		/* cpy_len + tgt_len */
@@ -628,7 +762,7 @@ static inline int decode_half(struct dec_state *s, uint8_t type,
 		if (size > s->data_len - s->data_pos)
 			goto data_underflow;
 		op->kind = VCDIFF_OP_ADD;
-		op->addr = w->data_off + s->data_pos;
+		op->addr = s->add_base + s->data_pos;
 		s->data_pos += size;
 	} else if (type == VCDIFF_INST_RUN) {
 		/* A RUN takes its byte even when its size is zero, like
@@ -699,8 +833,199 @@ data_underflow:
 }
 
 /*
- * Reads window i's sections into d->sec and decodes its instructions into
- * d->ops. Returns 0 with *nops set, or -errno with d->reason set.
+ * Decompresses one stored section of window i, kind k (z, z_len bytes,
+ * size prefix included) into out, which holds plain_len bytes, the length
+ * open read from the prefix. The section must be [its kind's xz stream
+ * header, if it is the first compressed one of the kind] + one xz block,
+ * decoded with xdelta3's rule: run until the output is full, then every
+ * input byte must have been consumed. As in xdelta3, the block need not
+ * end inside the section: stock xdelta3 never ends its blocks, so a stock
+ * patch with one compressed window is read here too. Returns 0 or -errno
+ * with d->reason set.
+ */
+static int unz_sect(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+		    size_t i, int k, const uint8_t *z, uint32_t z_len,
+		    uint8_t *out, uint32_t plain_len)
+{
+	const uint8_t *q = z, *end = z + z_len;
+	lzma_filter filters[LZMA_FILTERS_MAX + 1];
+	lzma_stream_flags f;
+	lzma_block blk;
+	uint32_t ulen;
+	lzma_ret lr;
+	int rc = -EBADMSG;
+
+	if (vcdiff_varint_get32(&q, end, &ulen)) {
+		d->reason = "secondary decoder end of input";
+		return -EBADMSG;
+	}
+	if (ulen == 0) {
+		d->reason = "secondary decoder invalid output size";
+		return -EBADMSG;
+	}
+	if (ulen != plain_len) {
+		d->reason = "compressed section changed since open";
+		return -EBADMSG;
+	}
+	if (i == p->first_z[k]) {
+		if (end - q < LZMA_STREAM_HEADER_SIZE ||
+		    lzma_stream_header_decode(&f, q) != LZMA_OK) {
+			d->reason = "lzma decoding error (stream header)";
+			return -EBADMSG;
+		}
+		q += LZMA_STREAM_HEADER_SIZE;
+	} else if (lzma_stream_header_decode(&f, p->sh[k]) != LZMA_OK) {
+		d->reason = "lzma decoding error (stream header)";
+		return -EBADMSG;
+	}
+	if (q >= end || *q == 0 ||
+	    lzma_block_header_size_decode(*q) > (size_t)(end - q)) {
+		d->reason = "lzma section does not start an xz block";
+		return -EBADMSG;
+	}
+	memset(&blk, 0, sizeof(blk));
+	memset(filters, 0, sizeof(filters));
+	blk.version = 1;
+	blk.check = f.check;
+	blk.filters = filters;
+	blk.header_size = lzma_block_header_size_decode(*q);
+	lr = lzma_block_header_decode(&blk, NULL, q);
+	if (lr != LZMA_OK) {
+		d->reason = lr == LZMA_MEM_ERROR ? "" :
+			    "lzma decoding error (block header)";
+		return lr == LZMA_MEM_ERROR ? -ENOMEM : -EBADMSG;
+	}
+	q += blk.header_size;
+	/* The block header names the dictionary: refuse a hostile one
+	 * before liblzma allocates it. */
+	if (lzma_raw_decoder_memusage(filters) > LZMA_MEMLIMIT) {
+		d->reason = "lzma dictionary too large";
+		goto out;
+	}
+	lr = lzma_block_decoder(&d->lz, &blk);
+	if (lr != LZMA_OK) {
+		d->reason = "lzma decoding error (block header)";
+		rc = lr == LZMA_MEM_ERROR ? -ENOMEM : -EBADMSG;
+		goto out;
+	}
+	d->lz_live = true;
+	d->lz.next_in = q;
+	d->lz.avail_in = (size_t)(end - q);
+	d->lz.next_out = out;
+	d->lz.avail_out = ulen;
+	while (d->lz.avail_out > 0) {
+		size_t in0 = d->lz.avail_in, out0 = d->lz.avail_out;
+
+		lr = lzma_code(&d->lz, LZMA_RUN);
+		if (lr == LZMA_STREAM_END)
+			break;		/* block ended: output must be full */
+		if (lr == LZMA_MEM_ERROR) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (lr != LZMA_OK) {
+			d->reason = "lzma decoding error";
+			goto out;
+		}
+		if (d->lz.avail_in == in0 && d->lz.avail_out == out0) {
+			d->reason = "secondary decoder short output";
+			goto out;
+		}
+	}
+	if (d->lz.avail_out != 0) {
+		d->reason = "secondary decoder short output";
+		goto out;
+	}
+	if (d->lz.avail_in != 0) {
+		d->reason = "secondary decoder finished with unused input";
+		goto out;
+	}
+	rc = 0;
+out:
+	for (int j = 0; j < LZMA_FILTERS_MAX && filters[j].id !=
+	     LZMA_VLI_UNKNOWN; j++)
+		free(filters[j].options);
+	return rc;
+}
+
+static const uint8_t sect_bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
+				     VCDIFF_DEL_ADDR };
+
+ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+			   size_t i, int kind, uint8_t *dst, size_t dst_cap)
+{
+	const struct vcdiff_win *w;
+	uint32_t stored, plain;
+	uint64_t off;
+	ssize_t n;
+	int rc;
+
+	d->reason = "";
+	if (i >= p->nwin || kind < VCDIFF_SECT_DATA ||
+	    kind > VCDIFF_SECT_ADDR) {
+		d->reason = "window index or section kind out of range";
+		return -EINVAL;
+	}
+	w = &p->wins[i];
+	off = w->data_off;
+	if (kind == VCDIFF_SECT_DATA) {
+		stored = w->data_len;
+		plain = w->data_plain_len;
+	} else if (kind == VCDIFF_SECT_INST) {
+		off += w->data_len;
+		stored = w->inst_len;
+		plain = w->inst_plain_len;
+	} else {
+		off += (uint64_t)w->data_len + w->inst_len;
+		stored = w->addr_len;
+		plain = w->addr_plain_len;
+	}
+	if (plain > dst_cap) {
+		d->reason = "destination buffer too small";
+		return -ERANGE;
+	}
+	if (!(w->del_ind & sect_bit[kind])) {
+		n = fdio_pread(p->fd, dst, stored, off);
+		if (n < 0) {
+			d->reason = "read error on patch file";
+			return n;
+		}
+		if ((size_t)n != stored) {
+			d->reason = "patch file shrank: window sections "
+				    "missing";
+			return -EBADMSG;
+		}
+		return (ssize_t)stored;
+	}
+	if (!p->windowed) {
+		d->reason = "window sections are secondary-compressed "
+			    "(recode the patch first)";
+		return -ENOTSUP;
+	}
+	if (stored > SECT_MAX || plain > SECT_MAX) {
+		d->reason = "section too large";
+		return -EBADMSG;
+	}
+	if ((rc = grow((void **)&d->sec, &d->sec_cap, stored ? stored : 1, 1)))
+		return rc;
+	n = fdio_pread(p->fd, d->sec, stored, off);
+	if (n < 0) {
+		d->reason = "read error on patch file";
+		return n;
+	}
+	if ((size_t)n != stored) {
+		d->reason = "patch file shrank: window sections missing";
+		return -EBADMSG;
+	}
+	if ((rc = unz_sect(d, p, i, kind, d->sec, stored, dst, plain)))
+		return rc;
+	return (ssize_t)plain;
+}
+
+/*
+ * Reads window i's sections into d->sec (decompressing the compressed
+ * ones into d->plain) and decodes its instructions into d->ops. Returns 0
+ * with *nops set, or -errno with d->reason set.
  */
 static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 			 size_t i, size_t *nops)
@@ -718,28 +1043,29 @@ static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		return -EINVAL;
 	}
 	w = &p->wins[i];
-	if (w->del_ind) {
+	if (w->del_ind && !p->windowed) {
 		d->reason = "window sections are secondary-compressed "
 			    "(recode the patch first)";
 		return -ENOTSUP;
 	}
-	if (w->data_len > SECT_MAX || w->inst_len > SECT_MAX ||
-	    w->addr_len > SECT_MAX) {
-		d->reason = "section too large";
-		return -EBADMSG;
+	const uint32_t stored[3] = { w->data_len, w->inst_len, w->addr_len };
+	const uint32_t plain[3] = { w->data_plain_len, w->inst_plain_len,
+				    w->addr_plain_len };
+	const uint8_t *sp[3];
+	uint32_t sl[3];
+	uint64_t ptotal = 0;
+	for (int k = 0; k < 3; k++) {
+		if (stored[k] > SECT_MAX || plain[k] > SECT_MAX) {
+			d->reason = "section too large";
+			return -EBADMSG;
+		}
+		if (w->del_ind & sect_bit[k])
+			ptotal += plain[k];
 	}
 	sect = (uint64_t)w->data_len + w->inst_len + w->addr_len;
-	if ((rc = grow((void **)&d->sec, &d->sec_cap, sect ? sect : 1, 1)))
-		return rc;
-	/* An op produces at least one byte and one opcode byte yields at
-	 * most two ops, so this bound lets the loop skip capacity checks. */
-	bound = (uint64_t)w->inst_len * 2;
-	if (bound > w->tgt_len)
-		bound = w->tgt_len;
-	/* +2: decode_half writes into the slot after the last op before it
-	 * knows the size is zero. */
-	if ((rc = grow((void **)&d->ops, &d->ops_cap, bound + 2,
-		       sizeof(*d->ops))))
+	if ((rc = grow((void **)&d->sec, &d->sec_cap, sect ? sect : 1, 1)) ||
+	    (rc = grow((void **)&d->plain, &d->plain_cap,
+		       ptotal ? ptotal : 1, 1)))
 		return rc;
 	n = fdio_pread(p->fd, d->sec, sect, w->data_off);
 	if (n < 0) {
@@ -750,17 +1076,46 @@ static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		d->reason = "patch file shrank: window sections missing";
 		return -EBADMSG;
 	}
+	{
+		uint64_t zo = 0, po = 0;
+		for (int k = 0; k < 3; zo += stored[k], k++) {
+			if (!(w->del_ind & sect_bit[k])) {
+				sp[k] = d->sec + zo;
+				sl[k] = stored[k];
+				continue;
+			}
+			if ((rc = unz_sect(d, p, i, k, d->sec + zo, stored[k],
+					   d->plain + po, plain[k])))
+				return rc;
+			sp[k] = d->plain + po;
+			sl[k] = plain[k];
+			po += plain[k];
+		}
+	}
+	/* An op produces at least one byte and one opcode byte yields at
+	 * most two ops, so this bound lets the loop skip capacity checks. */
+	bound = (uint64_t)sl[1] * 2;
+	if (bound > w->tgt_len)
+		bound = w->tgt_len;
+	/* +2: decode_half writes into the slot after the last op before it
+	 * knows the size is zero. */
+	if ((rc = grow((void **)&d->ops, &d->ops_cap, bound + 2,
+		       sizeof(*d->ops))))
+		return rc;
 
 	vcdiff_acache_reset(&d->cache);
 	s.w = w;
 	s.cache = &d->cache;
-	s.data = d->sec;
-	s.data_len = w->data_len;
+	s.data = sp[0];
+	s.add_base = (w->del_ind & VCDIFF_DEL_DATA) ? 0 : w->data_off;
+	d->add_data = sp[0];
+	d->add_base = s.add_base;
+	s.data_len = sl[0];
 	s.data_pos = 0;
-	s.ip = d->sec + w->data_len;
-	s.iend = s.ip + w->inst_len;
-	s.ap = s.iend;
-	s.aend = s.ap + w->addr_len;
+	s.ip = sp[1];
+	s.iend = s.ip + sl[1];
+	s.ap = sp[2];
+	s.aend = s.ap + sl[2];
 	s.here = w->cpy_len;
 	s.max = w->cpy_len + w->tgt_len;
 	s.op = d->ops;
@@ -865,7 +1220,8 @@ ssize_t vcdiff_dec_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 
 		switch (op->kind) {
 		case VCDIFF_OP_ADD:
-			memcpy(dst + pos, d->sec + (op->addr - w->data_off),
+			memcpy(dst + pos,
+			       d->add_data + (op->addr - d->add_base),
 			       op->len);
 			break;
 		case VCDIFF_OP_RUN:

@@ -8,9 +8,23 @@
  * (sizes, segments, section positions, checksums) without touching the
  * sections, so the target size and the offset->window map are known at
  * once. The instructions of one window are decoded on demand into absolute
- * ops (codec/vcdiff.h). Secondary-compressed patches cannot be decoded a
- * window at a time (xdelta3's lzma streams run across windows), so
- * vcdiff_recode_plain() converts them once into an equivalent plain patch.
+ * ops (codec/vcdiff.h). Secondary-compressed patches as stock xdelta3
+ * writes them cannot be decoded a window at a time (its lzma streams run
+ * across windows), so vcdiff_recode_plain() converts them once into an
+ * equivalent plain patch. Patches whose every compressed section starts a
+ * new xz block (vcdiff_enc's VCDIFF_SEC_LZMA_WINDOWED, still stock lzma)
+ * are recognised at open (vcdiff_patch_windowed) and decode window by
+ * window as they are.
+ *
+ * Reading a windowed lzma patch (no conversion needed):
+ *   - vcdiff_dec_ops() and vcdiff_dec_window() work on every window.
+ *   - An ADD op of a window whose data section is stored plain
+ *     (!(win->del_ind & VCDIFF_DEL_DATA)) has addr = patch-file offset,
+ *     as in any plain patch. If the data section is compressed, addr is
+ *     the offset in that window's decompressed data section, which
+ *     vcdiff_dec_section(d, p, w, VCDIFF_SECT_DATA, buf, cap) writes to
+ *     buf (win->data_plain_len bytes): the unit to cache, one per
+ *     window, for the ADD bytes of window w.
  *
  * Not here: chains, caches, files other than the one patch. Never prints.
  * A vcdiff_patch is read-only after open and may be shared by threads; a
@@ -36,6 +50,17 @@ struct vcdiff_win {
 	uint64_t hdr_off;	/* file offset of the Win_Indicator byte */
 	uint64_t data_off;	/* file offset of the data section */
 	uint32_t data_len, inst_len, addr_len;	/* as stored */
+	/* Decompressed lengths (= stored ones for plain sections), read at
+	 * open from each compressed section's size prefix; 0 for a
+	 * compressed section whose prefix is unreadable. */
+	uint32_t data_plain_len, inst_plain_len, addr_plain_len;
+};
+
+/* Section kinds for vcdiff_dec_section(). */
+enum vcdiff_sect {
+	VCDIFF_SECT_DATA = 0,
+	VCDIFF_SECT_INST = 1,
+	VCDIFF_SECT_ADDR = 2,
 };
 
 /* --- life cycle --- */
@@ -61,8 +86,18 @@ const struct vcdiff_win *vcdiff_patch_win(const struct vcdiff_patch *p,
 					  size_t i);
 /* Index of the window whose output holds tgt_off; nwin if past the end. */
 size_t vcdiff_patch_find(const struct vcdiff_patch *p, uint64_t tgt_off);
-/* VCDIFF_SEC_* of the header, VCDIFF_SEC_NONE if none. */
+/* VCDIFF_SEC_* id of the header, VCDIFF_SEC_NONE if none. */
 int vcdiff_patch_secondary(const struct vcdiff_patch *p);
+/*
+ * 1 if every window decodes on its own with vcdiff_dec_*: no window has a
+ * compressed section, or the patch is lzma and every compressed section
+ * starts a new xz block (the first of each kind right after the xz stream
+ * header), as vcdiff_enc's VCDIFF_SEC_LZMA_WINDOWED writes, and as stock
+ * xdelta3 writes when only one window has compressed sections. 0 if the
+ * patch needs vcdiff_recode_plain() first (stock lzma across windows,
+ * djw, fgk). Decided at open from each compressed section's first bytes.
+ */
+int vcdiff_patch_windowed(const struct vcdiff_patch *p);
 /* Highest cpy_off + cpy_len over VCD_SOURCE windows (0 if none). */
 uint64_t vcdiff_patch_source_span(const struct vcdiff_patch *p);
 /* The xdelta3 application header (not NUL-terminated), or NULL. */
@@ -75,13 +110,18 @@ int vcdiff_dec_new(struct vcdiff_dec **out);
 void vcdiff_dec_free(struct vcdiff_dec *d);
 
 /*
- * Decodes the instructions of window i of a plain (secondary-free) patch.
- * On success *ops points to *nops ops owned by d, valid until the next call
- * on d; they are in target order and cover the window exactly. Every op is
- * bounds-checked against the window (ADD inside the data section, COPY_SRC
- * inside the declared segment, COPY_TGT below the current position).
- * Returns 0, -EBADMSG (reason in vcdiff_dec_reason), -ENOTSUP if the
- * window's sections are secondary-compressed, -EIO, -ENOMEM.
+ * Decodes the instructions of window i of a plain (secondary-free) or
+ * windowed patch (vcdiff_patch_windowed), decompressing its sections into
+ * scratch
+ * owned by d. On success *ops points to *nops ops owned by d, valid until
+ * the next call on d; they are in target order and cover the window
+ * exactly. Every op is bounds-checked against the window (ADD inside the
+ * data section, COPY_SRC inside the declared segment, COPY_TGT below the
+ * current position). ADD addresses: see the top of this file.
+ * Returns 0, -EBADMSG (reason in vcdiff_dec_reason; also for corrupt or
+ * truncated compressed sections), -ENOTSUP if the window's sections are
+ * secondary-compressed and the patch is not windowed,
+ * -EIO, -ENOMEM.
  */
 int vcdiff_dec_ops(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		   size_t i, const struct vcdiff_op **ops, size_t *nops);
@@ -97,6 +137,21 @@ ssize_t vcdiff_dec_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 			  size_t i, vcdiff_read_fn read_src, void *src_ctx,
 			  vcdiff_read_fn read_tgt, void *tgt_ctx,
 			  uint8_t *dst, size_t dst_cap);
+
+/*
+ * Writes section `kind` (enum vcdiff_sect) of window i to dst, decompressed
+ * if it is stored compressed; dst (borrowed, dst_cap bytes) must hold the
+ * win->*_plain_len bytes. Reads only that section of the patch; a
+ * compressed one is decoded alone (one xz block, with the xz stream header
+ * of its kind put in front), so windows can be read in any order. Returns
+ * the section's length, -ERANGE if dst_cap is too small, -EBADMSG if the
+ * section is corrupt or truncated (reason in vcdiff_dec_reason), -ENOTSUP
+ * if it is compressed and the patch is not windowed,
+ * -EINVAL for a bad i or kind, -EIO, -ENOMEM (scratch for the stored
+ * bytes). Same threading rule as the other vcdiff_dec_* calls.
+ */
+ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+			   size_t i, int kind, uint8_t *dst, size_t dst_cap);
 
 /* Static string saying why the last call on d failed ("" if none). */
 const char *vcdiff_dec_reason(const struct vcdiff_dec *d);

@@ -26,11 +26,6 @@
 #define VCDIFF_HDR_CODETABLE 0x02
 #define VCDIFF_HDR_APPHEADER 0x04	/* xdelta3 only */
 
-/* Delta indicator: which sections are secondary-compressed. */
-#define VCDIFF_DEL_DATA 0x01
-#define VCDIFF_DEL_INST 0x02
-#define VCDIFF_DEL_ADDR 0x04
-
 /* Instruction types; COPY is stored as VCDIFF_INST_COPY + mode. */
 #define VCDIFF_INST_NOOP 0
 #define VCDIFF_INST_ADD 1

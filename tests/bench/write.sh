@@ -66,3 +66,15 @@ printf '# patch / xdelta3 -9 -B: %s; snapfs peak RSS while writing: %s MiB\n' \
 	"$(echo "$ours $xbest" | awk '{printf "%.3f", $1 / $2}')" "$rss"
 echo "# stock xdelta3 -d decoded snapfs's patch to the exact bytes."
 } | tee "$OUT"
+
+# Patch size with windowed lzma (tests/bench/size.sh) on the same pair, and
+# on the real QEMU states an earlier `make bench` kept (tests/bench/qemu.sh
+# runs after this script), their first 6.
+BENCH_STATES="$W/s0 $W/s1" BENCH_SIZE_OUT=$TOP/$BUILD/bench-size.txt \
+	BUILD=$BUILD sh tests/bench/size.sh
+qs=$(ls -d "$DATA"/qemu-states-* 2>/dev/null | head -1)
+if [ -n "$qs" ]; then
+	BENCH_STATES="$(ls "$qs"/snapshot_* | sort -t_ -k2 -n | head -6)" \
+	BENCH_SIZE_OUT=$TOP/$BUILD/bench-size-qemu.txt \
+		BUILD=$BUILD sh tests/bench/size.sh
+fi

@@ -5,8 +5,11 @@
  * The input is a patch file (put in a memfd, since the decoder reads by
  * pread). It is opened, every window is decoded to ops, and windows are
  * rebuilt against a synthetic source and target of bounded size, so copies
- * that reach past them exercise the "too short" paths. Patches with lzma
- * sections are also recoded and the result decoded the same way. Total
+ * that reach past them exercise the "too short" paths. Windows are visited
+ * last first, so windowed lzma patches (every compressed section its own
+ * xz block) are decoded out of order, and every section of every window is
+ * also read alone through vcdiff_dec_section. Patches with lzma sections
+ * are also recoded and the result decoded the same way. Total
  * output per input is capped so that 16 MiB RUN windows do not stall the
  * fuzzer. Must stay leak-free: everything is released before returning.
  */
@@ -48,11 +51,23 @@ static void decode_all(int fd, struct vcdiff_dec *d, uint8_t *dst)
 	(void)vcdiff_patch_source_span(p);
 	if (vcdiff_patch_nwin(p) > 0)
 		(void)vcdiff_patch_find(p, vcdiff_patch_target_size(p) / 2);
-	for (size_t i = 0; i < vcdiff_patch_nwin(p); i++) {
+	(void)vcdiff_patch_secondary(p);
+	(void)vcdiff_patch_windowed(p);
+	for (size_t i = vcdiff_patch_nwin(p); i-- > 0;) {
 		const struct vcdiff_win *w = vcdiff_patch_win(p, i);
 		const struct vcdiff_op *ops;
 		size_t nops;
 
+		for (int k = VCDIFF_SECT_DATA; k <= VCDIFF_SECT_ADDR; k++) {
+			ssize_t n = vcdiff_dec_section(d, p, i, k, dst,
+						       VCDIFF_WIN_MAX);
+			/* a successful read fills exactly the length open
+			 * announced */
+			if (n >= 0 && (size_t)n != (k == 0 ? w->data_plain_len :
+						    k == 1 ? w->inst_plain_len :
+						    w->addr_plain_len))
+				abort();
+		}
 		if (vcdiff_dec_ops(d, p, i, &ops, &nops) != 0)
 			continue;
 		if (w->tgt_len > budget)

@@ -30,6 +30,8 @@
 #include "tests/unit/tutil.h"
 
 static char tmpdir[64];
+/* stock lzma patches that decoded window by window as they are */
+static int n_windowed;
 
 /* --- helpers --- */
 
@@ -165,6 +167,24 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 				vcdiff_dec_reason(d));
 			break;
 		}
+		/* ADD bytes: the patch file, or the decompressed data
+		 * section of a windowed lzma patch (vcdiff_dec.h). */
+		const uint8_t *lit = patch;
+		uint64_t lit_lo = w->data_off;
+		uint64_t lit_hi = w->data_off + w->data_len;
+		uint8_t *zdata = NULL;
+		if (w->del_ind & VCDIFF_DEL_DATA) {
+			struct vcdiff_dec *sd = NULL;
+			zdata = malloc(w->data_plain_len + 1);
+			T_EQ(vcdiff_dec_new(&sd), 0);
+			T_EQ(vcdiff_dec_section(sd, p, i, VCDIFF_SECT_DATA,
+						zdata, w->data_plain_len),
+			     w->data_plain_len);
+			vcdiff_dec_free(sd);
+			lit = zdata;
+			lit_lo = 0;
+			lit_hi = w->data_plain_len;
+		}
 		uint64_t at = w->tgt_off;
 		for (size_t k = 0; k < nops && !bad; k++) {
 			const struct vcdiff_op *op = &ops[k];
@@ -177,10 +197,9 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 			}
 			switch (op->kind) {
 			case VCDIFF_OP_ADD:
-				bad = op->addr < w->data_off ||
-				      op->addr + op->len > w->data_off +
-							   w->data_len ||
-				      memcmp(patch + op->addr, want, op->len);
+				bad = op->addr < lit_lo ||
+				      op->addr + op->len > lit_hi ||
+				      memcmp(lit + op->addr, want, op->len);
 				break;
 			case VCDIFF_OP_RUN:
 				for (uint32_t j = 0; j < op->len; j++)
@@ -205,6 +224,7 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 			}
 			at += op->len;
 		}
+		free(zdata);
 		T_CHECK(!bad);
 		T_EQ(at, w->tgt_off + w->tgt_len);
 		ssize_t n = vcdiff_dec_window(d, p, i, mem_read, &sm, NULL,
@@ -326,7 +346,7 @@ static void check_pair(const char *name, const uint8_t *src, size_t src_len,
 	char cmd[1024];
 	const char *why = NULL;
 	struct vcdiff_patch *p = NULL;
-	int secondary = -1;
+	int secondary = -1, windowed = 0;
 	int rc, fd;
 
 	T_EQ(t_write_file(tpath("src"), src, src_len), 0);
@@ -344,13 +364,23 @@ static void check_pair(const char *name, const uint8_t *src, size_t src_len,
 	T_EQ(rc, 0);
 	if (rc == 0) {
 		secondary = vcdiff_patch_secondary(p);
+		windowed = vcdiff_patch_windowed(p);
 		T_EQ(vcdiff_patch_target_size(p), tgt_len);
 	}
 	vcdiff_patch_free(p);
 	close(fd);
 
+	if (secondary == VCDIFF_SEC_LZMA && windowed) {
+		/* Stock lzma is windowed when only one window has
+		 * compressed sections: each kind's stream holds one block
+		 * (xdelta3 never ends it, so this is the only way). */
+		verify_plain(tpath("patch"), src, src_len, tgt, tgt_len,
+			     NULL);
+		n_windowed++;
+	}
 	if (secondary == VCDIFF_SEC_LZMA) {
-		check_compressed_refused(tpath("patch"));
+		if (!windowed)
+			check_compressed_refused(tpath("patch"));
 		rc = recode_file(tpath("patch"), tpath("plain"), &why);
 		T_EQ(rc, 0);
 		if (rc) {
@@ -1772,6 +1802,14 @@ static void cleanup_tmpdir(void)
 	rmdir(tmpdir);
 }
 
+/* Single-window stock lzma patches must have been seen as windowed. */
+static void test_stock_windowed_seen(void)
+{
+	if (system("xdelta3 -V >/dev/null 2>&1") != 0)
+		return;
+	T_CHECK(n_windowed > 0);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_vcdiff_dec.XXXXXX");
@@ -1799,5 +1837,6 @@ int main(void)
 	T_RUN(test_adler32_run);
 	T_RUN(test_claim_without_instructions);
 	cleanup_tmpdir();
+	T_RUN(test_stock_windowed_seen);
 	return t_done();
 }

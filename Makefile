@@ -150,6 +150,7 @@ bench: deps
 	BUILD=build-bench sh tests/bench/run.sh
 	BUILD=build-bench sh tests/bench/write.sh
 	BUILD=build-bench sh tests/bench/depth.sh
+	BUILD=build-bench sh tests/bench/rm.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
 
 demo: deps all

@@ -133,8 +133,10 @@ for d in $DEPTHS; do
 	p99=$("$RB" rand "$MNT/$newest" 2000 | sed 's/.*p99_ms=\([^ ]*\).*/\1/')
 	full=$(stat -c %s "$MNT/$newest")
 	umount_wait
-	idx=$(du -k -c "$s"/.snapfs/index/$newest.* "$s"/.snapfs/aux/$newest.* 2>/dev/null | tail -1 | cut -f1)
-	idxb=$(cat "$s"/.snapfs/index/$newest.* | wc -c)
+	# Derived files are named after the snapshot's id: d + 1 (ids
+	# count from the base, which is 1).
+	idx=$(du -k -c "$s"/.snapfs/index/$((d + 1)).* "$s"/.snapfs/aux/$((d + 1)).* 2>/dev/null | tail -1 | cut -f1)
+	idxb=$(cat "$s"/.snapfs/index/$((d + 1)).* | wc -c)
 	idxpct=$(echo "$idxb $full" | awk '{printf "%.3f", 100 * $1 / $2}')
 	plain=-; merge=-; catmb=-
 	if [ "$d" -le "$PEERS_MAX" ]; then

@@ -296,6 +296,13 @@ int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen)
 
 /* --- derived data no version names --- */
 
+/*
+ * Whether a derived file "<id>.<stamp>.<ext>" belongs to a current
+ * version. Which stamp names it depends on what it derives from: the
+ * index on the ancestry (stamp), the aux file and its checksums on the
+ * build that made them (aux_stamp, kept across remaps), the rest on the
+ * layer file alone (fstamp).
+ */
 static int derived_live(struct chain *c, const char *name)
 {
 	char *end;
@@ -307,11 +314,16 @@ static int derived_live(struct chain *c, const char *name)
 	stamp = strtoull(end + 1, &end, 16);
 	if (*end != '.')
 		return 0;
+	const char *ext = end + 1;
 	for (size_t i = 0; i < c->ncur; i++) {
 		const struct chain_layer *L = c->cur[i];
-		if (L->id == id && (stamp == L->fstamp || stamp == L->stamp ||
-				    stamp == L->aux_stamp))
-			return 1;
+		if (L->id != id)
+			continue;
+		if (!strcmp(ext, "idx"))
+			return stamp == L->stamp;
+		if (!strcmp(ext, "aux") || !strcmp(ext, "aux.sum"))
+			return stamp == L->aux_stamp;
+		return stamp == L->fstamp;
 	}
 	return 0;
 }
@@ -339,6 +351,9 @@ void chain_gc(struct chain *c)
 				close(fd);
 			continue;
 		}
+		/* A dup shares the directory's read position with the store's
+		 * fd, which the last walk left at the end. */
+		rewinddir(d);
 		while ((de = readdir(d))) {
 			if (de->d_name[0] == '.' || derived_live(c, de->d_name))
 				continue;

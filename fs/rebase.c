@@ -14,8 +14,9 @@
  *  2. The descendants further down keep their patches (their parents'
  *     full states did not change), but their composed indexes point into
  *     files that are going: the removed snapshot's and the children's old
- *     ones. xindex_remap() moves those extents onto the new versions;
- *     it reads no data. The aux files and checksums stay as they are.
+ *     ones. xindex_remap() moves every extent a descendant took from its
+ *     parent onto the parent's new version (see not_own); it reads no
+ *     data. Their own aux files and checksums stay as they are.
  *  3. One store_commit() makes it real (tree file first, then the files
  *     move and the removed one is deleted), then the new versions are
  *     swapped into the table. Old versions live on for their readers.
@@ -189,19 +190,20 @@ fail:
 	return rc;
 }
 
-struct dead_set {
-	const uint32_t *ids;
-	size_t n;
-};
-
-static int is_dead(unsigned fid, void *arg)
+/*
+ * Which extents of a descendant D to move onto its parent's new version:
+ * every one that is not D's own (its patch, its aux file). They all hold
+ * bytes D took from its parent: an index build only slices the parent's
+ * index, and a remap only slices the parent's new one. Moving just the
+ * extents of the files that are going would leave others that came
+ * through an older version of the parent, which the next rebase could
+ * not find in the parent's current index.
+ */
+static int not_own(unsigned fid, void *arg)
 {
-	const struct dead_set *d = arg;
+	const struct chain_layer *D = arg;
 
-	for (size_t i = 0; i < d->n; i++)
-		if (d->ids[i] == fid >> 1)
-			return 1;
-	return 0;
+	return (fid >> 1) != D->id;
 }
 
 struct index_out {
@@ -219,8 +221,7 @@ static int fill_index(int fd, void *arg)
  * the new version of D's parent, with D's index remapped onto it. */
 static int remap_desc(struct chain *c, struct swap *sw,
 		      struct chain_layer *old_parent,
-		      struct chain_layer *new_parent,
-		      const struct dead_set *dead, char *err, size_t errlen)
+		      struct chain_layer *new_parent, char *err, size_t errlen)
 {
 	struct chain_layer *D = sw->old, *N;
 	int fd = dup(D->fd), rc;
@@ -242,8 +243,8 @@ static int remap_desc(struct chain *c, struct swap *sw,
 		struct xindex *x = NULL;
 		N->fstamp = layer_file_stamp(N);
 		N->stamp = layer_chain_stamp(N);
-		rc = xindex_remap(D->x, old_parent->x, new_parent->x, is_dead,
-				  (void *)dead, &x);
+		rc = xindex_remap(D->x, old_parent->x, new_parent->x, not_own,
+				  D, &x);
 		if (!rc) {
 			char name[300];
 			struct index_out o = { x, N->stamp };
@@ -299,7 +300,6 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	struct chain_layer *X;
 	struct swap *sw = NULL;
 	size_t nsw = 0, nchild = 0;
-	uint32_t *dead = NULL;
 	struct tree *next = NULL;
 	int rc;
 
@@ -312,9 +312,8 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	if (X) {
 		layer_ref(X);
 		sw = calloc(c->ncur ? c->ncur : 1, sizeof(*sw));
-		dead = calloc(c->ncur + 1, sizeof(*dead));
 	}
-	for (size_t i = 0; X && sw && dead && i < c->ncur; i++) {
+	for (size_t i = 0; X && sw && i < c->ncur; i++) {
 		if (c->cur[i]->parent == X) {
 			sw[nsw].old = c->cur[i];
 			layer_ref(c->cur[i]);
@@ -324,7 +323,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	nchild = nsw;
 	/* Descendants: until no more join (the table is not in tree order
 	 * after a rebase of the base). */
-	for (int grew = 1; X && sw && dead && grew;) {
+	for (int grew = 1; X && sw && grew;) {
 		grew = 0;
 		for (size_t i = 0; i < c->ncur; i++) {
 			struct chain_layer *D = c->cur[i];
@@ -340,20 +339,17 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	pthread_rwlock_unlock(&c->lock);
 	if (!X)
 		return -ENOENT;
-	if (!sw || !dead) {
+	if (!sw) {
 		rc = -ENOMEM;
 		goto out;
 	}
 
 	/* 1. The children. */
 	struct chain_layer *np = X->parent;
-	struct dead_set ds = { dead, 0 };
-	dead[ds.n++] = X->id;
 	for (size_t i = 0; i < nchild; i++) {
 		rc = rebase_child(c, &sw[i], np, err, errlen);
 		if (rc)
 			goto out;
-		dead[ds.n++] = sw[i].old->id;
 		if (!np)
 			np = sw[i].new;	/* the new base; siblings on it */
 	}
@@ -368,7 +364,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 			i--;
 			continue;
 		}
-		rc = remap_desc(c, &sw[i], p->old, p->new, &ds, err, errlen);
+		rc = remap_desc(c, &sw[i], p->old, p->new, err, errlen);
 		if (rc)
 			goto out;
 	}
@@ -463,7 +459,6 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 out:
 	if (sw)
 		drop_swaps(c, sw, nsw);
-	free(dead);
 	layer_put(c, X);
 	return rc;
 }

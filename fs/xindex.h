@@ -91,10 +91,10 @@ int xindex_write(const struct xindex *x, int fd, uint64_t stamp);
 
 /*
  * Rewrites x, the index of a layer built on parent P, for a new version
- * of P (same bytes, other files: P was rebased). Extents of x whose file
- * id is dead (dead(fid, arg) != 0) hold bytes x took from p_old; each is
- * found in p_old (an extent there with the same file bytes) and replaced
- * by the same range of p_new. Reads no data: the cost is the extents'.
+ * of P (same bytes, other files: P was rebased). The extents of x chosen
+ * by dead(fid, arg) != 0 must hold bytes x took from p_old; each is found
+ * in p_old (an extent there with the same file bytes) and replaced by the
+ * same range of p_new. Reads no data: the cost is the extents'.
  * Returns 0 with the new index in *out, -ENOMEM, or -EBADMSG if some
  * dead bytes are not in p_old (x was not built on it).
  */

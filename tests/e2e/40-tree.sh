@@ -63,7 +63,14 @@ r2=$!
 r3=$!
 ( for i in 1 2 3 4; do exact snapshot_4 state_4 || exit 1; done ) &
 r4=$!
+# Index files are named "<id>.<stamp>.idx": those of the snapshots below
+# snapshot_3 (ids 1-3) must not change when it goes.
+# idx_of PATTERN...: the index files matching, globbed in the index dir.
+idx_of() { (cd "$S/.snapfs/index" && for p in "$@"; do ls $p 2>/dev/null; done | sort | tr '\n' ' '); }
+below=$(idx_of '1.*' '2.*' '3.*')
 check "rm a middle snapshot (snapshot_3) while 4 readers read" rm "$MNT/snapshot_3"
+check "the snapshots below it keep their indexes ($below)" test "$(idx_of '1.*' '2.*' '3.*')" = "$below"
+check "its derived data is gone (no index of id 4 left)" test -z "$(idx_of '4.*')"
 check "reader 1 saw exact bytes" wait $r1
 check "reader 2 saw exact bytes" wait $r2
 check "reader 3 saw exact bytes" wait $r3
@@ -91,7 +98,11 @@ LIVE="snapshot_2:state_2 snapshot_4:state_4 snapshot_5:state_5"
 check "after rm of the base: all exact" all_exact "$LIVE"
 
 # mv.
+all_idx=$(idx_of '*')
 check "mv renames" mv "$MNT/snapshot_4" "$MNT/four"
+check "unmount after mv" snapfs_umount "$MNT"
+check "remount after mv" snapfs_mount "$S" "$MNT"
+check "mv re-indexed nothing, even after a remount ($all_idx)" test "$(idx_of '*')" = "$all_idx"
 check "the new name reads exact" exact four state_4
 check "the old name is gone" test ! -e "$MNT/snapshot_4"
 check "the file in the store is renamed" test -e "$S/four.patch"

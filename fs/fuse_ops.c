@@ -7,8 +7,8 @@
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include "fs/fuse_ops.h"
+#include "fs/fuse_int.h"
 #include "fs/fuse_xattr.h"
-#include "fs/names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROOT_INO FUSE_ROOT_ID
-#define LINK_INO(k) (CURRENT_INO + 1 + (fuse_ino_t)(k))
 #define BLKSIZE (1u << 20)
 /* Attributes change under rebase (blocks) and rename: cached briefly.
  * Contents never change: keep_cache holds the page cache across opens. */
@@ -62,7 +60,7 @@ static void pending_stat(struct snapfs_mount *m, struct stat *st)
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
-static void log_msg(struct snapfs_mount *m, const char *msg)
+void fuse_log_msg(struct snapfs_mount *m, const char *msg)
 {
 	log_say(m->log, LOG_ERR, "%s", msg);
 }
@@ -112,7 +110,7 @@ static int layer_stat(struct snapfs_mount *m, uint32_t id, struct stat *st)
 }
 
 /* A temporary link (ln -sfn makes one, then renames it over current). */
-static struct snapfs_link *link_find(struct snapfs_mount *m, const char *name,
+struct snapfs_link *fuse_link_find(struct snapfs_mount *m, const char *name,
 				     fuse_ino_t ino)
 {
 	for (unsigned k = 0; k < SNAPFS_MAX_LINKS; k++) {
@@ -124,7 +122,7 @@ static struct snapfs_link *link_find(struct snapfs_mount *m, const char *name,
 	return NULL;
 }
 
-static void link_stat(struct snapfs_mount *m, fuse_ino_t ino,
+void fuse_link_stat(struct snapfs_mount *m, fuse_ino_t ino,
 		      const char *target, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -138,7 +136,7 @@ static void link_stat(struct snapfs_mount *m, fuse_ino_t ino,
 }
 
 /* Name of the current snapshot into buf ("" when there is none). */
-static void current_name(struct snapfs_mount *m, char *buf, size_t cap)
+void fuse_current_name(struct snapfs_mount *m, char *buf, size_t cap)
 {
 	struct chain_info inf;
 
@@ -157,16 +155,16 @@ static int any_stat(struct snapfs_mount *m, fuse_ino_t ino, struct stat *st,
 
 	*timeout = ATTR_TIMEOUT;
 	if (ino == CURRENT_INO) {
-		current_name(m, name, sizeof(name));
-		link_stat(m, ino, name, st);
+		fuse_current_name(m, name, sizeof(name));
+		fuse_link_stat(m, ino, name, st);
 		*timeout = 0;
 		return 0;
 	}
 	if (ino > CURRENT_INO) {
 		pthread_mutex_lock(&m->lock);
-		struct snapfs_link *l = link_find(m, NULL, ino);
+		struct snapfs_link *l = fuse_link_find(m, NULL, ino);
 		if (l)
-			link_stat(m, ino, l->target, st);
+			fuse_link_stat(m, ino, l->target, st);
 		pthread_mutex_unlock(&m->lock);
 		*timeout = 0;
 		return l ? 0 : -ENOENT;
@@ -231,7 +229,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
 
-static void reply_entry(fuse_req_t req, const struct stat *st, double t)
+void fuse_entry_reply(fuse_req_t req, const struct stat *st, double t)
 {
 	struct fuse_entry_param e;
 
@@ -257,26 +255,26 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (!strcmp(name, CURRENT_NAME) && chain_current(m->chain)) {
 		any_stat(m, CURRENT_INO, &st, &t);
-		reply_entry(req, &st, 0);
+		fuse_entry_reply(req, &st, 0);
 		return;
 	}
 	id = chain_lookup(m->chain, name);
 	if (id && layer_stat(m, id, &st) == 0) {
-		reply_entry(req, &st, ATTR_TIMEOUT);
+		fuse_entry_reply(req, &st, ATTR_TIMEOUT);
 		return;
 	}
 	pthread_mutex_lock(&m->lock);
-	struct snapfs_link *l = link_find(m, name, 0);
+	struct snapfs_link *l = fuse_link_find(m, name, 0);
 	if (l) {
-		link_stat(m, LINK_INO(l - m->links), l->target, &st);
+		fuse_link_stat(m, LINK_INO(l - m->links), l->target, &st);
 		pthread_mutex_unlock(&m->lock);
-		reply_entry(req, &st, 0);
+		fuse_entry_reply(req, &st, 0);
 		return;
 	}
 	if (m->w && !strcmp(writer_name(m->w), name)) {
 		pending_stat(m, &st);
 		pthread_mutex_unlock(&m->lock);
-		reply_entry(req, &st, 0);
+		fuse_entry_reply(req, &st, 0);
 		return;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -303,129 +301,6 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fuse_reply_attr(req, &st, t);
-}
-
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
-{
-	struct snapfs_mount *m = M(req);
-	char name[256];
-
-	if (ino == CURRENT_INO) {
-		fuse_ops_settle(m);
-		current_name(m, name, sizeof(name));
-		fuse_reply_readlink(req, name);
-		return;
-	}
-	pthread_mutex_lock(&m->lock);
-	struct snapfs_link *l = link_find(m, NULL, ino);
-	if (l)
-		snprintf(name, sizeof(name), "%s", l->target);
-	pthread_mutex_unlock(&m->lock);
-	if (l)
-		fuse_reply_readlink(req, name);
-	else
-		fuse_reply_err(req, EINVAL);
-}
-
-/* A directory listing, taken at opendir so offsets stay meaningful
- * while snapshots come and go. */
-struct dirlist {
-	size_t n;
-	struct {
-		fuse_ino_t ino;
-		mode_t type;
-		char name[256];
-	} e[];
-};
-
-static void op_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
-{
-	struct snapfs_mount *m = M(req);
-	struct dirlist *d;
-	uint32_t *ids;
-	size_t n, cap;
-
-	if (ino != ROOT_INO) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	n = chain_count(m->chain) + 8;
-	ids = malloc(n * sizeof(*ids));
-	cap = n + 4 + SNAPFS_MAX_LINKS;
-	d = calloc(1, sizeof(*d) + cap * sizeof(d->e[0]));
-	if (!ids || !d) {
-		free(ids);
-		free(d);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-#define ADD(i_, t_, nm_) do { \
-	if (d->n < cap) { \
-		d->e[d->n].ino = (i_); \
-		d->e[d->n].type = (t_); \
-		snprintf(d->e[d->n].name, sizeof(d->e[0].name), "%s", (nm_)); \
-		d->n++; \
-	} \
-} while (0)
-	ADD(ROOT_INO, S_IFDIR, ".");
-	ADD(ROOT_INO, S_IFDIR, "..");
-	if (chain_current(m->chain))	/* an empty store has none */
-		ADD(CURRENT_INO, S_IFLNK, CURRENT_NAME);
-	size_t k = chain_ids(m->chain, ids, n);
-	for (size_t i = 0; i < k && i < n; i++) {
-		struct chain_info inf;
-		if (chain_info(m->chain, ids[i], &inf) == 0)
-			ADD(INO_OF(ids[i]), S_IFREG, inf.name);
-	}
-	pthread_mutex_lock(&m->lock);
-	if (m->w)
-		ADD(m->w_ino, S_IFREG, writer_name(m->w));
-	for (unsigned j = 0; j < SNAPFS_MAX_LINKS; j++)
-		if (m->links[j].used)
-			ADD(LINK_INO(j), S_IFLNK, m->links[j].name);
-	pthread_mutex_unlock(&m->lock);
-#undef ADD
-	free(ids);
-	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		free(d);
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, struct fuse_file_info *fi)
-{
-	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
-	char *buf = malloc(size ? size : 1);
-	size_t used = 0;
-	struct stat st;
-
-	(void)ino;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	for (size_t k = (size_t)off; k < d->n; k++) {
-		memset(&st, 0, sizeof(st));
-		st.st_ino = d->e[k].ino;
-		st.st_mode = d->e[k].type;
-		size_t need = fuse_add_direntry(req, buf + used, size - used,
-						d->e[k].name, &st,
-						(off_t)(k + 1));
-		if (need > size - used)
-			break;
-		used += need;
-	}
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
-{
-	(void)ino;
-	free((void *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
 }
 
 static void reader_drop(struct snapfs_mount *m, struct handle *h)
@@ -488,7 +363,7 @@ static void drop_held(struct snapfs_mount *m)
 	snprintf(msg, sizeof(msg), "%s: dropped: a libvirt save image that "
 		 "was never completed (its header still says LibvirtQemudPart)",
 		 writer_name(m->w));
-	log_msg(m, msg);
+	fuse_log_msg(m, msg);
 	writer_free(m->w);
 	m->w = NULL;
 }
@@ -557,171 +432,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-/* rm NAME: the snapshot goes, its children are rebased (fs/rebase.c). */
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct snapfs_mount *m = M(req);
-	char err[1024] = "";
-	uint32_t id;
-	int rc;
-
-	if (parent != ROOT_INO) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (!strcmp(name, CURRENT_NAME)) {
-		/* There is always a current snapshot: move it with ln -sfn. */
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pthread_mutex_lock(&m->change);
-	pthread_mutex_lock(&m->lock);
-	struct snapfs_link *l = link_find(m, name, 0);
-	if (l)
-		l->used = 0;
-	id = chain_lookup(m->chain, name);
-	/* Not the file being written, nor what it is diffed against. */
-	int writing = m->w && (!strcmp(writer_name(m->w), name) ||
-			       (id && writer_parent_id(m->w) == id));
-	pthread_mutex_unlock(&m->lock);
-	if (l || writing) {
-		pthread_mutex_unlock(&m->change);
-		fuse_reply_err(req, l ? 0 : EBUSY);
-		return;
-	}
-	rc = id ? chain_remove(m->chain, id, NULL, 0, NULL, err, sizeof(err)) :
-	     -ENOENT;
-	pthread_mutex_unlock(&m->change);
-	if (rc && err[0])
-		log_msg(m, err);
-	fuse_reply_err(req, -rc);
-}
-
-/* ln -s TARGET NAME: only temporary links (ln -sfn makes one and renames
- * it over current); "current" itself exists already. */
-static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
-		       const char *name)
-{
-	struct snapfs_mount *m = M(req);
-	struct stat st;
-
-	if (parent != ROOT_INO) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (!strcmp(name, CURRENT_NAME) || chain_lookup(m->chain, name)) {
-		fuse_reply_err(req, EEXIST);
-		return;
-	}
-	if (strlen(name) >= sizeof(m->links[0].name) ||
-	    strlen(target) >= sizeof(m->links[0].target)) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
-	pthread_mutex_lock(&m->lock);
-	struct snapfs_link *l = link_find(m, name, 0);
-	for (unsigned k = 0; !l && k < SNAPFS_MAX_LINKS; k++)
-		if (!m->links[k].used)
-			l = &m->links[k];
-	if (!l || l->used) {
-		pthread_mutex_unlock(&m->lock);
-		fuse_reply_err(req, l ? EEXIST : ENOSPC);
-		return;
-	}
-	l->used = 1;
-	snprintf(l->name, sizeof(l->name), "%s", name);
-	snprintf(l->target, sizeof(l->target), "%s", target);
-	link_stat(m, LINK_INO(l - m->links), target, &st);
-	pthread_mutex_unlock(&m->lock);
-	reply_entry(req, &st, 0);
-}
-
-/* mv A B renames a snapshot; mv LINK current moves current (ln -sfn). */
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname,
-		      unsigned int flags)
-{
-	struct snapfs_mount *m = M(req);
-	char err[1024] = "", target[256] = "";
-	uint32_t id;
-	int rc;
-
-	if (parent != ROOT_INO || newparent != ROOT_INO) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (flags & RENAME_EXCHANGE) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	pthread_mutex_lock(&m->change);
-	pthread_mutex_lock(&m->lock);
-	struct snapfs_link *l = link_find(m, name, 0);
-	if (l)
-		snprintf(target, sizeof(target), "%s", l->target);
-	int writing = m->w && (!strcmp(writer_name(m->w), name) ||
-			       !strcmp(writer_name(m->w), newname));
-	pthread_mutex_unlock(&m->lock);
-	if (l) {
-		/* Only onto current, and only naming a snapshot. */
-		id = chain_lookup(m->chain, target);
-		rc = strcmp(newname, CURRENT_NAME) ? -EPERM : !id ? -ENOENT :
-		     chain_set_current(m->chain, id, err, sizeof(err));
-		if (!rc) {
-			pthread_mutex_lock(&m->lock);
-			l->used = 0;
-			pthread_mutex_unlock(&m->lock);
-		}
-	} else if (!strcmp(name, CURRENT_NAME)) {
-		rc = -EPERM;
-	} else if (writing) {
-		rc = -EBUSY;
-	} else if (!(id = chain_lookup(m->chain, name))) {
-		rc = -ENOENT;
-	} else if (!strcmp(name, newname)) {
-		rc = 0;
-	} else if (!strcmp(newname, CURRENT_NAME) ||
-		   chain_lookup(m->chain, newname)) {
-		rc = -EEXIST;	/* never replace a snapshot */
-	} else if ((rc = names_check(newname, err, sizeof(err)))) {
-		;	/* -EINVAL or -ENAMETOOLONG, with the rule in err */
-	} else {
-		rc = chain_rename(m->chain, id, newname, err, sizeof(err));
-	}
-	pthread_mutex_unlock(&m->change);
-	if (rc && err[0])
-		log_msg(m, err);
-	fuse_reply_err(req, -rc);
-}
-
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	fuse_reply_err(req, EPERM);	/* the mount is flat */
-}
-
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-		    const char *newname)
-{
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	fuse_reply_err(req, EPERM);
-}
-
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode, dev_t rdev)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)rdev;
-	fuse_reply_err(req, EPERM);
-}
-
 /*
  * A new snapshot, a child of current. One at a time. A create that
  * arrives while the previous snapshot commits waits for it (saves done
@@ -768,7 +478,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			(unsigned)m->w_uid, (int)m->w_pid);
 	}
 	rc = m->w ? -EBUSY : !strcmp(name, CURRENT_NAME) ||
-	     link_find(m, name, 0) ? -EEXIST :
+	     fuse_link_find(m, name, 0) ? -EEXIST :
 	     writer_new(&m->w, m->chain, m->store, name, err, sizeof(err));
 	if (rc) {
 		/* A taken name is routine; a file in the way that ls does
@@ -780,7 +490,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		pthread_mutex_unlock(&m->change);
 		free(h);
 		if (!routine)
-			log_msg(m, err);
+			fuse_log_msg(m, err);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -889,7 +599,7 @@ static int finish_locked(struct snapfs_mount *m, int only_if_dirty)
 	int was = writer_status(m->w);
 	rc = writer_finish(m->w, err, sizeof(err));
 	if (rc && !was)
-		log_msg(m, err);	/* once, when it happens */
+		fuse_log_msg(m, err);	/* once, when it happens */
 	return rc == -EBADMSG ? -EIO : rc;
 }
 
@@ -980,9 +690,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		rc = writer_publish(w, err, sizeof(err));
 		pthread_mutex_unlock(&m->change);
 		if (rc)
-			log_msg(m, err);
+			fuse_log_msg(m, err);
 		else if (writer_note(w))
-			log_msg(m, writer_note(w));
+			fuse_log_msg(m, writer_note(w));
 	}
 	pthread_mutex_lock(&m->lock);
 	writer_free(w);
@@ -1070,16 +780,16 @@ static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
-	.readlink = op_readlink,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.releasedir = op_releasedir,
-	.unlink = op_unlink,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.mkdir = op_mkdir,
-	.link = op_link,
-	.mknod = op_mknod,
+	.readlink = fuse_tree_readlink,
+	.opendir = fuse_tree_opendir,
+	.readdir = fuse_tree_readdir,
+	.releasedir = fuse_tree_releasedir,
+	.unlink = fuse_tree_unlink,
+	.symlink = fuse_tree_symlink,
+	.rename = fuse_tree_rename,
+	.mkdir = fuse_tree_mkdir,
+	.link = fuse_tree_link,
+	.mknod = fuse_tree_mknod,
 	.open = op_open,
 	.read = op_read,
 	.release = op_release,

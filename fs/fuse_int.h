@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuse_int: what the FUSE front end's files share (fs/fuse_ops.c, the
+ * file handlers and the write path; fs/fuse_tree.c, the directory and
+ * the snapshot tree's operations): inode numbering and small helpers.
+ * Nothing outside those two files includes it.
+ */
+#ifndef SNAPFS_FS_FUSE_INT_H
+#define SNAPFS_FS_FUSE_INT_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include "fs/fuse_ops.h"
+
+#define ROOT_INO FUSE_ROOT_ID
+#define LINK_INO(k) (CURRENT_INO + 1 + (fuse_ino_t)(k))
+
+/* The temporary link called name (or with inode ino when name is NULL);
+ * caller holds m->lock. NULL if none. */
+struct snapfs_link *fuse_link_find(struct snapfs_mount *m, const char *name,
+				   fuse_ino_t ino);
+/* Attributes of a symlink to target. */
+void fuse_link_stat(struct snapfs_mount *m, fuse_ino_t ino,
+		    const char *target, struct stat *st);
+/* Name of the current snapshot into buf ("" when there is none). */
+void fuse_current_name(struct snapfs_mount *m, char *buf, size_t cap);
+/* Into the mount's log, at error level. */
+void fuse_log_msg(struct snapfs_mount *m, const char *msg);
+/* Replies to a lookup-like request with st, cached for t seconds. */
+void fuse_entry_reply(fuse_req_t req, const struct stat *st, double t);
+
+/* fs/fuse_tree.c: the directory and the tree (rm, mv, ln -sfn current). */
+void fuse_tree_readlink(fuse_req_t req, fuse_ino_t ino);
+void fuse_tree_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi);
+void fuse_tree_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi);
+void fuse_tree_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi);
+void fuse_tree_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fuse_tree_symlink(fuse_req_t req, const char *target,
+		       fuse_ino_t parent, const char *name);
+void fuse_tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags);
+void fuse_tree_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode);
+void fuse_tree_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname);
+void fuse_tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev);
+
+#endif

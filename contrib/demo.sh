@@ -47,5 +47,37 @@ echo "== counters (getfattr -n user.snapfs.stats $D/mnt)"
 python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.snapfs.stats').decode())" "$D/mnt" | sed 's/^/    /'
 fusermount3 -u "$D/mnt"
 trap - EXIT
+
+# The tree, on a copy (hard links: snapfs replaces files, never edits
+# them), so the demo store stays as it is for the next run.
+T=$D/tree; rm -rf "$T"; cp -al "$D/store" "$T"; rm -f "$T/.snapfs/lock"
+echo
+echo "== managing snapshots, on a copy of the store ($T)"
+"$TOP/$BUILD/snapfs" "$T" "$D/mnt"
+trap 'fusermount3 -u "$D/mnt" 2>/dev/null || true' EXIT
+echo "   rm snapshot_3           (snapshot_4 is re-encoded against snapshot_2)"
+rm "$D/mnt/snapshot_3"
+echo "   mv snapshot_4 before-upgrade"
+mv "$D/mnt/snapshot_4" "$D/mnt/before-upgrade"
+echo "   setfattr -n user.description -v 'kernel 6.1, before the upgrade' before-upgrade"
+setfattr -n user.description -v "kernel 6.1, before the upgrade" "$D/mnt/before-upgrade" 2>/dev/null ||
+	python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.description', b'kernel 6.1, before the upgrade')" "$D/mnt/before-upgrade"
+echo "   ln -sfn snapshot_2 current; cp state_3 experiment   (a branch off snapshot_2)"
+ln -sfn snapshot_2 "$D/mnt/current"
+cp "$D/states/state_3" "$D/mnt/experiment"
+ls -l "$D/mnt"
+for n in before-upgrade experiment snapshot_5; do
+	printf '   %-15s parent=%s' "$n" "$(python3 -c "import os,sys
+try: print(os.getxattr(sys.argv[1], 'user.snapfs.parent').decode(), end='')
+except OSError: print('-', end='')" "$D/mnt/$n")"
+	case $n in before-upgrade) k=4 ;; experiment) k=3 ;; *) k=5 ;; esac
+	if cmp -s "$D/mnt/$n" "$D/states/state_$k"; then echo "  identical to state_$k"; else
+		echo "  DIFFERS from state_$k"; exit 1; fi
+done
+echo "   increments.txt (the line from current down, for the plain scripts):"
+grep -v '^#' "$T/increments.txt" | sed 's/^/      /'
+fusermount3 -u "$D/mnt"
+trap - EXIT
+echo
 echo "== unmounted. The demo store stays in $D/store; try:"
 echo "    $BUILD/snapfs $D/store $D/mnt && ls -l $D/mnt && fusermount3 -u $D/mnt"

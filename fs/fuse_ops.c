@@ -125,6 +125,8 @@ struct snapfs_link *fuse_link_find(struct snapfs_mount *m, const char *name,
 void fuse_link_stat(struct snapfs_mount *m, fuse_ino_t ino,
 		      const char *target, struct stat *st)
 {
+	struct stat ds;
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_mode = S_IFLNK | 0777;
@@ -132,7 +134,14 @@ void fuse_link_stat(struct snapfs_mount *m, fuse_ino_t ino,
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_size = (off_t)strlen(target);
-	(void)m;
+	/* Links change with the store: they carry its directory's times. */
+	if (fstat(store_dirfd(m->store), &ds) == 0) {
+		st->st_uid = ds.st_uid;
+		st->st_gid = ds.st_gid;
+		st->st_mtim = ds.st_mtim;
+		st->st_ctim = ds.st_ctim;
+		st->st_atim = ds.st_atim;
+	}
 }
 
 /* Name of the current snapshot into buf ("" when there is none). */

@@ -192,7 +192,7 @@ static int add_extra(struct store *s, const char *after, const char *text)
 static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 		     size_t errlen)
 {
-	char *text = NULL, *save = NULL, **p = NULL;
+	char *text = NULL, **p = NULL;
 	size_t len = 0, cap = 0, k = 0;
 	const char *last = NULL, *why = "";
 	int rc = slurp(s, STORE_LAYERS_FILE, &text, &len, &why);
@@ -243,7 +243,6 @@ static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 		}
 		last = p[k++];
 	}
-	(void)save;
 	if (k == 0) {
 		rc = -ENODATA;
 		msg_say(err, errlen, "%s/%s: names no layer. A store needs its base "

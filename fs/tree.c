@@ -94,13 +94,6 @@ static struct tree_node *find(const struct tree *t, uint32_t id)
 	return NULL;
 }
 
-static const struct tree_node *view(const struct tree *t,
-				    const struct tree_node *n)
-{
-	(void)t;
-	return n;
-}
-
 size_t tree_count(const struct tree *t)
 {
 	return t->count;
@@ -108,19 +101,19 @@ size_t tree_count(const struct tree *t)
 
 const struct tree_node *tree_at(const struct tree *t, size_t i)
 {
-	return i < t->count ? view(t, &t->n[i]) : NULL;
+	return i < t->count ? &t->n[i] : NULL;
 }
 
 const struct tree_node *tree_get(const struct tree *t, uint32_t id)
 {
-	return view(t, find(t, id));
+	return find(t, id);
 }
 
 const struct tree_node *tree_by_file(const struct tree *t, const char *file)
 {
 	for (size_t i = 0; i < t->count; i++)
 		if (!strcmp(t->n[i].file, file))
-			return view(t, &t->n[i]);
+			return &t->n[i];
 	return NULL;
 }
 

@@ -42,7 +42,6 @@
  */
 #include "fs/chain.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -334,33 +333,19 @@ static int derived_live(struct chain *c, const char *name)
  * of replaced files, of an older snapfs. A reader still holding an old
  * version has its files open, and keeps them until it closes.
  */
+static int gc_keep(const char *name, void *arg)
+{
+	return derived_live(arg, name);
+}
+
 void chain_gc(struct chain *c)
 {
 	static const char *const subs[] = { "index", "aux", "sums", "plain",
 					    "base" };
 
 	pthread_rwlock_rdlock(&c->lock);
-	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++) {
-		int dfd = store_subdir(c->s, subs[k]);
-		int fd = dup(dfd);
-		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-		struct dirent *de;
-
-		if (!d) {
-			if (fd >= 0)
-				close(fd);
-			continue;
-		}
-		/* A dup shares the directory's read position with the store's
-		 * fd, which the last walk left at the end. */
-		rewinddir(d);
-		while ((de = readdir(d))) {
-			if (de->d_name[0] == '.' || derived_live(c, de->d_name))
-				continue;
-			unlinkat(dfd, de->d_name, 0);
-		}
-		closedir(d);
-	}
+	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
+		store_sweep(c->s, subs[k], gc_keep, c);
 	pthread_rwlock_unlock(&c->lock);
 }
 

@@ -231,8 +231,10 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 /* Opens L's aux file named by L->aux_stamp (an index loaded or remapped
  * points into it). 0 or -errno. */
 int derive_aux_reopen(struct chain *c, struct chain_layer *L);
-/* Saves L's index under .snapfs/index/ (logged on failure). */
-void derive_save_index(struct chain *c, struct chain_layer *L);
+/* Saves x as the index of L (named after L->stamp) under .snapfs/index/
+ * (logged on failure). 0 or -errno. */
+int derive_save_xindex(struct chain *c, const struct chain_layer *L,
+		       const struct xindex *x);
 
 /* --- fs/ibuild.c: index building --- */
 

@@ -260,14 +260,15 @@ static int fill_index(int fd, void *arg)
 	return xindex_write(o->x, fd, o->stamp);
 }
 
-void derive_save_index(struct chain *c, struct chain_layer *L)
+int derive_save_xindex(struct chain *c, const struct chain_layer *L,
+		       const struct xindex *x)
 {
 	char name[300];
-	struct index_out o = { L->x, L->stamp };
+	struct index_out o = { x, L->stamp };
 
 	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
 	/* Logged inside; the index is rebuilt at the next mount. */
-	chain_save_derived(c, "index", name, fill_index, &o);
+	return chain_save_derived(c, "index", name, fill_index, &o);
 }
 
 static int fid_ok(unsigned fid, void *arg)
@@ -407,6 +408,6 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 	}
 	if (rc)
 		return 0;	/* damage recorded */
-	derive_save_index(c, L);
+	derive_save_xindex(c, L, L->x);
 	return 0;
 }

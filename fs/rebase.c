@@ -209,17 +209,6 @@ static int not_own(unsigned fid, void *arg)
 	return (fid >> 1) != D->id;
 }
 
-struct index_out {
-	const struct xindex *x;
-	uint64_t stamp;
-};
-
-static int fill_index(int fd, void *arg)
-{
-	struct index_out *o = arg;
-	return xindex_write(o->x, fd, o->stamp);
-}
-
 /* Step 2 for one descendant D: a version on D's own file whose parent is
  * the new version of D's parent, with D's index remapped onto it. */
 static int remap_desc(struct chain *c, struct swap *sw,
@@ -248,16 +237,10 @@ static int remap_desc(struct chain *c, struct swap *sw,
 		N->stamp = layer_chain_stamp(N);
 		rc = xindex_remap(D->x, old_parent->x, new_parent->x, not_own,
 				  D, &x);
-		if (!rc) {
-			char name[300];
-			struct index_out o = { x, N->stamp };
-			layer_derived_name(name, sizeof(name), N, N->stamp,
-					   "idx");
-			/* Saved where opening N looks for it: then N opens
-			 * like any layer, aux file and checksums included. */
-			rc = chain_save_derived(c, "index", name, fill_index,
-						&o);
-		}
+		/* Saved where opening N looks for it: then N opens like
+		 * any layer, aux file and checksums included. */
+		if (!rc)
+			rc = derive_save_xindex(c, N, x);
 		xindex_free(x);
 		if (rc == -EBADMSG)
 			chain_logf(c, CHAIN_LOG_WARN, "%s: its index could not "

@@ -581,10 +581,10 @@ out:
 	return rc;
 }
 
-/* Removes every entry of a directory (leftover temporaries). */
-static void clear_dir(int dfd)
+void store_sweep(struct store *s, const char *sub,
+		 int (*keep)(const char *name, void *arg), void *arg)
 {
-	int fd = dup(dfd);
+	int dfd = store_subdir(s, sub), fd = dfd >= 0 ? dup(dfd) : -1;
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
@@ -593,9 +593,11 @@ static void clear_dir(int dfd)
 			close(fd);
 		return;
 	}
+	/* A dup shares the read position with the store's fd, which an
+	 * earlier sweep left at the end. */
+	rewinddir(d);
 	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' && (!de->d_name[1] ||
-		    (de->d_name[1] == '.' && !de->d_name[2])))
+		if (de->d_name[0] == '.' || (keep && keep(de->d_name, arg)))
 			continue;
 		unlinkat(dfd, de->d_name, 0);
 	}
@@ -701,7 +703,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	rc = load(s, err, errlen);
 	if (rc)
 		goto fail;
-	clear_dir(s->subfd[TMP_SUB]);
+	store_sweep(s, "tmp", NULL, NULL);
 	*out = s;
 	return 0;
 fail:

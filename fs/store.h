@@ -96,6 +96,12 @@ int store_commit(struct store *s, struct tree *next, char *err,
 int store_replace(int dirfd, const char *name,
 		  int (*fill)(int fd, void *arg), void *arg);
 
+/* Deletes the entries of .snapfs/<sub> for which keep(name, arg) is 0
+ * (all of them when keep is NULL), hidden names excepted: temporaries,
+ * derived data no layer names. Unlinks only; never follows a link. */
+void store_sweep(struct store *s, const char *sub,
+		 int (*keep)(const char *name, void *arg), void *arg);
+
 /* The shown name for a path: its file name without the last extension. */
 int store_name_of(const char *path, char *name, size_t cap);
 

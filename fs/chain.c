@@ -423,9 +423,7 @@ void chain_free(struct chain *c)
 		layer_put(c, c->cur[i]);
 	free(c->cur);
 	bcache_free(c->cache);
-	for (size_t i = 0; i < c->npool; i++)
-		zframe_dctx_free(c->pool[i]);
-	free(c->pool);
+	sfile_pools_free(c);
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->pf_lock);

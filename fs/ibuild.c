@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ibuild: building a layer's composed extent index from its parent's index
- * and its plain patch, as explained at the top of fs/chain.c: ADDs become
- * extents into the patch, COPYs from the source become slices of the
+ * and its plain or windowed patch, as explained at the top of fs/chain.c:
+ * ADDs become extents into the patch (for a compressed window, into its
+ * decompressed data section: sfile_add_src), COPYs from the source become slices of the
  * parent's index, and target COPYs too fragmented to keep (and runs of
  * short extents) are materialised into the layer's aux file. Each window
  * is read back through the new index and its adler32 checked before the
@@ -213,7 +214,9 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			const struct vcdiff_op *op = &ops[k];
 			switch (op->kind) {
 			case VCDIFF_OP_ADD:
-				rc = xbuild_file(b, op->len, fid, op->addr);
+				rc = xbuild_file(b, op->len, fid,
+						 sfile_add_src(&L->data, w,
+							       op->addr));
 				break;
 			case VCDIFF_OP_RUN:
 				rc = xbuild_fill(b, op->len, op->byte);

@@ -240,7 +240,7 @@ static int remap_desc(struct chain *c, struct swap *sw,
 	N->created = D->created;
 	if (D->x && old_parent->x && new_parent->x) {
 		struct xindex *x = NULL;
-		N->fstamp = layer_file_stamp(N);
+		N->fstamp = derive_fstamp(N, D->data.kind == SF_WINDOWED);
 		N->stamp = layer_chain_stamp(N);
 		rc = xindex_remap(D->x, old_parent->x, new_parent->x, is_dead,
 				  (void *)dead, &x);

@@ -435,11 +435,14 @@ static int raw_partial(struct chain *c, struct sfile *f,
 		blk = m->slot[k].data;
 	}
 	ssize_t r = fdio_pread(f->fd, blk, want, start);
+	/* Damage is reported at off, the first byte wanted, not at the
+	 * block's start: that names the window the reader needed (a block
+	 * may begin in the window before). */
 	if (r != (ssize_t)want)
-		return read_damaged(c, f, start, r < 0 ? "read error" :
+		return read_damaged(c, f, off, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");
 	if (raw_check(f, bi, blk, want) >= 0)
-		return read_damaged(c, f, start, "stored bytes changed since "
+		return read_damaged(c, f, off, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
 	if (m) {
 		unsigned k = (m->next - 1) % MEMO_SLOTS;

@@ -12,7 +12,9 @@
  * offset X finds the extent of N's composed index holding X; the extent
  * names a stored file by id and an offset in it (or is a fill byte). File
  * ids are 2*id for snapshot id's data file (the base file; a patch's plain
- * VCDIFF file, whose ADD bytes the extents point into) and 2*id+1 for its
+ * VCDIFF file, whose ADD bytes the extents point into; for a windowed lzma
+ * patch, offsets past its end are its decompressed data sections, see
+ * fs/sfile.c) and 2*id+1 for its
  * aux file (bytes materialised from target copies whose period was too
  * short to keep as extents). Ids are the snapshots' own (fs/tree.h), not
  * positions, and a version of a layer finds the file behind an id among

@@ -107,6 +107,10 @@ struct chain_layer {
 	struct vcdiff_patch *patch;	/* plain patch; NULL for the base */
 	struct sfile data;		/* file id 2*id */
 	struct sfile aux;		/* file id 2*id + 1 */
+	/* Set by chain_prepare only: ibuild_index hands it each checked
+	 * window's bytes in target order. */
+	void (*on_bytes)(void *ctx, const void *buf, size_t len);
+	void *on_bytes_ctx;
 	char damage[384];		/* "" if readable */
 	atomic_uint nlogged;
 };

@@ -428,3 +428,28 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 	derive_save_index(c, L);
 	return 0;
 }
+
+int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
+		  int fd, const char *label,
+		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
+		  void *ctx, char *err, size_t errlen)
+{
+	struct chain_layer *L = NULL;
+	struct stat st;
+	int lfd = fstat(fd, &st) < 0 ? -errno : dup(fd), rc;
+
+	if (lfd < 0)
+		return lfd == -1 ? -errno : lfd;
+	rc = layer_new(&L, id, P, lfd, &st, label);	/* takes lfd */
+	if (rc)
+		return rc;
+	L->on_bytes = on_bytes;
+	L->on_bytes_ctx = ctx;
+	rc = derive_open_patch(c, L, err, errlen);
+	if (!rc && L->damage[0]) {
+		msg_say(err, errlen, "%s", L->damage);
+		rc = -EBADMSG;
+	}
+	layer_put(c, L);
+	return rc;
+}

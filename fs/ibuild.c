@@ -167,6 +167,20 @@ static int compact_window(struct chain *c, struct chain_layer *L, struct xbuild 
 	return rc;
 }
 
+/* Hands a fill-only window's bytes to L->on_bytes (win: scratch of
+ * VCDIFF_WIN_MAX bytes; the window's ops cover at most that). */
+static void fills_out(struct chain_layer *L, const struct vcdiff_op *ops,
+		      size_t nops, uint8_t *win)
+{
+	size_t at = 0;
+
+	for (size_t k = 0; k < nops; k++) {
+		memset(win + at, ops[k].byte, ops[k].len);
+		at += ops[k].len;
+	}
+	L->on_bytes(L->on_bytes_ctx, win, at);
+}
+
 /* Builds layer L's index from its parent's and its plain patch. */
 int ibuild_index(struct chain *c, struct chain_layer *L)
 {
@@ -277,6 +291,8 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 				rc = -EBADMSG;
 				goto out;
 			}
+			if (L->on_bytes)
+				fills_out(L, ops, nops, win);
 			if ((w & 15) == 0)
 				chain_progress(c, L->name, "indexing",
 					       wi->tgt_off, L->size);
@@ -300,6 +316,8 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			rc = -EBADMSG;
 			goto out;
 		}
+		if (L->on_bytes)
+			L->on_bytes(L->on_bytes_ctx, win, wi->tgt_len);
 		rc = compact_window(c, L, b, wi->tgt_off, win);
 		if (rc)
 			goto out;

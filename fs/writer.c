@@ -709,6 +709,46 @@ static int verify_patch(struct writer *w, const char **why)
 	return rc;
 }
 
+struct prep_ctx {
+	struct writer *w;
+	uint64_t bytes;
+};
+
+static void prep_bytes(void *ctx, const void *buf, size_t len)
+{
+	struct prep_ctx *p = ctx;
+
+	XXH3_128bits_update(p->w->digest, buf, len);
+	p->bytes += len;
+}
+
+/*
+ * The one decode after the encode: the chain indexes the patch now
+ * (chain_prepare), checking every window's adler32 through the new index
+ * as it would at commit, and saves the index where the commit's
+ * chain_add() loads it. That check fails a patch that does not rebuild
+ * the bytes written, as verify_patch() does, and the digest is taken from
+ * the bytes it checked. If no window went through the check (an index
+ * was found already), verify_patch() decodes instead.
+ */
+static int prepare_patch(struct writer *w, const char **why, char *buf,
+			 size_t cap)
+{
+	struct prep_ctx p = { w, 0 };
+	char label[400];
+	int rc;
+
+	XXH3_128bits_reset(w->digest);
+	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
+	buf[0] = 0;
+	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
+			   prep_bytes, &p, buf, cap);
+	*why = buf[0] ? buf : "indexing the new layer";
+	if (!rc && p.bytes != w->size)
+		return verify_patch(w, why);
+	return rc;
+}
+
 /* The same for a base: every frame decompresses (zstd checks its frame
  * checksums), and the frames add up to the bytes written. */
 static int verify_base(struct writer *w, const char **why)
@@ -871,6 +911,7 @@ static void take_note(struct writer *w, uint64_t stored)
 int writer_finish(struct writer *w, char *err, size_t errlen)
 {
 	const char *why = "";
+	char whybuf[512];
 	struct stat st;
 	int rc = w->failed;
 
@@ -908,7 +949,8 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
-	rc = w->base ? verify_base(w, &why) : verify_patch(w, &why);
+	rc = w->base ? verify_base(w, &why) :
+		       prepare_patch(w, &why, whybuf, sizeof(whybuf));
 	if (rc) {
 		msg_say(err, errlen, "%s: the encoded file does not read back "
 		    "as what was written (%s: %s); the snapshot is not added",

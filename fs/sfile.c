@@ -558,7 +558,18 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 	struct vcdiff_dec *d = NULL;
 	uint8_t *z = NULL;
 	char why[200];
-	int rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
+	int rc;
+
+	/* The size prefix is the patch's word: never allocate on it beyond
+	 * what a window can hold (a data section is at most its target). */
+	if (wi->data_plain_len > VCDIFF_WIN_MAX ||
+	    wi->data_plain_len > wi->tgt_len) {
+		snprintf(why, sizeof(why), "window %zu: data section claims "
+			 "%" PRIu32 " bytes, more than its window", w,
+			 wi->data_plain_len);
+		return read_damaged(c, f, wi->data_off, why);
+	}
+	rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
 
 	if (rc < 0 || rc == BCACHE_HIT)
 		return rc < 0 ? rc : 0;

@@ -90,7 +90,11 @@ static int encode(struct chain *c, struct chain_layer *src,
 	if (!rc)
 		rc = chain_stream_new(&e.st);
 	if (!rc && parent) {
-		struct vcdiff_enc_opts o = { 0 };
+		/* As the writer encodes (fs/writer.c): a rebased child stays
+		 * as small as a written one. */
+		struct vcdiff_enc_opts o = {
+			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
+		};
 		rc = vcdiff_enc_new(&enc, &o, parent->size, parent_read, &e,
 				    out_write, &e);
 	} else if (!rc) {

@@ -1022,6 +1022,53 @@ ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 	return (ssize_t)plain;
 }
 
+ssize_t vcdiff_dec_section_mem(struct vcdiff_dec *d,
+			       const struct vcdiff_patch *p, size_t i,
+			       int kind, const uint8_t *stored,
+			       size_t stored_len, uint8_t *dst, size_t dst_cap)
+{
+	const struct vcdiff_win *w;
+	uint32_t len, plain;
+	int rc;
+
+	d->reason = "";
+	if (i >= p->nwin || kind < VCDIFF_SECT_DATA ||
+	    kind > VCDIFF_SECT_ADDR) {
+		d->reason = "window index or section kind out of range";
+		return -EINVAL;
+	}
+	w = &p->wins[i];
+	len = kind == VCDIFF_SECT_DATA ? w->data_len :
+	      kind == VCDIFF_SECT_INST ? w->inst_len : w->addr_len;
+	plain = kind == VCDIFF_SECT_DATA ? w->data_plain_len :
+		kind == VCDIFF_SECT_INST ? w->inst_plain_len :
+		w->addr_plain_len;
+	if (stored_len != len) {
+		d->reason = "stored section length differs from the header";
+		return -EINVAL;
+	}
+	if (plain > dst_cap) {
+		d->reason = "destination buffer too small";
+		return -ERANGE;
+	}
+	if (!(w->del_ind & sect_bit[kind])) {
+		memcpy(dst, stored, len);
+		return (ssize_t)len;
+	}
+	if (!p->windowed) {
+		d->reason = "window sections are secondary-compressed "
+			    "(recode the patch first)";
+		return -ENOTSUP;
+	}
+	if (len > SECT_MAX || plain > SECT_MAX) {
+		d->reason = "section too large";
+		return -EBADMSG;
+	}
+	if ((rc = unz_sect(d, p, i, kind, stored, len, dst, plain)))
+		return rc;
+	return (ssize_t)plain;
+}
+
 /*
  * Reads window i's sections into d->sec (decompressing the compressed
  * ones into d->plain) and decodes its instructions into d->ops. Returns 0

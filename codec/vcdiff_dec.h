@@ -153,6 +153,19 @@ ssize_t vcdiff_dec_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 			   size_t i, int kind, uint8_t *dst, size_t dst_cap);
 
+/*
+ * As vcdiff_dec_section, from the section's stored bytes the caller has
+ * already read (stored, stored_len = the header's *_len; borrowed), so a
+ * caller that checksums what it reads decodes exactly the bytes it checked
+ * (the xz blocks carry no check of their own). Reads nothing from the
+ * patch file. Same returns, plus -EINVAL if stored_len is not the
+ * section's stored length.
+ */
+ssize_t vcdiff_dec_section_mem(struct vcdiff_dec *d,
+			       const struct vcdiff_patch *p, size_t i,
+			       int kind, const uint8_t *stored,
+			       size_t stored_len, uint8_t *dst, size_t dst_cap);
+
 /* Static string saying why the last call on d failed ("" if none). */
 const char *vcdiff_dec_reason(const struct vcdiff_dec *d);
 

@@ -12,7 +12,9 @@
  * offset X finds the extent of N's composed index holding X; the extent
  * names a stored file by id and an offset in it (or is a fill byte). File
  * ids are 2*id for snapshot id's data file (the base file; a patch's plain
- * VCDIFF file, whose ADD bytes the extents point into) and 2*id+1 for its
+ * VCDIFF file, whose ADD bytes the extents point into; for a windowed lzma
+ * patch, offsets past its end are its decompressed data sections, see
+ * fs/sfile.c) and 2*id+1 for its
  * aux file (bytes materialised from target copies whose period was too
  * short to keep as extents). Ids are the snapshots' own (fs/tree.h), not
  * positions, and a version of a layer finds the file behind an id among
@@ -423,9 +425,7 @@ void chain_free(struct chain *c)
 		layer_put(c, c->cur[i]);
 	free(c->cur);
 	bcache_free(c->cache);
-	for (size_t i = 0; i < c->npool; i++)
-		zframe_dctx_free(c->pool[i]);
-	free(c->pool);
+	sfile_pools_free(c);
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->pf_lock);

@@ -166,6 +166,21 @@ int chain_stats(struct chain *c, char *buf, size_t cap);
  * message.
  */
 int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen);
+/*
+ * Indexes a patch before it is committed, so that committing it costs no
+ * decode: the layer that patch fd (borrowed; a file that keeps its inode
+ * and mtime into the store, as a rename does) makes as snapshot id on top
+ * of P (a reference the caller holds) is opened and indexed now, each
+ * window checked against its adler32 as at any first open, and its
+ * derived data (checksums, index, aux file) saved where chain_add() finds
+ * it. Every checked window's bytes go to on_bytes(ctx, buf, len) in
+ * target order (for a digest). Returns 0; -EBADMSG with the reason in err
+ * if the patch does not rebuild its target (damaged or wrong); -errno.
+ */
+int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
+		  int fd, const char *label,
+		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
+		  void *ctx, char *err, size_t errlen);
 
 /*
  * Removes snapshot id from the store and the tree. Its children are

@@ -49,7 +49,8 @@ struct zframe_dctx;
 /* Damage messages logged per layer before it goes quiet. */
 #define LOG_PER_LAYER 5
 
-enum { SF_NONE, SF_RAW, SF_ZSTD };
+/* SF_WINDOWED: a windowed lzma patch read natively (see fs/sfile.c). */
+enum { SF_NONE, SF_RAW, SF_ZSTD, SF_WINDOWED };
 
 struct sfile {
 	int fd;
@@ -60,6 +61,13 @@ struct sfile {
 	uint64_t *sum;		/* per SUM_BLOCK; NULL: read uncached, unchecked */
 	size_t nsum;
 	uint64_t key;		/* block cache key: unique per opened file */
+	/* SF_WINDOWED: offsets from size on are the decompressed data
+	 * sections of the nv windows vwin[] (ascending), window vwin[k]'s
+	 * at size + vbase[k]; vsize bytes in all. */
+	uint64_t vsize;
+	size_t nv;
+	uint32_t *vwin;
+	uint64_t *vbase;
 	int derived;		/* under .snapfs/: rebuilt, not restored */
 	struct chain_layer *owner;	/* for messages */
 	char label[360];	/* for messages */
@@ -99,6 +107,10 @@ struct chain_layer {
 	struct vcdiff_patch *patch;	/* plain patch; NULL for the base */
 	struct sfile data;		/* file id 2*id */
 	struct sfile aux;		/* file id 2*id + 1 */
+	/* Set by chain_prepare only: ibuild_index hands it each checked
+	 * window's bytes in target order. */
+	void (*on_bytes)(void *ctx, const void *buf, size_t len);
+	void *on_bytes_ctx;
 	char damage[384];		/* "" if readable */
 	atomic_uint nlogged;
 };
@@ -121,9 +133,11 @@ struct chain {
 	struct chain_layer **cur;	/* current versions, parents first */
 	size_t ncur, capcur;
 	atomic_uint_fast64_t next_key;	/* for sfile.key */
-	pthread_mutex_t pool_lock;	/* protects pool, npool */
+	pthread_mutex_t pool_lock;	/* protects pool*, vpool* */
 	struct zframe_dctx **pool;
 	size_t npool, pool_cap;
+	struct vcdiff_dec **vpool;	/* for windowed patches' sections */
+	size_t nvpool, vpool_cap;
 	atomic_uint_fast64_t reads, read_bytes, read_errors;
 	atomic_uint_fast64_t pf_jobs, pf_dropped, pf_frames;
 	/* Lock order: pf_lock, then (inside workers' reads) the cache's. */
@@ -212,6 +226,22 @@ int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
  * give it back with sfile_dctx_put. */
 struct zframe_dctx *sfile_dctx_get(struct chain *c);
 void sfile_dctx_put(struct chain *c, struct zframe_dctx *dc);
+/* Frees the pooled decoding contexts (chain_close, no reader left). */
+void sfile_pools_free(struct chain *c);
+/*
+ * Makes raw stored file f (the patch file p is open on, checksums taken)
+ * an SF_WINDOWED one: ADD bytes of p's windows with a compressed data
+ * section get offsets past f->size (sfile_add_src). 0 or -ENOMEM.
+ */
+int sfile_windowed(struct sfile *f, const struct vcdiff_patch *p);
+/* The offset in f of byte addr of an ADD op of window w (addr as
+ * vcdiff_dec_ops gives it): addr itself unless f is SF_WINDOWED and w's
+ * data section is compressed. */
+uint64_t sfile_add_src(const struct sfile *f, size_t w, uint64_t addr);
+/* Decodes into the cache the windowed sections [src, src_end) of f
+ * needs (readahead; no-op for other kinds, errors left to the reader). */
+void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
+			     uint64_t src_end);
 /* Reads [off, off+len) of the layer described by x (len within size),
  * whose file ids are L's (x is L's index, or one being built for L).
  * 0, or -EIO for damaged stored bytes (logged), or -errno. */
@@ -228,6 +258,10 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		     size_t errlen);
 int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		      size_t errlen);
+/* L's file stamp (layer_file_stamp), tagged if its patch is read
+ * natively as windowed (SF_WINDOWED): its extents' offsets mean something
+ * else than those of the converted copy an older snapfs made. */
+uint64_t derive_fstamp(const struct chain_layer *L, int native);
 /* Opens L's aux file named by L->aux_stamp (an index loaded or remapped
  * points into it). 0 or -errno. */
 int derive_aux_reopen(struct chain *c, struct chain_layer *L);

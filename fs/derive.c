@@ -3,7 +3,8 @@
  * derive: opening a layer's stored files, and the derived files that make
  * them readable: a single-frame zstd base is transcoded once into seekable
  * zstd (or decompressed, with -o raw_base), a secondary-compressed patch is
- * converted once into plain VCDIFF (djw/fgk through stock xdelta3), and a
+ * converted once into plain VCDIFF (djw/fgk through stock xdelta3) unless
+ * its windows decode alone (windowed lzma, read as it is: fs/sfile.c), and a
  * saved index is loaded with its aux file. Derived files are made in
  * .snapfs/tmp and renamed into place, and are named after the layer's
  * stamp, so a replaced layer file simply misses them.
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
@@ -295,6 +297,13 @@ static int external_compression(const struct vcdiff_patch *p)
 	return 0;
 }
 
+uint64_t derive_fstamp(const struct chain_layer *L, int native)
+{
+	uint64_t v[2] = { layer_file_stamp(L), 0x57494e444f574544ull };
+
+	return native ? XXH3_64bits(v, sizeof(v)) : v[0];
+}
+
 int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		      size_t errlen)
 {
@@ -333,7 +342,14 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;
 	}
 	int sec = vcdiff_patch_secondary(L->patch);
-	if (sec != VCDIFF_SEC_NONE) {
+	int native = sec != VCDIFF_SEC_NONE && vcdiff_patch_windowed(L->patch);
+	if (native) {
+		/* Its index points past the file's end (fs/sfile.c): one made
+		 * when this file was converted must not load. */
+		L->fstamp = derive_fstamp(L, 1);
+		L->stamp = layer_chain_stamp(L);
+	}
+	if (sec != VCDIFF_SEC_NONE && !native) {
 		struct prog_ctx pc = { c, L->name, "converting patch to plain "
 				       "VCDIFF (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");
@@ -370,6 +386,8 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		}
 	}
 	rc = sfile_sums_get(c, L, &L->data, L->fstamp, "data.sum");
+	if (!rc && native)
+		rc = sfile_windowed(&L->data, L->patch);
 	if (rc) {
 		layer_damage(L, "%s: cannot read: %s", L->data.label,
 			     strerror(-rc));
@@ -410,4 +428,29 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;	/* damage recorded */
 	derive_save_xindex(c, L, L->x);
 	return 0;
+}
+
+int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
+		  int fd, const char *label,
+		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
+		  void *ctx, char *err, size_t errlen)
+{
+	struct chain_layer *L = NULL;
+	struct stat st;
+	int lfd = fstat(fd, &st) < 0 ? -errno : dup(fd), rc;
+
+	if (lfd < 0)
+		return lfd == -1 ? -errno : lfd;
+	rc = layer_new(&L, id, P, lfd, &st, label);	/* takes lfd */
+	if (rc)
+		return rc;
+	L->on_bytes = on_bytes;
+	L->on_bytes_ctx = ctx;
+	rc = derive_open_patch(c, L, err, errlen);
+	if (!rc && L->damage[0]) {
+		msg_say(err, errlen, "%s", L->damage);
+		rc = -EBADMSG;
+	}
+	layer_put(c, L);
+	return rc;
 }

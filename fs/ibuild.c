@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ibuild: building a layer's composed extent index from its parent's index
- * and its plain patch, as explained at the top of fs/chain.c: ADDs become
- * extents into the patch, COPYs from the source become slices of the
+ * and its plain or windowed patch, as explained at the top of fs/chain.c:
+ * ADDs become extents into the patch (for a compressed window, into its
+ * decompressed data section: sfile_add_src), COPYs from the source become slices of the
  * parent's index, and target COPYs too fragmented to keep (and runs of
  * short extents) are materialised into the layer's aux file. Each window
  * is read back through the new index and its adler32 checked before the
@@ -166,6 +167,20 @@ static int compact_window(struct chain *c, struct chain_layer *L, struct xbuild 
 	return rc;
 }
 
+/* Hands a fill-only window's bytes to L->on_bytes (win: scratch of
+ * VCDIFF_WIN_MAX bytes; the window's ops cover at most that). */
+static void fills_out(struct chain_layer *L, const struct vcdiff_op *ops,
+		      size_t nops, uint8_t *win)
+{
+	size_t at = 0;
+
+	for (size_t k = 0; k < nops; k++) {
+		memset(win + at, ops[k].byte, ops[k].len);
+		at += ops[k].len;
+	}
+	L->on_bytes(L->on_bytes_ctx, win, at);
+}
+
 /* Builds layer L's index from its parent's and its plain patch. */
 int ibuild_index(struct chain *c, struct chain_layer *L)
 {
@@ -213,7 +228,9 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			const struct vcdiff_op *op = &ops[k];
 			switch (op->kind) {
 			case VCDIFF_OP_ADD:
-				rc = xbuild_file(b, op->len, fid, op->addr);
+				rc = xbuild_file(b, op->len, fid,
+						 sfile_add_src(&L->data, w,
+							       op->addr));
 				break;
 			case VCDIFF_OP_RUN:
 				rc = xbuild_fill(b, op->len, op->byte);
@@ -274,6 +291,8 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 				rc = -EBADMSG;
 				goto out;
 			}
+			if (L->on_bytes)
+				fills_out(L, ops, nops, win);
 			if ((w & 15) == 0)
 				chain_progress(c, L->name, "indexing",
 					       wi->tgt_off, L->size);
@@ -297,6 +316,8 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			rc = -EBADMSG;
 			goto out;
 		}
+		if (L->on_bytes)
+			L->on_bytes(L->on_bytes_ctx, win, wi->tgt_len);
 		rc = compact_window(c, L, b, wi->tgt_off, win);
 		if (rc)
 			goto out;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * readahead: decoding the zstd frames a reader will need before it asks.
+ * readahead: decoding the zstd frames (and the lzma data sections of
+ * windowed patches) a reader will need before it asks.
  * Each open file has a chain_stream that notices a sequential reader and
  * queues the next PF_WINDOW bytes; worker threads take jobs off a bounded
  * queue (full: the job is dropped) and decode their frames into the block
@@ -44,11 +45,16 @@ struct chain_stream {
 	const struct chain_layer *layer;
 };
 
-/* Decodes into the cache the zstd frames [src, src_end) of f needs. Raw
- * files are read from the OS page cache and need no readahead of ours. */
+/* Decodes into the cache the zstd frames or windowed sections [src,
+ * src_end) of f needs. Raw files are read from the OS page cache and need no readahead of ours. */
 static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 			  uint64_t src_end)
 {
+	if (f && f->kind == SF_WINDOWED) {
+		/* Its decompressed lzma sections, a window each. */
+		sfile_prefetch_windowed(c, f, src, src_end);
+		return;
+	}
 	if (!f || f->kind != SF_ZSTD)
 		return;
 	while (src < src_end) {

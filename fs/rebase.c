@@ -94,7 +94,11 @@ static int encode(struct chain *c, struct chain_layer *src,
 	if (!rc)
 		rc = chain_stream_new(&e.st);
 	if (!rc && parent) {
-		struct vcdiff_enc_opts o = { 0 };
+		/* As the writer encodes (fs/writer.c): a rebased child stays
+		 * as small as a written one. */
+		struct vcdiff_enc_opts o = {
+			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
+		};
 		rc = vcdiff_enc_new(&enc, &o, parent->size, parent_read, &e,
 				    out_write, &e);
 	} else if (!rc) {
@@ -233,7 +237,7 @@ static int remap_desc(struct chain *c, struct swap *sw,
 	N->created = D->created;
 	if (D->x && old_parent->x && new_parent->x) {
 		struct xindex *x = NULL;
-		N->fstamp = layer_file_stamp(N);
+		N->fstamp = derive_fstamp(N, D->data.kind == SF_WINDOWED);
 		N->stamp = layer_chain_stamp(N);
 		rc = xindex_remap(D->x, old_parent->x, new_parent->x, not_own,
 				  D, &x);

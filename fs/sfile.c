@@ -10,6 +10,23 @@
  * A read that finds damaged bytes logs which file, offset and window, and
  * fails with -EIO.
  *
+ * Windowed lzma patches (vcdiff_patch_windowed) are read as they are,
+ * with no converted copy. Decision: the patch stays one stored file
+ * (SF_WINDOWED, file id 2*id as any patch) whose offsets run past its
+ * size: [0, size) is the patch file itself, read raw (ADDs of windows
+ * whose data section is stored plain point there, as in a plain patch),
+ * and [size, size + vsize) is a virtual concatenation of the decompressed
+ * data sections of the windows that have a compressed one, in window
+ * order. So extents stay (file id, offset), xindex and its 20-bit ids are
+ * unchanged, and an index that points into a converted copy can never be
+ * mistaken for one that points here (fs/derive.c tags the stamp). A
+ * section is the cache unit: keyed (file key, window), decoded whole on a
+ * miss from stored bytes that were first read raw and checked against the
+ * patch file's per-4 KiB sums, because the xz blocks carry no check of
+ * their own (LZMA_CHECK_NONE, as stock xdelta3 expects): bytes are never
+ * served unverified. A bad section fails with -EIO naming the file and
+ * window.
+ *
  * Not here: what the extents are (fs/ibuild.c builds them), opening or
  * converting files (fs/derive.c), readahead (fs/readahead.c). Thread-safe:
  * any number of threads may read; the dctx pool has its own lock, and the
@@ -177,12 +194,68 @@ int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
 	return 0;
 }
 
+int sfile_windowed(struct sfile *f, const struct vcdiff_patch *p)
+{
+	size_t nwin = vcdiff_patch_nwin(p), nv = 0;
+	uint32_t *vwin = malloc((nwin ? nwin : 1) * sizeof(*vwin));
+	uint64_t *vbase = malloc((nwin ? nwin : 1) * sizeof(*vbase));
+	uint64_t at = 0;
+
+	if (!vwin || !vbase) {
+		free(vwin);
+		free(vbase);
+		return -ENOMEM;
+	}
+	for (size_t w = 0; w < nwin; w++) {
+		const struct vcdiff_win *wi = vcdiff_patch_win(p, w);
+		if (!(wi->del_ind & VCDIFF_DEL_DATA))
+			continue;
+		vwin[nv] = (uint32_t)w;
+		vbase[nv++] = at;
+		at += wi->data_plain_len;
+	}
+	free(f->vwin);
+	free(f->vbase);
+	f->vwin = vwin;
+	f->vbase = vbase;
+	f->nv = nv;
+	f->vsize = at;
+	f->kind = SF_WINDOWED;
+	return 0;
+}
+
+/* Index k into f->vwin of window w, or f->nv if w's data is plain. */
+static size_t vwin_find(const struct sfile *f, size_t w)
+{
+	size_t lo = 0, hi = f->nv;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->vwin[mid] < w)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < f->nv && f->vwin[lo] == w ? lo : f->nv;
+}
+
+uint64_t sfile_add_src(const struct sfile *f, size_t w, uint64_t addr)
+{
+	size_t k;
+
+	if (f->kind != SF_WINDOWED || (k = vwin_find(f, w)) == f->nv)
+		return addr;
+	return f->size + f->vbase[k] + addr;
+}
+
 void sfile_close(struct chain *c, struct sfile *f)
 {
-	if (f->kind == SF_ZSTD)
+	if (f->kind == SF_ZSTD || f->kind == SF_WINDOWED)
 		bcache_drop(c->cache, f->key);
 	zframe_free(f->z);
 	free(f->sum);
+	free(f->vwin);
+	free(f->vbase);
 	if (f->own_fd && f->fd >= 0)
 		close(f->fd);
 	memset(f, 0, sizeof(*f));
@@ -263,7 +336,50 @@ void sfile_dctx_put(struct chain *c, struct zframe_dctx *dc)
 	pthread_mutex_unlock(&c->pool_lock);
 }
 
-/* Reads [off, off+len) of a raw file, block by block through the cache. */
+static struct vcdiff_dec *vdec_get(struct chain *c)
+{
+	struct vcdiff_dec *d = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->nvpool)
+		d = c->vpool[--c->nvpool];
+	pthread_mutex_unlock(&c->pool_lock);
+	if (!d && vcdiff_dec_new(&d) < 0)
+		return NULL;
+	return d;
+}
+
+static void vdec_put(struct chain *c, struct vcdiff_dec *d)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->nvpool == c->vpool_cap) {
+		size_t cap = c->vpool_cap ? 2 * c->vpool_cap : 8;
+		struct vcdiff_dec **p = realloc(c->vpool, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&c->pool_lock);
+			vcdiff_dec_free(d);
+			return;
+		}
+		c->vpool = p;
+		c->vpool_cap = cap;
+	}
+	c->vpool[c->nvpool++] = d;
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
+void sfile_pools_free(struct chain *c)
+{
+	for (size_t i = 0; i < c->npool; i++)
+		zframe_dctx_free(c->pool[i]);
+	free(c->pool);
+	for (size_t i = 0; i < c->nvpool; i++)
+		vcdiff_dec_free(c->vpool[i]);
+	free(c->vpool);
+	c->pool = NULL;
+	c->vpool = NULL;
+	c->npool = c->nvpool = 0;
+}
+
 /*
  * The last few checked partial blocks of one sfile_resolve() call. Deep layers
  * interleave ~2 KB pieces of many aux files, and consecutive pieces of
@@ -319,11 +435,14 @@ static int raw_partial(struct chain *c, struct sfile *f,
 		blk = m->slot[k].data;
 	}
 	ssize_t r = fdio_pread(f->fd, blk, want, start);
+	/* Damage is reported at off, the first byte wanted, not at the
+	 * block's start: that names the window the reader needed (a block
+	 * may begin in the window before). */
 	if (r != (ssize_t)want)
-		return read_damaged(c, f, start, r < 0 ? "read error" :
+		return read_damaged(c, f, off, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");
 	if (raw_check(f, bi, blk, want) >= 0)
-		return read_damaged(c, f, start, "stored bytes changed since "
+		return read_damaged(c, f, off, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
 	if (m) {
 		unsigned k = (m->next - 1) % MEMO_SLOTS;
@@ -425,14 +544,149 @@ static ssize_t zstd_read(struct chain *c, struct sfile *f,
 	return (ssize_t)done;
 }
 
+/*
+ * Pins the decompressed data section vwin[k] of windowed file f in the
+ * cache (b), decoding it on a miss from stored bytes checked first. 0 or
+ * -EIO (logged, naming file and window) or -ENOMEM.
+ */
+static int win_get(struct chain *c, struct sfile *f, size_t k,
+		   struct bcache_blk *b)
+{
+	const struct vcdiff_patch *p = f->owner->patch;
+	size_t w = f->vwin[k];
+	const struct vcdiff_win *wi = vcdiff_patch_win(p, w);
+	struct vcdiff_dec *d = NULL;
+	uint8_t *z = NULL;
+	char why[200];
+	int rc;
+
+	/* The size prefix is the patch's word: never allocate on it beyond
+	 * what a window can hold (a data section is at most its target). */
+	if (wi->data_plain_len > VCDIFF_WIN_MAX ||
+	    wi->data_plain_len > wi->tgt_len) {
+		snprintf(why, sizeof(why), "window %zu: data section claims "
+			 "%" PRIu32 " bytes, more than its window", w,
+			 wi->data_plain_len);
+		return read_damaged(c, f, wi->data_off, why);
+	}
+	rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
+
+	if (rc < 0 || rc == BCACHE_HIT)
+		return rc < 0 ? rc : 0;
+	z = malloc(wi->data_len ? wi->data_len : 1);
+	d = vdec_get(c);
+	if (!z || !d) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/* Checked against the sums before lzma sees a byte: a flipped bit
+	 * in an unchecked xz block would decode to wrong bytes. */
+	ssize_t r = raw_read(c, f, wi->data_off, z, wi->data_len, NULL);
+	if (r < 0) {
+		rc = (int)r;
+		goto fail;
+	}
+	r = vcdiff_dec_section_mem(d, p, w, VCDIFF_SECT_DATA, z,
+				   wi->data_len, b->data, wi->data_plain_len);
+	if (r != (ssize_t)wi->data_plain_len) {
+		snprintf(why, sizeof(why), "window %zu: data section does not "
+			 "decompress: %s", w, r == -ENOMEM ? "out of memory" :
+			 vcdiff_dec_reason(d));
+		rc = r == -ENOMEM ? -ENOMEM : read_damaged(c, f, wi->data_off,
+							   why);
+		goto fail;
+	}
+	vdec_put(c, d);
+	free(z);
+	bcache_publish(c->cache, b, wi->data_plain_len);
+	return 0;
+fail:
+	if (d)
+		vdec_put(c, d);
+	free(z);
+	bcache_abandon(c->cache, b);
+	return rc;
+}
+
+/* Index k of the section holding virtual offset voff (< f->vsize). */
+static size_t vsect_find(const struct sfile *f, uint64_t voff)
+{
+	size_t lo = 0, hi = f->nv;
+
+	/* Last k with vbase[k] <= voff; empty sections share a base with
+	 * the next one, and the last of equals is the one that holds it. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->vbase[mid] <= voff)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
+}
+
+/* Reads [voff, voff+len) of f's decompressed sections (within vsize). */
+static ssize_t win_read(struct chain *c, struct sfile *f, uint64_t voff,
+			uint8_t *dst, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t k = vsect_find(f, voff);
+		struct bcache_blk b;
+		int rc = win_get(c, f, k, &b);
+
+		if (rc)
+			return rc;
+		uint64_t soff = voff - f->vbase[k];
+		size_t n = b.len - (size_t)soff;
+		if (n > len - done)
+			n = len - done;
+		memcpy(dst + done, b.data + soff, n);
+		bcache_put(c->cache, &b);
+		done += n;
+		voff += n;
+	}
+	return (ssize_t)done;
+}
+
+void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
+			     uint64_t src_end)
+{
+	if (!f || f->kind != SF_WINDOWED || src_end <= f->size)
+		return;
+	if (src < f->size)
+		src = f->size;
+	if (src_end > f->size + f->vsize)
+		src_end = f->size + f->vsize;
+	for (uint64_t v = src - f->size; v < src_end - f->size;) {
+		size_t k = vsect_find(f, v);
+		struct bcache_blk b;
+		if (win_get(c, f, k, &b))
+			return;		/* the reader will hit it and report */
+		bcache_put(c->cache, &b);
+		v = k + 1 < f->nv ? f->vbase[k + 1] : f->vsize;
+	}
+}
+
 static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 			  uint8_t *dst, size_t len, struct rawmemo *m)
 {
-	if (f->kind == SF_NONE || off > f->size || len > f->size - off)
+	uint64_t end = f->kind == SF_WINDOWED ? f->size + f->vsize : f->size;
+
+	if (f->kind == SF_NONE || off > end || len > end - off)
 		return read_damaged(c, f, off, "extent beyond the end of "
 				    "the file");
 	if (f->kind == SF_ZSTD)
 		return zstd_read(c, f, off, dst, len);
+	if (f->kind == SF_WINDOWED && off + len > f->size) {
+		size_t n = off < f->size ? (size_t)(f->size - off) : 0;
+		ssize_t r = n ? raw_read(c, f, off, dst, n, m) : 0;
+		if (r < 0)
+			return r;
+		r = win_read(c, f, off + n - f->size, dst + n, len - n);
+		return r < 0 ? r : (ssize_t)len;
+	}
 	return raw_read(c, f, off, dst, len, m);
 }
 

@@ -121,7 +121,12 @@ static int sink_open(struct writer *w)
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
 	} else {
-		struct vcdiff_enc_opts o = { 0 };
+		/* Windowed lzma: xdelta3 -9 -B sizes, stock xdelta3 still
+		 * decodes it, and the chain reads it without a converted
+		 * copy (fs/sfile.c). */
+		struct vcdiff_enc_opts o = {
+			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
+		};
 		rc = vcdiff_enc_new(&w->enc, &o, w->parent_size, src_read, w,
 				    out_write, w);
 	}
@@ -465,6 +470,40 @@ static int fd_write(void *ctx, const void *buf, size_t len)
 }
 
 /*
+ * With windowed lzma, only the first compressed section of each kind
+ * (data, inst, addr) carries the xz stream header, in the new head as in
+ * the old patch. The windows kept after the head splice on only if, for
+ * each kind that they compress, the new head compresses one iff the old
+ * head (windows 0..k-1 of p) did. 0, or -EAGAIN (the caller re-encodes
+ * the whole file instead), or -errno reading the head patch at hfd.
+ */
+static int splice_ok(const struct vcdiff_patch *p, size_t k, int hfd)
+{
+	static const uint8_t bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
+					VCDIFF_DEL_ADDR };
+	struct vcdiff_patch *hp = NULL;
+	const char *why;
+	int rc = vcdiff_patch_open(&hp, hfd, &why);
+
+	for (int b = 0; !rc && b < 3; b++) {
+		int had = 0, has = 0, later = 0;
+		for (size_t i = 0; i < vcdiff_patch_nwin(p); i++) {
+			int z = !!(vcdiff_patch_win(p, i)->del_ind & bit[b]);
+			if (i < k)
+				had |= z;
+			else
+				later |= z;
+		}
+		for (size_t i = 0; i < vcdiff_patch_nwin(hp); i++)
+			has |= !!(vcdiff_patch_win(hp, i)->del_ind & bit[b]);
+		if (later && had != has)
+			rc = -EAGAIN;
+	}
+	vcdiff_patch_free(hp);
+	return rc;
+}
+
+/*
  * A header fixed up once the patch is finished (libvirt reopens its save
  * image to write the final magic) or at its end: re-encodes only the
  * first windows, those that hold the first WRITER_HEAD bytes, with the
@@ -524,11 +563,14 @@ static int refix_head(struct writer *w)
 		rc = -errno;
 		goto out;
 	}
+	o.secondary = VCDIFF_SEC_LZMA_WINDOWED;
 	rc = vcdiff_enc_new(&e, &o, w->parent_size, src_read, w, fd_write, &fd);
 	if (!rc)
 		rc = vcdiff_enc_write(e, buf, (size_t)len);
 	if (!rc)
 		rc = vcdiff_enc_finish(e);
+	if (!rc)
+		rc = splice_ok(p, k, fd);
 	for (uint64_t off = rest; !rc && off < end;) {
 		size_t n = end - off < len ? (size_t)(end - off) : (size_t)len;
 		ssize_t r = pread(w->tmpfd, buf, n, (off_t)off);
@@ -664,6 +706,46 @@ static int verify_patch(struct writer *w, const char **why)
 	free(buf);
 	vcdiff_dec_free(d);
 	vcdiff_patch_free(p);
+	return rc;
+}
+
+struct prep_ctx {
+	struct writer *w;
+	uint64_t bytes;
+};
+
+static void prep_bytes(void *ctx, const void *buf, size_t len)
+{
+	struct prep_ctx *p = ctx;
+
+	XXH3_128bits_update(p->w->digest, buf, len);
+	p->bytes += len;
+}
+
+/*
+ * The one decode after the encode: the chain indexes the patch now
+ * (chain_prepare), checking every window's adler32 through the new index
+ * as it would at commit, and saves the index where the commit's
+ * chain_add() loads it. That check fails a patch that does not rebuild
+ * the bytes written, as verify_patch() does, and the digest is taken from
+ * the bytes it checked. If no window went through the check (an index
+ * was found already), verify_patch() decodes instead.
+ */
+static int prepare_patch(struct writer *w, const char **why, char *buf,
+			 size_t cap)
+{
+	struct prep_ctx p = { w, 0 };
+	char label[400];
+	int rc;
+
+	XXH3_128bits_reset(w->digest);
+	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
+	buf[0] = 0;
+	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
+			   prep_bytes, &p, buf, cap);
+	*why = buf[0] ? buf : "indexing the new layer";
+	if (!rc && p.bytes != w->size)
+		return verify_patch(w, why);
 	return rc;
 }
 
@@ -829,6 +911,7 @@ static void take_note(struct writer *w, uint64_t stored)
 int writer_finish(struct writer *w, char *err, size_t errlen)
 {
 	const char *why = "";
+	char whybuf[512];
 	struct stat st;
 	int rc = w->failed;
 
@@ -843,6 +926,8 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		rc = sink_finish(w);
 		if (!rc)
 			rc = refix_head(w);
+		if (rc == -EAGAIN)	/* cannot splice: see splice_ok() */
+			rc = to_spool(w);
 	} else if (w->mode == MODE_STREAM && w->head_dirty) {
 		rc = to_spool(w);	/* a base: its frames are not spliced */
 	}
@@ -864,7 +949,8 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
-	rc = w->base ? verify_base(w, &why) : verify_patch(w, &why);
+	rc = w->base ? verify_base(w, &why) :
+		       prepare_patch(w, &why, whybuf, sizeof(whybuf));
 	if (rc) {
 		msg_say(err, errlen, "%s: the encoded file does not read back "
 		    "as what was written (%s: %s); the snapshot is not added",

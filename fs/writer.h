@@ -16,13 +16,15 @@
  * that wrote (the FUSE front end calls the first at FLUSH, i.e. close(),
  * and at fsync, and the second at RELEASE, which nobody waits for):
  *   writer_finish()   ends the encoding, fsyncs the temporary file, reads
- *                     it back and checks it rebuilds the bytes written,
- *                     and reserves the room the layers file rewrite needs.
- *                     This is where ENOSPC, EIO and a failed verify show.
+ *                     it back and checks it rebuilds the bytes written
+ *                     (a patch: by indexing it, chain_prepare(), the one
+ *                     decode after the encode), and reserves the room the
+ *                     layers file rewrite needs. This is where ENOSPC,
+ *                     EIO and a failed verify show.
  *   writer_publish()  one store_commit(): the tree file with the new
  *                     snapshot (the commit point), the patch moved into
  *                     the store, the layers file rewritten; then the
- *                     layer indexed and shown.
+ *                     layer shown (its index loaded from the finish).
  * Decision: publish at RELEASE, not at FLUSH. A close() is not the end of
  * a file (the shell closes a dup before `cat` writes; `(cat a; cat b) > f`
  * closes one after each cat; libvirt closes and reopens to fix its header

@@ -85,14 +85,16 @@ test: deps all
 
 # codec/ and cache/ must not know fs/ or FUSE; cache/ must not know codec/;
 # only the chain's own files include fs/chain_int.h, only the FUSE front
-# end's fs/fuse_int.h.
+# end's fs/fuse_int.h, only the writer's fs/writer_int.h.
 layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"fs/chain_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(chain|sfile|derive|ibuild|readahead|rebase)\.c'); \
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(fuse_ops|fuse_tree|fuse_int)\.[ch]')); \
+	          grep -vxE 'fs/(fuse_ops|fuse_tree|fuse_int)\.[ch]'); \
+	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]')); \
 	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
 	echo "layering: ok"
 

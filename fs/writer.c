@@ -19,8 +19,12 @@
  * (--bypass-cache) writes its last O_DIRECT block padded to the alignment
  * and then cuts the file back with ftruncate; a writer may also rewrite
  * its last block. Both land in memory instead of in the spool.
+ *
+ * Not here: ending a file and publishing it (fs/wcommit.c; what the two
+ * share is fs/writer_int.h).
  */
 #include "fs/writer.h"
+#include "fs/writer_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,58 +46,12 @@
 #include "fs/names.h"
 #include "fs/safefile.h"
 
-#define CHUNK ((size_t)1 << 20)
-#define TAIL ((size_t)64 << 10)	/* held back: see the file-top comment */
-
-enum { MODE_STREAM, MODE_SPOOL };
-
-struct writer {
-	struct chain *c;
-	struct store *s;
-	char name[256];
-	char file[300];		/* name.patch or name.zst */
-	char tmp[320];		/* in .snapfs/tmp: the encoded layer */
-	char spool[340];	/* in .snapfs/tmp, SPOOL mode only */
-	int base;		/* writing the first layer */
-	int mode;
-	int failed;		/* -errno of the first failure, sticky */
-	int finished;		/* tmp holds the whole file, fsynced and
-				 * verified; the sink is closed */
-	int dirty;		/* written or truncated since the last finish */
-	int tmpfd, spoolfd;
-	int resfd;		/* in .snapfs/tmp: space kept for the tree and
-				 * layers file rewrites of writer_publish() */
-	char res[340];
-	char note[600];		/* writer_note() */
-	uint32_t id;		/* reserved in the tree for the new snapshot */
-	struct chain_layer *parent;	/* the version the patch is against */
-	int owned;		/* writer_set_owner was called */
-	uid_t uid;
-	gid_t gid;
-	mode_t fmode;		/* of the stored file */
-	uint64_t parent_size;
-	/* Of the full state, taken by the verify that decodes it back. */
-	XXH3_state_t *digest;
-	uint64_t written;	/* bytes of the stream so far (STREAM): fed
-				 * to the sink, then tail_len held back */
-	uint8_t *tail;		/* 2 * TAIL bytes (STREAM) */
-	size_t tail_len;
-	uint64_t size;		/* highest offset written */
-	uint8_t *head;		/* first WRITER_HEAD bytes (STREAM) */
-	int head_dirty;
-	struct vcdiff_enc *enc;
-	struct zframe_writer *zw;
-	/* The encoder reads its source mostly in order (indexing, then
-	 * along matches): a stream lets readahead decode it on all cores. */
-	struct chain_stream *src_st;
-};
-
-static int tmpdir(const struct writer *w)
+int wr_tmpdir(const struct writer *w)
 {
 	return store_subdir(w->s, "tmp");
 }
 
-static ssize_t src_read(void *ctx, uint64_t off, void *buf, size_t len)
+ssize_t wr_src_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
 	struct writer *w = ctx;
 	return chain_read(w->c, w->parent, off, buf, len, w->src_st);
@@ -106,15 +64,15 @@ static int out_write(void *ctx, const void *buf, size_t len)
 }
 
 /* A fresh temporary output and sink. */
-static int sink_open(struct writer *w)
+int wr_sink_open(struct writer *w)
 {
 	int rc;
 
 	if (w->tmpfd >= 0) {
 		close(w->tmpfd);
-		unlinkat(tmpdir(w), w->tmp, 0);
+		unlinkat(wr_tmpdir(w), w->tmp, 0);
 	}
-	w->tmpfd = safefile_create(tmpdir(w), w->tmp, 0600, NULL);
+	w->tmpfd = safefile_create(wr_tmpdir(w), w->tmp, 0600, NULL);
 	if (w->tmpfd < 0)
 		return w->tmpfd;
 	if (w->base) {
@@ -127,13 +85,13 @@ static int sink_open(struct writer *w)
 		struct vcdiff_enc_opts o = {
 			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
 		};
-		rc = vcdiff_enc_new(&w->enc, &o, w->parent_size, src_read, w,
+		rc = vcdiff_enc_new(&w->enc, &o, w->parent_size, wr_src_read, w,
 				    out_write, w);
 	}
 	return rc;
 }
 
-static int sink_write(struct writer *w, const void *buf, size_t len)
+int wr_sink_write(struct writer *w, const void *buf, size_t len)
 {
 	return w->base ? zframe_writer_write(w->zw, buf, len) :
 			 vcdiff_enc_write(w->enc, buf, len);
@@ -146,12 +104,12 @@ static int sink_closed(const struct writer *w)
 
 /* Ends the sink's output; a no-op once it is closed (tmp then holds the
  * finished output already). */
-static int sink_finish(struct writer *w)
+int wr_sink_finish(struct writer *w)
 {
 	if (sink_closed(w))
 		return 0;
 	if (w->tail_len) {
-		int rc = sink_write(w, w->tail, w->tail_len);
+		int rc = wr_sink_write(w, w->tail, w->tail_len);
 		w->tail_len = 0;
 		if (rc)
 			return rc;
@@ -172,9 +130,9 @@ static int stream_append(struct writer *w, const uint8_t *buf, size_t len)
 	int rc;
 
 	if (len >= 2 * TAIL) {
-		rc = w->tail_len ? sink_write(w, w->tail, w->tail_len) : 0;
+		rc = w->tail_len ? wr_sink_write(w, w->tail, w->tail_len) : 0;
 		if (!rc)
-			rc = sink_write(w, buf, len - TAIL);
+			rc = wr_sink_write(w, buf, len - TAIL);
 		if (rc)
 			return rc;
 		memcpy(w->tail, buf + len - TAIL, TAIL);
@@ -183,7 +141,7 @@ static int stream_append(struct writer *w, const uint8_t *buf, size_t len)
 	}
 	while (len) {
 		if (w->tail_len == 2 * TAIL) {
-			rc = sink_write(w, w->tail, TAIL);
+			rc = wr_sink_write(w, w->tail, TAIL);
 			if (rc)
 				return rc;
 			memmove(w->tail, w->tail + TAIL, TAIL);
@@ -237,7 +195,7 @@ static int unsink(struct writer *w)
 			rc = -ENOMEM;
 		for (size_t i = 0; !rc && i < vcdiff_patch_nwin(p); i++) {
 			const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
-			ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL,
+			ssize_t r = vcdiff_dec_window(d, p, i, wr_src_read, w, NULL,
 						      NULL, buf, VCDIFF_WIN_MAX);
 			rc = r < 0 ? (int)r : fdio_pwrite(w->spoolfd, buf,
 						wi->tgt_len, wi->tgt_off);
@@ -250,15 +208,15 @@ static int unsink(struct writer *w)
 }
 
 /* STREAM -> SPOOL: everything written so far goes into the spool file. */
-static int to_spool(struct writer *w)
+int wr_to_spool(struct writer *w)
 {
 	int rc;
 
 	snprintf(w->spool, sizeof(w->spool), "%s.spool", w->tmp);
-	w->spoolfd = safefile_create(tmpdir(w), w->spool, 0600, NULL);
+	w->spoolfd = safefile_create(wr_tmpdir(w), w->spool, 0600, NULL);
 	if (w->spoolfd < 0)
 		return w->spoolfd;
-	rc = sink_finish(w);
+	rc = wr_sink_finish(w);
 	if (!rc)
 		rc = unsink(w);
 	if (!rc && w->head_dirty)
@@ -336,7 +294,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->tail = malloc(2 * TAIL);
 	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
 	if (!rc)
-		rc = sink_open(w);
+		rc = wr_sink_open(w);
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
 		    name, store_dir(s), STORE_META_DIR, strerror(-rc));
@@ -387,7 +345,7 @@ int writer_write(struct writer *w, uint64_t off, const void *buf,
 		/* Includes appends after a finish: the sink is closed, so
 		 * what it wrote is decoded into the spool (rare: a dup of the
 		 * fd closed while another still writes). */
-		rc = to_spool(w);
+		rc = wr_to_spool(w);
 		if (rc)
 			goto out;
 	}
@@ -433,7 +391,7 @@ int writer_truncate(struct writer *w, uint64_t size)
 		return 0;
 	}
 	if (w->mode == MODE_STREAM)
-		rc = to_spool(w);
+		rc = wr_to_spool(w);
 	if (!rc && ftruncate(w->spoolfd, (off_t)size) < 0)
 		rc = -errno;
 	if (rc) {
@@ -464,565 +422,6 @@ const char *writer_name(const struct writer *w)
 	return w->name;
 }
 
-static int fd_write(void *ctx, const void *buf, size_t len)
-{
-	return fdio_write(*(int *)ctx, buf, len);
-}
-
-/*
- * With windowed lzma, only the first compressed section of each kind
- * (data, inst, addr) carries the xz stream header, in the new head as in
- * the old patch. The windows kept after the head splice on only if, for
- * each kind that they compress, the new head compresses one iff the old
- * head (windows 0..k-1 of p) did. 0, or -EAGAIN (the caller re-encodes
- * the whole file instead), or -errno reading the head patch at hfd.
- */
-static int splice_ok(const struct vcdiff_patch *p, size_t k, int hfd)
-{
-	static const uint8_t bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
-					VCDIFF_DEL_ADDR };
-	struct vcdiff_patch *hp = NULL;
-	const char *why;
-	int rc = vcdiff_patch_open(&hp, hfd, &why);
-
-	for (int b = 0; !rc && b < 3; b++) {
-		int had = 0, has = 0, later = 0;
-		for (size_t i = 0; i < vcdiff_patch_nwin(p); i++) {
-			int z = !!(vcdiff_patch_win(p, i)->del_ind & bit[b]);
-			if (i < k)
-				had |= z;
-			else
-				later |= z;
-		}
-		for (size_t i = 0; i < vcdiff_patch_nwin(hp); i++)
-			has |= !!(vcdiff_patch_win(hp, i)->del_ind & bit[b]);
-		if (later && had != has)
-			rc = -EAGAIN;
-	}
-	vcdiff_patch_free(hp);
-	return rc;
-}
-
-/*
- * A header fixed up once the patch is finished (libvirt reopens its save
- * image to write the final magic) or at its end: re-encodes only the
- * first windows, those that hold the first WRITER_HEAD bytes, with the
- * head as it is now, and appends the later windows as they are (a window
- * only names absolute source offsets and its own bytes, so it does not
- * care what comes before it). Costs one more indexing of the parent and
- * a copy of the patch, instead of decoding and encoding the whole file.
- * The result is checked like any other by the verify that follows.
- */
-static int refix_head(struct writer *w)
-{
-	const char *why = "";
-	struct vcdiff_patch *p = NULL;
-	struct vcdiff_dec *d = NULL;
-	struct vcdiff_enc *e = NULL;
-	struct vcdiff_enc_opts o = { 0 };
-	uint8_t *buf = NULL;
-	char name[340];
-	size_t k = 0, hl = w->written < WRITER_HEAD ? (size_t)w->written :
-						     WRITER_HEAD;
-	uint64_t len = 0, rest, end;
-	struct stat st;
-	int fd = -1, rc;
-
-	rc = vcdiff_patch_open(&p, w->tmpfd, &why);
-	if (!rc)
-		rc = vcdiff_dec_new(&d);
-	/* windows 0..k-1 hold the head */
-	while (!rc && k < vcdiff_patch_nwin(p) && len < hl)
-		len += vcdiff_patch_win(p, k++)->tgt_len;
-	if (!rc && (len < hl || !(buf = malloc(len ? len : 1))))
-		rc = len < hl ? -EBADMSG : -ENOMEM;
-	for (size_t i = 0; !rc && i < k; i++) {
-		const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
-		if (wi->tgt_off + wi->tgt_len > len) {
-			rc = -EBADMSG;	/* not windows in a row */
-			break;
-		}
-		ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL, NULL,
-					      buf + wi->tgt_off, wi->tgt_len);
-		if (r < 0)
-			rc = (int)r;
-	}
-	if (rc)
-		goto out;
-	memcpy(buf, w->head, hl);
-	if (fstat(w->tmpfd, &st) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	end = (uint64_t)st.st_size;
-	rest = k < vcdiff_patch_nwin(p) ? vcdiff_patch_win(p, k)->hdr_off : end;
-	snprintf(name, sizeof(name), "%s.head", w->tmp);
-	fd = openat(tmpdir(w), name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	o.secondary = VCDIFF_SEC_LZMA_WINDOWED;
-	rc = vcdiff_enc_new(&e, &o, w->parent_size, src_read, w, fd_write, &fd);
-	if (!rc)
-		rc = vcdiff_enc_write(e, buf, (size_t)len);
-	if (!rc)
-		rc = vcdiff_enc_finish(e);
-	if (!rc)
-		rc = splice_ok(p, k, fd);
-	for (uint64_t off = rest; !rc && off < end;) {
-		size_t n = end - off < len ? (size_t)(end - off) : (size_t)len;
-		ssize_t r = pread(w->tmpfd, buf, n, (off_t)off);
-		if (r <= 0)
-			rc = r < 0 ? -errno : -EIO;
-		else
-			rc = fdio_write(fd, buf, (size_t)r);
-		off += r > 0 ? (uint64_t)r : 0;
-	}
-	if (!rc && renameat(tmpdir(w), name, tmpdir(w), w->tmp) < 0)
-		rc = -errno;
-	if (!rc) {
-		close(w->tmpfd);
-		w->tmpfd = fd;
-		fd = -1;
-		w->head_dirty = 0;
-	}
-out:
-	if (fd >= 0) {
-		close(fd);
-		unlinkat(tmpdir(w), name, 0);
-	}
-	vcdiff_enc_free(e);
-	vcdiff_dec_free(d);
-	vcdiff_patch_free(p);
-	free(buf);
-	return rc;
-}
-
-/* Encodes the spool file from scratch into a fresh temporary output. */
-static int encode_spool(struct writer *w)
-{
-	uint8_t *buf = malloc(CHUNK);
-	int rc;
-
-	if (!buf)
-		return -ENOMEM;
-	rc = sink_open(w);
-	for (uint64_t off = 0; !rc && off < w->size; off += CHUNK) {
-		size_t n = w->size - off < CHUNK ? (size_t)(w->size - off) : CHUNK;
-		ssize_t r = pread(w->spoolfd, buf, n, (off_t)off);
-		if (r < 0)
-			rc = -errno;
-		else if ((size_t)r < n)	/* a hole at the end: zeros */
-			memset(buf + r, 0, n - (size_t)r);
-		if (!rc)
-			rc = sink_write(w, buf, n);
-	}
-	free(buf);
-	if (!rc)
-		rc = sink_finish(w);
-	return rc;
-}
-
-/* Puts the finished layer into the tree (one store_commit: the file moves
- * in from .snapfs/tmp, current follows it) and opens it in the chain. */
-static int publish(struct writer *w, char *err, size_t errlen)
-{
-	XXH128_canonical_t cn;
-	char digest[48], from[400];
-	struct tree *next;
-	int rc = tree_clone(store_tree(w->s), &next);
-
-	XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(w->digest));
-	chain_format_digest(cn.digest, digest, sizeof(digest));
-	snprintf(from, sizeof(from), "%s/tmp/%s", STORE_META_DIR, w->tmp);
-	if (!rc)
-		rc = tree_add_id(next, w->id, w->parent ?
-				 chain_layer_id(w->parent) : 0, w->file,
-				 (int64_t)time(NULL));
-	if (!rc)
-		rc = tree_set_digest(next, w->id, digest);
-	if (!rc)
-		rc = tree_set_current(next, w->id);
-	if (!rc)
-		rc = tree_add_pending(next, from, w->file);
-	if (rc) {
-		tree_free(next);
-		msg_say(err, errlen, "%s: cannot add to the tree: %s", w->name,
-			strerror(-rc));
-		return rc;
-	}
-	rc = store_commit(w->s, next, err, errlen);
-	if (rc)
-		return rc;
-	/* The file is in the store now: nothing to remove on free. */
-	w->tmp[0] = 0;
-	return chain_add(w->c, w->id, err, errlen);
-}
-
-/* Reads back the finished patch in tmp and decodes every window against
- * the parent: each window's adler32 was taken by the encoder from the
- * bytes written, so a patch that does not rebuild them fails here. */
-static int verify_patch(struct writer *w, const char **why)
-{
-	struct vcdiff_patch *p = NULL;
-	struct vcdiff_dec *d = NULL;
-	uint8_t *buf = NULL;
-	uint64_t next = 0;
-	int rc;
-
-	XXH3_128bits_reset(w->digest);
-	rc = vcdiff_patch_open(&p, w->tmpfd, why);
-	if (!rc)
-		rc = vcdiff_dec_new(&d);
-	if (!rc && !(buf = malloc(VCDIFF_WIN_MAX)))
-		rc = -ENOMEM;
-	for (size_t i = 0; !rc && i < vcdiff_patch_nwin(p); i++) {
-		const struct vcdiff_win *wi = vcdiff_patch_win(p, i);
-		if (wi->tgt_off != next || !(wi->win_ind & VCDIFF_WIN_ADLER32)) {
-			*why = "a window is out of place or has no checksum";
-			rc = -EBADMSG;
-			break;
-		}
-		ssize_t r = vcdiff_dec_window(d, p, i, src_read, w, NULL, NULL,
-					      buf, VCDIFF_WIN_MAX);
-		if (r < 0) {
-			*why = vcdiff_dec_reason(d);
-			rc = (int)r;
-		} else if ((uint64_t)r != wi->tgt_len) {
-			*why = "a window decodes short";
-			rc = -EBADMSG;
-		} else {
-			/* The digest of what was checked, nothing else. */
-			XXH3_128bits_update(w->digest, buf, (size_t)r);
-		}
-		next += wi->tgt_len;
-	}
-	if (!rc && next != w->size) {
-		*why = "the patch does not build as many bytes as were written";
-		rc = -EBADMSG;
-	}
-	free(buf);
-	vcdiff_dec_free(d);
-	vcdiff_patch_free(p);
-	return rc;
-}
-
-struct prep_ctx {
-	struct writer *w;
-	uint64_t bytes;
-};
-
-static void prep_bytes(void *ctx, const void *buf, size_t len)
-{
-	struct prep_ctx *p = ctx;
-
-	XXH3_128bits_update(p->w->digest, buf, len);
-	p->bytes += len;
-}
-
-/*
- * The one decode after the encode: the chain indexes the patch now
- * (chain_prepare), checking every window's adler32 through the new index
- * as it would at commit, and saves the index where the commit's
- * chain_add() loads it. That check fails a patch that does not rebuild
- * the bytes written, as verify_patch() does, and the digest is taken from
- * the bytes it checked. If no window went through the check (an index
- * was found already), verify_patch() decodes instead.
- */
-static int prepare_patch(struct writer *w, const char **why, char *buf,
-			 size_t cap)
-{
-	struct prep_ctx p = { w, 0 };
-	char label[400];
-	int rc;
-
-	XXH3_128bits_reset(w->digest);
-	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
-	buf[0] = 0;
-	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
-			   prep_bytes, &p, buf, cap);
-	*why = buf[0] ? buf : "indexing the new layer";
-	if (!rc && p.bytes != w->size)
-		return verify_patch(w, why);
-	return rc;
-}
-
-/* The same for a base: every frame decompresses (zstd checks its frame
- * checksums), and the frames add up to the bytes written. */
-static int verify_base(struct writer *w, const char **why)
-{
-	struct zframe *z = NULL;
-	struct zframe_dctx *dc = NULL;
-	uint8_t *buf = NULL;
-	size_t cap = 0;
-	uint64_t next = 0;
-	int rc;
-
-	XXH3_128bits_reset(w->digest);
-	rc = zframe_open(&z, w->tmpfd, why);
-	if (!rc)
-		rc = zframe_dctx_new(&dc);
-	for (size_t i = 0; !rc && i < zframe_count(z); i++) {
-		const struct zframe_entry *fe = zframe_frame(z, i);
-		if (fe->raw_off != next) {
-			*why = "a frame is out of place";
-			rc = -EBADMSG;
-			break;
-		}
-		if (fe->raw_len > cap) {
-			uint8_t *nb = realloc(buf, fe->raw_len);
-			if (!nb) {
-				rc = -ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap = fe->raw_len;
-		}
-		ssize_t r = zframe_read_frame(z, dc, i, buf, fe->raw_len);
-		if (r < 0) {
-			*why = "a frame does not decompress";
-			rc = (int)r;
-		} else if ((uint64_t)r != fe->raw_len) {
-			*why = "a frame decompresses short";
-			rc = -EBADMSG;
-		} else {
-			XXH3_128bits_update(w->digest, buf, (size_t)r);
-		}
-		next += fe->raw_len;
-	}
-	if (!rc && next != w->size) {
-		*why = "the frames do not hold as many bytes as were written";
-		rc = -EBADMSG;
-	}
-	free(buf);
-	zframe_dctx_free(dc);
-	zframe_free(z);
-	return rc;
-}
-
-static void unreserve(struct writer *w)
-{
-	if (w->resfd < 0)
-		return;
-	close(w->resfd);
-	unlinkat(tmpdir(w), w->res, 0);
-	w->resfd = -1;
-}
-
-/*
- * Takes the space writer_publish() needs for the new layers file (the old
- * one, one more line, a block of slack) in a file of its own, on the same
- * file system, freed just before the layers file is rewritten: so a disk
- * that fills at the very end fails the finish, where the writer hears of
- * it, and not the publish, where nobody would.
- */
-static int reserve(struct writer *w)
-{
-	static const uint8_t zeros[4096];
-	struct stat st;
-	uint64_t need = strlen(w->file) + 1 + sizeof(zeros);
-	int rc;
-
-	unreserve(w);
-	if (fstatat(store_dirfd(w->s), STORE_LAYERS_FILE, &st, 0) == 0)
-		need += (uint64_t)st.st_size;
-	snprintf(w->res, sizeof(w->res), "%s.reserve", w->tmp);
-	w->resfd = openat(tmpdir(w), w->res, O_RDWR | O_CREAT | O_TRUNC |
-			  O_CLOEXEC, 0600);
-	if (w->resfd < 0)
-		return -errno;
-	rc = posix_fallocate(w->resfd, 0, (off_t)need);
-	if (rc == EOPNOTSUPP || rc == EINVAL) {
-		/* No fallocate here: written zeros take the space too. */
-		rc = 0;
-		for (uint64_t o = 0; !rc && o < need; o += sizeof(zeros))
-			rc = -fdio_pwrite(w->resfd, zeros, sizeof(zeros), o);
-	}
-	if (!rc && fsync(w->resfd) < 0)
-		rc = errno;
-	if (rc)
-		unreserve(w);
-	return -rc;
-}
-
-/* Up to n bytes of the file as written, from offset 0. */
-static size_t head_read(struct writer *w, uint8_t *buf, size_t n)
-{
-	if (n > w->size)
-		n = (size_t)w->size;
-	if (w->mode == MODE_STREAM) {
-		if (n > w->written)
-			n = (size_t)w->written;
-		memcpy(buf, w->head, n);
-		return n;
-	}
-	ssize_t r = pread(w->spoolfd, buf, n, 0);
-	return r < 0 ? 0 : (size_t)r;
-}
-
-/* libvirt's save image header (src/qemu/qemu_saveimage.h): 16 bytes of
- * magic, then host-endian uint32 version, data_len, was_running,
- * compressed. */
-#define LIBVIRT_MAGIC_DONE "LibvirtQemudSave"
-#define LIBVIRT_MAGIC_PART "LibvirtQemudPart"
-#define LIBVIRT_HDR 32
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-/* Fills w->note when the file will not delta well and we can tell why. */
-static void take_note(struct writer *w, uint64_t stored)
-{
-	static const char *const fmt[] = { "raw", "gzip", "bzip2", "xz",
-					   "lzop", "zstd" };
-	uint8_t h[LIBVIRT_HDR];
-	size_t n = head_read(w, h, sizeof(h));
-
-	w->note[0] = 0;
-	if (n == sizeof(h) && (!memcmp(h, LIBVIRT_MAGIC_DONE, 16) ||
-			       !memcmp(h, LIBVIRT_MAGIC_PART, 16))) {
-		uint32_t ver = le32(h + 16), comp = le32(h + 28);
-		if (ver > 0xffff)	/* written on a big-endian host */
-			comp = __builtin_bswap32(comp);
-		if (comp != 0) {
-			snprintf(w->note, sizeof(w->note), "%s: a libvirt save "
-			    "image compressed with %s (save_image_format in "
-			    "qemu.conf): compressed states share almost no "
-			    "bytes, so deltas save nothing; set "
-			    "save_image_format = \"raw\"", w->name,
-			    comp < sizeof(fmt) / sizeof(fmt[0]) ? fmt[comp] :
-			    "an unknown format");
-			return;
-		}
-	}
-	if (!w->base && w->size >= ((uint64_t)4 << 20) &&
-	    stored >= w->size / 10 * 9)
-		snprintf(w->note, sizeof(w->note), "%s: the patch is %d%% of "
-		    "the file: it shares almost nothing with the snapshot "
-		    "before it (compressed or encrypted data?)", w->name,
-		    (int)(stored * 100 / w->size));
-}
-
-int writer_finish(struct writer *w, char *err, size_t errlen)
-{
-	const char *why = "";
-	char whybuf[512];
-	struct stat st;
-	int rc = w->failed;
-
-	if (rc) {
-		msg_say(err, errlen, "%s: an earlier step failed (%s); the "
-		    "snapshot is not added", w->name, strerror(-rc));
-		return rc;
-	}
-	if (w->finished)
-		return 0;
-	if (w->mode == MODE_STREAM && w->head_dirty && !w->base) {
-		rc = sink_finish(w);
-		if (!rc)
-			rc = refix_head(w);
-		if (rc == -EAGAIN)	/* cannot splice: see splice_ok() */
-			rc = to_spool(w);
-	} else if (w->mode == MODE_STREAM && w->head_dirty) {
-		rc = to_spool(w);	/* a base: its frames are not spliced */
-	}
-	if (!rc)
-		rc = w->mode == MODE_SPOOL ? encode_spool(w) : sink_finish(w);
-	/* Owner and mode before the rename: the file never shows in the
-	 * store with more access than its writer gave it. chown needs root;
-	 * a mount run by the writer itself has nothing to change. */
-	if (!rc && w->owned && fchmod(w->tmpfd, w->fmode) < 0)
-		rc = -errno;
-	if (!rc && w->owned && fchown(w->tmpfd, w->uid, w->gid) < 0 &&
-	    errno != EPERM)
-		rc = -errno;
-	if (!rc && fsync(w->tmpfd) < 0)
-		rc = -errno;
-	if (rc) {
-		msg_say(err, errlen, "%s: cannot encode under %s/%s/tmp: %s; the "
-		    "snapshot is not added", w->name, store_dir(w->s),
-		    STORE_META_DIR, strerror(-rc));
-		goto fail;
-	}
-	rc = w->base ? verify_base(w, &why) :
-		       prepare_patch(w, &why, whybuf, sizeof(whybuf));
-	if (rc) {
-		msg_say(err, errlen, "%s: the encoded file does not read back "
-		    "as what was written (%s: %s); the snapshot is not added",
-		    w->name, why, strerror(-rc));
-		if (rc == -EBADMSG)
-			rc = -EIO;
-		goto fail;
-	}
-	rc = reserve(w);
-	if (rc) {
-		msg_say(err, errlen, "%s: no room left under %s for the layers "
-		    "file: %s; the snapshot is not added", w->name,
-		    store_dir(w->s), strerror(-rc));
-		goto fail;
-	}
-	take_note(w, fstat(w->tmpfd, &st) == 0 ? (uint64_t)st.st_size : 0);
-	w->finished = 1;
-	w->dirty = 0;
-	return 0;
-fail:
-	w->failed = rc;
-	return rc;
-}
-
-int writer_dirty(const struct writer *w)
-{
-	return w->dirty;
-}
-
-int writer_status(const struct writer *w)
-{
-	return w->failed;
-}
-
-const char *writer_note(const struct writer *w)
-{
-	return w->note[0] ? w->note : NULL;
-}
-
-int writer_awaits_fixup(struct writer *w)
-{
-	uint8_t h[16];
-
-	return head_read(w, h, sizeof(h)) == sizeof(h) &&
-	       !memcmp(h, LIBVIRT_MAGIC_PART, sizeof(h));
-}
-
-int writer_publish(struct writer *w, char *err, size_t errlen)
-{
-	int rc = w->failed;
-
-	if (rc) {
-		msg_say(err, errlen, "%s: an earlier step failed (%s); the "
-		    "snapshot is not added", w->name, strerror(-rc));
-		return rc;
-	}
-	if (!w->finished) {
-		msg_say(err, errlen, "%s: internal: published before it was "
-		    "finished", w->name);
-		return -EINVAL;
-	}
-	unreserve(w);	/* the room store_commit() needs */
-	rc = publish(w, err, errlen);
-	if (rc)
-		goto fail;
-	w->failed = -EALREADY;
-	return 0;
-fail:
-	w->failed = rc;
-	return rc;
-}
-
 void writer_free(struct writer *w)
 {
 	if (!w)
@@ -1032,13 +431,13 @@ void writer_free(struct writer *w)
 	if (w->tmpfd >= 0) {
 		close(w->tmpfd);
 		if (w->tmp[0])
-			unlinkat(tmpdir(w), w->tmp, 0);
+			unlinkat(wr_tmpdir(w), w->tmp, 0);
 	}
 	if (w->spoolfd >= 0) {
 		close(w->spoolfd);
-		unlinkat(tmpdir(w), w->spool, 0);
+		unlinkat(wr_tmpdir(w), w->spool, 0);
 	}
-	unreserve(w);
+	wr_unreserve(w);
 	free(w->head);
 	free(w->tail);
 	chain_stream_free(w->src_st);

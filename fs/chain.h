@@ -154,6 +154,16 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap);
 void chain_format_digest(const unsigned char canon[16], char *buf,
 			 size_t cap);
 
+/*
+ * Re-reads every stored file of id's current version whole: raw files
+ * block by block against the checksums taken at index time, and the
+ * layer file itself. Returns 0, or -EIO with a message naming the file
+ * and the offset in err, or -errno. For `snapctl check --deep`; slow (it
+ * reads everything) and independent of the cache.
+ */
+int chain_verify_stored(struct chain *c, uint32_t id, char *err,
+			size_t errlen);
+
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);
 

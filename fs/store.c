@@ -61,6 +61,7 @@ struct store {
 	struct tree *tree;
 	struct extra *extra;
 	size_t nextra;
+	int ro;			/* store_open_ro(): no lock, no change */
 };
 
 int store_name_of(const char *path, char *name, size_t cap)
@@ -454,8 +455,11 @@ static int roll_forward(struct store *s)
 int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen)
 {
-	int rc = check_tree(s, next, err, errlen);
+	int rc = s->ro ? -EROFS : check_tree(s, next, err, errlen);
 
+	if (rc == -EROFS)
+		msg_say(err, errlen, "%s: opened read-only (it is mounted?): "
+			"change it through the mount", s->dir);
 	if (rc) {
 		tree_free(next);
 		return rc;
@@ -506,6 +510,13 @@ static int load(struct store *s, char *err, size_t errlen)
 				"(branches and descriptions are lost)", s->dir,
 				TREE_FILE, why);
 			return rc;
+		}
+		if (tree_npending(s->tree) && s->ro) {
+			/* Finishing it is a change: the holder's business. */
+			msg_say(err, errlen, "%s: an interrupted change is not "
+				"finished yet; mount the store (or run a changing "
+				"snapctl command) to finish it", s->dir);
+			return -EBUSY;
 		}
 		if (tree_npending(s->tree)) {
 			/* An interrupted change: finish it first. */
@@ -573,6 +584,14 @@ static int load(struct store *s, char *err, size_t errlen)
 			goto out;
 		}
 		adopt = 1;
+		if (s->ro) {
+			/* Shown, not recorded: the next writable open
+			 * adopts them for good. */
+			tree_free(s->tree);
+			s->tree = next;
+			rc = check_tree(s, s->tree, err, errlen);
+			goto out;
+		}
 		rc = store_commit(s, next, err, errlen);
 	}
 out:
@@ -651,7 +670,8 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
-int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+static int open_store(struct store **out, const char *dir, int ro,
+		      char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	const char *why = "";
@@ -660,6 +680,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	if (!s)
 		return -ENOMEM;
 	s->dirfd = s->metafd = s->lockfd = -1;
+	s->ro = ro;
 	for (size_t i = 0; i < NSUB; i++)
 		s->subfd[i] = -1;
 	s->dir = strdup(dir);
@@ -683,7 +704,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 			" (remove it: it holds only derived data)" : "");
 		goto fail;
 	}
-	rc = take_lock(s, err, errlen);
+	rc = ro ? 0 : take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
@@ -702,12 +723,29 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	rc = load(s, err, errlen);
 	if (rc)
 		goto fail;
-	clear_dir(s->subfd[TMP_SUB]);
+	if (!ro)	/* a mount's temporaries are its own */
+		clear_dir(s->subfd[TMP_SUB]);
 	*out = s;
 	return 0;
 fail:
 	store_free(s);
 	return rc;
+}
+
+int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+{
+	return open_store(out, dir, 0, err, errlen);
+}
+
+int store_open_ro(struct store **out, const char *dir, char *err,
+		  size_t errlen)
+{
+	return open_store(out, dir, 1, err, errlen);
+}
+
+int store_readonly(const struct store *s)
+{
+	return s->ro;
 }
 
 void store_free(struct store *s)

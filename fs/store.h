@@ -56,6 +56,22 @@ struct store;
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
 void store_free(struct store *s);
 
+/*
+ * Opens the store for reading only, beside a mount that may hold it
+ * (snapctl's ls, cat, check, ...): takes no lock, leaves .snapfs/tmp/
+ * alone, finishes no interrupted change (-EBUSY with a message: the
+ * holder does that), shows lines a plain script added on top without
+ * recording them, and store_commit() refuses with -EROFS. Derived data
+ * (indexes) may still be written: those writes are atomic renames of
+ * identical content, so a mount writing the same file loses nothing.
+ * What is read is the store as it was at open; a change the mount makes
+ * meanwhile may make a later read fail (-EIO/-ENOENT), never wrong.
+ */
+int store_open_ro(struct store **out, const char *dir, char *err,
+		  size_t errlen);
+/* Nonzero if s came from store_open_ro(). */
+int store_readonly(const struct store *s);
+
 /* Lets go of the lock early (a daemon that was unmounted, before its
  * slower teardown). The store must not be changed afterwards. */
 void store_unlock(struct store *s);

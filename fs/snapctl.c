@@ -1116,6 +1116,13 @@ int main(int argc, char **argv)
 	else if (!strcmp(name, "prune") && (keep < 0) == (age < 0))
 		goto bad;
 
+	/* import makes a new store: the directory may not exist yet. */
+	if (!strcmp(name, "import") && x.store_dir &&
+	    mkdir(x.store_dir, 0755) < 0 && errno != EEXIST) {
+		die_msg("%s: %s", x.store_dir, strerror(errno));
+		free(ops);
+		return EX_OTHER;
+	}
 	rc = ctl_open(&x, c->rw);
 	if (rc) {
 		free(ops);

@@ -199,10 +199,30 @@ int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
 	return 0;
 }
 
+/*
+ * A layer with a parent whose file is a full state (raw or zstd, not
+ * VCDIFF): the plain scripts leave these in the middle of a chain
+ * (fs/store.c, resolve_line). It is opened like a base, so its reads and
+ * those of the layers above it never go below it: it cuts the depth. The
+ * tree still records the parent. Sets L->full and L->depth.
+ */
+static int layer_is_full(struct chain *c, struct chain_layer *L)
+{
+	uint8_t magic[3];
+
+	(void)c;
+	if (pread(L->fd, magic, 3, 0) != 3 || !memcmp(magic, "\xd6\xc3\xc4", 3))
+		return 0;
+	L->full = 1;
+	L->depth = 0;
+	return 1;
+}
+
 int layer_index(struct chain *c, struct chain_layer *L, char *err,
 		       size_t errlen)
 {
-	int rc = L->parent ? derive_open_patch(c, L, err, errlen) :
+	int rc = L->parent && !layer_is_full(c, L) ?
+		 derive_open_patch(c, L, err, errlen) :
 		 derive_open_base(c, L, err, errlen);
 
 	if (!rc && L->damage[0])
@@ -471,7 +491,8 @@ static void fill_info(const struct chain_layer *L, struct chain_info *inf)
 	inf->mode = L->st.st_mode & 07777;
 	inf->created = L->created;
 	inf->depth = L->depth;
-	inf->kind = L->parent ? CHAIN_KIND_PATCH : CHAIN_KIND_BASE;
+	inf->kind = L->full ? CHAIN_KIND_FULL : L->parent ? CHAIN_KIND_PATCH :
+		    CHAIN_KIND_BASE;
 	inf->damaged = L->damage[0] != 0;
 	memcpy(inf->damage, L->damage, sizeof(inf->damage));
 }

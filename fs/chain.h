@@ -42,7 +42,9 @@ struct chain;
 struct chain_layer;
 
 enum { CHAIN_LOG_ERR = 0, CHAIN_LOG_WARN = 1, CHAIN_LOG_INFO = 2 };
-enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1 };
+/* FULL: a full state file with a parent, read like a base (the plain
+ * scripts' layout keeps some in the middle of a chain). */
+enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1, CHAIN_KIND_FULL = 2 };
 
 struct chain_opts {
 	size_t cache_size;	/* block cache budget in bytes; 0 = default */

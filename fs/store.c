@@ -187,6 +187,45 @@ static int add_extra(struct store *s, const char *after, const char *text)
 }
 
 /*
+ * The plain scripts' own layout: increments.txt names the full state
+ * files (`ls -t snapshot_*.zstd > increments.txt`), and the later ones are
+ * usually deleted once snapshot_K.patch, which recreates them, is made.
+ * Where a line's .zst/.zstd file is missing and the .patch beside it is
+ * there, the patch is that layer. Where the full file is still there it
+ * stays the layer (a full layer in the middle of the chain: see
+ * fs/chain.h). The base (last line) is never replaced. Allocation
+ * failures leave the line as it was (it then fails to open, with a
+ * message naming it).
+ */
+static void resolve_line(struct store *s, char **p, size_t k)
+{
+	struct stat st;
+
+	for (size_t i = 0; i + 1 < k; i++) {
+		char *dot = strrchr(p[i], '.');
+		if (!dot || strchr(dot, '/') || (strcmp(dot, ".zstd") &&
+						  strcmp(dot, ".zst")))
+			continue;
+		if (fstatat(s->dirfd, p[i], &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    errno != ENOENT)
+			continue;
+		size_t stem = (size_t)(dot - p[i]);
+		char *alt = malloc(stem + sizeof(".patch"));
+		if (!alt)
+			continue;
+		memcpy(alt, p[i], stem);
+		memcpy(alt + stem, ".patch", sizeof(".patch"));
+		if (fstatat(s->dirfd, alt, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode)) {
+			free(p[i]);
+			p[i] = alt;
+		} else {
+			free(alt);
+		}
+	}
+}
+
+/*
  * Parses increments.txt into paths (newest first) and keeps its comment
  * and blank lines. *n = 0 and no error when the file does not exist.
  */
@@ -260,6 +299,7 @@ out:
 		free(p);
 		return rc;
 	}
+	resolve_line(s, p, k);
 	*paths = p;
 	*n = k;
 	return 0;

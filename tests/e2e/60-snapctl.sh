@@ -113,6 +113,43 @@ check "prune --older-than 1d removes nothing new" sh -c "'$SNAPCTL' -s '$S' prun
 check "prune --older-than 0s keeps only current" sh -c "sleep 1; '$SNAPCTL' -s '$S' prune --older-than 0s 2>/dev/null && test \$('$SNAPCTL' -s '$S' ls --tsv | wc -l) = 1"
 check "the survivor is exact" exact_ctl s4 state_4
 
+# --- the plain scripts' own layout: increments.txt names the full files,
+# snapshot_4.zstd down to snapshot_0.zstd, patches snapshot_K.patch beside
+# them (xdelta3 -e against the full file before) ---
+P=$WORK/plainlay; PM=$WORK/pmnt
+mkdir -p "$P"
+for k in 0 1 2 3 4; do
+	zstd -q "$ST/state_$k" -o "$P/snapshot_$k.zstd"
+	touch -d "@$((1700000000 + k * 60))" "$P/snapshot_$k.zstd"
+done
+for k in 1 2 3 4; do
+	xdelta3 -e -f -s "$ST/state_$((k - 1))" "$ST/state_$k" "$P/snapshot_$k.patch"
+done
+(cd "$P" && ls -t snapshot_*.zstd > increments.txt)
+check "increments.txt lists snapshot_4.zstd first" test "$(head -1 "$P/increments.txt")" = snapshot_4.zstd
+# Later full files deleted, except snapshot_2's: a full layer in the middle.
+rm "$P/snapshot_1.zstd" "$P/snapshot_3.zstd" "$P/snapshot_4.zstd"
+cp -r "$P" "$WORK/plainlay2"
+check "the scripts' layout mounts" snapfs_mount "$P" "$PM"
+for k in 0 1 2 3 4; do
+	check "snapshot_$k exact" cmp "$PM/snapshot_$k" "$ST/state_$k"
+done
+check "snapshot_1 is a patch" test "$(getfattr --only-values -n user.snapfs.kind "$PM/snapshot_1" 2>/dev/null)" = patch
+check "snapshot_2 (its full file still there) is a full layer" test "$(getfattr --only-values -n user.snapfs.kind "$PM/snapshot_2" 2>/dev/null)" = full
+check "... with its parent recorded" test "$(getfattr --only-values -n user.snapfs.parent "$PM/snapshot_2" 2>/dev/null)" = snapshot_1
+check "... and it cuts the depth: snapshot_4 is at depth 2" test "$(getfattr --only-values -n user.snapfs.depth "$PM/snapshot_4" 2>/dev/null)" = 2
+check "unmount the scripts' layout" snapfs_umount "$PM"
+# Without any later full file: every middle layer is its patch.
+rm "$WORK/plainlay2/snapshot_2.zstd"
+check "the scripts' layout with only the base's full file: snapctl check" "$SNAPCTL" -s "$WORK/plainlay2" check
+for k in 0 1 2 3 4; do
+	check "snapctl cat snapshot_$k exact (patches only)" sh -c "'$SNAPCTL' -s '$WORK/plainlay2' cat snapshot_$k | cmp - '$ST/state_$k'"
+done
+check "mount it" snapfs_mount "$WORK/plainlay2" "$PM"
+check "snapshot_4 is at depth 4 without the full files" test "$(getfattr --only-values -n user.snapfs.depth "$PM/snapshot_4" 2>/dev/null)" = 4
+check "snapshot_4 exact in the mount" cmp "$PM/snapshot_4" "$ST/state_4"
+check "unmount" snapfs_umount "$PM"
+
 # --- check names the damaged layer file and offset ---
 D=$WORK/dmg
 "$SNAPCTL" -s "$D" import "$ST/state_0" "$ST/state_1" "$ST/state_2" >/dev/null 2>&1

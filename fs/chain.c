@@ -899,3 +899,53 @@ int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 	chain_put(c, L);
 	return rc;
 }
+
+/* --- holes (SEEK_DATA / SEEK_HOLE) --- */
+
+int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
+		    int hole, uint64_t *out)
+{
+	const struct xext *e;
+	size_t n, i;
+
+	(void)c;
+	if (L->damage[0] || !L->x)
+		return -EIO;
+	if (off >= L->size)
+		return -ENXIO;
+	e = xindex_ext(L->x, &n);
+	i = xindex_find(L->x, off);
+	/* Runs of fill-0 extents are holes as a whole (adjacent ones are one
+	 * run): start at the run holding off. A run shorter than
+	 * CHAIN_HOLE_MIN is data. e[n] is the sentinel at the size. */
+	while (i > 0 && xext_is_fill(&e[i - 1]) && !xext_byte(&e[i - 1]) &&
+	       xext_is_fill(&e[i]) && !xext_byte(&e[i]))
+		i--;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && xext_is_fill(&e[j]) && !xext_byte(&e[j]))
+			j++;
+		if (j > i && e[j].off - e[i].off >= CHAIN_HOLE_MIN) {
+			uint64_t a = e[i].off, b = e[j].off;
+			if (hole) {
+				*out = a > off ? a : off;
+				return 0;
+			}
+			if (off < a) {		/* off is in the data before */
+				*out = off;
+				return 0;
+			}
+			off = b;		/* off is in the hole */
+			if (off >= L->size)
+				return -ENXIO;
+		} else if (!hole) {
+			*out = off;
+			return 0;
+		}
+		i = j > i ? j : i + 1;
+	}
+	if (!hole)
+		return -ENXIO;
+	*out = L->size;
+	return 0;
+}

@@ -166,6 +166,20 @@ void chain_format_digest(const unsigned char canon[16], char *buf,
 int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 			size_t errlen);
 
+/*
+ * Holes: runs of zero bytes of at least CHAIN_HOLE_MIN known from L's
+ * index (fill extents of byte 0: VCDIFF RUNs of zero, zero pages made
+ * that way), for lseek(SEEK_HOLE / SEEK_DATA). With hole set, *out gets
+ * the first offset >= off in such a run, or the size (the implicit hole
+ * at the end); otherwise the first offset >= off not in one. Zeros stored
+ * as bytes (a raw or zstd base) are data here. Returns 0, -ENXIO when off
+ * is at or past the end (or, seeking data, only a hole follows), -EIO for
+ * a damaged layer.
+ */
+#define CHAIN_HOLE_MIN ((uint64_t)4096)
+int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
+		    int hole, uint64_t *out);
+
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);
 

@@ -1050,6 +1050,31 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf_put(m, buf);
 }
 
+/* SEEK_DATA / SEEK_HOLE (the kernel does the others): holes are what
+ * the index knows to be runs of zeros (chain_seek_data), so cp
+ * --sparse, tar -S and the like skip them without reading. A file
+ * being written is not a snapshot yet: EINVAL. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	uint64_t to = 0;
+	int rc;
+
+	(void)ino;
+	if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE) ||
+	    !H(fi) || !H(fi)->L) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = chain_seek_data(m->chain, H(fi)->L, (uint64_t)off,
+			     whence == SEEK_HOLE, &to);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)to);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct snapfs_mount *m = M(req);
@@ -1082,6 +1107,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = op_mknod,
 	.open = op_open,
 	.read = op_read,
+	.lseek = op_lseek,
 	.release = op_release,
 	.flush = op_flush,
 	.create = op_create,

@@ -351,6 +351,22 @@ static int copy_out(struct ctl *x, uint32_t id, int fd, int sparse,
 	while (!rc && off < size) {
 		size_t want = size - off < IO_CHUNK ? (size_t)(size - off) :
 			      IO_CHUNK;
+		uint64_t next;
+		/* Holes the index knows of are skipped unread; zero blocks
+		 * among the data are found by looking at them. */
+		if (sparse) {
+			int s = chain_seek_data(x->c, L, off, 0, &next);
+			if (s == -ENXIO)
+				break;
+			if (s == 0 && next > off) {
+				off = next;
+				continue;
+			}
+			if (s == 0 &&
+			    chain_seek_data(x->c, L, off, 1, &next) == 0 &&
+			    next > off && next - off < want)
+				want = (size_t)(next - off);
+		}
 		ssize_t r = chain_read(x->c, L, off, buf, want, st);
 		if (r <= 0) {
 			rc = r < 0 ? (int)r : -EIO;

@@ -150,6 +150,37 @@ check "snapshot_4 is at depth 4 without the full files" test "$(getfattr --only-
 check "snapshot_4 exact in the mount" cmp "$PM/snapshot_4" "$ST/state_4"
 check "unmount" snapfs_umount "$PM"
 
+# --- holes: SEEK_HOLE/SEEK_DATA from the index, sparse cp and export ---
+H=$WORK/holes; HM=$WORK/hmnt
+head -c 8388608 /dev/urandom >"$WORK/h0"
+# h1: h0 with 2 MiB + 1234 bytes of zeros from 3 MiB on (a RUN in its patch).
+zs=3145728; ze=$((zs + 2098386))
+cp "$WORK/h0" "$WORK/h1"
+python3 -c "
+import sys; f=open(sys.argv[1],'r+b'); f.seek(int(sys.argv[2])); f.write(bytes(int(sys.argv[3])-int(sys.argv[2])))" "$WORK/h1" $zs $ze
+"$SNAPCTL" -s "$H" import "$WORK/h0" "$WORK/h1" >/dev/null 2>&1
+check "mount the store with a zero run" snapfs_mount "$H" "$HM"
+seeks=$(python3 -c "
+import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY)
+h=os.lseek(fd,0,os.SEEK_HOLE); d=os.lseek(fd,h,os.SEEK_DATA); e=os.lseek(fd,d,os.SEEK_HOLE)
+print(h,d,e)" "$HM/h1")
+set -- $seeks
+check "SEEK_HOLE finds the zero run's start ($1, zeros from $zs)" test "$1" -ge $zs -a "$1" -lt $((zs + 4096))
+check "SEEK_DATA finds its end ($2, zeros up to $ze)" test "$2" -le $ze -a "$2" -gt $((ze - 4096))
+check "after it, the next hole is the end of the file" test "$3" = "$(stat -c %s "$WORK/h1")"
+nz=$(dd if="$HM/h1" iflag=skip_bytes,count_bytes skip=$1 count=$(($2 - $1)) 2>/dev/null | tr -d '\000' | wc -c)
+check "the hole reads as zeros" test "$nz" = 0
+check "a base (all data) has only the hole at the end" test "$(python3 -c "
+import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); print(os.lseek(fd,0,os.SEEK_HOLE))" "$HM/h0")" = 8388608
+cp --sparse=always "$HM/h1" "$WORK/h1.copy"
+check "cp --sparse=always from the mount is exact" cmp "$WORK/h1.copy" "$WORK/h1"
+check "... and sparse: du < size - 1.5 MiB" test $(( $(du -k "$WORK/h1.copy" | cut -f1) * 1024 )) -lt $(( $(stat -c %s "$WORK/h1") - 1572864 ))
+check "unmount" snapfs_umount "$HM"
+mkdir -p "$WORK/hex"
+check "snapctl export --sparse" "$SNAPCTL" -s "$H" export --sparse h1 "$WORK/hex"
+check "the sparse export is exact" cmp "$WORK/hex/h1" "$WORK/h1"
+check "... and sparse: du < size - 1.5 MiB" test $(( $(du -k "$WORK/hex/h1" | cut -f1) * 1024 )) -lt $(( $(stat -c %s "$WORK/h1") - 1572864 ))
+
 # --- check names the damaged layer file and offset ---
 D=$WORK/dmg
 "$SNAPCTL" -s "$D" import "$ST/state_0" "$ST/state_1" "$ST/state_2" >/dev/null 2>&1

@@ -589,8 +589,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, l ? 0 : EBUSY);
 		return;
 	}
-	rc = id ? chain_remove(m->chain, id, NULL, 0, NULL, err, sizeof(err)) :
-	     -ENOENT;
+	rc = !id ? -ENOENT : store_remove_room(m->store, id);	/* max_store */
+	if (!rc)
+		rc = chain_remove(m->chain, id, NULL, 0, NULL, err,
+				  sizeof(err));
 	pthread_mutex_unlock(&m->change);
 	if (rc && err[0])
 		log_msg(m, err);
@@ -824,6 +826,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	pthread_mutex_lock(&m->lock);
+	/* Past -o max_store: the writer is spent, so nothing partial is
+	 * ever published (its close fails with ENOSPC too). */
+	if (m->w && store_room(m->store, size))
+		writer_fail(m->w, -ENOSPC);
 	rc = m->w ? writer_write(m->w, (uint64_t)off, buf, size) : -EBADF;
 	pthread_mutex_unlock(&m->lock);
 	if (rc)
@@ -888,6 +894,15 @@ static int finish_locked(struct snapfs_mount *m, int only_if_dirty)
 		       writer_status(m->w);
 	int was = writer_status(m->w);
 	rc = writer_finish(m->w, err, sizeof(err));
+	/* -o max_store: the finished patch is all in .snapfs/tmp now. */
+	if (!rc && store_room(m->store, 0)) {
+		writer_fail(m->w, -ENOSPC);
+		rc = -ENOSPC;
+		snprintf(err, sizeof(err), "%s: the store would pass max_store "
+			 "(%llu bytes with it); not added",
+			 writer_name(m->w),
+			 (unsigned long long)store_used(m->store));
+	}
 	if (rc && !was)
 		log_msg(m, err);	/* once, when it happens */
 	return rc == -EBADMSG ? -EIO : rc;
@@ -1084,6 +1099,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	if (fstatvfs(store_dirfd(m->store), &sv) < 0) {
 		fuse_reply_err(req, errno);
 		return;
+	}
+	if (store_max(m->store) && sv.f_frsize) {
+		/* -o max_store: df shows the bound as the size. */
+		uint64_t max = store_max(m->store), used = store_used(m->store);
+		uint64_t avail = used < max ? (max - used) / sv.f_frsize : 0;
+		sv.f_blocks = max / sv.f_frsize;
+		if (avail < sv.f_bavail)
+			sv.f_bavail = avail;
+		if (avail < sv.f_bfree)
+			sv.f_bfree = avail;
 	}
 	sv.f_files = chain_count(m->chain) + 1;
 	sv.f_ffree = sv.f_favail = STORE_MAX_LAYERS - sv.f_files;

@@ -55,6 +55,7 @@ enum {
 
 struct ctl {
 	const char *store_dir;
+	uint64_t max_store;	/* --max-store: capacity bound, 0 none */
 	struct store *s;
 	struct chain *c;
 	unsigned long errors;	/* ERR messages the chain logged */
@@ -121,6 +122,7 @@ static int ctl_open(struct ctl *x, int rw)
 		die_msg("%s", err);
 		return EX_OTHER;
 	}
+	store_set_max(x->s, x->max_store);
 	co.log = log_cb;
 	co.ctx = x;
 	co.prefetch_threads = 0;
@@ -520,6 +522,15 @@ static int add_file(struct ctl *x, const char *name, const char *path)
 		}
 		if (n == 0)
 			break;
+		if (store_room(x->s, (uint64_t)n)) {
+			/* Nothing is published: the writer is abandoned. */
+			rc = -ENOSPC;
+			snprintf(err, sizeof(err), "%s: the store would pass "
+				 "--max-store (%" PRIu64 " bytes used); %s was "
+				 "not added", x->store_dir, store_used(x->s),
+				 name);
+			break;
+		}
 		rc = writer_write(w, off, buf, (size_t)n);
 		if (rc)
 			snprintf(err, sizeof(err), "%s: %s", name, strerror(-rc));
@@ -531,6 +542,12 @@ static int add_file(struct ctl *x, const char *name, const char *path)
 	}
 	if (!rc)
 		rc = writer_finish(w, err, sizeof(err));
+	if (!rc && store_room(x->s, 0)) {	/* the whole patch, in tmp/ */
+		rc = -ENOSPC;
+		snprintf(err, sizeof(err), "%s: the store would pass --max-store "
+			 "(%" PRIu64 " bytes with %s); it was not added",
+			 x->store_dir, store_used(x->s), name);
+	}
 	if (!rc && writer_note(w))
 		die_msg("%s", writer_note(w));
 	if (!rc)
@@ -576,6 +593,13 @@ static int cmd_rm(struct ctl *x, const char *name)
 
 	if (rc)
 		return rc;
+	rc = store_remove_room(x->s, id);
+	if (rc) {
+		die_msg("%s: removing it rebases its children, which would pass "
+			"--max-store (%" PRIu64 " bytes used); nothing changed",
+			name, store_used(x->s));
+		return EX_OTHER;
+	}
 	rc = chain_remove(x->c, id, NULL, 0, NULL, err, sizeof(err));
 	if (rc) {
 		die_msg("%s", *err ? err : strerror(-rc));
@@ -1010,6 +1034,9 @@ static void usage(FILE *f)
 		"STORE defaults to $SNAPFS_STORE. Commands:\n");
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].args);
+	fprintf(f, "\nChanging commands take --max-store SIZE (like "
+		"-o max_store): a write or rebase that would pass it fails "
+		"with ENOSPC, nothing lost.\n");
 	fprintf(f, "\nsnapctl COMMAND --help says more. Exit codes: 0 ok, 1 "
 		"damage found, 2 usage, 3 store busy (mounted: change it "
 		"through the mount), 4 other error.\n");
@@ -1033,6 +1060,14 @@ int main(int argc, char **argv)
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-s") && i + 1 < argc) {
 			x.store_dir = argv[i + 1];
+			i += 2;
+		} else if (!strcmp(argv[i], "--max-store") && i + 1 < argc) {
+			if (parse_size(argv[i + 1], &x.max_store) ||
+			    !x.max_store) {
+				die_msg("--max-store %s: give a size like 500M "
+					"or 20G", argv[i + 1]);
+				return EX_USAGE;
+			}
 			i += 2;
 		} else if (!strcmp(argv[i], "-h") ||
 			   !strcmp(argv[i], "--help")) {
@@ -1075,6 +1110,10 @@ int main(int argc, char **argv)
 			cmd_usage(stdout, c);
 			free(ops);
 			return EX_OK;
+		} else if (!strcmp(a, "--max-store") && more) {
+			if (parse_size(argv[++k], &x.max_store) ||
+			    !x.max_store)
+				goto bad;
 		} else if (!strcmp(a, "--parent") && more) {
 			parent = argv[++k];
 		} else if (!strcmp(a, "--layers") && more) {
@@ -1106,7 +1145,6 @@ int main(int argc, char **argv)
 			ops[nops++] = argv[k];
 		}
 	}
-	(void)parse_size;
 #define NEED(lo, hi) do { if (nops < (lo) || nops > (hi)) goto bad; } while (0)
 	const char *name = c->name;
 	if (!strcmp(name, "init")) {

@@ -62,6 +62,8 @@ struct store {
 	struct extra *extra;
 	size_t nextra;
 	int ro;			/* store_open_ro(): no lock, no change */
+	uint64_t max;		/* capacity bound in bytes; 0: none */
+	uint64_t used;		/* bytes at the last walk (open, commit) */
 };
 
 int store_name_of(const char *path, char *name, size_t cap)
@@ -492,6 +494,99 @@ static int roll_forward(struct store *s)
 	return rc;
 }
 
+/* Bytes of the regular files beneath dfd (depth: how deep it is
+ * already; .snapfs has two levels). Not following symlinks, never
+ * blocking. Unreadable entries count as 0. */
+static uint64_t walk_bytes(int dfd, int depth)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	uint64_t sum = 0;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);	/* a dup shares the offset of the last walk */
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(st.st_mode)) {
+			sum += (uint64_t)st.st_size;
+		} else if (S_ISDIR(st.st_mode) && depth < 3) {
+			int sub = openat(dfd, de->d_name, O_RDONLY |
+					 O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0) {
+				sum += walk_bytes(sub, depth + 1);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+void store_set_max(struct store *s, uint64_t max)
+{
+	s->max = max;
+	if (max)
+		s->used = walk_bytes(s->dirfd, 0);
+}
+
+uint64_t store_max(const struct store *s)
+{
+	return s->max;
+}
+
+uint64_t store_used(const struct store *s)
+{
+	/* What is being written now sits in .snapfs/tmp: walked each time
+	 * (a few files). */
+	return s->used + walk_bytes(s->subfd[TMP_SUB], 3);
+}
+
+int store_room(const struct store *s, uint64_t extra)
+{
+	if (!s->max)
+		return 0;
+	return store_used(s) + extra > s->max ? -ENOSPC : 0;
+}
+
+static uint64_t file_bytes(const struct store *s, const char *file)
+{
+	struct stat st;
+
+	if (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return (uint64_t)st.st_size;
+}
+
+int store_remove_room(const struct store *s, uint32_t id)
+{
+	const struct tree_node *n = tree_get(s->tree, id);
+	size_t k = n ? tree_children(s->tree, id, NULL, 0) : 0;
+	uint32_t kids[64];
+	uint64_t need = 0;
+
+	if (!s->max || !k)
+		return 0;	/* a leaf: removing it only frees room */
+	/* Each child's new patch is taken to be at most its old one plus
+	 * the removed one's (the two it replaces); a base's new base is its
+	 * full state, at most the base file plus the patch. Both exist until
+	 * the commit. Over 64 children: counted as 64, then some slack. */
+	need = file_bytes(s, n->file);
+	tree_children(s->tree, id, kids, 64);
+	for (size_t i = 0; i < k && i < 64; i++)
+		need += file_bytes(s, tree_get(s->tree, kids[i])->file) +
+			file_bytes(s, n->file);
+	return store_room(s, need);
+}
+
 int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen)
 {
@@ -516,6 +611,8 @@ int store_commit(struct store *s, struct tree *next, char *err,
 	tree_free(s->tree);
 	s->tree = next;
 	rc = roll_forward(s);
+	if (s->max)
+		s->used = walk_bytes(s->dirfd, 0);
 	if (rc)
 		msg_say(err, errlen, "%s: the change is committed, but finishing "
 			"it on disk failed (%s); the next mount finishes it",

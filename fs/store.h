@@ -112,6 +112,24 @@ int store_commit(struct store *s, struct tree *next, char *err,
 int store_replace(int dirfd, const char *name,
 		  int (*fill)(int fd, void *arg), void *arg);
 
+/*
+ * Capacity bound (-o max_store, snapctl --max-store): max bytes for the
+ * store's files (layer files, .snapfs and everything in it); 0 = none.
+ * Setting it walks the store once; each store_commit() walks it again,
+ * and store_used() adds what .snapfs/tmp holds now (a write in
+ * progress). store_room() says whether extra more bytes fit: 0 or
+ * -ENOSPC. The store itself does not refuse anything: the writer's and
+ * rebase's callers ask before the bytes are written, so a refusal loses
+ * nothing.
+ */
+void store_set_max(struct store *s, uint64_t max);
+uint64_t store_max(const struct store *s);
+uint64_t store_used(const struct store *s);
+int store_room(const struct store *s, uint64_t extra);
+/* Whether removing id (a rebase of its children) fits under the bound,
+ * by a pessimistic estimate of the patches it writes: 0 or -ENOSPC. */
+int store_remove_room(const struct store *s, uint32_t id);
+
 /* The shown name for a path: its file name without the last extension. */
 int store_name_of(const char *path, char *name, size_t cap);
 

@@ -181,6 +181,32 @@ check "snapctl export --sparse" "$SNAPCTL" -s "$H" export --sparse h1 "$WORK/hex
 check "the sparse export is exact" cmp "$WORK/hex/h1" "$WORK/h1"
 check "... and sparse: du < size - 1.5 MiB" test $(( $(du -k "$WORK/hex/h1" | cut -f1) * 1024 )) -lt $(( $(stat -c %s "$WORK/h1") - 1572864 ))
 
+# --- capacity bound: -o max_store and --max-store ---
+C=$WORK/cap; CM=$WORK/cmnt
+"$SNAPCTL" -s "$C" import "$ST/state_0" "$ST/state_1" >/dev/null 2>&1
+used() { find "$C" -type f -printf '%s\n' | awk '{s+=$1} END {print s}'; }
+bound=$(( $(used) + 1048576 ))
+head -c 6291456 /dev/urandom >"$WORK/rand"
+"$SNAPCTL" -s "$C" --max-store $bound add big "$WORK/rand" >"$WORK/cap.out" 2>&1
+check "snapctl add past --max-store exits 4" test $? = 4
+check "... saying it would pass the bound" grep -q "max-store" "$WORK/cap.out"
+check "... and adds nothing" test "$("$SNAPCTL" -s "$C" ls --tsv | wc -l)" = 2
+check "snapctl add under the bound works" "$SNAPCTL" -s "$C" --max-store $((bound + 16777216)) add s2 "$ST/state_2"
+bound=$(( $(used) + 1048576 ))
+check "mount with -o max_store" snapfs_mount "$C" "$CM" -o max_store=$bound
+fr=$(stat -f -c %S "$CM")
+check "df shows the bound as the size" test "$(df -B1 --output=size "$CM" | tail -1 | tr -d ' ')" = $(( bound / fr * fr ))
+cp "$WORK/rand" "$CM/big" 2>"$WORK/cap.out"
+check "a write past the bound fails" test $? != 0
+check "... with ENOSPC" grep -q "No space left" "$WORK/cap.out"
+check "... and adds no snapshot" test ! -e "$CM/big"
+for p in state_0:state_0 state_1:state_1 s2:state_2; do
+	check "after ENOSPC: ${p%%:*} exact" cmp "$CM/${p%%:*}" "$ST/${p#*:}"
+done
+check "a small snapshot still fits" cp "$ST/state_3" "$CM/s3"
+check "... and is exact" cmp "$CM/s3" "$ST/state_3"
+check "unmount" snapfs_umount "$CM"
+
 # --- check names the damaged layer file and offset ---
 D=$WORK/dmg
 "$SNAPCTL" -s "$D" import "$ST/state_0" "$ST/state_1" "$ST/state_2" >/dev/null 2>&1

@@ -164,6 +164,8 @@ demo: deps all
 install: $(BIN)
 	install -D -m 0755 $(BUILD)/snapfs $(DESTDIR)$(PREFIX)/bin/snapfs
 	if [ -f $(BUILD)/snapctl ]; then install -D -m 0755 $(BUILD)/snapctl $(DESTDIR)$(PREFIX)/bin/snapctl; fi
+	install -D -m 0644 contrib/man/snapfs.1 $(DESTDIR)$(PREFIX)/share/man/man1/snapfs.1
+	install -D -m 0644 contrib/man/snapctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/snapctl.1
 
 clean:
 	rm -rf build build-san build-tsan build-bench

@@ -200,10 +200,30 @@ int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
 	return 0;
 }
 
+/*
+ * A layer with a parent whose file is a full state (raw or zstd, not
+ * VCDIFF): the plain scripts leave these in the middle of a chain
+ * (fs/store.c, resolve_line). It is opened like a base, so its reads and
+ * those of the layers above it never go below it: it cuts the depth. The
+ * tree still records the parent. Sets L->full and L->depth.
+ */
+static int layer_is_full(struct chain *c, struct chain_layer *L)
+{
+	uint8_t magic[3];
+
+	(void)c;
+	if (pread(L->fd, magic, 3, 0) != 3 || !memcmp(magic, "\xd6\xc3\xc4", 3))
+		return 0;
+	L->full = 1;
+	L->depth = 0;
+	return 1;
+}
+
 int layer_index(struct chain *c, struct chain_layer *L, char *err,
 		       size_t errlen)
 {
-	int rc = L->parent ? derive_open_patch(c, L, err, errlen) :
+	int rc = L->parent && !layer_is_full(c, L) ?
+		 derive_open_patch(c, L, err, errlen) :
 		 derive_open_base(c, L, err, errlen);
 
 	if (!rc && L->damage[0])
@@ -471,7 +491,8 @@ static void fill_info(const struct chain_layer *L, struct chain_info *inf)
 	inf->mode = L->st.st_mode & 07777;
 	inf->created = L->created;
 	inf->depth = L->depth;
-	inf->kind = L->parent ? CHAIN_KIND_PATCH : CHAIN_KIND_BASE;
+	inf->kind = L->full ? CHAIN_KIND_FULL : L->parent ? CHAIN_KIND_PATCH :
+		    CHAIN_KIND_BASE;
 	inf->damaged = L->damage[0] != 0;
 	memcpy(inf->damage, L->damage, sizeof(inf->damage));
 }
@@ -808,4 +829,123 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap)
 	}
 	chain_put(c, L);
 	return rc;
+}
+
+/* --- verifying stored files (snapctl check --deep) --- */
+
+/* Checks every block of f against the sums taken at index time. A zstd
+ * file has no block sums here: its frames carry their own checksums,
+ * checked on every decode, so reading the snapshot covers it. */
+static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
+{
+	uint8_t *buf;
+	int rc = 0;
+
+	if (f->kind != SF_RAW || !f->sum || f->fd < 0)
+		return 0;
+	buf = malloc(SUM_BLOCK);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nsum && !rc; i++) {
+		uint64_t off = i * SUM_BLOCK;
+		size_t want = (size_t)(f->size - off < SUM_BLOCK ?
+				       f->size - off : SUM_BLOCK);
+		ssize_t r = pread(f->fd, buf, want, (off_t)off);
+		if (r != (ssize_t)want) {
+			rc = -EIO;
+			msg_say(err, errlen, "%s: cannot read at offset %" PRIu64
+				": %s", f->label, off, r < 0 ?
+				strerror(errno) : "short read");
+		} else if (XXH3_64bits(buf, want) != f->sum[i]) {
+			rc = -EIO;
+			msg_say(err, errlen, "%s: checksum mismatch in the "
+				"block at offset %" PRIu64 " (%" PRIu64
+				" bytes); restore the file", f->label, off,
+				(uint64_t)want);
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+int chain_verify_stored(struct chain *c, uint32_t id, char *err,
+			size_t errlen)
+{
+	struct chain_layer *L = NULL;
+	uint8_t *buf = NULL;
+	int rc = chain_get(c, id, &L);
+
+	if (rc)
+		return rc;
+	rc = verify_sfile(&L->data, err, errlen);
+	if (!rc)
+		rc = verify_sfile(&L->aux, err, errlen);
+	/* The layer file itself, whole: what the disk says about it. */
+	buf = rc ? NULL : malloc((size_t)1 << 20);
+	if (!rc && !buf)
+		rc = -ENOMEM;
+	for (uint64_t off = 0; !rc && L->fd >= 0 &&
+	     off < (uint64_t)L->st.st_size;) {
+		ssize_t r = pread(L->fd, buf, (size_t)1 << 20, (off_t)off);
+		if (r <= 0) {
+			rc = -EIO;
+			msg_say(err, errlen, "%s/%s: cannot read at offset %"
+				PRIu64 ": %s", store_dir(c->s), L->path, off,
+				r < 0 ? strerror(errno) : "file shrank");
+		}
+		off += r > 0 ? (uint64_t)r : 0;
+	}
+	free(buf);
+	chain_put(c, L);
+	return rc;
+}
+
+/* --- holes (SEEK_DATA / SEEK_HOLE) --- */
+
+int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
+		    int hole, uint64_t *out)
+{
+	const struct xext *e;
+	size_t n, i;
+
+	(void)c;
+	if (L->damage[0] || !L->x)
+		return -EIO;
+	if (off >= L->size)
+		return -ENXIO;
+	e = xindex_ext(L->x, &n);
+	i = xindex_find(L->x, off);
+	/* Runs of fill-0 extents are holes as a whole (adjacent ones are one
+	 * run): start at the run holding off. A run shorter than
+	 * CHAIN_HOLE_MIN is data. e[n] is the sentinel at the size. */
+	while (i > 0 && xext_is_fill(&e[i - 1]) && !xext_byte(&e[i - 1]) &&
+	       xext_is_fill(&e[i]) && !xext_byte(&e[i]))
+		i--;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && xext_is_fill(&e[j]) && !xext_byte(&e[j]))
+			j++;
+		if (j > i && e[j].off - e[i].off >= CHAIN_HOLE_MIN) {
+			uint64_t a = e[i].off, b = e[j].off;
+			if (hole) {
+				*out = a > off ? a : off;
+				return 0;
+			}
+			if (off < a) {		/* off is in the data before */
+				*out = off;
+				return 0;
+			}
+			off = b;		/* off is in the hole */
+			if (off >= L->size)
+				return -ENXIO;
+		} else if (!hole) {
+			*out = off;
+			return 0;
+		}
+		i = j > i ? j : i + 1;
+	}
+	if (!hole)
+		return -ENXIO;
+	*out = L->size;
+	return 0;
 }

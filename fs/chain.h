@@ -42,7 +42,9 @@ struct chain;
 struct chain_layer;
 
 enum { CHAIN_LOG_ERR = 0, CHAIN_LOG_WARN = 1, CHAIN_LOG_INFO = 2 };
-enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1 };
+/* FULL: a full state file with a parent, read like a base (the plain
+ * scripts' layout keeps some in the middle of a chain). */
+enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1, CHAIN_KIND_FULL = 2 };
 
 struct chain_opts {
 	size_t cache_size;	/* block cache budget in bytes; 0 = default */
@@ -153,6 +155,30 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap);
  * prints them. */
 void chain_format_digest(const unsigned char canon[16], char *buf,
 			 size_t cap);
+
+/*
+ * Re-reads every stored file of id's current version whole: raw files
+ * block by block against the checksums taken at index time, and the
+ * layer file itself. Returns 0, or -EIO with a message naming the file
+ * and the offset in err, or -errno. For `snapctl check --deep`; slow (it
+ * reads everything) and independent of the cache.
+ */
+int chain_verify_stored(struct chain *c, uint32_t id, char *err,
+			size_t errlen);
+
+/*
+ * Holes: runs of zero bytes of at least CHAIN_HOLE_MIN known from L's
+ * index (fill extents of byte 0: VCDIFF RUNs of zero, zero pages made
+ * that way), for lseek(SEEK_HOLE / SEEK_DATA). With hole set, *out gets
+ * the first offset >= off in such a run, or the size (the implicit hole
+ * at the end); otherwise the first offset >= off not in one. Zeros stored
+ * as bytes (a raw or zstd base) are data here. Returns 0, -ENXIO when off
+ * is at or past the end (or, seeking data, only a hole follows), -EIO for
+ * a damaged layer.
+ */
+#define CHAIN_HOLE_MIN ((uint64_t)4096)
+int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
+		    int hole, uint64_t *out);
 
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);

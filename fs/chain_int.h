@@ -86,7 +86,8 @@ struct chain_layer {
 	atomic_uint ref;
 	uint32_t id;			/* the snapshot's (fs/tree.h) */
 	struct chain_layer *parent;	/* a reference; NULL for a base */
-	unsigned depth;
+	unsigned depth;			/* 0 for a base or a full layer */
+	int full;			/* a full state file with a parent */
 	/* Itself and its ancestors, sorted by id: how a file id of its
 	 * index finds its stored file (layer_fid_file). */
 	struct chain_layer **anc;

@@ -543,6 +543,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	pthread_mutex_lock(&m->lock);
+	/* Past -o max_store: the writer is spent, so nothing partial is
+	 * ever published (its close fails with ENOSPC too). */
+	if (m->w && store_room(m->store, size))
+		writer_fail(m->w, -ENOSPC);
 	rc = m->w ? writer_write(m->w, (uint64_t)off, buf, size) : -EBADF;
 	pthread_mutex_unlock(&m->lock);
 	if (rc)
@@ -607,6 +611,15 @@ static int finish_locked(struct snapfs_mount *m, int only_if_dirty)
 		       writer_status(m->w);
 	int was = writer_status(m->w);
 	rc = writer_finish(m->w, err, sizeof(err));
+	/* -o max_store: the finished patch is all in .snapfs/tmp now. */
+	if (!rc && store_room(m->store, 0)) {
+		writer_fail(m->w, -ENOSPC);
+		rc = -ENOSPC;
+		snprintf(err, sizeof(err), "%s: the store would pass max_store "
+			 "(%llu bytes with it); not added",
+			 writer_name(m->w),
+			 (unsigned long long)store_used(m->store));
+	}
 	if (rc && !was)
 		fuse_log_msg(m, err);	/* once, when it happens */
 	return rc == -EBADMSG ? -EIO : rc;
@@ -769,6 +782,31 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf_put(m, buf);
 }
 
+/* SEEK_DATA / SEEK_HOLE (the kernel does the others): holes are what
+ * the index knows to be runs of zeros (chain_seek_data), so cp
+ * --sparse, tar -S and the like skip them without reading. A file
+ * being written is not a snapshot yet: EINVAL. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct snapfs_mount *m = M(req);
+	uint64_t to = 0;
+	int rc;
+
+	(void)ino;
+	if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE) ||
+	    !H(fi) || !H(fi)->L) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = chain_seek_data(m->chain, H(fi)->L, (uint64_t)off,
+			     whence == SEEK_HOLE, &to);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)to);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct snapfs_mount *m = M(req);
@@ -778,6 +816,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	if (fstatvfs(store_dirfd(m->store), &sv) < 0) {
 		fuse_reply_err(req, errno);
 		return;
+	}
+	if (store_max(m->store) && sv.f_frsize) {
+		/* -o max_store: df shows the bound as the size. */
+		uint64_t max = store_max(m->store), used = store_used(m->store);
+		uint64_t avail = used < max ? (max - used) / sv.f_frsize : 0;
+		sv.f_blocks = max / sv.f_frsize;
+		if (avail < sv.f_bavail)
+			sv.f_bavail = avail;
+		if (avail < sv.f_bfree)
+			sv.f_bfree = avail;
 	}
 	sv.f_files = chain_count(m->chain) + 1;
 	sv.f_ffree = sv.f_favail = STORE_MAX_LAYERS - sv.f_files;
@@ -801,6 +849,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = fuse_tree_mknod,
 	.open = op_open,
 	.read = op_read,
+	.lseek = op_lseek,
 	.release = op_release,
 	.flush = op_flush,
 	.create = op_create,

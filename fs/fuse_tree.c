@@ -172,8 +172,10 @@ void fuse_tree_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, l ? 0 : EBUSY);
 		return;
 	}
-	rc = id ? chain_remove(m->chain, id, NULL, 0, NULL, err, sizeof(err)) :
-	     -ENOENT;
+	rc = !id ? -ENOENT : store_remove_room(m->store, id);	/* max_store */
+	if (!rc)
+		rc = chain_remove(m->chain, id, NULL, 0, NULL, err,
+				  sizeof(err));
 	pthread_mutex_unlock(&m->change);
 	if (rc && err[0])
 		fuse_log_msg(m, err);

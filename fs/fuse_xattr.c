@@ -58,7 +58,7 @@ static int value(struct snapfs_mount *m, uint32_t id, const char *name,
 		strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	} else if (!strcmp(name, P "kind")) {
 		snprintf(buf, cap, "%s", inf.kind == CHAIN_KIND_BASE ? "base" :
-			 "patch");
+			 inf.kind == CHAIN_KIND_FULL ? "full" : "patch");
 	} else if (!strcmp(name, P "digest")) {
 		/* Serialised with changes: it may record the digest. */
 		pthread_mutex_lock(&m->change);

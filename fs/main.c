@@ -43,6 +43,7 @@ struct opts {
 	char *store;
 	char *cache_size;
 	char *log;
+	char *max_store;	/* -o max_store=SIZE: capacity bound */
 	int quiet;
 	int raw_base;
 	int allow_other;		/* seen, and passed on to libfuse */
@@ -63,6 +64,7 @@ enum { KEY_ALLOW_OTHER = 1, KEY_DEFAULT_PERMISSIONS };
 static const struct fuse_opt opt_spec[] = {
 	{ "cache_size=%s", offsetof(struct opts, cache_size), 0 },
 	{ "log=%s", offsetof(struct opts, log), 0 },
+	{ "max_store=%s", offsetof(struct opts, max_store), 0 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
 	{ "raw_base", offsetof(struct opts, raw_base), 1 },
 	{ "no_default_permissions",
@@ -81,6 +83,10 @@ static void usage(const char *prog)
 	       "snapfs options:\n"
 	       "    -o cache_size=SIZE     block cache budget (default 256M; "
 	       "K, M, G suffixes)\n"
+	       "    -o max_store=SIZE      bound on the store's bytes: a write or "
+	       "rm that\n"
+	       "                           would pass it fails with ENOSPC; "
+	       "df shows it\n"
 	       "    -o quiet               no progress messages\n"
 	       "    -o raw_base            keep a decompressed copy of a zstd "
 	       "base under\n"
@@ -350,6 +356,12 @@ int main(int argc, char *argv[])
 			"least 1M, like 512M or 2G\n", o.cache_size);
 		goto out1;
 	}
+	size_t max_store = 0;
+	if (o.max_store && parse_size(o.max_store, &max_store) < 0) {
+		fprintf(stderr, "snapfs: -o max_store=%s: give a size of at "
+			"least 1M, like 500M or 20G\n", o.max_store);
+		goto out1;
+	}
 	if (log_new(&m.log) < 0)
 		goto out1;
 	lc.log = m.log;
@@ -365,6 +377,7 @@ int main(int argc, char *argv[])
 		log_say(m.log, LOG_ERR, "%s", err);
 		goto out1;
 	}
+	store_set_max(m.store, max_store);
 	rc = chain_open(&m.chain, m.store, &co, err, sizeof(err));
 	if (lc.tty && lc.last_layer[0] && !lc.quiet)
 		fprintf(stderr, "\n");
@@ -442,6 +455,7 @@ out1:
 	free(o.store);
 	free(o.cache_size);
 	free(o.log);
+	free(o.max_store);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -61,6 +61,9 @@ struct store {
 	struct tree *tree;
 	struct extra *extra;
 	size_t nextra;
+	int ro;			/* store_open_ro(): no lock, no change */
+	uint64_t max;		/* capacity bound in bytes; 0: none */
+	uint64_t used;		/* bytes at the last walk (open, commit) */
 };
 
 int store_name_of(const char *path, char *name, size_t cap)
@@ -186,6 +189,45 @@ static int add_extra(struct store *s, const char *after, const char *text)
 }
 
 /*
+ * The plain scripts' own layout: increments.txt names the full state
+ * files (`ls -t snapshot_*.zstd > increments.txt`), and the later ones are
+ * usually deleted once snapshot_K.patch, which recreates them, is made.
+ * Where a line's .zst/.zstd file is missing and the .patch beside it is
+ * there, the patch is that layer. Where the full file is still there it
+ * stays the layer (a full layer in the middle of the chain: see
+ * fs/chain.h). The base (last line) is never replaced. Allocation
+ * failures leave the line as it was (it then fails to open, with a
+ * message naming it).
+ */
+static void resolve_line(struct store *s, char **p, size_t k)
+{
+	struct stat st;
+
+	for (size_t i = 0; i + 1 < k; i++) {
+		char *dot = strrchr(p[i], '.');
+		if (!dot || strchr(dot, '/') || (strcmp(dot, ".zstd") &&
+						  strcmp(dot, ".zst")))
+			continue;
+		if (fstatat(s->dirfd, p[i], &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    errno != ENOENT)
+			continue;
+		size_t stem = (size_t)(dot - p[i]);
+		char *alt = malloc(stem + sizeof(".patch"));
+		if (!alt)
+			continue;
+		memcpy(alt, p[i], stem);
+		memcpy(alt + stem, ".patch", sizeof(".patch"));
+		if (fstatat(s->dirfd, alt, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode)) {
+			free(p[i]);
+			p[i] = alt;
+		} else {
+			free(alt);
+		}
+	}
+}
+
+/*
  * Parses increments.txt into paths (newest first) and keeps its comment
  * and blank lines. *n = 0 and no error when the file does not exist.
  */
@@ -258,6 +300,7 @@ out:
 		free(p);
 		return rc;
 	}
+	resolve_line(s, p, k);
 	*paths = p;
 	*n = k;
 	return 0;
@@ -450,11 +493,107 @@ static int roll_forward(struct store *s)
 	return rc;
 }
 
+/* Bytes of the regular files beneath dfd (depth: how deep it is
+ * already; .snapfs has two levels). Not following symlinks, never
+ * blocking. Unreadable entries count as 0. */
+static uint64_t walk_bytes(int dfd, int depth)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	uint64_t sum = 0;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);	/* a dup shares the offset of the last walk */
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(st.st_mode)) {
+			sum += (uint64_t)st.st_size;
+		} else if (S_ISDIR(st.st_mode) && depth < 3) {
+			int sub = openat(dfd, de->d_name, O_RDONLY |
+					 O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0) {
+				sum += walk_bytes(sub, depth + 1);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+void store_set_max(struct store *s, uint64_t max)
+{
+	s->max = max;
+	if (max)
+		s->used = walk_bytes(s->dirfd, 0);
+}
+
+uint64_t store_max(const struct store *s)
+{
+	return s->max;
+}
+
+uint64_t store_used(const struct store *s)
+{
+	/* What is being written now sits in .snapfs/tmp: walked each time
+	 * (a few files). */
+	return s->used + walk_bytes(s->subfd[TMP_SUB], 3);
+}
+
+int store_room(const struct store *s, uint64_t extra)
+{
+	if (!s->max)
+		return 0;
+	return store_used(s) + extra > s->max ? -ENOSPC : 0;
+}
+
+static uint64_t file_bytes(const struct store *s, const char *file)
+{
+	struct stat st;
+
+	if (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return (uint64_t)st.st_size;
+}
+
+int store_remove_room(const struct store *s, uint32_t id)
+{
+	const struct tree_node *n = tree_get(s->tree, id);
+	size_t k = n ? tree_children(s->tree, id, NULL, 0) : 0;
+	uint32_t kids[64];
+	uint64_t need = 0;
+
+	if (!s->max || !k)
+		return 0;	/* a leaf: removing it only frees room */
+	/* Each child's new patch is taken to be at most its old one plus
+	 * the removed one's (the two it replaces); a base's new base is its
+	 * full state, at most the base file plus the patch. Both exist until
+	 * the commit. Over 64 children: counted as 64, then some slack. */
+	need = file_bytes(s, n->file);
+	tree_children(s->tree, id, kids, 64);
+	for (size_t i = 0; i < k && i < 64; i++)
+		need += file_bytes(s, tree_get(s->tree, kids[i])->file) +
+			file_bytes(s, n->file);
+	return store_room(s, need);
+}
+
 int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen)
 {
-	int rc = check_tree(s, next, err, errlen);
+	int rc = s->ro ? -EROFS : check_tree(s, next, err, errlen);
 
+	if (rc == -EROFS)
+		msg_say(err, errlen, "%s: opened read-only (it is mounted?): "
+			"change it through the mount", s->dir);
 	if (rc) {
 		tree_free(next);
 		return rc;
@@ -471,6 +610,8 @@ int store_commit(struct store *s, struct tree *next, char *err,
 	tree_free(s->tree);
 	s->tree = next;
 	rc = roll_forward(s);
+	if (s->max)
+		s->used = walk_bytes(s->dirfd, 0);
 	if (rc)
 		msg_say(err, errlen, "%s: the change is committed, but finishing "
 			"it on disk failed (%s); the next mount finishes it",
@@ -505,6 +646,13 @@ static int load(struct store *s, char *err, size_t errlen)
 				"(branches and descriptions are lost)", s->dir,
 				TREE_FILE, why);
 			return rc;
+		}
+		if (tree_npending(s->tree) && s->ro) {
+			/* Finishing it is a change: the holder's business. */
+			msg_say(err, errlen, "%s: an interrupted change is not "
+				"finished yet; mount the store (or run a changing "
+				"snapctl command) to finish it", s->dir);
+			return -EBUSY;
 		}
 		if (tree_npending(s->tree)) {
 			/* An interrupted change: finish it first. */
@@ -572,6 +720,14 @@ static int load(struct store *s, char *err, size_t errlen)
 			goto out;
 		}
 		adopt = 1;
+		if (s->ro) {
+			/* Shown, not recorded: the next writable open
+			 * adopts them for good. */
+			tree_free(s->tree);
+			s->tree = next;
+			rc = check_tree(s, s->tree, err, errlen);
+			goto out;
+		}
 		rc = store_commit(s, next, err, errlen);
 	}
 out:
@@ -652,7 +808,8 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
-int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+static int open_store(struct store **out, const char *dir, int ro,
+		      char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	const char *why = "";
@@ -661,6 +818,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	if (!s)
 		return -ENOMEM;
 	s->dirfd = s->metafd = s->lockfd = -1;
+	s->ro = ro;
 	for (size_t i = 0; i < NSUB; i++)
 		s->subfd[i] = -1;
 	s->dir = strdup(dir);
@@ -684,7 +842,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 			" (remove it: it holds only derived data)" : "");
 		goto fail;
 	}
-	rc = take_lock(s, err, errlen);
+	rc = ro ? 0 : take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
@@ -703,12 +861,29 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 	rc = load(s, err, errlen);
 	if (rc)
 		goto fail;
-	store_sweep(s, "tmp", NULL, NULL);
+	if (!ro)	/* a mount's temporaries are its own */
+		store_sweep(s, "tmp", NULL, NULL);
 	*out = s;
 	return 0;
 fail:
 	store_free(s);
 	return rc;
+}
+
+int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+{
+	return open_store(out, dir, 0, err, errlen);
+}
+
+int store_open_ro(struct store **out, const char *dir, char *err,
+		  size_t errlen)
+{
+	return open_store(out, dir, 1, err, errlen);
+}
+
+int store_readonly(const struct store *s)
+{
+	return s->ro;
 }
 
 void store_free(struct store *s)

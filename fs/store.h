@@ -56,6 +56,22 @@ struct store;
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
 void store_free(struct store *s);
 
+/*
+ * Opens the store for reading only, beside a mount that may hold it
+ * (snapctl's ls, cat, check, ...): takes no lock, leaves .snapfs/tmp/
+ * alone, finishes no interrupted change (-EBUSY with a message: the
+ * holder does that), shows lines a plain script added on top without
+ * recording them, and store_commit() refuses with -EROFS. Derived data
+ * (indexes) may still be written: those writes are atomic renames of
+ * identical content, so a mount writing the same file loses nothing.
+ * What is read is the store as it was at open; a change the mount makes
+ * meanwhile may make a later read fail (-EIO/-ENOENT), never wrong.
+ */
+int store_open_ro(struct store **out, const char *dir, char *err,
+		  size_t errlen);
+/* Nonzero if s came from store_open_ro(). */
+int store_readonly(const struct store *s);
+
 /* Lets go of the lock early (a daemon that was unmounted, before its
  * slower teardown). The store must not be changed afterwards. */
 void store_unlock(struct store *s);
@@ -101,6 +117,23 @@ int store_replace(int dirfd, const char *name,
  * derived data no layer names. Unlinks only; never follows a link. */
 void store_sweep(struct store *s, const char *sub,
 		 int (*keep)(const char *name, void *arg), void *arg);
+/*
+ * Capacity bound (-o max_store, snapctl --max-store): max bytes for the
+ * store's files (layer files, .snapfs and everything in it); 0 = none.
+ * Setting it walks the store once; each store_commit() walks it again,
+ * and store_used() adds what .snapfs/tmp holds now (a write in
+ * progress). store_room() says whether extra more bytes fit: 0 or
+ * -ENOSPC. The store itself does not refuse anything: the writer's and
+ * rebase's callers ask before the bytes are written, so a refusal loses
+ * nothing.
+ */
+void store_set_max(struct store *s, uint64_t max);
+uint64_t store_max(const struct store *s);
+uint64_t store_used(const struct store *s);
+int store_room(const struct store *s, uint64_t extra);
+/* Whether removing id (a rebase of its children) fits under the bound,
+ * by a pessimistic estimate of the patches it writes: 0 or -ENOSPC. */
+int store_remove_room(const struct store *s, uint32_t id);
 
 /* The shown name for a path: its file name without the last extension. */
 int store_name_of(const char *path, char *name, size_t cap);

@@ -550,6 +550,12 @@ int writer_status(const struct writer *w)
 	return w->failed;
 }
 
+void writer_fail(struct writer *w, int err)
+{
+	if (!w->failed)
+		w->failed = err;
+}
+
 const char *writer_note(const struct writer *w)
 {
 	return w->note[0] ? w->note : NULL;

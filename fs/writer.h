@@ -113,6 +113,12 @@ int writer_dirty(const struct writer *w);
  * published). */
 int writer_status(const struct writer *w);
 
+/* Makes the writer fail with err (a -errno) from now on, as if one of
+ * its own calls had: a caller-side limit (the store's capacity bound)
+ * that must not let a partial file be published. The first error
+ * stays. */
+void writer_fail(struct writer *w, int err);
+
 /*
  * Nonzero if the file starts with libvirt's "save in progress" magic
  * (LibvirtQemudPart): libvirt closes such a file, reopens it and writes the

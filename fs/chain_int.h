@@ -15,14 +15,15 @@
  *                                     parent's and its patch
  *   fs/readahead.c  ra_*              readahead threads and streams
  *
+ *   fs/chmeta.c     (chain_set_*...)  descriptions, current, rename,
+ *                                     digests, deep checks, holes
  *   fs/rebase.c     (chain_remove)    removing a snapshot: rebasing its
  *                                     children, remapping descendants
  *
  * The offset mapping and file ids (2*id data, 2*id+1 aux) are explained
- * once, at the top of fs/chain.c. Not here: anything the FUSE side or the tests
- * may use (that is fs/chain.h). Only fs/chain.c, fs/sfile.c, fs/derive.c,
- * fs/ibuild.c, fs/readahead.c and fs/rebase.c may include this header (STYLE.md 2.1
- * rule 6).
+ * once, at the top of fs/chain.c. Not here: anything the FUSE side or
+ * the tests may use (that is fs/chain.h). Only the files listed above
+ * may include this header (STYLE.md 2.1 rule 6; make layering checks).
  */
 #ifndef SNAPFS_FS_CHAIN_INT_H
 #define SNAPFS_FS_CHAIN_INT_H

@@ -214,6 +214,11 @@ static int layer_is_full(struct chain *c, struct chain_layer *L)
 	(void)c;
 	if (pread(L->fd, magic, 3, 0) != 3 || !memcmp(magic, "\xd6\xc3\xc4", 3))
 		return 0;
+	/* A file named .patch that is not VCDIFF is a damaged or wrong
+	 * patch, to be refused by name, never read as a full state. */
+	const char *dot = strrchr(L->path, '.');
+	if (dot && !strcmp(dot, ".patch"))
+		return 0;
 	L->full = 1;
 	L->depth = 0;
 	return 1;

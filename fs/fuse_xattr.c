@@ -17,6 +17,7 @@
 
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
+#include "fs/tree.h"
 
 #define P "user.snapfs."
 #define STATS_XATTR P "stats"
@@ -51,11 +52,9 @@ static int value(struct snapfs_mount *m, uint32_t id, const char *name,
 	} else if (!strcmp(name, P "stored")) {
 		snprintf(buf, cap, "%" PRIu64, inf.stored);
 	} else if (!strcmp(name, P "created")) {
-		time_t t = (time_t)inf.created;
-		struct tm tm;
-		if (!gmtime_r(&t, &tm))
+		if (!inf.created)
 			return -ENODATA;
-		strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		tree_format_time(inf.created, buf, cap);
 	} else if (!strcmp(name, P "kind")) {
 		snprintf(buf, cap, "%s", inf.kind == CHAIN_KIND_BASE ? "base" :
 			 inf.kind == CHAIN_KIND_FULL ? "full" : "patch");

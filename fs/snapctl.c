@@ -218,13 +218,7 @@ static void human(uint64_t v, char *buf, size_t cap)
 
 static void iso_time(int64_t t, char *buf, size_t cap)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!t || !gmtime_r(&tt, &tm))
-		snprintf(buf, cap, "-");
-	else
-		strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	tree_format_time(t, buf, cap);
 }
 
 /* --- ls, tree, stats --- */

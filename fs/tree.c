@@ -429,7 +429,7 @@ static void sb_field(struct sbuf *b, const char *key, const char *v)
 	}
 }
 
-static void fmt_time(char *buf, size_t cap, int64_t t)
+void tree_format_time(int64_t t, char *buf, size_t cap)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
@@ -471,7 +471,7 @@ int tree_format(const struct tree *t, char **out, size_t *len)
 			if (!ready)
 				continue;
 			char ts[40], num[24];
-			fmt_time(ts, sizeof(ts), n->created);
+			tree_format_time(n->created, ts, sizeof(ts));
 			sb_put(&b, "snap", 4);
 			snprintf(num, sizeof(num), "%" PRIu32, n->id);
 			sb_field(&b, "id", num);

@@ -87,6 +87,10 @@ size_t tree_children(const struct tree *t, uint32_t id, uint32_t *ids,
 size_t tree_npending(const struct tree *t);
 const struct tree_pending *tree_pending_at(const struct tree *t, size_t i);
 
+/* t (seconds, UTC) as snapshots.txt writes it: "2026-12-03T07:40:00Z",
+ * or "-" for 0 (unknown). */
+void tree_format_time(int64_t t, char *buf, size_t cap);
+
 /* --- changes (on a clone, committed by the store) --- */
 
 /* Adds a snapshot under parent (0: a base). Returns 0 with its new id in

@@ -948,6 +948,24 @@ out:
 	return rc;
 }
 
+/* Whether a compressed section of p can be decoded alone, and is of a
+ * size the decoder accepts. 0, -ENOTSUP (a stock continuous stream:
+ * recode first) or -EBADMSG, with the reason in d. */
+static int sect_decodable(struct vcdiff_dec *d, const struct vcdiff_patch *p,
+			  size_t stored, size_t plain)
+{
+	if (!p->windowed) {
+		d->reason = "window sections are secondary-compressed "
+			    "(recode the patch first)";
+		return -ENOTSUP;
+	}
+	if (stored > SECT_MAX || plain > SECT_MAX) {
+		d->reason = "section too large";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static const uint8_t sect_bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
 				     VCDIFF_DEL_ADDR };
 
@@ -997,15 +1015,8 @@ ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		}
 		return (ssize_t)stored;
 	}
-	if (!p->windowed) {
-		d->reason = "window sections are secondary-compressed "
-			    "(recode the patch first)";
-		return -ENOTSUP;
-	}
-	if (stored > SECT_MAX || plain > SECT_MAX) {
-		d->reason = "section too large";
-		return -EBADMSG;
-	}
+	if ((rc = sect_decodable(d, p, stored, plain)))
+		return rc;
 	if ((rc = grow((void **)&d->sec, &d->sec_cap, stored ? stored : 1, 1)))
 		return rc;
 	n = fdio_pread(p->fd, d->sec, stored, off);
@@ -1055,15 +1066,8 @@ ssize_t vcdiff_dec_section_mem(struct vcdiff_dec *d,
 		memcpy(dst, stored, len);
 		return (ssize_t)len;
 	}
-	if (!p->windowed) {
-		d->reason = "window sections are secondary-compressed "
-			    "(recode the patch first)";
-		return -ENOTSUP;
-	}
-	if (len > SECT_MAX || plain > SECT_MAX) {
-		d->reason = "section too large";
-		return -EBADMSG;
-	}
+	if ((rc = sect_decodable(d, p, len, plain)))
+		return rc;
 	if ((rc = unz_sect(d, p, i, kind, stored, len, dst, plain)))
 		return rc;
 	return (ssize_t)plain;

@@ -27,12 +27,20 @@
 
 /* --- metadata changes --- */
 
-/* Commits an edited clone of the store's tree (taken). */
-static int commit(struct chain *c, struct tree *next, char *err,
+/* Commits next, an edited clone of the store's tree (taken), unless
+ * the edit failed (edit != 0: next is dropped and edit returned), so
+ * each change is clone, edit, commit, whatever goes wrong. */
+static int commit(struct chain *c, struct tree *next, int edit, char *err,
 		  size_t errlen)
 {
 	char why[1024] = "";
-	int rc = store_commit(c->s, next, why, sizeof(why));
+	int rc;
+
+	if (edit) {
+		tree_free(next);
+		return edit;
+	}
+	rc = store_commit(c->s, next, why, sizeof(why));
 
 	if (rc)
 		msg_say(err, errlen, "%s", why);
@@ -53,12 +61,7 @@ int chain_set_desc(struct chain *c, uint32_t id, const char *desc,
 	rc = tree_clone(store_tree(c->s), &next);
 	if (rc)
 		return rc;
-	rc = tree_set_desc(next, id, desc);
-	if (rc) {
-		tree_free(next);
-		return rc;
-	}
-	rc = commit(c, next, err, errlen);
+	rc = commit(c, next, tree_set_desc(next, id, desc), err, errlen);
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&c->lock);
@@ -79,12 +82,7 @@ int chain_set_current(struct chain *c, uint32_t id, char *err,
 	rc = tree_clone(store_tree(c->s), &next);
 	if (rc)
 		return rc;
-	rc = tree_set_current(next, id);
-	if (rc) {
-		tree_free(next);
-		return rc;
-	}
-	return commit(c, next, err, errlen);
+	return commit(c, next, tree_set_current(next, id), err, errlen);
 }
 
 uint32_t chain_current(struct chain *c)
@@ -128,11 +126,7 @@ int chain_rename(struct chain *c, uint32_t id, const char *name, char *err,
 	rc = tree_set_file(next, id, file);
 	if (!rc)
 		rc = tree_add_pending(next, old, file);
-	if (rc) {
-		tree_free(next);
-		return rc;
-	}
-	rc = commit(c, next, err, errlen);
+	rc = commit(c, next, rc, err, errlen);
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&c->lock);
@@ -207,12 +201,9 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap)
 		snprintf(L->digest, sizeof(L->digest), "%s", buf);
 		pthread_rwlock_unlock(&c->lock);
 		/* Kept in the tree; if that fails it is computed again. */
-		if (!tree_clone(store_tree(c->s), &next)) {
-			if (tree_set_digest(next, id, buf))
-				tree_free(next);
-			else
-				commit(c, next, NULL, 0);
-		}
+		if (!tree_clone(store_tree(c->s), &next))
+			commit(c, next, tree_set_digest(next, id, buf), NULL,
+			       0);
 	}
 	chain_put(c, L);
 	return rc;

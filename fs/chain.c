@@ -437,7 +437,7 @@ int chain_open(struct chain **out, struct store *s,
 	return 0;
 fail:
 	chain_free(c);
-	return rc;
+	return msg_nofile_rc(rc, err, errlen, store_dir(s));
 }
 
 void chain_free(struct chain *c)

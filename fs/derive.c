@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -413,15 +414,20 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		}
 	}
 	rc = ibuild_index(c, L);
-	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EMFILE ||
-	    rc == -ENFILE || rc == -ENOMEM) {
+	if (rc == -EMFILE || rc == -ENFILE) {
+		char what[PATH_MAX + 64];
+
+		snprintf(what, sizeof(what), "%s/%s (building derived data "
+			 "for %s)", store_dir(c->s), STORE_META_DIR, L->name);
+		msg_nofile(err, errlen, what);
+		return rc;
+	}
+	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -ENOMEM) {
 		/* Not damage: the machine, and the message says which. */
 		msg_say(err, errlen, "%s/%s: %s while building derived data for "
 			"%s: %s", store_dir(c->s), STORE_META_DIR, strerror(-rc),
-			L->name, rc == -EMFILE || rc == -ENFILE ? "raise the "
-			"open-file limit (ulimit -n, LimitNOFILE=)" :
-			rc == -ENOMEM ? "free memory" : "free space there and "
-			"mount again");
+			L->name, rc == -ENOMEM ? "free memory" : "free space "
+			"there and mount again");
 		return rc;
 	}
 	if (rc)

@@ -2,8 +2,11 @@
 /* msg: error messages into a caller's buffer (see msg.h). */
 #include "fs/msg.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 
 void msg_say(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -14,6 +17,26 @@ void msg_say(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+void msg_nofile(char *err, size_t errlen, const char *what)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = 0;
+	msg_say(err, errlen, "%s: too many open files (limit %llu): snapfs "
+		"keeps every layer open; raise the limit (ulimit -n, or "
+		"LimitNOFILE= in the systemd unit) or remove old snapshots",
+		what, (unsigned long long)rl.rlim_cur);
+}
+
+int msg_nofile_rc(int rc, char *err, size_t errlen, const char *what)
+{
+	if ((rc == -EMFILE || rc == -ENFILE) && err &&
+	    !strstr(err, "too many open files (limit"))
+		msg_nofile(err, errlen, what);
+	return rc;
 }
 
 char *msg_escape(const char *s, char *out, size_t cap)

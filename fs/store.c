@@ -22,16 +22,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "codec/fdio.h"
-#include "fs/safefile.h"
 
 static const char *const subdirs[] = {
 	"index", "plain", "base", "sums", "aux", "tmp",
@@ -872,13 +871,15 @@ fail:
 
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 {
-	return open_store(out, dir, 0, err, errlen);
+	return msg_nofile_rc(open_store(out, dir, 0, err, errlen), err,
+			     errlen, dir);
 }
 
 int store_open_ro(struct store **out, const char *dir, char *err,
 		  size_t errlen)
 {
-	return open_store(out, dir, 1, err, errlen);
+	return msg_nofile_rc(open_store(out, dir, 1, err, errlen), err,
+			     errlen, dir);
 }
 
 int store_readonly(const struct store *s)
@@ -945,7 +946,6 @@ int store_open_layer(struct store *s, uint32_t id, struct stat *st,
 	const struct tree_node *n = tree_get(s->tree, id);
 	const char *src = tree_explicit(s->tree) ? TREE_FILE :
 			  STORE_LAYERS_FILE, *why = "";
-	struct rlimit rl;
 	int fd;
 
 	if (!n)
@@ -955,13 +955,10 @@ int store_open_layer(struct store *s, uint32_t id, struct stat *st,
 	if (fd >= 0)
 		return fd;
 	if (fd == -EMFILE || fd == -ENFILE) {
-		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-			rl.rlim_cur = 0;
-		msg_say(err, errlen, "%s/%s: too many open files (limit %llu): "
-			"snapfs keeps every layer open; raise the limit "
-			"(ulimit -n, or LimitNOFILE= in the systemd unit) or "
-			"remove old snapshots", s->dir, n->file,
-			(unsigned long long)rl.rlim_cur);
+		char what[PATH_MAX + 256];
+
+		snprintf(what, sizeof(what), "%s/%s", s->dir, n->file);
+		msg_nofile(err, errlen, what);
 	} else if (fd == -ENOENT || fd == -EACCES || fd == -EIO) {
 		msg_say(err, errlen, "%s/%s: cannot open layer '%s': %s; restore "
 			"the file or remove its line from %s", s->dir, n->file,

@@ -380,5 +380,19 @@ check "unmount" snapfs_umount "$WORK/m_deep"
 PFX="prlimit --nofile=24:24"
 check "31 layers, hard open-file limit 24: refused, saying to raise the limit" \
 	refused "$S" "too many open files.*raise the limit"
+# Where the limit is met depends on how many descriptors the caller
+# already holds (CI inherits more than a terminal does): the store's own
+# files, .snapfs/, a layer or derived data. The message is the same.
+many_fds() {
+	exec 5</dev/null 6</dev/null 7</dev/null 8</dev/null 9</dev/null
+	refused "$@"
+}
+check "the same with 5 more descriptors inherited" \
+	many_fds "$S" "too many open files.*raise the limit"
+rm -rf "$S/.snapfs"
+check "the same on a first mount (derived data being built)" \
+	refused "$S" "too many open files.*raise the limit"
+check "and with 5 more descriptors inherited" \
+	many_fds "$S" "too many open files.*raise the limit"
 PFX=
 e2e_done

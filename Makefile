@@ -16,7 +16,7 @@ OPT ?= -O2 -g
 SAN ?=
 WERROR ?=
 
-PKGS := fuse3 libzstd liblzma libdeflate libxxhash
+PKGS := fuse3 libzstd liblzma libdeflate libxxhash libcurl
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
        -Wpointer-arith -Wcast-align -Wformat=2 -Wundef -Wwrite-strings -Wvla
 CFLAGS ?=

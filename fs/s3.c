@@ -1,0 +1,978 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * s3: S3 requests over libcurl (see s3.h). The signing is libcurl's
+ * (CURLOPT_AWS_SIGV4); we only set x-amz-content-sha256, to
+ * UNSIGNED-PAYLOAD: the bytes are checked above us (stored checksums,
+ * VCDIFF window checksums), and hashing every upload twice buys nothing.
+ * Not here: credentials files beyond the INI subset AWS documents,
+ * multipart uploads (fs/remote's writer will need them), XML beyond the
+ * few fields read here.
+ */
+#include "fs/s3.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "fs/msg.h"
+
+struct s3 {
+	struct s3_conf c;
+	char sigv4[128];
+	char userpwd[520];
+	CURLSH *share;
+	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL **pool;
+	size_t npool, cappool;
+	atomic_uint_fast64_t requests, retries, failures, bytes_in, bytes_out;
+};
+
+/* --- configuration --- */
+
+int s3_is_url(const char *path)
+{
+	return path && strncmp(path, "s3://", 5) == 0;
+}
+
+/* Copies src into dst (cap bytes), cut if too long. */
+static void copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strnlen(src, cap - 1) : 0;
+
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+/*
+ * Looks key up in section of the INI file path ("[section]" lines, then
+ * "key = value"). Returns 1 and fills out if found.
+ */
+static int ini_get(const char *path, const char *section, const char *key,
+		   char *out, size_t cap)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	int in = 0, found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line, *e;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		e = p + strlen(p);
+		while (e > p && isspace((unsigned char)e[-1]))
+			*--e = 0;
+		if (*p == '[') {
+			char *q = strchr(p, ']');
+			if (q) {
+				*q = 0;
+				in = strcmp(p + 1, section) == 0;
+			}
+			continue;
+		}
+		if (!in || *p == '#' || *p == ';')
+			continue;
+		char *eq = strchr(p, '=');
+		if (!eq)
+			continue;
+		char *k = p, *ke = eq, *v = eq + 1;
+		while (ke > k && isspace((unsigned char)ke[-1]))
+			ke--;
+		while (isspace((unsigned char)*v))
+			v++;
+		if ((size_t)(ke - k) == strlen(key) &&
+		    strncmp(k, key, strlen(key)) == 0) {
+			copy(out, cap, v);
+			found = 1;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int s3_conf_load(struct s3_conf *c, const char *url, const char *endpoint,
+		 char *err, size_t errlen)
+{
+	const char *home = env("HOME"), *profile = env("AWS_PROFILE");
+	char creds[1024], config[1024], section[300];
+	const char *p;
+
+	memset(c, 0, sizeof(*c));
+	if (!s3_is_url(url) || !url[5] || url[5] == '/') {
+		msg_say(err, errlen, "%s: give a remote store as s3://BUCKET "
+			"or s3://BUCKET/PREFIX", url ? url : "");
+		return -EINVAL;
+	}
+	p = url + 5;
+	const char *slash = strchr(p, '/');
+	size_t bl = slash ? (size_t)(slash - p) : strlen(p);
+	if (bl >= sizeof(c->bucket)) {
+		msg_say(err, errlen, "%s: bucket name too long", url);
+		return -EINVAL;
+	}
+	memcpy(c->bucket, p, bl);
+	if (slash) {
+		copy(c->prefix, sizeof(c->prefix), slash + 1);
+		size_t n = strlen(c->prefix);
+		while (n && c->prefix[n - 1] == '/')
+			c->prefix[--n] = 0;
+	}
+	if (!profile)
+		profile = "default";
+	if (env("AWS_SHARED_CREDENTIALS_FILE"))
+		copy(creds, sizeof(creds), env("AWS_SHARED_CREDENTIALS_FILE"));
+	else
+		snprintf(creds, sizeof(creds), "%s/.aws/credentials",
+			 home ? home : "/root");
+	if (env("AWS_CONFIG_FILE"))
+		copy(config, sizeof(config), env("AWS_CONFIG_FILE"));
+	else
+		snprintf(config, sizeof(config), "%s/.aws/config",
+			 home ? home : "/root");
+	/* ~/.aws/config names sections "profile NAME", except default. */
+	if (strcmp(profile, "default") == 0)
+		copy(section, sizeof(section), "default");
+	else
+		snprintf(section, sizeof(section), "profile %s", profile);
+
+	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+		copy(c->key_id, sizeof(c->key_id), env("AWS_ACCESS_KEY_ID"));
+		copy(c->secret, sizeof(c->secret),
+		     env("AWS_SECRET_ACCESS_KEY"));
+		copy(c->token, sizeof(c->token), env("AWS_SESSION_TOKEN"));
+	} else if (ini_get(creds, profile, "aws_access_key_id", c->key_id,
+			   sizeof(c->key_id))) {
+		ini_get(creds, profile, "aws_secret_access_key", c->secret,
+			sizeof(c->secret));
+		ini_get(creds, profile, "aws_session_token", c->token,
+			sizeof(c->token));
+	}
+	if (!c->key_id[0] || !c->secret[0]) {
+		msg_say(err, errlen, "%s: no credentials: set "
+			"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put "
+			"them in profile '%s' of %s", url, profile, creds);
+		return -EINVAL;
+	}
+	if (env("AWS_REGION"))
+		copy(c->region, sizeof(c->region), env("AWS_REGION"));
+	else if (env("AWS_DEFAULT_REGION"))
+		copy(c->region, sizeof(c->region), env("AWS_DEFAULT_REGION"));
+	else if (!ini_get(config, section, "region", c->region,
+			  sizeof(c->region)))
+		copy(c->region, sizeof(c->region), "us-east-1");
+
+	if (!endpoint)
+		endpoint = env("AWS_ENDPOINT_URL_S3");
+	if (!endpoint)
+		endpoint = env("AWS_ENDPOINT_URL");
+	if (endpoint) {
+		if (strncmp(endpoint, "http://", 7) &&
+		    strncmp(endpoint, "https://", 8)) {
+			msg_say(err, errlen, "endpoint '%s': give it as "
+				"http://HOST[:PORT] or https://HOST[:PORT]",
+				endpoint);
+			return -EINVAL;
+		}
+		copy(c->endpoint, sizeof(c->endpoint), endpoint);
+		/* A server of one's own (Swift, Ceph RGW, MinIO) is reached
+		 * by its address: path-style, which needs no DNS names. */
+		c->path_style = 1;
+	} else {
+		snprintf(c->endpoint, sizeof(c->endpoint),
+			 "https://s3.%s.amazonaws.com", c->region);
+		c->path_style = strchr(c->bucket, '.') != NULL;
+	}
+	size_t n = strlen(c->endpoint);
+	while (n && c->endpoint[n - 1] == '/')
+		c->endpoint[--n] = 0;
+	c->retries = 4;
+	return 0;
+}
+
+/* --- the handle --- */
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a,
+		       void *u)
+{
+	struct s3 *s = u;
+
+	(void)h;
+	(void)a;
+	pthread_mutex_lock(&s->share_lock[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *u)
+{
+	struct s3 *s = u;
+
+	(void)h;
+	pthread_mutex_unlock(&s->share_lock[d]);
+}
+
+int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
+	   size_t errlen)
+{
+	struct s3 *s;
+
+	/* Before any thread of ours exists (the mount calls this first). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		msg_say(err, errlen, "cannot initialise libcurl");
+		return -ENOMEM;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->c = *conf;
+	if (!s->c.timeout_ms)
+		s->c.timeout_ms = 30000;
+	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->c.region);
+	snprintf(s->userpwd, sizeof(s->userpwd), "%s:%s", s->c.key_id,
+		 s->c.secret);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&s->share_lock[i], NULL);
+	pthread_mutex_init(&s->pool_lock, NULL);
+	s->share = curl_share_init();
+	if (!s->share) {
+		s3_free(s);
+		return -ENOMEM;
+	}
+	curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(s->share, CURLSHOPT_USERDATA, s);
+	/* Keep-alive across threads and requests: one connection cache. */
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE,
+			  CURL_LOCK_DATA_SSL_SESSION);
+	*out = s;
+	return 0;
+}
+
+void s3_free(struct s3 *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->npool; i++)
+		curl_easy_cleanup(s->pool[i]);
+	free(s->pool);
+	if (s->share)
+		curl_share_cleanup(s->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&s->share_lock[i]);
+	pthread_mutex_destroy(&s->pool_lock);
+	memset(s->userpwd, 0, sizeof(s->userpwd));
+	free(s);
+}
+
+const struct s3_conf *s3_conf(const struct s3 *s)
+{
+	return &s->c;
+}
+
+void s3_get_stats(struct s3 *s, struct s3_stats *st)
+{
+	st->requests = atomic_load(&s->requests);
+	st->retries = atomic_load(&s->retries);
+	st->failures = atomic_load(&s->failures);
+	st->bytes_in = atomic_load(&s->bytes_in);
+	st->bytes_out = atomic_load(&s->bytes_out);
+}
+
+static CURL *easy_get(struct s3 *s)
+{
+	CURL *e = NULL;
+
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool)
+		e = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_lock);
+	if (e)
+		curl_easy_reset(e);
+	else
+		e = curl_easy_init();
+	return e;
+}
+
+static void easy_put(struct s3 *s, CURL *e)
+{
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool == s->cappool) {
+		size_t cap = s->cappool ? 2 * s->cappool : 16;
+		CURL **p = realloc(s->pool, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&s->pool_lock);
+			curl_easy_cleanup(e);
+			return;
+		}
+		s->pool = p;
+		s->cappool = cap;
+	}
+	s->pool[s->npool++] = e;
+	pthread_mutex_unlock(&s->pool_lock);
+}
+
+/* --- one request --- */
+
+struct req {
+	struct s3 *s;
+	CURL *e;
+	struct curl_slist *hdrs;
+	char url[4096];
+	const char *key;
+	/* body sink: a fixed buffer (ranges) or a growing one */
+	char *buf;
+	size_t len, cap, max;
+	int fixed, overflow;
+	/* body source for PUT */
+	const char *up;
+	size_t uplen, uppos;
+	/* response */
+	long status;
+	struct s3_obj obj;
+	char code[64];		/* <Code> of an error body */
+};
+
+/* Percent-encodes s (keeping '/' unless keep_slash is 0) onto out. */
+static int enc(char *out, size_t cap, const char *s, int keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = strlen(out);
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' ||
+		    c == '~' || (c == '/' && keep_slash)) {
+			if (o + 1 >= cap)
+				return -ENAMETOOLONG;
+			out[o++] = (char)c;
+		} else {
+			if (o + 3 >= cap)
+				return -ENAMETOOLONG;
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = 0;
+	return 0;
+}
+
+/* The URL of key (relative to the prefix), plus query (already in
+ * canonical order and encoded) if not NULL. */
+static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
+		    const char *query)
+{
+	const struct s3_conf *c = &s->c;
+	char full[3072] = "";
+	int rc;
+
+	if (c->prefix[0]) {
+		snprintf(full, sizeof(full), "%s%s%s", c->prefix,
+			 key[0] ? "/" : "", key);
+	} else {
+		copy(full, sizeof(full), key);
+	}
+	if (c->path_style) {
+		snprintf(url, cap, "%s/%s/", c->endpoint, c->bucket);
+	} else {
+		const char *h = strstr(c->endpoint, "://");
+		snprintf(url, cap, "%.*s%s.%s/", (int)(h - c->endpoint + 3),
+			 c->endpoint, c->bucket, h + 3);
+	}
+	if ((rc = enc(url, cap, full, 1)))
+		return rc;
+	if (query && strlen(url) + strlen(query) + 2 < cap) {
+		strcat(url, "?");
+		strcat(url, query);
+	}
+	return 0;
+}
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *u)
+{
+	struct req *q = u;
+	size_t n = sz * nm;
+
+	if (q->status == 0)
+		curl_easy_getinfo(q->e, CURLINFO_RESPONSE_CODE, &q->status);
+	/* An error's body is an XML message: keep it apart from the data. */
+	if (q->status >= 300 || !q->fixed) {
+		if (q->len + n > q->max) {
+			q->overflow = 1;
+			return q->fixed ? 0 : n;	/* errors: cut */
+		}
+		if (q->len + n > q->cap) {
+			size_t cap = q->cap ? q->cap : 4096;
+			while (cap < q->len + n)
+				cap *= 2;
+			char *b = realloc(q->fixed ? NULL : q->buf, cap);
+			if (!b)
+				return 0;
+			q->buf = b;
+			q->cap = cap;
+		}
+		memcpy(q->buf + q->len, p, n);
+		q->len += n;
+		return n;
+	}
+	if (q->len + n > q->cap) {
+		q->overflow = 1;
+		return 0;
+	}
+	memcpy(q->buf + q->len, p, n);
+	q->len += n;
+	return n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t nm, void *u)
+{
+	struct req *q = u;
+	size_t n = sz * nm;
+	char line[512];
+
+	if (n >= sizeof(line))
+		return n;
+	memcpy(line, p, n);
+	line[n] = 0;
+	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
+		line[--n] = 0;
+	if (strncasecmp(line, "HTTP/", 5) == 0) {
+		/* A new response (after a 100 Continue): start over. */
+		q->status = 0;
+		q->obj.etag[0] = 0;
+	} else if (strncasecmp(line, "etag:", 5) == 0) {
+		const char *v = line + 5;
+		while (*v == ' ')
+			v++;
+		copy(q->obj.etag, sizeof(q->obj.etag), v);
+	} else if (strncasecmp(line, "content-length:", 15) == 0) {
+		q->obj.size = strtoull(line + 15, NULL, 10);
+	} else if (strncasecmp(line, "content-range:", 14) == 0) {
+		const char *sl = strrchr(line, '/');
+		if (sl && sl[1] != '*')
+			q->obj.size = strtoull(sl + 1, NULL, 10);
+	} else if (strncasecmp(line, "last-modified:", 14) == 0) {
+		q->obj.mtime = (int64_t)curl_getdate(line + 14, NULL);
+	}
+	return n;
+}
+
+static size_t on_upload(char *p, size_t sz, size_t nm, void *u)
+{
+	struct req *q = u;
+	size_t n = sz * nm;
+
+	if (n > q->uplen - q->uppos)
+		n = q->uplen - q->uppos;
+	memcpy(p, q->up + q->uppos, n);
+	q->uppos += n;
+	return n;
+}
+
+/* Sets e up for method on q->url; extra is one more header or NULL. */
+static int setup(struct req *q, const char *method, const char *extra)
+{
+	struct s3 *s = q->s;
+	CURL *e = q->e;
+	struct curl_slist *h = NULL, *t;
+
+	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+	if (h && s->c.token[0]) {
+		char tok[2100];
+		snprintf(tok, sizeof(tok), "x-amz-security-token: %s",
+			 s->c.token);
+		t = curl_slist_append(h, tok);
+		h = t ? t : NULL;
+	}
+	if (h && extra) {
+		t = curl_slist_append(h, extra);
+		h = t ? t : NULL;
+	}
+	if (!h)
+		return -ENOMEM;
+	q->hdrs = h;
+	curl_easy_setopt(e, CURLOPT_URL, q->url);
+	curl_easy_setopt(e, CURLOPT_SHARE, s->share);
+	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, s->sigv4);
+	curl_easy_setopt(e, CURLOPT_USERPWD, s->userpwd);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(s->c.timeout_ms < 10000 ? s->c.timeout_ms :
+				10000));
+	/* A stall, not a slow large transfer, is what times out. */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+			 (long)((s->c.timeout_ms + 999) / 1000));
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+	if (strcmp(method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(method, "PUT") == 0) {
+		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+		curl_easy_setopt(e, CURLOPT_READDATA, q);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+				 (curl_off_t)q->uplen);
+	} else if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	}
+	return 0;
+}
+
+static void req_reset(struct req *q)
+{
+	curl_slist_free_all(q->hdrs);
+	q->hdrs = NULL;
+	if (!q->fixed) {
+		free(q->buf);
+		q->buf = NULL;
+		q->cap = 0;
+	}
+	q->len = 0;
+	q->overflow = 0;
+	q->uppos = 0;
+	q->status = 0;
+	q->code[0] = 0;
+	memset(&q->obj, 0, sizeof(q->obj));
+}
+
+static void xml_field(const char *body, size_t len, const char *tag,
+		      char *out, size_t cap)
+{
+	char open[80], close[80];
+
+	out[0] = 0;
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	const char *a = memmem(body, len, open, strlen(open));
+	if (!a)
+		return;
+	a += strlen(open);
+	const char *b = memmem(a, len - (size_t)(a - body), close,
+			       strlen(close));
+	if (!b)
+		return;
+	snprintf(out, cap, "%.*s", (int)(b - a), a);
+}
+
+enum { DONE, RETRY };
+
+/*
+ * Classifies a finished request: 0 (success) or -errno in *rc, and
+ * whether it is worth another try. The message goes to err.
+ */
+static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
+		 char *err, size_t errlen)
+{
+	struct s3 *s = q->s;
+	const char *k = q->key;
+
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(q->e, CURLINFO_RESPONSE_CODE, &q->status);
+	if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && q->overflow)) {
+		*rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+		msg_say(err, errlen, "s3://%s/%s%s%s: %s %s", s->c.bucket,
+			s->c.prefix, s->c.prefix[0] ? "/" : "", k, method,
+			curl_easy_strerror(cc));
+		return cc == CURLE_OUT_OF_MEMORY ? DONE : RETRY;
+	}
+	if (q->status >= 300 && q->buf && !q->fixed)
+		xml_field(q->buf, q->len, "Code", q->code, sizeof(q->code));
+	if (q->status >= 200 && q->status < 300) {
+		*rc = 0;
+		return DONE;
+	}
+	switch (q->status) {
+	case 404:
+		*rc = -ENOENT;
+		break;
+	case 403:
+	case 401:
+		*rc = -EACCES;
+		break;
+	case 412:
+		*rc = -ESTALE;
+		break;
+	default:
+		*rc = -EIO;
+	}
+	msg_say(err, errlen, "s3://%s/%s%s%s: %s: HTTP %ld%s%s%s", s->c.bucket,
+		s->c.prefix, s->c.prefix[0] ? "/" : "", k, method, q->status,
+		q->code[0] ? " (" : "", q->code, q->code[0] ? ")" : "");
+	if (q->status == 403 &&
+	    (strcmp(q->code, "SignatureDoesNotMatch") == 0 ||
+	     strcmp(q->code, "InvalidAccessKeyId") == 0))
+		msg_say(err + strlen(err), errlen - strlen(err),
+			": the server refused the credentials; check "
+			"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the "
+			"region (%s)", s->c.region);
+	return q->status >= 500 || q->status == 429 || q->status == 408 ?
+	       RETRY : DONE;
+}
+
+static void backoff(unsigned attempt)
+{
+	unsigned ms = 100u << (attempt < 5 ? attempt : 5);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void say_log(struct s3 *s, int level, const char *m)
+{
+	if (s->c.log)
+		s->c.log(s->c.log_ctx, level, m);
+}
+
+/* Runs q (its url, body sink and upload already set) with retries. */
+static int run_one(struct req *q, const char *method, const char *extra,
+		   char *err, size_t errlen)
+{
+	struct s3 *s = q->s;
+	char msg[1024] = "";
+	int rc = -EIO;
+
+	for (unsigned a = 0;; a++) {
+		req_reset(q);
+		if (!(q->e = easy_get(s)))
+			return -ENOMEM;
+		if ((rc = setup(q, method, extra))) {
+			easy_put(s, q->e);
+			return rc;
+		}
+		atomic_fetch_add(&s->requests, 1);
+		CURLcode cc = curl_easy_perform(q->e);
+		int v = judge(q, cc, method, &rc, msg, sizeof(msg));
+		curl_off_t in = 0;
+		curl_easy_getinfo(q->e, CURLINFO_SIZE_DOWNLOAD_T, &in);
+		atomic_fetch_add(&s->bytes_in, (uint64_t)in);
+		atomic_fetch_add(&s->bytes_out, q->uppos);
+		easy_put(s, q->e);
+		q->e = NULL;
+		if (v == DONE || a >= s->c.retries)
+			break;
+		atomic_fetch_add(&s->retries, 1);
+		if (a == 0)
+			say_log(s, LOG_WARNING, msg);
+		backoff(a);
+	}
+	if (rc) {
+		atomic_fetch_add(&s->failures, 1);
+		if (rc == -EIO || rc == -ETIMEDOUT)
+			say_log(s, LOG_ERR, msg);
+		msg_say(err, errlen, "%s", msg);
+	}
+	return rc;
+}
+
+static void req_free(struct req *q)
+{
+	req_reset(q);
+}
+
+int s3_head(struct s3 *s, const char *key, struct s3_obj *o, char *err,
+	    size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = 1 << 16 };
+	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+
+	if (!rc)
+		rc = run_one(&q, "HEAD", NULL, err, errlen);
+	if (!rc && o)
+		*o = q.obj;
+	req_free(&q);
+	return rc;
+}
+
+int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
+	   size_t *len, struct s3_obj *o, char *err, size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = max };
+	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+
+	if (!rc)
+		rc = run_one(&q, "GET", NULL, err, errlen);
+	if (!rc && q.overflow) {
+		msg_say(err, errlen, "s3://%s/%s: larger than %zu bytes",
+			s->c.bucket, key, max);
+		rc = -EFBIG;
+	}
+	if (!rc) {
+		q.obj.size = q.len;
+		if (o)
+			*o = q.obj;
+		*len = q.len;
+		*buf = q.buf ? q.buf : malloc(1);
+		q.buf = NULL;
+		if (!*buf)
+			rc = -ENOMEM;
+	}
+	req_free(&q);
+	return rc;
+}
+
+int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
+	   char *err, size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = 1 << 16, .up = buf,
+			 .uplen = len };
+	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+
+	if (!rc)
+		rc = run_one(&q, "PUT", NULL, err, errlen);
+	req_free(&q);
+	return rc;
+}
+
+int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = 1 << 16 };
+	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+
+	if (!rc)
+		rc = run_one(&q, "DELETE", NULL, err, errlen);
+	req_free(&q);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* --- several ranges at once --- */
+
+struct rq {
+	struct req q;
+	struct s3_range *r;
+	char range[128];
+	unsigned tries;
+	int active;
+};
+
+static int start_range(CURLM *m, struct rq *x, const char *etag)
+{
+	struct s3 *s = x->q.s;
+	struct curl_slist *t;
+	int rc;
+
+	req_reset(&x->q);
+	x->q.buf = x->r->buf;
+	x->q.cap = x->r->len;
+	if (!(x->q.e = easy_get(s)))
+		return -ENOMEM;
+	if ((rc = setup(&x->q, "GET", x->range))) {
+		easy_put(s, x->q.e);
+		x->q.e = NULL;
+		return rc;
+	}
+	if (etag) {
+		char im[160];
+		snprintf(im, sizeof(im), "If-Match: %s", etag);
+		t = curl_slist_append(x->q.hdrs, im);
+		if (!t) {
+			easy_put(s, x->q.e);
+			x->q.e = NULL;
+			return -ENOMEM;
+		}
+		x->q.hdrs = t;
+	}
+	atomic_fetch_add(&s->requests, 1);
+	if (curl_multi_add_handle(m, x->q.e) != CURLM_OK) {
+		easy_put(s, x->q.e);
+		x->q.e = NULL;
+		return -ENOMEM;
+	}
+	x->active = 1;
+	return 0;
+}
+
+int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
+		  struct s3_range *r, size_t n, char *err, size_t errlen)
+{
+	struct rq *x = calloc(n ? n : 1, sizeof(*x));
+	CURLM *m = curl_multi_init();
+	char msg[1024] = "";
+	int rc = 0, running = 0;
+
+	if (!x || !m) {
+		free(x);
+		if (m)
+			curl_multi_cleanup(m);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		x[i].q.s = s;
+		x[i].q.key = key;
+		x[i].q.fixed = 1;
+		x[i].q.max = 1 << 16;
+		x[i].r = &r[i];
+		r[i].rc = -EINPROGRESS;
+		snprintf(x[i].range, sizeof(x[i].range),
+			 "Range: bytes=%" PRIu64 "-%" PRIu64, r[i].off,
+			 r[i].off + (r[i].len ? r[i].len - 1 : 0));
+		if ((rc = make_url(s, x[i].q.url, sizeof(x[i].q.url), key,
+				   NULL)) ||
+		    (rc = start_range(m, &x[i], etag)))
+			goto out;
+	}
+	do {
+		CURLMcode mc = curl_multi_perform(m, &running);
+		if (mc == CURLM_OK && running)
+			mc = curl_multi_poll(m, NULL, 0, 1000, NULL);
+		if (mc != CURLM_OK) {
+			rc = -EIO;
+			goto out;
+		}
+		CURLMsg *cm;
+		int left;
+		while ((cm = curl_multi_info_read(m, &left))) {
+			if (cm->msg != CURLMSG_DONE)
+				continue;
+			struct req *q = NULL;
+			curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&q);
+			struct rq *y = (struct rq *)q;
+			CURLcode cc = cm->data.result;
+			int e, v = judge(q, cc, "GET", &e, msg, sizeof(msg));
+			curl_off_t in = 0;
+			curl_easy_getinfo(q->e, CURLINFO_SIZE_DOWNLOAD_T, &in);
+			atomic_fetch_add(&s->bytes_in, (uint64_t)in);
+			curl_multi_remove_handle(m, q->e);
+			easy_put(s, q->e);
+			q->e = NULL;
+			y->active = 0;
+			if (!e && (q->status != 206 || q->len != y->r->len)) {
+				/* 200 (Range ignored) or a short body. */
+				e = -EIO;
+				v = RETRY;
+				snprintf(msg, sizeof(msg), "s3://%s/%s: GET %s: "
+					 "got %zu bytes, status %ld",
+					 s->c.bucket, key, y->range + 7,
+					 q->len, q->status);
+			}
+			if (e && v == RETRY && y->tries < s->c.retries) {
+				if (y->tries == 0)
+					say_log(s, LOG_WARNING, msg);
+				atomic_fetch_add(&s->retries, 1);
+				backoff(y->tries++);
+				if ((e = start_range(m, y, etag)) == 0) {
+					running = 1;
+					continue;
+				}
+			}
+			y->r->rc = e;
+			if (e && !rc) {
+				rc = e;
+				msg_say(err, errlen, "%s", msg);
+			}
+		}
+	} while (running);
+out:
+	for (size_t i = 0; i < n; i++) {
+		if (x[i].active) {
+			curl_multi_remove_handle(m, x[i].q.e);
+			easy_put(s, x[i].q.e);
+		}
+		x[i].q.buf = NULL;	/* the caller's */
+		x[i].q.fixed = 1;
+		req_reset(&x[i].q);
+		if (r[i].rc == -EINPROGRESS)
+			r[i].rc = rc ? rc : -EIO;
+	}
+	curl_multi_cleanup(m);
+	free(x);
+	if (rc) {
+		atomic_fetch_add(&s->failures, 1);
+		if (rc == -EIO || rc == -ETIMEDOUT)
+			say_log(s, LOG_ERR, msg);
+	}
+	return rc;
+}
+
+/* --- listing --- */
+
+int s3_list(struct s3 *s, const char *prefix,
+	    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+	    char *err, size_t errlen)
+{
+	char token[1024] = "", full[2048], query[4096];
+	size_t skip = s->c.prefix[0] ? strlen(s->c.prefix) + 1 : 0;
+	int rc = 0;
+
+	snprintf(full, sizeof(full), "%s%s%s", s->c.prefix,
+		 s->c.prefix[0] ? "/" : "", prefix);
+	do {
+		struct req q = { .s = s, .key = prefix, .max = 64 << 20 };
+
+		/* Parameters in canonical (sorted) order, values encoded:
+		 * the signature covers the query as sent. */
+		query[0] = 0;
+		if (token[0]) {
+			strcat(query, "continuation-token=");
+			if ((rc = enc(query, sizeof(query), token, 0)))
+				return rc;
+			strcat(query, "&");
+		}
+		strcat(query, "list-type=2&prefix=");
+		if ((rc = enc(query, sizeof(query), full, 0)))
+			return rc;
+		if ((rc = make_url(s, q.url, sizeof(q.url), "", query)) ||
+		    (rc = run_one(&q, "GET", NULL, err, errlen))) {
+			req_free(&q);
+			return rc;
+		}
+		const char *p = q.buf, *end = q.buf + q.len;
+		while (p && p < end) {
+			const char *c = memmem(p, (size_t)(end - p),
+					       "<Contents>", 10);
+			if (!c)
+				break;
+			const char *ce = memmem(c, (size_t)(end - c),
+						"</Contents>", 11);
+			if (!ce)
+				break;
+			char k[2048], sz[32];
+			xml_field(c, (size_t)(ce - c), "Key", k, sizeof(k));
+			xml_field(c, (size_t)(ce - c), "Size", sz, sizeof(sz));
+			if (strlen(k) >= skip && (rc = cb(arg, k + skip,
+					strtoull(sz, NULL, 10)))) {
+				req_free(&q);
+				return rc;
+			}
+			p = ce + 11;
+		}
+		char trunc[16];
+		xml_field(q.buf ? q.buf : "", q.len, "IsTruncated", trunc,
+			  sizeof(trunc));
+		if (strcmp(trunc, "true") == 0)
+			xml_field(q.buf, q.len, "NextContinuationToken",
+				  token, sizeof(token));
+		else
+			token[0] = 0;
+		req_free(&q);
+	} while (token[0]);
+	return 0;
+}

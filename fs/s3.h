@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * s3: the small part of the S3 API snapfs needs, over libcurl: HEAD,
+ * whole small GETs, ranged GETs with several in flight on one multi
+ * handle, PUT, DELETE and ListObjectsV2. Requests are signed by libcurl
+ * (CURLOPT_AWS_SIGV4); connections are kept alive and shared by all
+ * threads through a curl share handle. Transient failures (connection
+ * refused or reset, timeouts, 5xx, 429) are retried with exponential
+ * backoff; after the last try the error is returned as -EIO (or
+ * -ETIMEDOUT) and the message names the object.
+ *
+ * Not here: what the objects mean (fs/remote), caching (cache/dcache),
+ * our own HTTP or signing code (there is none).
+ *
+ * Keys passed in are relative to the store: "increments.txt" is
+ * PREFIX/increments.txt in BUCKET.
+ *
+ * Thread safety: all calls may be made from any number of threads at once.
+ */
+#ifndef SNAPFS_FS_S3_H
+#define SNAPFS_FS_S3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct s3;
+
+struct s3_conf {
+	char endpoint[512];	/* http(s)://host[:port], no trailing '/' */
+	char region[64];
+	char key_id[256];
+	char secret[256];
+	char token[2048];	/* AWS_SESSION_TOKEN, or "" */
+	char bucket[256];
+	char prefix[1024];	/* "" or "a/b" (no leading/trailing '/') */
+	int path_style;		/* endpoint/bucket/key, else bucket.host/key */
+	unsigned timeout_ms;	/* whole-request stall limit; 0: 30 s */
+	unsigned retries;	/* tries after the first; default 4 */
+	/* Messages for the daemon log (retries, final failures). */
+	void (*log)(void *ctx, int level, const char *msg);
+	void *log_ctx;
+};
+
+/*
+ * Fills c from url ("s3://BUCKET[/PREFIX]") and the usual sources, in
+ * this order: endpoint (the -o endpoint= value, may be NULL), then
+ * AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS's own
+ * https://s3.REGION.amazonaws.com (virtual-hosted style); keys from
+ * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else from
+ * the profile (AWS_PROFILE or "default") of AWS_SHARED_CREDENTIALS_FILE or
+ * ~/.aws/credentials; region from AWS_REGION, AWS_DEFAULT_REGION, the
+ * profile in ~/.aws/config, else us-east-1. Returns 0, or -EINVAL with a
+ * message saying what is missing and how to give it.
+ */
+int s3_conf_load(struct s3_conf *c, const char *url, const char *endpoint,
+		 char *err, size_t errlen);
+
+/* Nonzero if path names a remote store ("s3://..."). */
+int s3_is_url(const char *path);
+
+/* Copies conf. Returns 0 or -errno with a message. */
+int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
+	   size_t errlen);
+void s3_free(struct s3 *s);
+const struct s3_conf *s3_conf(const struct s3 *s);
+
+struct s3_obj {
+	uint64_t size;
+	char etag[128];		/* as the server sent it, quotes included */
+	int64_t mtime;		/* Last-Modified, seconds since the epoch */
+};
+
+/*
+ * Errors of every call: -ENOENT (404), -EACCES (403; err says whether the
+ * signature or the key was refused), -ESTALE (412: the object changed
+ * since its ETag was taken), -EIO/-ETIMEDOUT (retries spent), -ENOMEM.
+ * err may be NULL; when given it gets one message naming the object.
+ */
+int s3_head(struct s3 *s, const char *key, struct s3_obj *o, char *err,
+	    size_t errlen);
+
+/*
+ * GETs the whole object into a malloc'd buffer (*buf, *len; the caller
+ * frees it), refusing objects over max bytes (-EFBIG). o, if not NULL,
+ * gets its size and ETag.
+ */
+int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
+	   size_t *len, struct s3_obj *o, char *err, size_t errlen);
+
+struct s3_range {
+	uint64_t off;
+	size_t len;
+	void *buf;		/* borrowed: len bytes */
+	int rc;			/* out: 0 or -errno */
+};
+
+/*
+ * Fetches n ranges of key at once (one multi handle, each a ranged GET
+ * with If-Match: etag when etag is not NULL). Each range must lie inside
+ * the object; a response of another length is an error. Returns 0 if all
+ * succeeded, else the first range's error (each r[i].rc says which).
+ */
+int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
+		  struct s3_range *r, size_t n, char *err, size_t errlen);
+
+/* PUTs len bytes from buf as key (one request; objects up to 5 GiB). */
+int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
+	   char *err, size_t errlen);
+int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
+
+/*
+ * Lists the keys under prefix (relative, like every key here), calling
+ * cb(arg, key, size) for each in order; a nonzero return from cb stops
+ * the listing and is returned.
+ */
+int s3_list(struct s3 *s, const char *prefix,
+	    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+	    char *err, size_t errlen);
+
+/* Counters since s3_new (for the stats xattr and the bench). */
+struct s3_stats {
+	uint64_t requests, retries, failures, bytes_in, bytes_out;
+};
+void s3_get_stats(struct s3 *s, struct s3_stats *st);
+
+#endif

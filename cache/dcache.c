@@ -48,6 +48,7 @@ struct dcache_obj {
 	uint64_t size, n;
 	uint64_t *map;		/* under dc->lock */
 	unsigned char *busy;	/* under dc->lock: chunks being filled */
+	unsigned char *ok;	/* under dc->lock: checked since opened */
 };
 
 struct dcache {
@@ -250,6 +251,7 @@ static void obj_close(struct dcache_obj *o)
 		close(o->mfd);
 	free(o->map);
 	free(o->busy);
+	free(o->ok);
 	free(o);
 }
 
@@ -290,6 +292,7 @@ int dcache_obj_open(struct dcache *dc, const char *key, uint64_t size,
 	o->n = (size + dc->chunk - 1) / dc->chunk;
 	o->map = calloc(o->n ? o->n : 1, 8);
 	o->busy = calloc(o->n ? o->n : 1, 1);
+	o->ok = calloc(o->n ? o->n : 1, 1);
 	int fresh = !e;
 	if (!e) {
 		e = calloc(1, sizeof(*e));
@@ -302,10 +305,11 @@ int dcache_obj_open(struct dcache *dc, const char *key, uint64_t size,
 			}
 		}
 	}
-	if (!o->map || !o->busy || !e) {
+	if (!o->map || !o->busy || !o->ok || !e) {
 		pthread_mutex_unlock(&dc->lock);
 		free(o->map);
 		free(o->busy);
+		free(o->ok);
 		free(o);
 		return -ENOMEM;
 	}
@@ -391,6 +395,8 @@ long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf)
 	n = pread(o->dfd, buf, len, (off_t)(idx * dc->chunk));
 	if (n == (ssize_t)len && chunk_hash(buf, len) == want) {
 		pthread_mutex_lock(&dc->lock);
+		if (o->map[idx] == want)
+			o->ok[idx] = 1;
 		dc->st.hits++;
 		pthread_mutex_unlock(&dc->lock);
 		return (long)len;
@@ -399,6 +405,7 @@ long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf)
 	pthread_mutex_lock(&dc->lock);
 	if (o->map[idx] == want) {
 		o->map[idx] = 0;
+		o->ok[idx] = 0;
 		o->e->bytes -= dc->chunk;
 		dc->st.used -= dc->chunk;
 		uint64_t z = 0;
@@ -443,6 +450,7 @@ static void evict(struct dcache *dc, struct dcache_obj *o, uint64_t idx,
 		if (i == o->n)
 			return;
 		o->map[i] = 0;
+		o->ok[i] = 0;
 		uint64_t z = 0;
 		(void)!pwrite(o->mfd, &z, 8, HDR + 8 * (off_t)i);
 		(void)fallocate(o->dfd, FALLOC_FL_PUNCH_HOLE |
@@ -494,11 +502,57 @@ int dcache_fill(struct dcache_obj *o, uint64_t idx, const void *buf,
 				(off_t)dc->chunk);
 	} else {
 		o->map[idx] = h;
+		o->ok[idx] = 1;	/* the bytes just written were hashed */
 		dc->st.fills++;
 	}
 	o->busy[idx] = 0;
 	pthread_mutex_unlock(&dc->lock);
 	return rc;
+}
+
+long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off)
+{
+	struct dcache *dc = o->dc;
+	uint64_t c = dc->chunk, first, last;
+	unsigned char *tmp = NULL;
+
+	if (off >= o->size || !len)
+		return 0;
+	if (len > o->size - off)
+		len = (size_t)(o->size - off);
+	first = off / c;
+	last = (off + len - 1) / c;
+	for (uint64_t i = first; i <= last; i++) {
+		pthread_mutex_lock(&dc->lock);
+		int present = o->map[i] != 0, ok = o->ok[i];
+		pthread_mutex_unlock(&dc->lock);
+		if (!present)
+			goto miss;
+		if (ok)
+			continue;
+		/* First use since opened: check the whole chunk once. */
+		if (!tmp && !(tmp = malloc(c)))
+			return -ENOMEM;
+		long n = dcache_read(o, i, tmp);
+		if (n <= 0) {
+			free(tmp);
+			return n;
+		}
+	}
+	free(tmp);
+	ssize_t n = pread(o->dfd, buf, len, (off_t)off);
+	if (n != (ssize_t)len)
+		return n < 0 ? -errno : -EIO;
+	pthread_mutex_lock(&dc->lock);
+	dc->st.hits++;
+	pthread_mutex_unlock(&dc->lock);
+	return (long)len;
+miss:
+	free(tmp);
+	pthread_mutex_lock(&dc->lock);
+	dc->st.misses++;
+	pthread_mutex_unlock(&dc->lock);
+	return 0;
 }
 
 void dcache_get_stats(struct dcache *dc, struct dcache_stats *st)

@@ -58,6 +58,15 @@ void dcache_obj_put(struct dcache_obj *o);
  */
 long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf);
 
+/*
+ * Reads len bytes at off (clamped to the object) if every chunk they
+ * touch is cached. A chunk is checked against its hash the first time it
+ * is used after the object was opened (or filled); later reads are plain
+ * preads from the page cache. Returns the bytes read, 0 if some chunk is
+ * missing (or failed its check: it is then forgotten), or -errno.
+ */
+long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off);
+
 /* Nonzero if chunk idx is recorded present (not checked). */
 int dcache_has(struct dcache_obj *o, uint64_t idx);
 

@@ -186,6 +186,37 @@ static void test_other_chunk_size(void)
 	T_CHECK(strstr(err, "power of two") != NULL);
 }
 
+static void test_pread(void)
+{
+	struct dcache *dc;
+	struct dcache_obj *o;
+	unsigned char a[3 * CH], b[3 * CH];
+	char err[256];
+
+	rmdir_all();
+	T_EQ(dcache_open(&dc, dir, 1 << 20, CH, err, sizeof(err)), 0);
+	T_EQ(dcache_obj_open(dc, "p", 3 * CH - 10, &o), 0);
+	fillpat(a, sizeof(a), 11);
+	T_EQ(dcache_fill(o, 0, a, CH), 0);
+	T_EQ(dcache_fill(o, 2, a + 2 * CH, CH - 10), 0);
+	/* a range over chunk 1 (absent) is a miss; within 0 a hit */
+	T_EQ(dcache_pread(o, b, 2 * CH, 100), 0);
+	T_EQ(dcache_pread(o, b, 1000, 100), 1000);
+	T_CHECK(memcmp(a + 100, b, 1000) == 0);
+	T_EQ(dcache_fill(o, 1, a + CH, CH), 0);
+	T_EQ(dcache_pread(o, b, 3 * CH, 0), 3 * CH - 10);	/* clamped */
+	T_CHECK(memcmp(a, b, 3 * CH - 10) == 0);
+	dcache_obj_put(o);
+	/* reopened, damaged on disk: the first use checks and refuses */
+	damage_data();
+	T_EQ(dcache_obj_open(dc, "p", 3 * CH - 10, &o), 0);
+	T_EQ(dcache_pread(o, b, 50, 0), 0);
+	T_EQ(dcache_pread(o, b, 50, CH), 50);
+	T_CHECK(memcmp(a + CH, b, 50) == 0);
+	dcache_obj_put(o);
+	dcache_free(dc);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_dcache.%d", (int)getpid());
@@ -193,6 +224,7 @@ int main(void)
 	T_RUN(test_damage_is_a_miss);
 	T_RUN(test_budget);
 	T_RUN(test_other_chunk_size);
+	T_RUN(test_pread);
 	rmdir_all();
 	return t_done();
 }

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * remote: a store kept under s3://BUCKET/PREFIX, as the local code sees
+ * it. The keys under PREFIX are the local store layout, so `aws s3 sync
+ * STORE s3://b/p` makes a remote store and a sync back down a local one.
+ *
+ * The store code (fs/store) works on a local mirror directory standing
+ * for the remote store: it holds the layers file and the tree file,
+ * fetched whole at open, and .snapfs/ (derived data: indexes, checksums,
+ * aux files). Layer files are never copied whole: each is a blob
+ * (codec/blob.h) whose reads fetch the chunks they touch -- several
+ * ranged GETs in flight, plus read-ahead chunks for a reader going
+ * forwards -- into the disk cache (cache/dcache), which survives
+ * remounts. Derived data is fetched from PREFIX/.snapfs/ before it would
+ * be built, and uploaded there after it was built, so a second host
+ * does not rebuild it.
+ *
+ * A blob's identity is its ETag and size (st_ino is a hash of the ETag,
+ * st_mtime 0), the same on every host; ranged GETs carry If-Match, so an
+ * object replaced under a mount gives EIO, never bytes of the new one.
+ *
+ * Not here: HTTP (fs/s3), cache policy (cache/dcache), what layer files
+ * contain. Remote stores are read-only in this version (see README).
+ * Thread-safe: blobs may be read from any number of threads; the other
+ * calls are made by the mount's setup and its serialised changes.
+ */
+#ifndef SNAPFS_FS_REMOTE_H
+#define SNAPFS_FS_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/blob.h"
+#include "fs/s3.h"
+
+struct remote;
+
+struct remote_opts {
+	const char *endpoint;	/* -o endpoint=, or NULL */
+	const char *cache_dir;	/* NULL: default (see remote_open) */
+	uint64_t disk_cache;	/* bytes; 0: 8 GiB */
+	uint32_t chunk;		/* fetch and cache unit; 0: 4 MiB */
+	unsigned parallel;	/* ranged GETs in flight; 0: 8 */
+	unsigned ahead;		/* read-ahead chunks; 0: parallel */
+	unsigned timeout_ms, retries;	/* 0: s3's defaults */
+	void (*log)(void *ctx, int level, const char *msg);
+	void *log_ctx;
+};
+
+/*
+ * Connects to the store at url (s3://BUCKET[/PREFIX]): checks the
+ * credentials with one request, opens the disk cache (cache_dir, default
+ * $SNAPFS_CACHE_DIR, else /var/cache/snapfs for root, else
+ * $XDG_CACHE_HOME/snapfs or ~/.cache/snapfs) and makes the mirror
+ * directory, then fetches the layers and tree files into it. Returns 0
+ * or -errno with one message in err naming the store and what to do.
+ */
+int remote_open(struct remote **out, const char *url,
+		const struct remote_opts *o, char *err, size_t errlen);
+void remote_free(struct remote *r);
+
+/* The local directory standing for the store (see above). */
+const char *remote_mirror(const struct remote *r);
+
+/*
+ * Opens the layer file named file (relative to the store) as a blob: a
+ * HEAD for its size and ETag, then reads through the disk cache. Returns
+ * 0 or -errno with a message (-ENOENT: no such object).
+ */
+int remote_open_blob(struct remote *r, const char *file, struct blob **out,
+		     char *err, size_t errlen);
+
+/*
+ * Derived data .snapfs/SUB/NAME: remote_fetch_derived downloads it into
+ * the mirror if the bucket has it and the mirror does not (0, or -ENOENT
+ * if the bucket has none); remote_put_derived uploads the mirror's copy
+ * (0 or -errno; a store one may only read gives -EACCES once, and later
+ * calls do nothing).
+ */
+int remote_fetch_derived(struct remote *r, const char *sub, const char *name);
+int remote_put_derived(struct remote *r, const char *sub, const char *name);
+
+struct remote_stats {
+	struct s3_stats s3;
+	uint64_t cache_budget, cache_used, cache_hits, cache_misses;
+	uint64_t fetched;	/* bytes of layer files fetched */
+};
+void remote_get_stats(struct remote *r, struct remote_stats *st);
+
+#endif

@@ -348,7 +348,7 @@ static void reopen_writer(struct snapfs_mount *m, fuse_req_t req,
 	m->w_opens++;
 	pthread_mutex_unlock(&m->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->direct_io = 0;
+	fi->direct_io = 1;	/* as at create (op_create) */
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* interrupted: no release will come */
 		pthread_mutex_lock(&m->lock);
@@ -519,7 +519,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&m->change);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->direct_io = 0;
+	/* Writes straight from the writer's buffer into our request, not
+	 * through the page cache first: measured with cat of a 1 GiB state,
+	 * cat's own CPU time went from 2.9 s to 0.25 s (the kernel no longer
+	 * allocates, fills and drops a page cache copy of what we store
+	 * anyway). Nothing reads the file through this handle (op_read gives
+	 * EBADF) and a writer does not mmap it. */
+	fi->direct_io = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		pthread_mutex_lock(&m->lock);
 		writer_free(m->w);

@@ -721,6 +721,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 			fuse_log_msg(m, err);
 		else if (writer_note(w))
 			fuse_log_msg(m, writer_note(w));
+		if (!rc)
+			log_say(m->log, LOG_INFO, "%s", writer_timing(w));
 	}
 	pthread_mutex_lock(&m->lock);
 	writer_free(w);

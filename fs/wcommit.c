@@ -487,6 +487,7 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 	}
 	if (w->finished)
 		return 0;
+	double t0 = wr_now();
 	if (w->mode == MODE_STREAM && w->head_dirty && !w->base) {
 		rc = wr_sink_finish(w);
 		if (!rc)
@@ -514,8 +515,10 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		    STORE_META_DIR, strerror(-rc));
 		goto fail;
 	}
+	double tv = wr_now();
 	rc = w->base ? verify_base(w, &why) :
 		       prepare_patch(w, &why, whybuf, sizeof(whybuf));
+	w->tm.verify = wr_now() - tv;
 	if (rc) {
 		msg_say(err, errlen, "%s: the encoded file does not read back "
 		    "as what was written (%s: %s); the snapshot is not added",
@@ -532,6 +535,7 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		goto fail;
 	}
 	take_note(w, fstat(w->tmpfd, &st) == 0 ? (uint64_t)st.st_size : 0);
+	w->tm.finish = wr_now() - t0;
 	w->finished = 1;
 	w->dirty = 0;
 	return 0;
@@ -554,6 +558,19 @@ void writer_fail(struct writer *w, int err)
 {
 	if (!w->failed)
 		w->failed = err;
+}
+
+const char *writer_timing(struct writer *w)
+{
+	double all = wr_now() - w->tm.start;
+
+	snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in %.2f s: "
+		 "parent read and indexed %.2f s, streamed %.2f s, last "
+		 "close %.2f s (verify %.2f s)", w->name,
+		 (unsigned long long)w->size, all, w->tm.index,
+		 all - w->tm.index - w->tm.finish, w->tm.finish,
+		 w->tm.verify);
+	return w->timing;
 }
 
 const char *writer_note(const struct writer *w)

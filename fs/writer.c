@@ -46,6 +46,14 @@
 #include "fs/names.h"
 #include "fs/safefile.h"
 
+double wr_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int wr_tmpdir(const struct writer *w)
 {
 	return store_subdir(w->s, "tmp");
@@ -249,6 +257,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
+	w->tm.start = wr_now();
 	w->c = c;
 	w->s = s;
 	w->tmpfd = w->spoolfd = w->resfd = -1;
@@ -294,7 +303,8 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->tail = malloc(2 * TAIL);
 	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
 	if (!rc)
-		rc = wr_sink_open(w);
+		rc = wr_sink_open(w);	/* the encoder indexes the parent */
+	w->tm.index = wr_now() - w->tm.start;
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
 		    name, store_dir(s), STORE_META_DIR, strerror(-rc));

@@ -133,6 +133,11 @@ int writer_awaits_fixup(struct writer *w);
  * string lives as long as w. */
 const char *writer_note(const struct writer *w);
 
+/* A line for the log: how long the stages took (parent read and
+ * indexed, the stream, the last close and its verify). The string lives
+ * until the next call or writer_free. */
+const char *writer_timing(struct writer *w);
+
 /*
  * Makes a finished layer part of the tree, as a child of the snapshot
  * that was current at writer_new(), and current itself: one

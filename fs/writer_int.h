@@ -63,7 +63,18 @@ struct writer {
 	/* The encoder reads its source mostly in order (indexing, then
 	 * along matches): a stream lets readahead decode it on all cores. */
 	struct chain_stream *src_st;
+	/* Seconds spent per stage, for the log line of writer_timing(). */
+	struct {
+		double start;	/* writer_new called (monotonic clock) */
+		double index;	/* writer_new: the parent read and indexed */
+		double finish;	/* the last writer_finish, all of it */
+		double verify;	/* of which the verify */
+	} tm;
+	char timing[512];
 };
+
+/* Monotonic clock in seconds. */
+double wr_now(void);
 
 /* Reads the parent (the encoder's and decoder's source callback). */
 ssize_t wr_src_read(void *ctx, uint64_t off, void *buf, size_t len);

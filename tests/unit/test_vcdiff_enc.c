@@ -922,6 +922,14 @@ static void qemu_pair(struct buf *src, struct buf *tgt, size_t pages,
 		else if (r < 6)
 			kind[i] = kind[i] ? 0 : 1 + (int)(rng() % 3);
 		qemu_page(tgt, i * 4096, kind[i], seed[i]);
+		if (r >= 6 && r < 9 && kind[i]) {
+			/* One word in every 64 bytes rewritten in place (an
+			 * array of counters, say): COPY/ADD pairs at a fixed
+			 * stride, whose addresses compress. */
+			uint64_t x = rng();
+			for (size_t k = 0; k < 4096; k += 64, x++)
+				memcpy(tgt->p + tgt->len - 4096 + k, &x, 8);
+		}
 	}
 	free(kind);
 	free(seed);

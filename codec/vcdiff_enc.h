@@ -21,7 +21,13 @@
  * target offset in that same window), so the caller can index the new
  * layer without decoding the patch again.
  *
- * Not here: files, chains, threads of its own. One encoder per thread.
+ * The work can run on worker threads (opts.workers): while the caller's
+ * thread copies the target in, windows are matched and written on up to
+ * two workers, in order; callbacks are then called from those workers,
+ * one at a time.
+ *
+ * Not here: files, chains. One encoder is used by one thread at a time
+ * (the workers are its own).
  */
 #ifndef SNAPFS_CODEC_VCDIFF_ENC_H
 #define SNAPFS_CODEC_VCDIFF_ENC_H
@@ -30,12 +36,50 @@
 
 struct vcdiff_enc;
 
+/*
+ * One window as written, for opts.on_window. Every pointer is valid for
+ * the call only.
+ */
+struct vcdiff_enc_win {
+	uint64_t tgt_off;		/* its target bytes: tgt_len from here */
+	uint32_t tgt_len;
+	const uint8_t *tgt;		/* those bytes */
+	const struct vcdiff_op *ops;	/* its ops, as on_op gets them */
+	size_t nops;
+	const uint8_t *data;		/* its data section (ADD and RUN bytes),
+					 * as it is before compression */
+	uint32_t data_len;
+	uint64_t add_base;		/* the addr of an ADD op reading data[0]:
+					 * 0 if the section is stored compressed,
+					 * else its patch offset (vcdiff.h) */
+	uint64_t patch_off;		/* its Win_Indicator byte in the patch */
+	uint32_t patch_len;		/* its bytes in the patch from there */
+	uint8_t del_ind;		/* sections stored compressed (VCDIFF_DEL_*) */
+	uint32_t adler32;		/* of the target bytes, as in its header */
+};
+
 struct vcdiff_enc_opts {
 	uint32_t win_size;	/* target bytes per window; 0 = default */
 	size_t index_budget;	/* bytes for the source hash index; 0 = default */
 	/* Optional sink for every op, in target order (may be NULL). */
 	int (*on_op)(void *ctx, const struct vcdiff_op *op);
 	void *op_ctx;
+	/* Optional sink for every window once it is written, after on_op
+	 * got its ops (may be NULL). */
+	int (*on_window)(void *ctx, const struct vcdiff_enc_win *w);
+	void *win_ctx;
+	/*
+	 * Worker threads: 0 (default) runs everything in the caller's
+	 * vcdiff_enc_write/finish. 1: windows are written (sections,
+	 * secondary compression, write_out, on_op, on_window) on a worker
+	 * while the caller matches the next window. 2: matching (and
+	 * read_src, after the index is built) on a second worker too, so
+	 * vcdiff_enc_write only copies into up to three windows of buffer.
+	 * With workers the callbacks must not use what the caller's thread
+	 * uses meanwhile, and an error surfaces at a later vcdiff_enc_write
+	 * or at vcdiff_enc_finish.
+	 */
+	int workers;
 	/* Optional progress of source indexing (bytes done, total). */
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *progress_ctx;
@@ -74,14 +118,24 @@ struct vcdiff_enc_opts {
 int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 		   uint64_t src_size, vcdiff_read_fn read_src, void *src_ctx,
 		   vcdiff_write_fn write_out, void *out_ctx);
-/* Appends len target bytes. Returns 0 or -errno. */
+/* Appends len target bytes. Returns 0 or -errno (with workers, possibly
+ * the error of an earlier window). May wait for a free buffer. */
 int vcdiff_enc_write(struct vcdiff_enc *e, const void *buf, size_t len);
 /* Encodes what is buffered and ends the patch (an empty target still gets
- * one window). Returns 0 or -errno. */
+ * one window); when it returns, every callback has returned for good.
+ * Returns 0 or -errno. */
 int vcdiff_enc_finish(struct vcdiff_enc *e);
-/* Bytes of patch written so far / target bytes consumed so far. */
+/* Bytes of patch written (exact once finished; with workers it lags
+ * before) / target bytes consumed so far. */
 uint64_t vcdiff_enc_patch_size(const struct vcdiff_enc *e);
 uint64_t vcdiff_enc_target_size(const struct vcdiff_enc *e);
+/* Stops the workers (abandoning what is queued) and frees. Accepts NULL. */
 void vcdiff_enc_free(struct vcdiff_enc *e);
+
+/* About how many bytes of memory an encoder with options o (NULL:
+ * defaults) over a source of src_size bytes holds at its peak: index,
+ * buffers, sections, lzma state. For a caller that budgets memory. */
+size_t vcdiff_enc_mem_estimate(const struct vcdiff_enc_opts *o,
+			       uint64_t src_size);
 
 #endif

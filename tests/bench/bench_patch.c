@@ -3,13 +3,14 @@
  * bench_patch: encode one pair of files with vcdiff_enc, for the size
  * table of tests/bench/size.sh.
  *
- *   bench_patch SRC TGT OUT [none|lzma [PRESET [WIN_BYTES]]]
+ *   bench_patch SRC TGT OUT [none|lzma [PRESET [WIN_BYTES [WORKERS]]]]
  *
  * Reads TGT in 128 KiB pieces as FUSE hands them over, SRC through pread,
  * writes the patch to OUT and prints one line:
  *   bytes=N seconds=S rss_mib=M
  * (seconds: wall time of index + encode; rss: this process's peak).
- * PRESET: liblzma preset 1..9, "e" suffix for extreme. Exit 1 on error.
+ * PRESET: liblzma preset 1..9, "e" suffix for extreme (0: default).
+ * WORKERS: vcdiff_enc_opts.workers (0..2). Exit 1 on error.
  */
 #include "codec/vcdiff_enc.h"
 
@@ -64,7 +65,7 @@ int main(int argc, char **argv)
 
 	if (argc < 4) {
 		fprintf(stderr, "usage: bench_patch SRC TGT OUT "
-			"[none|lzma [PRESET [WIN_BYTES]]]\n");
+			"[none|lzma [PRESET [WIN_BYTES [WORKERS]]]]\n");
 		return 1;
 	}
 	if (argc > 4 && strcmp(argv[4], "lzma") == 0)
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
 	}
 	if (argc > 6)
 		o.win_size = (uint32_t)strtoul(argv[6], NULL, 0);
+	if (argc > 7)
+		o.workers = atoi(argv[7]);
 	sfd = open(argv[1], O_RDONLY);
 	tfd = open(argv[2], O_RDONLY);
 	ofd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcdiff_enc_int: what the encoder's three files share and nothing else
+ * sees (STYLE.md 2.1 rule 6). The encoder is split by stage:
+ *
+ *   codec/vcdiff_enc.c    vcdiff_enc_*   the API, and the pipeline that
+ *                                        runs the stages on the caller's
+ *                                        thread or on workers
+ *   codec/vcdiff_match.c  enc_match_*    the source index and matching:
+ *                                        target bytes -> windows of ops
+ *   codec/vcdiff_ewin.c   enc_ewin_*     writing a matched window: code
+ *                                        table, address modes, secondary
+ *                                        compression, the sinks
+ *
+ * Each group of fields of struct vcdiff_enc belongs to one stage, which
+ * alone touches it; what passes between stages (slots of target bytes,
+ * matched windows) goes through queues under e->mu. See vcdiff_enc.c.
+ */
+#ifndef SNAPFS_CODEC_VCDIFF_ENC_INT_H
+#define SNAPFS_CODEC_VCDIFF_ENC_INT_H
+
+#include <lzma.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "codec/vcdiff_enc.h"
+#include "codec/vcdiff_int.h"
+
+/* --- tuning (the reasons are at the top of each stage's file) --- */
+
+#define KEY_LEN 32			/* bytes hashed per key (K) */
+#define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
+#define BUCKET_WAYS 4
+#define INDEX_LOAD 2			/* blocks per table entry, at most */
+#define DEFAULT_BUDGET ((size_t)64 << 20)
+#define DEFAULT_WIN (8u << 20)
+#define SC_SHIFT 12			/* source cache chunk: 4 KiB */
+#define SC_CHUNK ((size_t)1 << SC_SHIFT)
+#define SC_SLOTS 1024			/* 4 MiB */
+#define SC_AHEAD 32			/* chunks per read when sequential */
+#define RUN_MIN 16			/* shorter runs stay in ADD/COPY */
+#define CONT_MIN 8			/* continuation match worth a COPY */
+#define CONT_MIN_LZMA 24		/* the same when literals get lzma */
+#define TT_BITS 16			/* target match table: 2^16 keys */
+#define TT_WAYS 4			/* positions kept per key */
+#define ACC_START 256			/* literal bytes before skipping */
+#define ACC_STEP 3			/* then look at every 3rd position */
+#define VISIT(q, lit) ((q) - (lit) < ACC_START || (q) % ACC_STEP == 0)
+#define PF 16				/* hash lookahead for prefetch (2^n) */
+#define FAR_NEAR ((int64_t)1 << 20)	/* candidates farther need the next
+					 * block confirmed (step 3) */
+#define INDEX_READ ((size_t)4 << 20)	/* sequential read size at indexing */
+
+/* Largest cpylen + tgtlen xdelta3 accepts (usize_t is 32 bits). */
+#define SPAN_LIMIT ((uint64_t)UINT32_MAX)
+
+#define POLY_M 0x9E3779B97F4A7C15ull
+
+/* Slots of target bytes: one per stage that can hold one (vcdiff_enc.c). */
+#define ENC_SLOTS_MAX 3
+
+struct schunk {
+	uint64_t tag;		/* chunk number + 1; 0 = empty */
+	size_t len;		/* valid bytes (short at source EOF) */
+	uint8_t *data;
+};
+
+struct bytes {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+/* Up to a window of target bytes: filled by the caller, matched, then
+ * its windows written; free again when the last of them is written. */
+struct enc_slot {
+	uint8_t *buf;		/* win_cap bytes */
+	size_t len;		/* bytes in buf */
+	uint64_t abs;		/* target offset of buf[0] */
+	struct enc_slot *next;	/* in the match queue */
+	/* protected by e->mu: */
+	int busy;		/* handed over by the caller, not yet free */
+	int matched;		/* all its windows are queued (or it failed) */
+	unsigned pending;	/* its windows queued and not yet written */
+};
+
+/* A matched window waiting to be written. Recycled with its ins array. */
+struct enc_win {
+	struct enc_win *next;	/* in the output queue or the free list */
+	struct enc_slot *slot;	/* holds its target bytes */
+	const uint8_t *tw;	/* its first target byte */
+	uint64_t tgt_off, tgt_len;
+	struct vcdiff_op *ins;	/* its instructions, in target order */
+	size_t nins, ins_cap;
+	int have_copy;
+	uint64_t seg_lo, seg_hi;	/* source span of its copies */
+};
+
+struct vcdiff_enc {
+	struct vcdiff_enc_opts o;
+	uint64_t src_size;
+	vcdiff_read_fn read_src;
+	void *src_ctx;
+	vcdiff_write_fn write_out;
+	void *out_ctx;
+	uint32_t win_cap;
+	atomic_int err;		/* sticky: the first error of any stage */
+
+	/* --- the caller's (vcdiff_enc_write / finish) --- */
+	struct enc_slot *fill;	/* the slot being filled, or NULL */
+	uint64_t taken;		/* target bytes before fill's */
+	int submitted;		/* a slot was handed over */
+	int finished;
+
+	/* --- the pipeline; lock order: mu is a leaf --- */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;		/* any change below */
+	struct enc_slot slots[ENC_SLOTS_MAX];
+	int nslots;
+	/* protected by mu: */
+	struct enc_slot *mq_head, *mq_tail;	/* slots to match (2 workers) */
+	struct enc_win *oq_head, *oq_tail;	/* windows to write */
+	struct enc_win *free_wins;
+	int stop;
+	pthread_t thr[2];
+	int nthr;
+
+	/* --- the match stage (vcdiff_match.c) --- */
+	/* index */
+	uint64_t *tab;		/* nbuckets * BUCKET_WAYS entries */
+	uint64_t bmask;		/* nbuckets - 1 */
+	unsigned bshift;	/* log2(B) */
+	uint64_t poly_out;	/* POLY_M^(KEY_LEN-1), to roll a byte out */
+	/* source cache */
+	uint8_t *sc_mem;
+	struct schunk sc[SC_SLOTS];
+	uint64_t seq_next;	/* chunk after the last one read */
+	size_t ra_len;		/* chunks of the last read */
+	/* the slot being matched */
+	struct enc_slot *cur;
+	uint8_t *buf;		/* cur->buf */
+	size_t buf_len;
+	uint64_t buf_abs;	/* target offset of buf[0] */
+	uint64_t win_abs;	/* target offset where the open window starts */
+	int64_t delta;		/* source offset - target offset of last match */
+	uint32_t *ttab;		/* target matching: buffer position + 1 */
+	size_t cont_min;	/* CONT_MIN or CONT_MIN_LZMA */
+	int tmatch;		/* step 4 (COPY_TGT) on: not with lzma */
+	/* instructions of the open window */
+	struct vcdiff_op *ins;
+	size_t nins, ins_cap;
+	uint64_t seg_lo, seg_hi;	/* source span of its copies */
+	int have_copy;
+
+	/* --- the output stage (vcdiff_ewin.c) --- */
+	struct bytes data, inst, addr;	/* sections of the window written */
+	uint64_t patch_size;
+	uint64_t windows;
+	lzma_stream lz;			/* block encoder, reused per section */
+	int lz_live;
+	lzma_options_lzma lzopt[3];	/* per section kind */
+	struct bytes zsec[3];		/* compressed data, inst, addr */
+	int sh_done[3];			/* stream header written for kind */
+};
+
+/* Varints are vcdiff_int.h's, shared with the decoder. */
+static inline int vlen(uint64_t v)
+{
+	return (int)vcdiff_varint_size(v);
+}
+
+static inline int put_varint(uint8_t *out, uint64_t v)
+{
+	return (int)vcdiff_varint_put(out, v);
+}
+
+/* --- vcdiff_enc.c --- */
+
+/* The match stage ends the open window at target offset end (its bytes
+ * start at tw): hands it, with e->ins and the segment, to the output
+ * stage (written now, or queued for the worker), and opens the next.
+ * 0 or -errno. */
+int enc_window_close(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end);
+
+/* --- vcdiff_match.c --- */
+
+/* Buckets of the source index for src_size bytes and an index_budget
+ * (0: the default), with log2(B) in *bshift; 0 buckets: no index. */
+uint64_t enc_match_size(uint64_t src_size, size_t budget, unsigned *bshift);
+/* Bytes of the source cache for that B. */
+size_t enc_match_sc_bytes(unsigned bshift);
+/* Sizes and builds the source index (reads the whole source), and the
+ * source cache. 0 or -errno (a read_src error passes through). */
+int enc_match_init(struct vcdiff_enc *e);
+/* Matches e->buf[0, e->buf_len) (target offset e->buf_abs) and closes
+ * every window that completes; the last one ends at the buffer's end. */
+int enc_match_buf(struct vcdiff_enc *e);
+void enc_match_free(struct vcdiff_enc *e);
+
+/* --- vcdiff_ewin.c --- */
+
+/* Secondary compression options from e->o. 0 or -EINVAL. */
+int enc_ewin_init(struct vcdiff_enc *e);
+/* Writes window j: header and sections to write_out, then on_op and
+ * on_window. Leaves j's ins array to be reused. 0 or -errno. */
+int enc_ewin_write(struct vcdiff_enc *e, struct enc_win *j);
+void enc_ewin_free(struct vcdiff_enc *e);
+
+#endif

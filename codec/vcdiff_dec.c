@@ -100,6 +100,7 @@ struct vcdiff_dec {
 	bool lz_live;
 	const uint8_t *add_data;	/* ADD bytes of the last window */
 	uint64_t add_base;		/* op->addr of add_data[0] */
+	size_t add_len;			/* bytes at add_data */
 	const char *reason;
 };
 
@@ -1161,6 +1162,7 @@ static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 	s.add_base = (w->del_ind & VCDIFF_DEL_DATA) ? 0 : w->data_off;
 	d->add_data = sp[0];
 	d->add_base = s.add_base;
+	d->add_len = sl[0];
 	s.data_len = sl[0];
 	s.data_pos = 0;
 	s.ip = sp[1];
@@ -1207,6 +1209,14 @@ int vcdiff_dec_ops(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 
 	*ops = rc ? NULL : d->ops;
 	return rc;
+}
+
+const uint8_t *vcdiff_dec_data(const struct vcdiff_dec *d, size_t *len,
+			       uint64_t *add_base)
+{
+	*len = d->add_len;
+	*add_base = d->add_base;
+	return d->add_data;
 }
 
 /* Reads exactly len bytes through fn. Returns 0, 1 if the file is short,

@@ -127,6 +127,16 @@ int vcdiff_dec_ops(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		   size_t i, const struct vcdiff_op **ops, size_t *nops);
 
 /*
+ * The data section (decompressed if stored compressed: the bytes of ADD
+ * and RUN) of the window the last successful vcdiff_dec_ops() or
+ * vcdiff_dec_window() call on d decoded: *len bytes, and *add_base, the
+ * addr of an ADD op reading its first byte. Owned by d, valid until the
+ * next call on d. For a caller that checks what it decoded.
+ */
+const uint8_t *vcdiff_dec_data(const struct vcdiff_dec *d, size_t *len,
+			       uint64_t *add_base);
+
+/*
  * Rebuilds window i into dst (dst_cap >= tgt_len). Source bytes come from
  * read_src; for VCD_TARGET windows earlier target bytes come from read_tgt
  * (may be NULL otherwise). Verifies the window's adler32 if it has one.

@@ -256,11 +256,13 @@ static void drain(struct vcdiff_enc *e)
 static int start_workers(struct vcdiff_enc *e, int n)
 {
 	void *(*fn[2])(void *) = { output_worker, match_worker };
+	static const char *const name[2] = { "vcdiff-out", "vcdiff-match" };
 
 	for (int i = 0; i < n && i < 2; i++) {
 		int rc = pthread_create(&e->thr[i], NULL, fn[i], e);
 		if (rc)
 			return -rc;
+		pthread_setname_np(e->thr[i], name[i]);	/* for top, perf */
 		e->nthr++;
 	}
 	return 0;

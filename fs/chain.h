@@ -38,6 +38,8 @@
 
 #include "fs/store.h"
 
+struct chain_ibuild;
+struct vcdiff_enc_win;
 struct chain;
 struct chain_layer;
 
@@ -196,17 +198,37 @@ int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen);
  * Indexes a patch before it is committed, so that committing it costs no
  * decode: the layer that patch fd (borrowed; a file that keeps its inode
  * and mtime into the store, as a rename does) makes as snapshot id on top
- * of P (a reference the caller holds) is opened and indexed now, each
- * window checked against its adler32 as at any first open, and its
+ * of P (a reference the caller holds) is opened and indexed now, and its
  * derived data (checksums, index, aux file) saved where chain_add() finds
- * it. Every checked window's bytes go to on_bytes(ctx, buf, len) in
- * target order (for a digest). Returns 0; -EBADMSG with the reason in err
- * if the patch does not rebuild its target (damaged or wrong); -errno.
+ * it. Without built, the index is built by decoding the patch, each
+ * window checked against its adler32 as at any first open, and every
+ * checked window's bytes go to on_bytes(ctx, buf, len) in target order
+ * (for a digest). With built, the index built from the encoder's ops
+ * (chain_ibuild_*) is adopted instead: nothing is decoded, the caller
+ * has checked the patch, and on_bytes is not called. Returns 0; -EBADMSG
+ * with the reason in err if the patch does not rebuild its target
+ * (damaged or wrong) or does not fit built; -errno.
  */
 int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
-		  int fd, const char *label,
+		  int fd, const char *label, struct chain_ibuild *built,
 		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
 		  void *ctx, char *err, size_t errlen);
+
+/*
+ * Builds the index of a new layer from the encoder's own ops while its
+ * patch is written (vcdiff_enc_opts.on_window), for chain_prepare():
+ * snapshot id on top of P (a reference is taken). Aux data goes to a
+ * temporary file under .snapfs/tmp until adopted. Windows must come in
+ * order; one thread at a time (any one). chain_ibuild_window returns 0,
+ * -EBADMSG if the ops do not tile the window or copy from beyond P, or
+ * -errno (ENOSPC writing aux data); the first error is sticky.
+ * chain_ibuild_free accepts NULL and removes what was not adopted.
+ */
+int chain_ibuild_new(struct chain_ibuild **out, struct chain *c, uint32_t id,
+		     struct chain_layer *P);
+int chain_ibuild_window(struct chain_ibuild *ib,
+			const struct vcdiff_enc_win *w);
+void chain_ibuild_free(struct chain_ibuild *ib);
 
 /*
  * Removes snapshot id from the store and the tree. Its children are

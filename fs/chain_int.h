@@ -113,6 +113,9 @@ struct chain_layer {
 	 * window's bytes in target order. */
 	void (*on_bytes)(void *ctx, const void *buf, size_t len);
 	void *on_bytes_ctx;
+	/* Set by chain_prepare only: the index was built while the patch
+	 * was encoded; adopted instead of building one (ibuild_adopt). */
+	struct chain_ibuild *built;
 	char damage[384];		/* "" if readable */
 	atomic_uint nlogged;
 };
@@ -278,6 +281,12 @@ int derive_save_xindex(struct chain *c, const struct chain_layer *L,
  * window's adler32; the aux file is made under .snapfs/tmp and moved into
  * .snapfs/aux when done. 0, or -errno with the damage recorded in L. */
 int ibuild_index(struct chain *c, struct chain_layer *L);
+/* Makes the index ib built from the encoder's ops L's (L opened on the
+ * finished patch: sizes and windows must match), its aux file L's, moved
+ * into .snapfs/aux. ib keeps nothing of it. 0, or -errno with the damage
+ * recorded in L. */
+int ibuild_adopt(struct chain *c, struct chain_layer *L,
+		 struct chain_ibuild *ib);
 
 /* --- fs/readahead.c: readahead --- */
 

@@ -413,7 +413,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 			return 0;
 		}
 	}
-	rc = ibuild_index(c, L);
+	rc = L->built ? ibuild_adopt(c, L, L->built) : ibuild_index(c, L);
 	if (rc == -EMFILE || rc == -ENFILE) {
 		char what[PATH_MAX + 64];
 
@@ -437,7 +437,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 }
 
 int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
-		  int fd, const char *label,
+		  int fd, const char *label, struct chain_ibuild *built,
 		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
 		  void *ctx, char *err, size_t errlen)
 {
@@ -452,6 +452,7 @@ int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
 		return rc;
 	L->on_bytes = on_bytes;
 	L->on_bytes_ctx = ctx;
+	L->built = built;
 	rc = derive_open_patch(c, L, err, errlen);
 	if (!rc && L->damage[0]) {
 		msg_say(err, errlen, "%s", L->damage);

@@ -9,6 +9,14 @@
  * is read back through the new index and its adler32 checked before the
  * next one.
  *
+ * The same index is also built from the encoder's own ops while a new
+ * layer is written into the mount (chain_ibuild_*, at the end), so that
+ * nothing is decoded again to index it; the writer checks those ops
+ * against the patch and the bytes written (fs/wcheck.c), and the layer,
+ * once opened on the finished patch, adopts the index (ibuild_adopt).
+ * Those functions run on the encoder's output thread, one at a time; the
+ * parent's index they slice is final.
+ *
  * Not here: loading or saving indexes, opening files (fs/derive.c), the
  * index data structure (fs/xindex.c). Runs on the thread that opens the
  * layer, which no reader sees yet; it only queues readahead of the parent
@@ -25,6 +33,7 @@
 #include <unistd.h>
 
 #include "codec/vcdiff_dec.h"
+#include "codec/vcdiff_enc.h"
 #include "fs/safefile.h"
 #include "fs/xindex.h"
 
@@ -116,15 +125,33 @@ static int materialise(struct chain *c, struct chain_layer *L, struct xbuild *b,
 	return rc;
 }
 
+/* Appends len bytes to an aux file, giving their offset there. */
+typedef int (*aux_put_fn)(void *ctx, const uint8_t *buf, size_t len,
+			  uint64_t *off);
+
+struct layer_aux {
+	struct chain *c;
+	struct chain_layer *L;
+};
+
+static int layer_aux_put(void *ctx, const uint8_t *buf, size_t len,
+			 uint64_t *off)
+{
+	struct layer_aux *a = ctx;
+	return aux_append(a->c, a->L, buf, len, off);
+}
+
 /*
  * Collapses runs of short extents of the window that starts at tgt_off
- * (whose bytes are in win) into single aux-file extents. Patches of VM
+ * (whose bytes are in win) into single extents of the aux file (file id
+ * aux_fid, appended to through put). Patches of VM
  * state interleave tiny COPYs and ADDs inside every changed page; kept as
  * extents they would make the index a fifth of the layer's size and every
  * read a walk through them. Their bytes cost about what the patch costs.
  */
-static int compact_window(struct chain *c, struct chain_layer *L, struct xbuild *b,
-			  uint64_t tgt_off, const uint8_t *win)
+static int compact_window(struct xbuild *b, uint64_t tgt_off,
+			  const uint8_t *win, unsigned aux_fid,
+			  aux_put_fn put, void *put_ctx)
 {
 	struct xext *tmp;
 	const struct xindex *v = xbuild_view(b);
@@ -152,10 +179,10 @@ static int compact_window(struct chain *c, struct chain_layer *L, struct xbuild 
 			j++;
 		if (j - i >= 2) {
 			uint64_t off, len = tmp[j].off - tmp[i].off;
-			rc = aux_append(c, L, win + (tmp[i].off - tgt_off),
-					(size_t)len, &off);
+			rc = put(put_ctx, win + (tmp[i].off - tgt_off),
+				 (size_t)len, &off);
 			if (!rc)
-				rc = xbuild_file(b, len, 2 * L->id + 1, off);
+				rc = xbuild_file(b, len, aux_fid, off);
 			i = j;
 		} else {
 			rc = xbuild_ref(b, tmp[i + 1].off - tmp[i].off,
@@ -318,7 +345,9 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 		}
 		if (L->on_bytes)
 			L->on_bytes(L->on_bytes_ctx, win, wi->tgt_len);
-		rc = compact_window(c, L, b, wi->tgt_off, win);
+		struct layer_aux la = { c, L };
+		rc = compact_window(b, wi->tgt_off, win, 2 * L->id + 1,
+				    layer_aux_put, &la);
 		if (rc)
 			goto out;
 		if ((w & 15) == 0)
@@ -347,5 +376,201 @@ out:
 	vcdiff_dec_free(d);
 	free(win);
 	free(scratch);
+	return rc;
+}
+
+/* --- an index built from the encoder's own ops (chain_ibuild_*) --- */
+
+/*
+ * ADD bytes of a window whose data section is stored compressed are read,
+ * in the layer's windowed patch file, at the file's size plus the
+ * section's place among the compressed ones plus addr (fs/sfile.c,
+ * sfile_add_src). The file's size is not known while it is written, so
+ * such extents are placed from VIRT_BASE on and moved when the layer is
+ * opened on the finished patch (ibuild_adopt). Plain ADD offsets are
+ * offsets in the patch, far below.
+ */
+#define VIRT_BASE ((uint64_t)1 << 41)
+
+struct chain_ibuild {
+	struct chain *c;
+	struct chain_layer *P;	/* a reference */
+	uint32_t id;
+	struct xbuild *b;
+	uint64_t vsize;		/* data bytes of compressed sections so far */
+	size_t nwin;
+	int aux_fd;		/* -1 until something is compacted */
+	uint64_t aux_size;
+	char aux_tmp[80];	/* its name in .snapfs/tmp */
+	int failed;		/* sticky -errno */
+};
+
+int chain_ibuild_new(struct chain_ibuild **out, struct chain *c, uint32_t id,
+		     struct chain_layer *P)
+{
+	struct chain_ibuild *ib = calloc(1, sizeof(*ib));
+	int rc;
+
+	if (!ib)
+		return -ENOMEM;
+	rc = xbuild_new(&ib->b);
+	if (rc) {
+		free(ib);
+		return rc;
+	}
+	ib->c = c;
+	ib->P = P;
+	layer_ref(P);
+	ib->id = id;
+	ib->aux_fd = -1;
+	snprintf(ib->aux_tmp, sizeof(ib->aux_tmp), "aux.build.%u.%ld", id,
+		 (long)getpid());
+	*out = ib;
+	return 0;
+}
+
+void chain_ibuild_free(struct chain_ibuild *ib)
+{
+	if (!ib)
+		return;
+	if (ib->aux_fd >= 0) {
+		close(ib->aux_fd);
+		unlinkat(store_subdir(ib->c->s, "tmp"), ib->aux_tmp, 0);
+	}
+	xbuild_free(ib->b);
+	layer_put(ib->c, ib->P);
+	free(ib);
+}
+
+static int build_aux_put(void *ctx, const uint8_t *buf, size_t len,
+			 uint64_t *off)
+{
+	struct chain_ibuild *ib = ctx;
+
+	if (ib->aux_fd < 0) {
+		ib->aux_fd = safefile_create(store_subdir(ib->c->s, "tmp"),
+					     ib->aux_tmp, 0644, NULL);
+		if (ib->aux_fd < 0)
+			return ib->aux_fd;
+	}
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(ib->aux_fd, buf + done, len - done,
+				   (off_t)(ib->aux_size + done));
+		if (w < 0)
+			return -errno;
+		done += (size_t)w;
+	}
+	*off = ib->aux_size;
+	ib->aux_size += len;
+	return 0;
+}
+
+int chain_ibuild_window(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
+{
+	unsigned fid = 2 * ib->id;
+	int comp = (w->del_ind & VCDIFF_DEL_DATA) != 0, fills = 1, rc = 0;
+
+	if (ib->failed)
+		return ib->failed;
+	if (w->tgt_off != xbuild_size(ib->b)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	for (size_t k = 0; k < w->nops && !rc; k++) {
+		const struct vcdiff_op *op = &w->ops[k];
+		fills &= op->kind == VCDIFF_OP_RUN;
+		switch (op->kind) {
+		case VCDIFF_OP_ADD:
+			rc = xbuild_file(ib->b, op->len, fid, comp ?
+					 VIRT_BASE + ib->vsize + op->addr :
+					 op->addr);
+			break;
+		case VCDIFF_OP_RUN:
+			rc = xbuild_fill(ib->b, op->len, op->byte);
+			break;
+		case VCDIFF_OP_COPY_SRC:
+			rc = xbuild_slice(ib->b, ib->P->x, op->addr, op->len);
+			break;
+		case VCDIFF_OP_COPY_TGT:
+			rc = xbuild_copy_self(ib->b, op->addr, op->len,
+					      SELF_COPY_MAX_EXT(op->len));
+			if (rc == -E2BIG) {
+				/* Too fragmented: its bytes are the
+				 * window's, at hand. */
+				uint64_t off;
+				rc = build_aux_put(ib, w->tgt + (op->tgt_off -
+						   w->tgt_off), op->len, &off);
+				if (!rc)
+					rc = xbuild_file(ib->b, op->len, fid + 1,
+							 off);
+			}
+			break;
+		default:
+			rc = -EBADMSG;
+		}
+	}
+	if (!rc && xbuild_size(ib->b) != w->tgt_off + w->tgt_len)
+		rc = -EBADMSG;
+	if (!rc && comp)
+		ib->vsize += w->data_len;
+	/* A window of RUNs only has fills, nothing to compact (ibuild_index
+	 * does the same). */
+	if (!rc && !fills)
+		rc = compact_window(ib->b, w->tgt_off, w->tgt, fid + 1,
+				    build_aux_put, ib);
+	ib->nwin++;
+out:
+	if (rc)
+		ib->failed = rc;
+	return rc;
+}
+
+int ibuild_adopt(struct chain *c, struct chain_layer *L,
+		 struct chain_ibuild *ib)
+{
+	char name[300];
+	int tfd = store_subdir(c->s, "tmp"), rc = ib->failed;
+
+	if (!rc && (ib->P != L->parent || ib->id != L->id ||
+		    ib->nwin != vcdiff_patch_nwin(L->patch) ||
+		    xbuild_size(ib->b) != L->size ||
+		    ib->vsize != (L->data.kind == SF_WINDOWED ?
+				  L->data.vsize : 0)))
+		rc = -EBADMSG;
+	if (rc) {
+		layer_damage(L, "%s: the index built while encoding does not "
+			     "fit the patch (%s)", L->data.label,
+			     strerror(-rc));
+		return rc;
+	}
+	if (ib->vsize)
+		rc = xbuild_move_file(ib->b, 2 * L->id, VIRT_BASE, L->data.size);
+	L->aux_stamp = L->stamp;
+	if (!rc && ib->aux_fd >= 0) {
+		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+		if (fsync(ib->aux_fd) < 0 ||
+		    renameat(tfd, ib->aux_tmp, store_subdir(c->s, "aux"),
+			     name) < 0)
+			rc = -errno;
+		if (!rc) {
+			sfile_raw(c, L, &L->aux, ib->aux_fd, ib->aux_size, name);
+			L->aux.own_fd = 1;
+			L->aux.derived = 1;
+			snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
+				 STORE_META_DIR, name);
+			ib->aux_fd = -1;	/* L's now */
+			rc = sfile_sums_get(c, L, &L->aux, L->aux_stamp,
+					    "aux.sum");
+		}
+	}
+	if (!rc) {
+		rc = xbuild_finish(ib->b, &L->x);
+		ib->b = NULL;
+	}
+	if (!rc)
+		xindex_set_tag(L->x, L->aux_stamp);
+	else if (!L->damage[0])
+		layer_damage(L, "%s: cannot keep its index: %s", L->name,
+			     strerror(-rc));
 	return rc;
 }

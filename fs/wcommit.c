@@ -28,6 +28,7 @@
 #include "codec/zframe.h"
 #include "fs/msg.h"
 #include "fs/safefile.h"
+#include "fs/wcheck.h"
 
 static int fd_write(void *ctx, const void *buf, size_t len)
 {
@@ -152,6 +153,10 @@ static int refix_head(struct writer *w)
 		w->tmpfd = fd;
 		fd = -1;
 		w->head_dirty = 0;
+		/* Spliced: not the patch wcheck saw written; the finish
+		 * decodes it instead. */
+		wcheck_free(w->chk);
+		w->chk = NULL;
 	}
 out:
 	if (fd >= 0) {
@@ -306,11 +311,36 @@ static int prepare_patch(struct writer *w, const char **why, char *buf,
 	XXH3_128bits_reset(w->digest);
 	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
 	buf[0] = 0;
-	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
+	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label, NULL,
 			   prep_bytes, &p, buf, cap);
 	*why = buf[0] ? buf : "indexing the new layer";
 	if (!rc && p.bytes != w->size)
 		return verify_patch(w, why);
+	return rc;
+}
+
+/*
+ * For a patch checked while it was encoded: the check at close (read
+ * back, every window decoded and compared with what was written, see
+ * fs/wcheck.h), then the chain opens it as the layer it will be with the
+ * index built from the encoder's ops, saving its derived data where the
+ * commit's chain_add() loads it. No decode through the chain; the digest
+ * was taken from the bytes written, which the check proves the patch
+ * rebuilds.
+ */
+static int prepare_checked(struct writer *w, const char **why, char *buf,
+			   size_t cap)
+{
+	char label[400];
+	int rc = wcheck_finish(w->chk, w->tmpfd, w->size, why);
+
+	if (rc)
+		return rc;
+	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
+	buf[0] = 0;
+	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
+			   wcheck_index(w->chk), NULL, NULL, buf, cap);
+	*why = buf[0] ? buf : "indexing the new layer";
 	return rc;
 }
 
@@ -516,8 +546,12 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		goto fail;
 	}
 	double tv = wr_now();
-	rc = w->base ? verify_base(w, &why) :
-		       prepare_patch(w, &why, whybuf, sizeof(whybuf));
+	if (w->base)
+		rc = verify_base(w, &why);
+	else if (w->chk)
+		rc = prepare_checked(w, &why, whybuf, sizeof(whybuf));
+	else
+		rc = prepare_patch(w, &why, whybuf, sizeof(whybuf));
 	w->tm.verify = wr_now() - tv;
 	if (rc) {
 		msg_say(err, errlen, "%s: the encoded file does not read back "

@@ -45,6 +45,7 @@
 #include "fs/msg.h"
 #include "fs/names.h"
 #include "fs/safefile.h"
+#include "fs/wcheck.h"
 
 double wr_now(void)
 {
@@ -68,7 +69,11 @@ ssize_t wr_src_read(void *ctx, uint64_t off, void *buf, size_t len)
 static int out_write(void *ctx, const void *buf, size_t len)
 {
 	struct writer *w = ctx;
-	return fdio_write(w->tmpfd, buf, len);
+	int rc = fdio_write(w->tmpfd, buf, len);
+
+	if (!rc && w->chk)
+		wcheck_wrote(w->chk, buf, len);
+	return rc;
 }
 
 /* A fresh temporary output and sink. */
@@ -89,12 +94,20 @@ int wr_sink_open(struct writer *w)
 	} else {
 		/* Windowed lzma: xdelta3 -9 -B sizes, stock xdelta3 still
 		 * decodes it, and the chain reads it without a converted
-		 * copy (fs/sfile.c). */
+		 * copy (fs/sfile.c). Every window is checked and indexed as
+		 * it is written (fs/wcheck.h). */
 		struct vcdiff_enc_opts o = {
 			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
+			.on_window = wcheck_window,
+			.workers = 2,
 		};
-		rc = vcdiff_enc_new(&w->enc, &o, w->parent_size, wr_src_read, w,
-				    out_write, w);
+		wcheck_free(w->chk);
+		w->chk = NULL;
+		rc = wcheck_new(&w->chk, w->c, w->id, w->parent, w->digest);
+		o.win_ctx = w->chk;
+		if (!rc)
+			rc = vcdiff_enc_new(&w->enc, &o, w->parent_size,
+					    wr_src_read, w, out_write, w);
 	}
 	return rc;
 }
@@ -448,6 +461,7 @@ void writer_free(struct writer *w)
 		unlinkat(wr_tmpdir(w), w->spool, 0);
 	}
 	wr_unreserve(w);
+	wcheck_free(w->chk);
 	free(w->head);
 	free(w->tail);
 	chain_stream_free(w->src_st);

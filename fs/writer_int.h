@@ -17,6 +17,7 @@
 #include "fs/store.h"
 
 struct vcdiff_enc;
+struct wcheck;
 struct zframe_writer;
 
 #define CHUNK ((size_t)1 << 20)
@@ -63,6 +64,10 @@ struct writer {
 	/* The encoder reads its source mostly in order (indexing, then
 	 * along matches): a stream lets readahead decode it on all cores. */
 	struct chain_stream *src_st;
+	/* Checks the patch of the sink being written and indexes it from
+	 * the encoder's ops (fs/wcheck.h); NULL for a base, and once a
+	 * head fix-up spliced the patch (then the finish decodes it). */
+	struct wcheck *chk;
 	/* Seconds spent per stage, for the log line of writer_timing(). */
 	struct {
 		double start;	/* writer_new called (monotonic clock) */

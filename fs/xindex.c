@@ -392,6 +392,22 @@ int xbuild_copy_self(struct xbuild *b, uint64_t from, uint64_t len,
 	return rc;
 }
 
+int xbuild_move_file(struct xbuild *b, unsigned fid, uint64_t from,
+		     uint64_t to)
+{
+	for (size_t i = 0; i < b->x.n; i++) {
+		struct xext *e = &b->x.ext[i];
+		if (xext_is_fill(e) || xext_fid(e) != fid || xext_src(e) < from)
+			continue;
+		uint64_t src = xext_src(e) - from + to;
+		uint64_t len = b->x.ext[i + 1].off - e->off;
+		if (src > XEXT_SRC_MAX || len > XEXT_SRC_MAX - src)
+			return -EOVERFLOW;
+		e->ref = ((uint64_t)fid << XEXT_FID_SHIFT) | src;
+	}
+	return 0;
+}
+
 int xbuild_finish(struct xbuild *b, struct xindex **out)
 {
 	struct xindex *x = calloc(1, sizeof(*x));

@@ -130,6 +130,12 @@ uint64_t xbuild_size(const struct xbuild *b);
 /* A read-only view of what is built so far, valid until the next append:
  * usable with the same read code as a finished index. */
 const struct xindex *xbuild_view(struct xbuild *b);
+/* Moves the extents of file fid at offsets >= from by to - from (each
+ * src becomes src - from + to), for a builder that placed them before
+ * their final offsets were known. Contiguous extents stay as merged.
+ * 0, or -EOVERFLOW past XEXT_SRC_MAX. */
+int xbuild_move_file(struct xbuild *b, unsigned fid, uint64_t from,
+		     uint64_t to);
 /* Ends the build; the builder is consumed (freed) either way. */
 int xbuild_finish(struct xbuild *b, struct xindex **out);
 

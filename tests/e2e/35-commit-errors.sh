@@ -107,13 +107,19 @@ grep -q 'No space left' "$WORK/snapfs.mnt.log" &&
 rm -f "$T/filler"
 head -c 20971520 /dev/urandom > "$WORK/random20"
 python3 - "$MNT/corrupt" "$WORK/random20" "$S/.snapfs/tmp" >"$WORK/py4" 2>&1 <<'EOF2'
-import errno, glob, os, sys
+import errno, glob, os, sys, time
 path, src, tmpdir = sys.argv[1:4]
 data = open(src, 'rb').read()
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-os.write(fd, data)                   # 20 MiB: two 8 MiB windows are out
+os.write(fd, data)                   # 20 MiB: two 8 MiB windows are full
 tmp = [f for f in glob.glob(tmpdir + "/corrupt.patch.*") if f[-1].isdigit()]
 t = os.open(tmp[0], os.O_RDWR)
+# snapfs encodes and writes full windows on worker threads: wait until
+# the first one is in the file (a window of random bytes stays ~8 MiB).
+for _ in range(200):
+    if os.fstat(t).st_size >= 8 << 20:
+        break
+    time.sleep(0.05)
 off = os.fstat(t).st_size // 2
 b = os.pread(t, 16, off)
 os.pwrite(t, bytes(x ^ 0xff for x in b), off)

@@ -102,7 +102,7 @@ struct bcache {
 	 */
 	pthread_mutex_t lock;
 	pthread_cond_t filled;	/* with c->lock: a FILLING block changed */
-	size_t budget;		/* immutable */
+	size_t budget;		/* protected by lock (bcache_set_budget) */
 	size_t page;		/* immutable */
 	struct ent *index;	/* protected by c->lock (uthash head) */
 	struct ent *hand;	/* protected by c->lock: CLOCK hand */
@@ -486,6 +486,17 @@ void bcache_drop(struct bcache *c, uint64_t k1)
 	if (wake && c->nwait)
 		pthread_cond_broadcast(&c->filled);
 	assert(sanity_locked(c));
+	pthread_mutex_unlock(&c->lock);
+	free_list(fl);
+}
+
+void bcache_set_budget(struct bcache *c, size_t budget)
+{
+	struct ent *fl = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	c->budget = budget;
+	make_room(c, 0, &fl);
 	pthread_mutex_unlock(&c->lock);
 	free_list(fl);
 }

@@ -78,5 +78,9 @@ void bcache_put(struct bcache *c, struct bcache_blk *b);
 void bcache_drop(struct bcache *c, uint64_t k1);
 
 void bcache_stats(struct bcache *c, struct bcache_stats *st);
+/* Sets the budget from now on (nonzero); unpinned blocks over it are
+ * freed at once, for a caller that needs the memory for something else
+ * for a while. Thread-safe. */
+void bcache_set_budget(struct bcache *c, size_t budget);
 
 #endif

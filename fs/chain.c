@@ -610,6 +610,33 @@ ssize_t chain_read(struct chain *c, struct chain_layer *L, uint64_t off,
 	return (ssize_t)len;
 }
 
+/* The cache's budget with what is lent taken off (pool_lock held). */
+static void cache_rebudget(struct chain *c)
+{
+	size_t full = c->o.cache_size ? c->o.cache_size : BCACHE_DEFAULT_BUDGET;
+	size_t b = full > c->lent ? full - c->lent : 0;
+
+	if (b < CHAIN_CACHE_MIN)
+		b = full < CHAIN_CACHE_MIN ? full : CHAIN_CACHE_MIN;
+	bcache_set_budget(c->cache, b);
+}
+
+void chain_cache_lend(struct chain *c, size_t bytes)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	c->lent += bytes;
+	cache_rebudget(c);
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
+void chain_cache_return(struct chain *c, size_t bytes)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	c->lent -= bytes < c->lent ? bytes : c->lent;
+	cache_rebudget(c);
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
 int chain_stats(struct chain *c, char *buf, size_t cap)
 {
 	struct bcache_stats st;

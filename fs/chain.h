@@ -182,6 +182,17 @@ int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
 		    int hole, uint64_t *out);
 
+/*
+ * Lends bytes of the block cache's budget to a caller that needs the
+ * memory for a while (the writer's encoder): the cache shrinks to its
+ * budget minus what is lent (never below CHAIN_CACHE_MIN), evicting at
+ * once, until chain_cache_return() gives the bytes back. So the process
+ * stays near its budget while a snapshot is written. Thread-safe.
+ */
+#define CHAIN_CACHE_MIN ((size_t)32 << 20)
+void chain_cache_lend(struct chain *c, size_t bytes);
+void chain_cache_return(struct chain *c, size_t bytes);
+
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);
 

@@ -133,12 +133,13 @@ struct chain {
 	struct chain_opts o;
 	struct bcache *cache;
 	/* Lock order: lock, then pool_lock or pf_lock; none is held while
-	 * reading stored files. */
+	 * reading stored files. pool_lock, then the cache's (lending). */
 	pthread_rwlock_t lock;		/* protects cur, ncur, names, descs */
 	struct chain_layer **cur;	/* current versions, parents first */
 	size_t ncur, capcur;
 	atomic_uint_fast64_t next_key;	/* for sfile.key */
-	pthread_mutex_t pool_lock;	/* protects pool*, vpool* */
+	pthread_mutex_t pool_lock;	/* protects pool*, vpool*, lent */
+	size_t lent;			/* cache budget lent (chain_cache_lend) */
 	struct zframe_dctx **pool;
 	size_t npool, pool_cap;
 	struct vcdiff_dec **vpool;	/* for windowed patches' sections */

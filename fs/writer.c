@@ -76,6 +76,43 @@ static int out_write(void *ctx, const void *buf, size_t len)
 	return rc;
 }
 
+/*
+ * The encoder's options. Windowed lzma: xdelta3 -9 -B sizes, stock
+ * xdelta3 still decodes it, and the chain reads it without a converted
+ * copy (fs/sfile.c). Every window is checked and indexed as it is
+ * written (fs/wcheck.h). Two workers: write() only copies, matching and
+ * writing windows (lzma, the check) run on the other core; see the
+ * figures in README.md, Benchmarks.
+ */
+static void enc_opts(struct vcdiff_enc_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->secondary = VCDIFF_SEC_LZMA_WINDOWED;
+	o->workers = 2;
+}
+
+/*
+ * What a writer holds beyond the cache while it encodes: the encoder's
+ * estimate (index, window buffers, sections, lzma), the check's scratch
+ * and the head and tail buffers, less the WRITER_SPARE the process may
+ * use over its cache budget. The rest is lent out of the cache budget
+ * for the writer's life, so peak RSS stays at about the budget plus
+ * WRITER_SPARE plus the daemon's own: measured 1 GiB writes peaked at
+ * 378 MiB before (256 MiB budget), see README.md, Benchmarks.
+ */
+#define WRITER_SPARE ((size_t)32 << 20)
+
+static size_t writer_mem(const struct writer *w)
+{
+	struct vcdiff_enc_opts o;
+	size_t m;
+
+	enc_opts(&o);
+	m = vcdiff_enc_mem_estimate(&o, w->parent_size) + ((size_t)1 << 20) +
+	    WRITER_HEAD + 2 * TAIL;
+	return m > WRITER_SPARE ? m - WRITER_SPARE : 0;
+}
+
 /* A fresh temporary output and sink. */
 int wr_sink_open(struct writer *w)
 {
@@ -92,15 +129,9 @@ int wr_sink_open(struct writer *w)
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
 	} else {
-		/* Windowed lzma: xdelta3 -9 -B sizes, stock xdelta3 still
-		 * decodes it, and the chain reads it without a converted
-		 * copy (fs/sfile.c). Every window is checked and indexed as
-		 * it is written (fs/wcheck.h). */
-		struct vcdiff_enc_opts o = {
-			.secondary = VCDIFF_SEC_LZMA_WINDOWED,
-			.on_window = wcheck_window,
-			.workers = 2,
-		};
+		struct vcdiff_enc_opts o;
+		enc_opts(&o);
+		o.on_window = wcheck_window;
 		wcheck_free(w->chk);
 		w->chk = NULL;
 		rc = wcheck_new(&w->chk, w->c, w->id, w->parent, w->digest);
@@ -315,6 +346,10 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->head = malloc(WRITER_HEAD);
 	w->tail = malloc(2 * TAIL);
 	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
+	if (!rc && !w->base) {
+		w->lent = writer_mem(w);
+		chain_cache_lend(c, w->lent);
+	}
 	if (!rc)
 		rc = wr_sink_open(w);	/* the encoder indexes the parent */
 	w->tm.index = wr_now() - w->tm.start;
@@ -462,6 +497,8 @@ void writer_free(struct writer *w)
 	}
 	wr_unreserve(w);
 	wcheck_free(w->chk);
+	if (w->lent)
+		chain_cache_return(w->c, w->lent);
 	free(w->head);
 	free(w->tail);
 	chain_stream_free(w->src_st);

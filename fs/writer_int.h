@@ -68,6 +68,7 @@ struct writer {
 	 * the encoder's ops (fs/wcheck.h); NULL for a base, and once a
 	 * head fix-up spliced the patch (then the finish decodes it). */
 	struct wcheck *chk;
+	size_t lent;		/* cache budget lent while writing */
 	/* Seconds spent per stage, for the log line of writer_timing(). */
 	struct {
 		double start;	/* writer_new called (monotonic clock) */

@@ -47,6 +47,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+double enc_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void set_err(struct vcdiff_enc *e, int rc)
 {
@@ -99,7 +108,9 @@ int enc_window_close(struct vcdiff_enc *e, const uint8_t *tw, uint64_t end)
 	e->have_copy = 0;
 	e->win_abs = end;
 	if (e->nthr == 0) {
+		double t0 = enc_now();
 		rc = enc_ewin_write(e, j);
+		e->st.out += enc_now() - t0;
 		j->nins = 0;
 		pthread_mutex_lock(&e->mu);
 		j->next = e->free_wins;
@@ -132,7 +143,9 @@ static void match_slot(struct vcdiff_enc *e, struct enc_slot *s)
 		e->buf_len = s->len;
 		e->buf_abs = s->abs;
 		e->win_abs = s->abs;
+		double t0 = enc_now();
 		rc = enc_match_buf(e);
+		e->st.match += enc_now() - t0;
 		set_err(e, rc);
 	}
 	pthread_mutex_lock(&e->mu);
@@ -158,8 +171,10 @@ static void *output_worker(void *arg)
 		if (!e->oq_head)
 			e->oq_tail = NULL;
 		pthread_mutex_unlock(&e->mu);
+		double t0 = enc_now();
 		if (!atomic_load(&e->err))
 			set_err(e, enc_ewin_write(e, j));
+		e->st.out += enc_now() - t0;
 		j->nins = 0;
 		pthread_mutex_lock(&e->mu);
 		j->slot->pending--;
@@ -200,6 +215,8 @@ static void *match_worker(void *arg)
 /* A free slot to fill, waiting for one if the stages hold them all. */
 static struct enc_slot *slot_get(struct vcdiff_enc *e)
 {
+	double t0 = enc_now();
+
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		for (int i = 0; i < e->nslots; i++) {
@@ -210,6 +227,7 @@ static struct enc_slot *slot_get(struct vcdiff_enc *e)
 				s->pending = 0;
 				s->len = 0;
 				pthread_mutex_unlock(&e->mu);
+				e->st.wait += enc_now() - t0;
 				return s;
 			}
 		}
@@ -244,11 +262,14 @@ static void slot_submit(struct vcdiff_enc *e)
 /* Waits until every slot is free: all submitted work is done. */
 static void drain(struct vcdiff_enc *e)
 {
+	double t0 = enc_now();
+
 	pthread_mutex_lock(&e->mu);
 	for (int i = 0; i < e->nslots; i++)
 		while (e->slots[i].busy)
 			pthread_cond_wait(&e->cv, &e->mu);
 	pthread_mutex_unlock(&e->mu);
+	e->st.wait += enc_now() - t0;
 }
 
 /* --- API --- */
@@ -304,8 +325,10 @@ int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 	for (int i = 0; i < e->nslots; i++)
 		if (!(e->slots[i].buf = malloc(e->win_cap)))
 			goto fail;
+	double t0 = enc_now();
 	if ((rc = enc_ewin_init(e)) < 0 || (rc = enc_match_init(e)) < 0)
 		goto fail;
+	e->st.index = enc_now() - t0;
 	/* Workers only once the index is built: it is the match stage's,
 	 * built on this thread. */
 	if ((rc = start_workers(e, e->o.workers)) < 0)
@@ -372,6 +395,11 @@ int vcdiff_enc_finish(struct vcdiff_enc *e)
 	return rc;
 }
 
+void vcdiff_enc_stats(const struct vcdiff_enc *e, struct vcdiff_enc_stats *st)
+{
+	*st = e->st;
+}
+
 uint64_t vcdiff_enc_patch_size(const struct vcdiff_enc *e)
 {
 	return e->patch_size;
@@ -432,13 +460,11 @@ size_t vcdiff_enc_mem_estimate(const struct vcdiff_enc_opts *o,
 	m += (uint64_t)(1 + o->workers) * win + 2 * win +
 	     (uint64_t)(2 + o->workers) * win / 10;
 	if (o->secondary == VCDIFF_SEC_LZMA_WINDOWED) {
-		/* liblzma's own figure for one encoder of the preset. */
-		lzma_options_lzma lz;
-		uint32_t preset = o->lzma_preset ? o->lzma_preset :
-				  VCDIFF_LZMA_PRESET_DEFAULT;
-		if (!lzma_lzma_preset(&lz, preset)) {
+		/* liblzma's own figure for one encoder of the options. */
+		lzma_options_lzma lz[3];
+		if (!enc_lzma_options(o, (uint32_t)win, lz)) {
 			lzma_filter f[2] = {
-				{ .id = LZMA_FILTER_LZMA2, .options = &lz },
+				{ .id = LZMA_FILTER_LZMA2, .options = &lz[0] },
 				{ .id = LZMA_VLI_UNKNOWN, .options = NULL },
 			};
 			uint64_t u = lzma_raw_encoder_memusage(f);

@@ -96,17 +96,14 @@ struct vcdiff_enc_opts {
 	 */
 	int secondary;
 	/* liblzma preset 1..9 for VCDIFF_SEC_LZMA_WINDOWED, optionally
-	 * | VCDIFF_LZMA_EXTREME; 0 = default (VCDIFF_LZMA_PRESET_DEFAULT).
-	 * The dictionary is capped at the window size either way. */
+	 * | VCDIFF_LZMA_EXTREME; 0 = the default: preset 0 (256 KiB
+	 * dictionary) with the hc4 match finder and nice_len 32, chosen
+	 * for ingest speed (measured in vcdiff_ewin.c). The dictionary is
+	 * capped at the window size either way. */
 	uint32_t lzma_preset;
 };
 
 #define VCDIFF_LZMA_EXTREME 0x80000000u	/* = LZMA_PRESET_EXTREME */
-/* Preset 1 (1 MiB dictionary, fast match finder): measured on a 1 GiB
- * generated pair, 9.55 MB in 3.3 s of encode against 8.98 MB in 13.1 s
- * for preset 6 and 9.89 MB for xdelta3 -e -9 -B; decoders then need
- * 1 MiB of dictionary each. See vcdiff_enc.c. */
-#define VCDIFF_LZMA_PRESET_DEFAULT 1
 
 /*
  * Creates an encoder whose source has src_size bytes readable through
@@ -131,6 +128,18 @@ uint64_t vcdiff_enc_patch_size(const struct vcdiff_enc *e);
 uint64_t vcdiff_enc_target_size(const struct vcdiff_enc *e);
 /* Stops the workers (abandoning what is queued) and frees. Accepts NULL. */
 void vcdiff_enc_free(struct vcdiff_enc *e);
+
+/* Where the time went (seconds of wall clock per stage, summed over
+ * windows; with workers the stages overlap). Exact once finished. */
+struct vcdiff_enc_stats {
+	double index;	/* reading and indexing the source (in _new) */
+	double match;	/* matching */
+	double out;	/* writing windows, all of it, including: */
+	double lzma;	/*   secondary compression */
+	double sink;	/*   on_op and on_window */
+	double wait;	/* the caller waiting for a buffer or the end */
+};
+void vcdiff_enc_stats(const struct vcdiff_enc *e, struct vcdiff_enc_stats *st);
 
 /* About how many bytes of memory an encoder with options o (NULL:
  * defaults) over a source of src_size bytes holds at its peak: index,

@@ -161,7 +161,13 @@ struct vcdiff_enc {
 	lzma_options_lzma lzopt[3];	/* per section kind */
 	struct bytes zsec[3];		/* compressed data, inst, addr */
 	int sh_done[3];			/* stream header written for kind */
+
+	/* Times, each stage's own (vcdiff_enc_stats). */
+	struct vcdiff_enc_stats st;
 };
+
+/* Monotonic clock in seconds. */
+double enc_now(void);
 
 /* Varints are vcdiff_int.h's, shared with the decoder. */
 static inline int vlen(uint64_t v)
@@ -199,6 +205,10 @@ void enc_match_free(struct vcdiff_enc *e);
 
 /* --- vcdiff_ewin.c --- */
 
+/* The lzma options per section kind for o and windows of win_cap
+ * bytes. 0 or -EINVAL. */
+int enc_lzma_options(const struct vcdiff_enc_opts *o, uint32_t win_cap,
+		     lzma_options_lzma lz[3]);
 /* Secondary compression options from e->o. 0 or -EINVAL. */
 int enc_ewin_init(struct vcdiff_enc *e);
 /* Writes window j: header and sections to write_out, then on_op and

@@ -23,16 +23,28 @@
  * dictionary reset, so vcdiff_dec decodes any window alone. Sections
  * under 10 bytes or saving 2 bytes or less stay plain (xdelta3's rule;
  * stock decodes each section by its own delta-indicator bit). Options
- * per kind: preset 1 by default (below), dictionary capped at the
- * window, pb = lp = 0, lc = 1 for addresses (0.35-0.6% smaller than the
- * bare preset). How matching changes with lzma: vcdiff_match.c.
+ * per kind: by default preset 0 with hc4 and nice_len 32 (below),
+ * dictionary capped at the window, pb = lp = 0, lc = 1 for addresses
+ * (0.35-0.6% smaller than the bare preset). How matching changes with
+ * lzma: vcdiff_match.c.
  * Presets (bench_patch, same pairs, 256 MiB
  * snapgen / QEMU 233 MB / snapgen 1 GiB): 1: 2.346 / 1.786 / 9.553 MB,
  * 3: 2.315 / 1.755 / 9.419, 6: 2.225 / 1.687 / 8.977; on 1 GiB preset 1
  * adds 1.0 s to the 2.3 s plain encode, preset 6 10.7 s (bt4 on nearly
- * incompressible literals). Preset 1 is the default: under xdelta3 -e -9
- * -B's size either way, and it keeps ingest fast; 6 is there for
- * archives.
+ * incompressible literals). Preset 6 is there for archives.
+ * The default. lzma was the slowest stage of a write into the mount
+ * (2.5-3 s per GiB on this machine's cores, the whole encode on the
+ * output worker waiting for it), so it was timed on the sections a 1 GiB
+ * snapgen write and a 233 MB QEMU write actually compress (20.5 MB and
+ * 3.5 MB of data sections, one block each, best of 3): preset 1 9.067 /
+ * 1.751 MB in 2.3-2.6 s / 0.3-0.9 s; preset 0 (hc3, 256 KiB) 9.153 /
+ * 1.769 MB; preset 0 with hc4 and nice_len 32 9.097 / 1.760 MB in 1.4 s
+ * / 0.24 s; with nice_len 16 and a 1 MiB dictionary 9.115 / 1.761 MB in
+ * 1.8 s; nice_len 32 on preset 1 gave the very same bytes (matches that
+ * long are the matcher's COPYs already). Whole patches, preset 1 ->
+ * default: 4 real QEMU pairs 6.872 -> 6.908 MB, snapgen 1 GiB 9.237 ->
+ * 9.269 MB, still 0.957x and 0.937x of xdelta3 -e -9 -B; decoders need
+ * 256 KiB of dictionary instead of 1 MiB.
  * Plain (default): measured with tests/bench/bench_enc (860 MB QEMU-like
  * pair) before the lzma option existed, target matching had taken most
  * of what lzma on the data section would save (31% -> 6%).
@@ -325,7 +337,9 @@ int enc_ewin_write(struct vcdiff_enc *e, struct enc_win *j)
 	free(ac);
 
 	const struct bytes *sect[3] = { &e->data, &e->inst, &e->addr };
+	double t0 = enc_now();
 	int del_ind = compress_window(e, sect);
+	e->st.lzma += enc_now() - t0;
 	if (del_ind < 0)
 		return del_ind;
 
@@ -383,6 +397,7 @@ int enc_ewin_write(struct vcdiff_enc *e, struct enc_win *j)
 
 	/* The ops as the sinks see them: absolute ADD addresses (above), no
 	 * RUN address. The matcher is done with them. */
+	t0 = enc_now();
 	uint64_t d = data_off;
 	for (size_t i = 0; i < j->nins; i++) {
 		struct vcdiff_op *op = &j->ins[i];
@@ -414,36 +429,49 @@ int enc_ewin_write(struct vcdiff_enc *e, struct enc_win *j)
 		if ((rc = e->o.on_window(e->o.win_ctx, &ew)) < 0)
 			return rc;
 	}
+	e->st.sink += enc_now() - t0;
 	return 0;
 }
 
 
 /* --- set-up --- */
 
-int enc_ewin_init(struct vcdiff_enc *e)
+int enc_lzma_options(const struct vcdiff_enc_opts *o, uint32_t win_cap,
+		     lzma_options_lzma lz[3])
 {
-	if (e->o.secondary != VCDIFF_SEC_LZMA_WINDOWED)
-		return 0;
-	uint32_t preset = e->o.lzma_preset ? e->o.lzma_preset :
-			  VCDIFF_LZMA_PRESET_DEFAULT;
+	uint32_t preset = o->lzma_preset;
+
 	if ((preset & ~VCDIFF_LZMA_EXTREME) > 9 ||
-	    lzma_lzma_preset(&e->lzopt[0], preset))
+	    lzma_lzma_preset(&lz[0], preset))
 		return -EINVAL;
+	if (preset == 0) {
+		/* The default: preset 0 with hc4 and nice_len 32 (see the
+		 * top: 40% less time than preset 1 for 0.3-0.6% more). */
+		lz[0].mf = LZMA_MF_HC4;
+		lz[0].nice_len = 32;
+	}
 	/* A section never exceeds about a window and each one is
 	 * compressed alone: a larger dictionary would cost encoder
 	 * and decoder memory and find nothing more. */
 	uint32_t dict = LZMA_DICT_SIZE_MIN;
-	while (dict < e->win_cap && dict < e->lzopt[0].dict_size)
+	while (dict < win_cap && dict < lz[0].dict_size)
 		dict *= 2;
-	e->lzopt[0].dict_size = dict;
+	lz[0].dict_size = dict;
 	/* No section has a 2- or 4-byte structure that positions
 	 * would predict (pb = lp = 0), and addresses hardly depend
 	 * on the byte before (lc = 1). Measured on real QEMU and
 	 * snapgen pairs, per kind: 0.35% and 0.6% smaller patches. */
-	e->lzopt[0].lp = e->lzopt[0].pb = 0;
-	e->lzopt[1] = e->lzopt[2] = e->lzopt[0];
-	e->lzopt[2].lc = 1;
+	lz[0].lp = lz[0].pb = 0;
+	lz[1] = lz[2] = lz[0];
+	lz[2].lc = 1;
 	return 0;
+}
+
+int enc_ewin_init(struct vcdiff_enc *e)
+{
+	if (e->o.secondary != VCDIFF_SEC_LZMA_WINDOWED)
+		return 0;
+	return enc_lzma_options(&e->o, e->win_cap, e->lzopt);
 }
 
 void enc_ewin_free(struct vcdiff_enc *e)

@@ -598,12 +598,20 @@ const char *writer_timing(struct writer *w)
 {
 	double all = wr_now() - w->tm.start;
 
-	snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in %.2f s: "
-		 "parent read and indexed %.2f s, streamed %.2f s, last "
-		 "close %.2f s (verify %.2f s)", w->name,
-		 (unsigned long long)w->size, all, w->tm.index,
-		 all - w->tm.index - w->tm.finish, w->tm.finish,
-		 w->tm.verify);
+	const struct vcdiff_enc_stats *e = &w->tm.enc;
+	int n = snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in "
+			 "%.2f s: parent read and indexed %.2f s, streamed "
+			 "%.2f s, last close %.2f s (verify %.2f s)", w->name,
+			 (unsigned long long)w->size, all, w->tm.index,
+			 all - w->tm.index - w->tm.finish, w->tm.finish,
+			 w->tm.verify);
+
+	if (!w->base && n > 0 && (size_t)n < sizeof(w->timing))
+		snprintf(w->timing + n, sizeof(w->timing) - (size_t)n,
+			 "; encoder stages: matching %.2f s, windows "
+			 "written %.2f s (lzma %.2f s, check and index "
+			 "%.2f s), writes waited %.2f s", e->match, e->out,
+			 e->lzma, e->sink, e->wait);
 	return w->timing;
 }
 

@@ -168,6 +168,8 @@ int wr_sink_finish(struct writer *w)
 	}
 	int rc = w->base ? zframe_writer_finish(w->zw) :
 			   vcdiff_enc_finish(w->enc);
+	if (w->enc)
+		vcdiff_enc_stats(w->enc, &w->tm.enc);
 	zframe_writer_free(w->zw);
 	vcdiff_enc_free(w->enc);
 	w->zw = NULL;

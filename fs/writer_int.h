@@ -15,6 +15,7 @@
 
 #include "fs/chain.h"
 #include "fs/store.h"
+#include "codec/vcdiff_enc.h"
 
 struct vcdiff_enc;
 struct wcheck;
@@ -75,6 +76,7 @@ struct writer {
 		double index;	/* writer_new: the parent read and indexed */
 		double finish;	/* the last writer_finish, all of it */
 		double verify;	/* of which the verify */
+		struct vcdiff_enc_stats enc;	/* the last sink's stages */
 	} tm;
 	char timing[512];
 };

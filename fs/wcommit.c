@@ -3,12 +3,16 @@
  * wcommit: ending a file written into the mount and making it a snapshot
  * (see writer.h: writer_finish at FLUSH/fsync, writer_publish at
  * RELEASE). The finish ends the encoding (re-encoding the head windows a
- * late header fix-up changed, or the spool), fsyncs the patch, opens it
- * as the layer it will become and indexes it (every window's adler32
- * checked through the new index, so a wrong patch fails close()), takes
- * the digest from the checked bytes, and reserves the room the publish
- * needs; the publish is one store_commit() and chain_add(). Not here:
- * taking the bytes in (fs/writer.c).
+ * late header fix-up changed, or the spool), fsyncs the patch, checks it
+ * rebuilds the bytes written, so a wrong patch fails close(), and opens it
+ * as the layer it will become with its index, then reserves the room the
+ * publish needs; the publish is one store_commit() and chain_add().
+ * The check: for a patch streamed as it was encoded, fs/wcheck.c (checked
+ * window by window while encoding, read back and decoded at close) and
+ * the index built from the encoder's ops; for one whose head was spliced
+ * after a late fix-up, a decode through the chain that indexes it and
+ * checks every window's adler32 (chain_prepare). Not here: taking the
+ * bytes in (fs/writer.c).
  */
 #include "fs/writer.h"
 #include "fs/writer_int.h"

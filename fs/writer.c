@@ -20,6 +20,16 @@
  * and then cuts the file back with ftruncate; a writer may also rewrite
  * its last block. Both land in memory instead of in the spool.
  *
+ * Ingest speed and memory (issue 11; figures in README.md, Benchmarks):
+ * a write() only copies into the encoder, which matches and writes
+ * windows on two workers of its own (vcdiff_enc_opts.workers), so FUSE,
+ * matching and lzma use both cores. Each window is checked against the
+ * bytes written and indexed from the encoder's ops as it is written
+ * (fs/wcheck.h), so the close decodes only the patch, not the parent
+ * again. The encoder's memory is lent out of the block cache's budget
+ * while the writer lives (writer_mem()). The FUSE front end writes with
+ * direct_io (no page cache copy of what we store anyway).
+ *
  * Not here: ending a file and publishing it (fs/wcommit.c; what the two
  * share is fs/writer_int.h).
  */

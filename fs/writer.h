@@ -17,10 +17,10 @@
  * and at fsync, and the second at RELEASE, which nobody waits for):
  *   writer_finish()   ends the encoding, fsyncs the temporary file, reads
  *                     it back and checks it rebuilds the bytes written
- *                     (a patch: by indexing it, chain_prepare(), the one
- *                     decode after the encode), and reserves the room the
- *                     layers file rewrite needs. This is where ENOSPC,
- *                     EIO and a failed verify show.
+ *                     (a patch: fs/wcheck.h, then chain_prepare() keeps
+ *                     the index built from the encoder's ops), and
+ *                     reserves the room the layers file rewrite needs.
+ *                     This is where ENOSPC, EIO and a failed verify show.
  *   writer_publish()  one store_commit(): the tree file with the new
  *                     snapshot (the commit point), the patch moved into
  *                     the store, the layers file rewritten; then the
@@ -94,8 +94,10 @@ uint32_t writer_parent_id(const struct writer *w);
 
 /*
  * Ends the file as written so far: encoder flushed, temporary output
- * fsynced and verified (decoded against the parent, every window's
- * adler32 checked, sizes matched; a base's frames decompressed), room for
+ * fsynced and verified (a patch: read back and every window decoded and
+ * compared with what the encoder checked it against, fs/wcheck.h, or
+ * after a spliced head decoded against the parent with every window's
+ * adler32 checked; sizes matched; a base's frames decompressed), room for
  * the layers file reserved. Nothing is visible to readers yet. Returns 0,
  * or -errno with a message in err: -ENOSPC, -EIO (also for a failed
  * verify), -ENOMEM, ... A failure is sticky: the writer is spent, and

@@ -225,6 +225,29 @@ static void test_budget_evictions(void)
 	bcache_free(c);
 }
 
+/* A lowered budget frees unpinned blocks at once (pinned ones stay),
+ * and a raised one lets the cache grow again. */
+static void test_set_budget(void)
+{
+	struct bcache *c = mk(1 * MIB);
+	struct bcache_blk pinned;
+
+	for (uint64_t i = 0; i < 16; i++)
+		T_EQ(touch(c, 1, i, 64 * KIB), BCACHE_MISS);
+	T_EQ(bcache_get(c, 1, 15, 64 * KIB, &pinned), BCACHE_HIT);
+	bcache_set_budget(c, 256 * KIB);
+	T_EQ(stats(c).budget, 256 * KIB);
+	T_CHECK(stats(c).bytes_used <= 256 * KIB);
+	T_EQ(stats(c).blocks, 4);
+	T_EQ(touch(c, 1, 15, 64 * KIB), BCACHE_HIT);	/* was pinned */
+	bcache_put(c, &pinned);
+	bcache_set_budget(c, 1 * MIB);
+	for (uint64_t i = 100; i < 116; i++)
+		T_EQ(touch(c, 1, i, 64 * KIB), BCACHE_MISS);
+	T_EQ(stats(c).bytes_used, 1 * MIB);
+	bcache_free(c);
+}
+
 static void test_clock_second_chance(void)
 {
 	struct bcache *c = mk(4 * 64 * KIB);
@@ -706,6 +729,7 @@ int main(void)
 	T_RUN(test_miss_publish_hit);
 	T_RUN(test_abandon_refill);
 	T_RUN(test_budget_evictions);
+	T_RUN(test_set_budget);
 	T_RUN(test_clock_second_chance);
 	T_RUN(test_pinned_survive);
 	T_RUN(test_overshoot_all_pinned);

@@ -7,7 +7,8 @@
  * reads back. And the check catches a wrong patch: ops that do not
  * rebuild the bytes written (an ADD byte, a COPY address, a RUN byte
  * changed on their way to the check), and a patch file damaged after it
- * was written, at its start, middle and end. Data from fixed seeds.
+ * was written, at its start, middle and end. A writer lends its memory
+ * out of the cache budget while it lives. Data from fixed seeds.
  */
 #include "fs/wcheck.h"
 
@@ -420,6 +421,53 @@ static void test_check(void)
 	free(r.tgt);
 }
 
+static uint64_t cache_budget(struct chain *c)
+{
+	char buf[2048];
+	unsigned long long v = 0;
+	const char *p;
+
+	chain_stats(c, buf, sizeof(buf));
+	p = strstr(buf, "cache_budget ");
+	if (p)
+		sscanf(p, "cache_budget %llu", &v);
+	return v;
+}
+
+/* A writer lends its encoder's memory out of the cache budget for its
+ * life; lending never takes the cache below CHAIN_CACHE_MIN. */
+static void test_cache_lent(void)
+{
+	uint8_t *src, *tgt;
+	size_t sn, tn;
+	struct store *s;
+	struct chain *c;
+	struct writer *w;
+	char err[1024];
+
+	make_pair(5, 256, &src, &sn, &tgt, &tn);
+	T_EQ(open_chain("lend", &s, &c), 0);
+	uint64_t full = cache_budget(c);
+	T_CHECK(full > 0);
+	T_EQ(write_state(c, s, "base", src, sn), 0);
+	T_EQ(cache_budget(c), full);
+	T_EQ(writer_new(&w, c, s, "next", err, sizeof(err)), 0);
+	uint64_t during = cache_budget(c);
+	fprintf(stderr, "  cache budget %llu, while writing %llu\n",
+		(unsigned long long)full, (unsigned long long)during);
+	T_CHECK(during < full && during >= CHAIN_CACHE_MIN);
+	writer_free(w);
+	T_EQ(cache_budget(c), full);
+	chain_cache_lend(c, (size_t)1 << 40);
+	T_EQ(cache_budget(c), CHAIN_CACHE_MIN);
+	chain_cache_return(c, (size_t)1 << 40);
+	T_EQ(cache_budget(c), full);
+	chain_free(c);
+	store_free(s);
+	free(src);
+	free(tgt);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_wcheck.XXXXXX");
@@ -427,6 +475,7 @@ int main(void)
 		return 1;
 	T_RUN(test_index_from_ops);
 	T_RUN(test_check);
+	T_RUN(test_cache_lent);
 	t_sh("rm -rf %s", dir);
 	return t_done();
 }

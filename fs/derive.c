@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
@@ -80,18 +81,58 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 static int make_seekable(int in_fd, int out_fd, void *arg, const char **why)
 {
 	struct zframe_writer_opts o = { 0 };
-	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, in_fd, "");
+
+	if (!rc)
+		rc = zframe_transcode(b, out_fd, &o, prog_cb, arg, why);
+	blob_put(b);
+	return rc;
 }
 
 static int make_raw(int in_fd, int out_fd, void *arg, const char **why)
 {
 	struct zframe_writer_opts o = { .raw = 1 };
-	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, in_fd, "");
+
+	if (!rc)
+		rc = zframe_transcode(b, out_fd, &o, prog_cb, arg, why);
+	blob_put(b);
+	return rc;
 }
 
 static int make_plain(int in_fd, int out_fd, void *arg, const char **why)
 {
-	return vcdiff_recode_plain(in_fd, out_fd, prog_cb, arg, why);
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, in_fd, "");
+
+	if (!rc)
+		rc = vcdiff_recode_plain(b, out_fd, prog_cb, arg, why);
+	blob_put(b);
+	return rc;
+}
+
+static int zopen(struct zframe **z, int fd, const char **why)
+{
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, fd, "");
+
+	if (!rc)
+		rc = zframe_open(z, b, why);
+	blob_put(b);
+	return rc;
+}
+
+static int popen_(struct vcdiff_patch **p, int fd, const char **why)
+{
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, fd, "");
+
+	if (!rc)
+		rc = vcdiff_patch_open(p, b, why);
+	blob_put(b);
+	return rc;
 }
 
 /* djw/fgk: liblzma cannot help; stock xdelta3 converts them. */
@@ -198,7 +239,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	}
 	sfile_raw(c, L, &L->data, L->fd, 0, L->path);
 	L->data.kind = SF_ZSTD;
-	rc = zframe_open(&L->data.z, L->fd, &why);
+	rc = zopen(&L->data.z, L->fd, &why);
 	if (rc == -E2BIG) {
 		char name[300];
 		struct prog_ctx pc = { c, L->name, "converting base to "
@@ -217,7 +258,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		L->data.derived = 1;
 		snprintf(L->data.label, sizeof(L->data.label), "%s/base/%s",
 			 STORE_META_DIR, name);
-		rc = zframe_open(&L->data.z, fd, &why);
+		rc = zopen(&L->data.z, fd, &why);
 	}
 	if (rc) {
 		layer_damage(L, "%s: damaged zstd base: %s", L->data.label,
@@ -315,7 +356,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 
 	L->fstamp = layer_file_stamp(L);
 	L->stamp = layer_chain_stamp(L);
-	rc = vcdiff_patch_open(&L->patch, L->fd, &why);
+	rc = popen_(&L->patch, L->fd, &why);
 	if (rc == -EMEDIUMTYPE) {
 		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
 		    "every layer but the last line of %s must be a patch made "
@@ -379,7 +420,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
 			 "(converted copy %s/plain/%.200s)", L->path,
 			 STORE_META_DIR, name);
-		rc = vcdiff_patch_open(&L->patch, fd, &why);
+		rc = popen_(&L->patch, fd, &why);
 		if (rc) {
 			layer_damage(L, "%s: converted patch unreadable: %s",
 				     L->data.label, why);

@@ -152,6 +152,8 @@ static int slurp(struct store *s, const char *name, char **out, size_t *len,
 	else if (!(p = malloc((size_t)st.st_size + 1)))
 		rc = -ENOMEM;
 	else {
+		/* The store's own text files (layers file, tree), not
+		 * layer files: those are read through blobs. */
 		ssize_t r = fdio_pread(fd, p, (size_t)st.st_size, 0);
 		if (r < 0)
 			rc = (int)r;
@@ -788,6 +790,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	}
 	if (got < 0) {
 		e = errno;
+		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
 		buf[strcspn(buf, "\n")] = 0;

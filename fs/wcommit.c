@@ -139,6 +139,7 @@ static int refix_head(struct writer *w)
 		rc = splice_ok(w, p, k, fd);
 	for (uint64_t off = rest; !rc && off < end;) {
 		size_t n = end - off < len ? (size_t)(end - off) : (size_t)len;
+		/* The old patch, a temporary of ours: local. */
 		ssize_t r = pread(w->tmpfd, buf, n, (off_t)off);
 		if (r <= 0)
 			rc = r < 0 ? -errno : -EIO;

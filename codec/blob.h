@@ -53,6 +53,10 @@ int blob_new(struct blob **out, const struct blob_ops *ops, void *impl,
  * here on failure). Returns 0 or -errno (fstat's).
  */
 int blob_from_fd(struct blob **out, int fd, const char *name);
+/* As blob_from_fd over a dup of fd: fd stays the caller's, open or
+ * closed as it likes. For local files read through the codec's blob
+ * path (a temporary being checked, a derived copy). 0 or -errno. */
+int blob_from_dup(struct blob **out, int fd, const char *name);
 
 /* Reads len bytes at off, fewer only at the end of the blob. Returns the
  * bytes read or -errno (-EOVERFLOW if off + len overflows). */

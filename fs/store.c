@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 
 static const char *const subdirs[] = {
@@ -151,6 +152,8 @@ static int slurp(struct store *s, const char *name, char **out, size_t *len,
 	else if (!(p = malloc((size_t)st.st_size + 1)))
 		rc = -ENOMEM;
 	else {
+		/* The store's own text files (layers file, tree), not
+		 * layer files: those are read through blobs. */
 		ssize_t r = fdio_pread(fd, p, (size_t)st.st_size, 0);
 		if (r < 0)
 			rc = (int)r;
@@ -787,6 +790,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	}
 	if (got < 0) {
 		e = errno;
+		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
 		buf[strcspn(buf, "\n")] = 0;
@@ -940,7 +944,7 @@ const struct tree *store_tree(const struct store *s)
 	return s->tree;
 }
 
-int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+int store_open_layer(struct store *s, uint32_t id, struct blob **out,
 		     char *err, size_t errlen)
 {
 	const struct tree_node *n = tree_get(s->tree, id);
@@ -951,9 +955,16 @@ int store_open_layer(struct store *s, uint32_t id, struct stat *st,
 	if (!n)
 		return -ENOENT;
 	/* Beneath the store, no symlink, never blocking on a FIFO. */
-	fd = safefile_open(s->dirfd, n->file, O_RDONLY, 0, st, &why);
-	if (fd >= 0)
-		return fd;
+	fd = safefile_open(s->dirfd, n->file, O_RDONLY, 0, NULL, &why);
+	if (fd >= 0) {
+		/* Takes fd. Its fstat is the layer's identity, as when
+		 * layers held the fd: derived data keeps its names. */
+		int rc = blob_from_fd(out, fd, n->file);
+		if (rc)
+			msg_say(err, errlen, "%s/%s: cannot open layer '%s': "
+				"%s", s->dir, n->file, n->file, strerror(-rc));
+		return rc;
+	}
 	if (fd == -EMFILE || fd == -ENFILE) {
 		char what[PATH_MAX + 256];
 

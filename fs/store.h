@@ -39,6 +39,8 @@
 
 #include "fs/tree.h"
 
+struct blob;
+
 #define STORE_LAYERS_FILE "increments.txt"
 #define STORE_META_DIR ".snapfs"
 #define STORE_MAX_LAYERS 8000
@@ -86,10 +88,12 @@ int store_subdir(const struct store *s, const char *sub);
 const struct tree *store_tree(const struct store *s);
 
 /*
- * Opens snapshot id's layer file read-only; fills *st. Returns the fd or
- * -errno with a message naming the file and what to do.
+ * Opens snapshot id's layer file read-only as a blob (codec/blob.h), the
+ * one way its bytes are read; blob_name() is the file's path in the store
+ * and blob_stat() its identity. *out is the caller's reference (blob_put).
+ * Returns 0 or -errno with a message naming the file and what to do.
  */
-int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+int store_open_layer(struct store *s, uint32_t id, struct blob **out,
 		     char *err, size_t errlen);
 
 /*

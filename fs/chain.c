@@ -131,6 +131,8 @@ int chain_save_derived(struct chain *c, const char *sub, const char *name,
 			   " (no space for derived data: it is rebuilt at the "
 			   "next mount; free space there)" : " (it is rebuilt "
 			   "at the next mount)");
+	else
+		store_derived_saved(c->s, sub, name);
 	return rc;
 }
 

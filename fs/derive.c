@@ -294,6 +294,7 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
+	store_derived_want(c->s, "aux", name);
 	fd = safefile_open(store_subdir(c->s, "aux"), name, O_RDONLY, 0, NULL,
 			   NULL);
 	if (fd < 0)
@@ -446,6 +447,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;
 	}
 	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
+	store_derived_want(c->s, "index", name);
 	rc = xindex_load(&L->x, store_subdir(c->s, "index"), name, L->stamp,
 			 fid_ok, L);
 	if (rc == 0) {

@@ -92,6 +92,7 @@ static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
+	store_derived_saved(c->s, "aux", name);
 	rc = blob_from_fd(&L->aux.b, L->aux.wfd, L->aux.label);
 	L->aux.wfd = -1;	/* the blob's now (closed if it failed) */
 	if (rc)

@@ -180,6 +180,7 @@ int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
 	int dfd = store_subdir(c->s, "sums");
 
 	layer_derived_name(name, sizeof(name), L, stamp, ext);
+	store_derived_want(c->s, "sums", name);
 	if (sums_load(f, dfd, name) == 0)
 		return 0;
 	return sums_build(c, f, name, L->name);

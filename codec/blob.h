@@ -7,9 +7,11 @@
  * nothing of HTTP). A blob is immutable while open: the same offset
  * always reads the same bytes, or fails.
  *
- * Not here: writing, derived data under .snapfs/ (always local fds),
- * caching policy (an implementation may cache; callers cache decoded
- * bytes in cache/bcache).
+ * Not here: writing, derived data under .snapfs/ (always local: plain
+ * fds, except that a derived copy read in place of a stored file -- a
+ * converted base or patch, an aux file -- is wrapped with blob_from_fd so
+ * there is one read path), caching policy (an implementation may cache;
+ * callers cache decoded bytes in cache/bcache).
  *
  * Identity: blob_stat() gives a struct stat whose st_ino, st_size and
  * st_mtim identify the content -- the file's own inode and mtime locally,

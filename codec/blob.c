@@ -77,6 +77,15 @@ int blob_from_fd(struct blob **out, int fd, const char *name)
 	return rc;
 }
 
+int blob_from_dup(struct blob **out, int fd, const char *name)
+{
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (d < 0)
+		return -errno;
+	return blob_from_fd(out, d, name);
+}
+
 ssize_t blob_pread(struct blob *b, void *buf, size_t len, uint64_t off)
 {
 	uint64_t size = (uint64_t)b->st.st_size;

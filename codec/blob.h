@@ -7,9 +7,11 @@
  * nothing of HTTP). A blob is immutable while open: the same offset
  * always reads the same bytes, or fails.
  *
- * Not here: writing, derived data under .snapfs/ (always local fds),
- * caching policy (an implementation may cache; callers cache decoded
- * bytes in cache/bcache).
+ * Not here: writing, derived data under .snapfs/ (always local: plain
+ * fds, except that a derived copy read in place of a stored file -- a
+ * converted base or patch, an aux file -- is wrapped with blob_from_fd so
+ * there is one read path), caching policy (an implementation may cache;
+ * callers cache decoded bytes in cache/bcache).
  *
  * Identity: blob_stat() gives a struct stat whose st_ino, st_size and
  * st_mtim identify the content -- the file's own inode and mtime locally,
@@ -53,6 +55,10 @@ int blob_new(struct blob **out, const struct blob_ops *ops, void *impl,
  * here on failure). Returns 0 or -errno (fstat's).
  */
 int blob_from_fd(struct blob **out, int fd, const char *name);
+/* As blob_from_fd over a dup of fd: fd stays the caller's, open or
+ * closed as it likes. For local files read through the codec's blob
+ * path (a temporary being checked, a derived copy). 0 or -errno. */
+int blob_from_dup(struct blob **out, int fd, const char *name);
 
 /* Reads len bytes at off, fewer only at the end of the blob. Returns the
  * bytes read or -errno (-EOVERFLOW if off + len overflows). */

@@ -5,9 +5,9 @@
  * Open walks the patch once through a small buffered reader, parsing the
  * file header and every window header and skipping the sections with
  * enclen, so a multi-GB patch with 100k windows costs one pass of small
- * preads. Each window header is checked the way xdelta3 3.0.11 checks it
+ * reads. The patch is read through a blob (codec/blob.h), local or remote. Each window header is checked the way xdelta3 3.0.11 checks it
  * (docs/vcdiff-notes.md 2.6), and the messages are xdelta3's where it has
- * one. Decoding a window preads its three sections, which are contiguous
+ * one. Decoding a window reads its three sections, which are contiguous
  * in the file, into scratch owned by the vcdiff_dec, and turns the
  * instructions into absolute ops without any per-op allocation.
  *
@@ -43,9 +43,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 
 #include "codec/vcdiff_int.h"
@@ -72,7 +72,7 @@
 #define BR_SMALL (4u << 10)
 
 struct vcdiff_patch {
-	int fd;
+	struct blob *b;			/* a reference */
 	int secondary;			/* VCDIFF_SEC_* of the header */
 	int windowed;			/* every window decodes alone */
 	size_t first_z[3];		/* window of the first compressed
@@ -107,8 +107,8 @@ struct vcdiff_dec {
 /* --- I/O helpers --- */
 
 struct breader {
-	int fd;
-	uint64_t size;		/* file size at open */
+	struct blob *b;		/* borrowed */
+	uint64_t size;		/* blob_size */
 	uint64_t pos;		/* next byte to consume */
 	uint64_t buf_off;	/* file offset of buf[0] */
 	size_t buf_len;
@@ -129,7 +129,7 @@ static int br_refill(struct breader *r)
 	want = r->pos <= r->buf_off + r->buf_len + BR_BIG ? BR_BIG : BR_SMALL;
 	if (want > r->size - r->pos)
 		want = (size_t)(r->size - r->pos);
-	n = fdio_pread(r->fd, r->buf, want, r->pos);
+	n = blob_pread(r->b, r->buf, want, r->pos);
 	if (n < 0)
 		return (int)n;
 	r->buf_off = r->pos;
@@ -167,7 +167,7 @@ static int br_read(struct breader *r, void *dst, size_t n)
 		r->pos += k;
 	}
 	if (n > 0) {
-		ssize_t got = fdio_pread(r->fd, d, n, r->pos);
+		ssize_t got = blob_pread(r->b, d, n, r->pos);
 		if (got < 0)
 			return (int)got;
 		if ((size_t)got != n)
@@ -414,15 +414,11 @@ eof:
 	return rc;
 }
 
-static int br_init(struct breader *r, int fd)
+static int br_init(struct breader *r, struct blob *b)
 {
-	struct stat st;
-
 	memset(r, 0, sizeof(*r));
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	r->fd = fd;
-	r->size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+	r->b = b;
+	r->size = blob_size(b);
 	r->buf = malloc(BR_BIG);
 	return r->buf ? 0 : -ENOMEM;
 }
@@ -467,7 +463,7 @@ static int probe_sections(struct vcdiff_patch *p, struct vcdiff_win *w,
 		*plain[k] = 0;
 		/* Most block headers are 12 bytes: read a little first. */
 		want = stored[k] < 64 ? stored[k] : 64;
-		n = fdio_pread(p->fd, buf, want, off);
+		n = blob_pread(p->b, buf, want, off);
 		if (n < 0)
 			return (int)n;
 		end = buf + n;
@@ -502,7 +498,7 @@ static int probe_sections(struct vcdiff_patch *p, struct vcdiff_win *w,
 			continue;
 		}
 		if (at + hsize > (size_t)n) {
-			n = fdio_pread(p->fd, buf, at + hsize, off);
+			n = blob_pread(p->b, buf, at + hsize, off);
 			if (n < 0)
 				return (int)n;
 			if ((size_t)n < at + hsize) {
@@ -519,7 +515,8 @@ static int probe_sections(struct vcdiff_patch *p, struct vcdiff_win *w,
 
 /* --- life cycle --- */
 
-int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why)
+int vcdiff_patch_open(struct vcdiff_patch **out, struct blob *b,
+		      const char **why)
 {
 	const char *dummy;
 	struct vcdiff_patch *p = NULL;
@@ -537,8 +534,8 @@ int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	p->fd = fd;
-	if ((rc = br_init(&r, fd)))
+	p->b = blob_ref(b);
+	if ((rc = br_init(&r, b)))
 		goto fail;
 	p->file_size = r.size;
 	if ((rc = parse_file_hdr(&r, &h, why)))
@@ -608,6 +605,7 @@ void vcdiff_patch_free(struct vcdiff_patch *p)
 {
 	if (!p)
 		return;
+	blob_put(p->b);
 	free(p->apphdr);
 	free(p->wins);
 	free(p);
@@ -1004,7 +1002,7 @@ ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		return -ERANGE;
 	}
 	if (!(w->del_ind & sect_bit[kind])) {
-		n = fdio_pread(p->fd, dst, stored, off);
+		n = blob_pread(p->b, dst, stored, off);
 		if (n < 0) {
 			d->reason = "read error on patch file";
 			return n;
@@ -1020,7 +1018,7 @@ ssize_t vcdiff_dec_section(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 		return rc;
 	if ((rc = grow((void **)&d->sec, &d->sec_cap, stored ? stored : 1, 1)))
 		return rc;
-	n = fdio_pread(p->fd, d->sec, stored, off);
+	n = blob_pread(p->b, d->sec, stored, off);
 	if (n < 0) {
 		d->reason = "read error on patch file";
 		return n;
@@ -1119,7 +1117,7 @@ static int decode_window(struct vcdiff_dec *d, const struct vcdiff_patch *p,
 	    (rc = grow((void **)&d->plain, &d->plain_cap,
 		       ptotal ? ptotal : 1, 1)))
 		return rc;
-	n = fdio_pread(p->fd, d->sec, sect, w->data_off);
+	n = blob_pread(p->b, d->sec, sect, w->data_off);
 	if (n < 0) {
 		d->reason = "read error on patch file";
 		return (int)n;
@@ -1456,7 +1454,7 @@ static int lzma_section(struct sec_kind *k, uint32_t in_len, const char **why)
 	return 0;
 }
 
-int vcdiff_recode_plain(int in_fd, int out_fd,
+int vcdiff_recode_plain(struct blob *src, int out_fd,
 			void (*progress)(void *ctx, uint64_t done,
 					 uint64_t total),
 			void *ctx, const char **why)
@@ -1477,7 +1475,7 @@ int vcdiff_recode_plain(int in_fd, int out_fd,
 		why = &dummy;
 	*why = "";
 	memset(kinds, 0, sizeof(kinds));
-	if ((rc = br_init(&r, in_fd)))
+	if ((rc = br_init(&r, src)))
 		goto out;
 	bw = malloc(sizeof(*bw));
 	if (!bw) {

@@ -26,6 +26,9 @@
  *     buf (win->data_plain_len bytes): the unit to cache, one per
  *     window, for the ADD bytes of window w.
  *
+ * The patch is read through a blob (codec/blob.h): a local file or an
+ * object of a remote store alike.
+ *
  * Not here: chains, caches, files other than the one patch. Never prints.
  * A vcdiff_patch is read-only after open and may be shared by threads; a
  * vcdiff_dec holds scratch space and is used by one thread at a time.
@@ -35,6 +38,7 @@
 
 #include "codec/vcdiff.h"
 
+struct blob;
 struct vcdiff_patch;
 struct vcdiff_dec;
 
@@ -66,8 +70,10 @@ enum vcdiff_sect {
 /* --- life cycle --- */
 
 /*
- * Parses the header and all window headers of the patch open at fd. The fd
- * is borrowed and must stay open until vcdiff_patch_free(). Returns 0,
+ * Parses the header and all window headers of the patch b. On success the
+ * patch takes a reference on b (blob_ref), dropped by vcdiff_patch_free(),
+ * so the caller may put its own at once; on failure it holds none. Reads
+ * of its windows later go to b. Returns 0,
  * -EMEDIUMTYPE if the file is not VCDIFF at all (bad magic or version),
  * -EBADMSG if it is VCDIFF but malformed or truncated, -EIO, -ENOMEM.
  * On failure *why (if not NULL) points to a static reason string.
@@ -75,7 +81,8 @@ enum vcdiff_sect {
  * although stock xdelta3 refuses it ("nothing to output"). A file cut
  * exactly at a window boundary cannot be told from a shorter patch.
  */
-int vcdiff_patch_open(struct vcdiff_patch **out, int fd, const char **why);
+int vcdiff_patch_open(struct vcdiff_patch **out, struct blob *b,
+		      const char **why);
 void vcdiff_patch_free(struct vcdiff_patch *p);
 
 /* --- queries (thread-safe) --- */
@@ -180,16 +187,17 @@ ssize_t vcdiff_dec_section_mem(struct vcdiff_dec *d,
 const char *vcdiff_dec_reason(const struct vcdiff_dec *d);
 
 /*
- * Writes to out_fd a secondary-free patch equivalent to the one at in_fd:
+ * Writes to out_fd (borrowed, a local output) a secondary-free patch
+ * equivalent to the one in src (borrowed for the call):
  * same windows, instructions, application header and adler32, so stock
  * `xdelta3 -d` decodes both to the same bytes. Decompresses lzma sections
  * natively; djw and fgk give -ENOTSUP (the caller may fall back to
  * `xdelta3 recode -S none`). progress, if not NULL, is called now and then
- * with bytes of in_fd consumed and its total size. Returns 0 or -errno
- * (-EBADMSG with *why set for malformed input, -EMEDIUMTYPE if in_fd is
+ * with bytes of src consumed and its total size. Returns 0 or -errno
+ * (-EBADMSG with *why set for malformed input, -EMEDIUMTYPE if src is
  * not VCDIFF). On failure out_fd may hold a partial patch.
  */
-int vcdiff_recode_plain(int in_fd, int out_fd,
+int vcdiff_recode_plain(struct blob *src, int out_fd,
 			void (*progress)(void *ctx, uint64_t done,
 					 uint64_t total),
 			void *ctx, const char **why);

@@ -30,7 +30,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -39,6 +38,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 
 #define SKIP_HDR	8		/* skippable magic + Frame_Size */
@@ -87,7 +87,7 @@ static uint64_t comp_bound(uint64_t raw)
 /* the index */
 
 struct zframe {
-	int fd;				/* borrowed */
+	struct blob *b;			/* a reference */
 	uint64_t file_size;
 	uint64_t raw_size;
 	size_t n, cap;
@@ -140,7 +140,7 @@ static int index_push(struct zframe *z, uint64_t comp_off, uint32_t comp_len,
 /* A read-ahead window over the file for walking headers without one
  * syscall per 3-byte block header. */
 struct walker {
-	int fd;
+	struct blob *b;
 	uint64_t size;
 	uint64_t boff;
 	size_t blen;
@@ -153,7 +153,7 @@ static ssize_t walk_get(struct walker *w, uint64_t off, size_t len,
 			const uint8_t **p)
 {
 	if (off < w->boff || off + len > w->boff + w->blen) {
-		ssize_t got = fdio_pread(w->fd, w->buf, WALK_BUF, off);
+		ssize_t got = blob_pread(w->b, w->buf, WALK_BUF, off);
 		if (got < 0)
 			return got;
 		w->boff = off;
@@ -247,7 +247,7 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 		return -EBADMSG;
 	}
 	data_end = z->file_size - tbl;
-	got = fdio_pread(z->fd, hdr, sizeof(hdr), data_end);
+	got = blob_pread(z->b, hdr, sizeof(hdr), data_end);
 	if (got < 0)
 		return (int)got;
 	if (got != SKIP_HDR || get_le32(hdr) != SEEK_SKIP_MAGIC ||
@@ -261,12 +261,12 @@ static int load_seek_table(struct zframe *z, const uint8_t *foot,
 		rc = -ENOMEM;
 		goto out;
 	}
-	*w = (struct walker){ .fd = z->fd, .size = z->file_size };
+	*w = (struct walker){ .b = z->b, .size = z->file_size };
 	for (uint32_t i = 0; i < n;) {
 		uint32_t k = n - i < per_chunk ? n - i : (uint32_t)per_chunk;
 		uint64_t at = data_end + SKIP_HDR + (uint64_t)i * es;
 
-		got = fdio_pread(z->fd, chunk, (size_t)k * es, at);
+		got = blob_pread(z->b, chunk, (size_t)k * es, at);
 		if (got < 0) {
 			rc = (int)got;
 			goto out;
@@ -342,7 +342,7 @@ static int walk_frames(struct zframe *z, const char **why)
 
 	if (!w)
 		return -ENOMEM;
-	*w = (struct walker){ .fd = z->fd, .size = z->file_size };
+	*w = (struct walker){ .b = z->b, .size = z->file_size };
 	while (off < z->file_size) {
 		const uint8_t *p;
 		ssize_t got = walk_get(w, off, ZSTD_FRAMEHEADERSIZE_MAX, &p);
@@ -470,30 +470,24 @@ out:
 	return rc;
 }
 
-int zframe_open(struct zframe **out, int fd, const char **why)
+int zframe_open(struct zframe **out, struct blob *b, const char **why)
 {
 	struct zframe *z = NULL;
 	const char *reason = "";
 	uint8_t head[4], foot[SEEK_FOOTER];
-	struct stat st;
 	ssize_t got;
 	uint32_t magic;
 	int rc;
 
 	*out = NULL;
-	if (fstat(fd, &st) < 0) {
-		reason = "cannot stat the file";
-		rc = -EIO;
-		goto fail;
-	}
 	z = calloc(1, sizeof(*z));
 	if (!z) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	z->fd = fd;
-	z->file_size = (uint64_t)st.st_size;
-	got = fdio_pread(fd, head, sizeof(head), 0);
+	z->b = blob_ref(b);
+	z->file_size = blob_size(b);
+	got = blob_pread(b, head, sizeof(head), 0);
 	if (got < 0) {
 		reason = "read error";
 		rc = (int)got;
@@ -507,7 +501,7 @@ int zframe_open(struct zframe **out, int fd, const char **why)
 	}
 	rc = 0;
 	if (z->file_size >= SKIP_HDR + SEEK_FOOTER) {
-		got = fdio_pread(fd, foot, sizeof(foot),
+		got = blob_pread(b, foot, sizeof(foot),
 				 z->file_size - SEEK_FOOTER);
 		if (got < 0) {
 			reason = "read error";
@@ -536,6 +530,7 @@ void zframe_free(struct zframe *z)
 {
 	if (!z)
 		return;
+	blob_put(z->b);
 	free(z->e);
 	free(z->sum);
 	free(z);
@@ -644,7 +639,7 @@ ssize_t zframe_read_frame(const struct zframe *z, struct zframe_dctx *dc,
 		dc->buf = b;
 		dc->cap = e->comp_len;
 	}
-	got = fdio_pread(z->fd, dc->buf, e->comp_len, e->comp_off);
+	got = blob_pread(z->b, dc->buf, e->comp_len, e->comp_off);
 	if (got < 0) {
 		dc->reason = "read error";
 		return got;
@@ -1033,7 +1028,8 @@ fail:
 /* ------------------------------------------------------------------ */
 /* transcoding */
 
-int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
+int zframe_transcode(struct blob *src, int out_fd,
+		     const struct zframe_writer_opts *o,
 		     void (*progress)(void *ctx, uint64_t done, uint64_t total),
 		     void *ctx, const char **why)
 {
@@ -1042,17 +1038,10 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 	ZSTD_DCtx *dctx = NULL;
 	size_t in_cap = ZSTD_DStreamInSize(), out_cap = ZSTD_DStreamOutSize();
 	uint8_t *in = NULL, *outb = NULL;
-	uint64_t total, off = 0;
+	uint64_t total = blob_size(src), off = 0;
 	size_t last = 0;
-	struct stat st;
 	int rc;
 
-	if (fstat(in_fd, &st) < 0) {
-		reason = "cannot stat the input";
-		rc = -EIO;
-		goto out;
-	}
-	total = (uint64_t)st.st_size;
 	dctx = ZSTD_createDCtx();
 	in = malloc(in_cap);
 	outb = malloc(out_cap);
@@ -1070,7 +1059,7 @@ int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
 	}
 	while (off < total) {
 		size_t want = total - off < in_cap ? (size_t)(total - off) : in_cap;
-		ssize_t got = fdio_pread(in_fd, in, want, off);
+		ssize_t got = blob_pread(src, in, want, off);
 		ZSTD_inBuffer ib = { in, 0, 0 };
 		ZSTD_outBuffer ob;
 

@@ -10,6 +10,9 @@
  * must first be transcoded with zframe_transcode(). Writing: zframe_writer
  * cuts a stream into frames and compresses them on several threads.
  *
+ * The file is read through a blob (codec/blob.h), local or remote, never
+ * an fd of its own.
+ *
  * Not here: caching of decompressed frames (the caller's), files other than
  * the one it was given. Never prints. A zframe is read-only after open and
  * may be shared by threads; a zframe_dctx belongs to one thread at a time;
@@ -21,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+struct blob;
 
 /* Frames larger than this are not randomly accessible: transcode. */
 #define ZFRAME_MAX_FRAME (8u << 20)
@@ -41,13 +46,15 @@ struct zframe_entry {
 /* --- reading --- */
 
 /*
- * Indexes the zstd file open at fd (borrowed; keep it open until
- * zframe_free). Returns 0; -EMEDIUMTYPE if it is not zstd; -E2BIG if it is
- * zstd but a frame is larger than ZFRAME_MAX_FRAME or of unknown size
- * (transcode it); -EBADMSG if malformed (bad seek table, truncated frame);
- * -EIO; -ENOMEM. On failure *why (if not NULL) gets a static reason.
+ * Indexes the zstd file b. On success the zframe takes a reference on b
+ * (blob_ref), dropped by zframe_free, so the caller may put its own at
+ * once; on failure it holds none. Returns 0; -EMEDIUMTYPE if it is not
+ * zstd; -E2BIG if it is zstd but a frame is larger than ZFRAME_MAX_FRAME
+ * or of unknown size (transcode it); -EBADMSG if malformed (bad seek
+ * table, truncated frame); -EIO or the blob's -errno; -ENOMEM. On
+ * failure *why (if not NULL) gets a static reason.
  */
-int zframe_open(struct zframe **out, int fd, const char **why);
+int zframe_open(struct zframe **out, struct blob *b, const char **why);
 void zframe_free(struct zframe *z);
 
 uint64_t zframe_size(const struct zframe *z);	/* decompressed bytes */
@@ -94,11 +101,13 @@ int zframe_writer_finish(struct zframe_writer *w);
 void zframe_writer_free(struct zframe_writer *w);
 
 /*
- * Decompresses the zstd file at in_fd (any framing) and writes it to out_fd
- * as a seekable stream with the given options (or plain, if o->raw). progress as in
+ * Decompresses the zstd file src (borrowed for the call; any framing) and
+ * writes it to out_fd (borrowed, a local output) as a seekable stream with
+ * the given options (or plain, if o->raw). progress as in
  * vcdiff_recode_plain. Returns 0 or -errno (-EBADMSG, *why set, if corrupt).
  */
-int zframe_transcode(int in_fd, int out_fd, const struct zframe_writer_opts *o,
+int zframe_transcode(struct blob *src, int out_fd,
+		     const struct zframe_writer_opts *o,
 		     void (*progress)(void *ctx, uint64_t done, uint64_t total),
 		     void *ctx, const char **why);
 

@@ -55,6 +55,7 @@
 #include <xxhash.h>
 
 #include "cache/bcache.h"
+#include "codec/blob.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
 #include "fs/chain_int.h"
@@ -130,6 +131,8 @@ int chain_save_derived(struct chain *c, const char *sub, const char *name,
 			   " (no space for derived data: it is rebuilt at the "
 			   "next mount; free space there)" : " (it is rebuilt "
 			   "at the next mount)");
+	else
+		store_derived_saved(c->s, sub, name);
 	return rc;
 }
 
@@ -148,8 +151,7 @@ void layer_put(struct chain *c, struct chain_layer *L)
 		vcdiff_patch_free(L->patch);
 		sfile_close(c, &L->data);
 		sfile_close(c, &L->aux);
-		if (L->fd >= 0)
-			close(L->fd);
+		blob_put(L->blob);
 		free(L->anc);
 		free(L);
 		L = P;		/* its reference on the parent goes too */
@@ -158,7 +160,7 @@ void layer_put(struct chain *c, struct chain_layer *L)
 
 /* Fills the ancestry table a version's index ids are looked up in. */
 int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
-	      int fd, const struct stat *st, const char *path)
+	      struct blob *b, const char *path)
 {
 	struct chain_layer *L = calloc(1, sizeof(*L));
 	size_t n = P ? P->nanc + 1 : 1, k = 0;
@@ -169,16 +171,16 @@ int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
 		if (L)
 			free(L->anc);
 		free(L);
-		close(fd);
+		blob_put(b);
 		return -ENOMEM;
 	}
 	atomic_init(&L->ref, 1);
 	atomic_init(&L->nlogged, 0);
 	L->id = id;
-	L->fd = fd;
-	L->st = *st;
-	L->data.fd = L->aux.fd = -1;
-	L->stored = (uint64_t)st->st_size;
+	L->blob = b;
+	L->st = *blob_stat(b);
+	L->data.wfd = L->aux.wfd = -1;
+	L->stored = (uint64_t)L->st.st_size;
 	snprintf(L->path, sizeof(L->path), "%s", path);
 	if (store_name_of(path, L->name, sizeof(L->name)) < 0)
 		snprintf(L->name, sizeof(L->name), "%s", path);
@@ -212,7 +214,8 @@ static int layer_is_full(struct chain *c, struct chain_layer *L)
 	uint8_t magic[3];
 
 	(void)c;
-	if (pread(L->fd, magic, 3, 0) != 3 || !memcmp(magic, "\xd6\xc3\xc4", 3))
+	if (blob_pread(L->blob, magic, 3, 0) != 3 ||
+	    !memcmp(magic, "\xd6\xc3\xc4", 3))
 		return 0;
 	/* A file named .patch that is not VCDIFF is a damaged or wrong
 	 * patch, to be refused by name, never read as a full state. */
@@ -252,8 +255,8 @@ static int layer_open(struct chain *c, uint32_t id,
 {
 	const struct tree_node *n = tree_get(store_tree(c->s), id);
 	struct chain_layer *P = NULL, *L;
-	struct stat st;
-	int fd, rc;
+	struct blob *b;
+	int rc;
 
 	if (!n)
 		return -ENOENT;
@@ -263,13 +266,13 @@ static int layer_open(struct chain *c, uint32_t id,
 	char desc[sizeof(L->desc)], digest[sizeof(L->digest)];
 	snprintf(desc, sizeof(desc), "%s", n->desc);
 	snprintf(digest, sizeof(digest), "%s", n->digest);
-	fd = store_open_layer(c->s, id, &st, err, errlen);
-	if (fd < 0)
-		return fd;
-	rc = layer_new(&L, id, P, fd, &st, n->file);
+	rc = store_open_layer(c->s, id, &b, err, errlen);
 	if (rc)
 		return rc;
-	L->created = created ? created : (int64_t)st.st_mtim.tv_sec;
+	rc = layer_new(&L, id, P, b, n->file);
+	if (rc)
+		return rc;
+	L->created = created ? created : (int64_t)L->st.st_mtim.tv_sec;
 	memcpy(L->desc, desc, sizeof(desc));
 	memcpy(L->digest, digest, sizeof(digest));
 	rc = layer_index(c, L, err, errlen);

@@ -40,6 +40,7 @@
 #include "fs/store.h"
 
 struct bcache;
+struct blob;
 struct vcdiff_patch;
 struct xindex;
 struct zframe;
@@ -54,8 +55,11 @@ struct zframe_dctx;
 enum { SF_NONE, SF_RAW, SF_ZSTD, SF_WINDOWED };
 
 struct sfile {
-	int fd;
-	int own_fd;		/* fd is ours to close */
+	struct blob *b;		/* a reference; NULL when empty */
+	/* An aux file being built: its temporary under .snapfs/tmp,
+	 * written and read here (no checksums yet) until ibuild wraps it in
+	 * b; else -1. Owned. */
+	int wfd;
 	int kind;
 	struct zframe *z;
 	uint64_t size;
@@ -97,8 +101,8 @@ struct chain_layer {
 	char desc[1024];		/* protected by c->lock */
 	char digest[48];		/* protected by c->lock; "" unknown */
 	char path[256];			/* its layer file when opened */
-	int fd;				/* the layer file, owned */
-	struct stat st;			/* at open time */
+	struct blob *blob;		/* the layer file: a reference */
+	struct stat st;			/* blob_stat() at open time */
 	int64_t created;
 	uint64_t size;
 	uint64_t stored;
@@ -200,11 +204,11 @@ int chain_save_derived(struct chain *c, const char *sub, const char *name,
 		       int (*fill)(int fd, void *arg), void *arg);
 void layer_ref(struct chain_layer *L);
 void layer_put(struct chain *c, struct chain_layer *L);
-/* A new, unpublished version of snapshot id on layer file fd (taken),
- * child of P (a reference is taken; NULL for a base), shown under path's
- * name. 0 or -ENOMEM. */
+/* A new, unpublished version of snapshot id on layer file b (takes the
+ * caller's reference, put on failure too), child of P (a reference is
+ * taken; NULL for a base), shown under path's name. 0 or -ENOMEM. */
 int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
-	      int fd, const struct stat *st, const char *path);
+	      struct blob *b, const char *path);
 /* Opens L's stored files and index (loaded, or built and saved). Damage
  * is recorded in L, not returned; -errno with a message for what stops a
  * mount. */
@@ -217,11 +221,13 @@ void chain_gc(struct chain *c);
 
 /* --- fs/sfile.c: reading stored files --- */
 
-/* Makes f a raw stored file of L on fd (not owned unless f->own_fd is
- * set), with a fresh cache key. */
+/* Makes f a raw stored file of L read through b (takes the caller's
+ * reference; NULL for an aux file being built, see wfd), with a fresh
+ * cache key. Puts the blob f had, if any. Stored layer files and derived
+ * copies alike: one read path. Returns 0. */
 int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
-	      int fd, uint64_t size, const char *label);
-/* Releases f (and its cached blocks) and leaves it empty (fd -1). */
+	      struct blob *b, uint64_t size, const char *label);
+/* Releases f (its blob, wfd and cached blocks) and leaves it empty. */
 void sfile_close(struct chain *c, struct sfile *f);
 /* Loads f's block checksums saved under .snapfs/sums (named after L,
  * stamp and ext), or reads the whole file to take and save them. 0 or

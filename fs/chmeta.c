@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/blob.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
 #include "fs/msg.h"
@@ -219,7 +220,7 @@ static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
 	uint8_t *buf;
 	int rc = 0;
 
-	if (f->kind != SF_RAW || !f->sum || f->fd < 0)
+	if (f->kind != SF_RAW || !f->sum || !f->b)
 		return 0;
 	buf = malloc(SUM_BLOCK);
 	if (!buf)
@@ -228,12 +229,12 @@ static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
 		uint64_t off = i * SUM_BLOCK;
 		size_t want = (size_t)(f->size - off < SUM_BLOCK ?
 				       f->size - off : SUM_BLOCK);
-		ssize_t r = pread(f->fd, buf, want, (off_t)off);
+		ssize_t r = blob_pread(f->b, buf, want, off);
 		if (r != (ssize_t)want) {
 			rc = -EIO;
 			msg_say(err, errlen, "%s: cannot read at offset %" PRIu64
 				": %s", f->label, off, r < 0 ?
-				strerror(errno) : "short read");
+				strerror((int)-r) : "short read");
 		} else if (XXH3_64bits(buf, want) != f->sum[i]) {
 			rc = -EIO;
 			msg_say(err, errlen, "%s: checksum mismatch in the "
@@ -258,18 +259,17 @@ int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 	rc = verify_sfile(&L->data, err, errlen);
 	if (!rc)
 		rc = verify_sfile(&L->aux, err, errlen);
-	/* The layer file itself, whole: what the disk says about it. */
+	/* The layer file itself, whole: what the store says about it. */
 	buf = rc ? NULL : malloc((size_t)1 << 20);
 	if (!rc && !buf)
 		rc = -ENOMEM;
-	for (uint64_t off = 0; !rc && L->fd >= 0 &&
-	     off < (uint64_t)L->st.st_size;) {
-		ssize_t r = pread(L->fd, buf, (size_t)1 << 20, (off_t)off);
+	for (uint64_t off = 0; !rc && off < blob_size(L->blob);) {
+		ssize_t r = blob_pread(L->blob, buf, (size_t)1 << 20, off);
 		if (r <= 0) {
 			rc = -EIO;
 			msg_say(err, errlen, "%s/%s: cannot read at offset %"
 				PRIu64 ": %s", store_dir(c->s), L->path, off,
-				r < 0 ? strerror(errno) : "file shrank");
+				r < 0 ? strerror((int)-r) : "file shrank");
 		}
 		off += r > 0 ? (uint64_t)r : 0;
 	}

@@ -7,7 +7,9 @@
  * its windows decode alone (windowed lzma, read as it is: fs/sfile.c), and a
  * saved index is loaded with its aux file. Derived files are made in
  * .snapfs/tmp and renamed into place, and are named after the layer's
- * stamp, so a replaced layer file simply misses them.
+ * stamp, so a replaced layer file simply misses them. They are always
+ * local, but a copy that stands for a stored file is read as one, through
+ * a blob (blob_from_fd): one read path, whatever the store.
  *
  * Not here: building a missing index (fs/ibuild.c), reading (fs/sfile.c),
  * the layer's life cycle and publication (fs/chain.c). Runs at mount and
@@ -20,12 +22,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
@@ -45,26 +49,30 @@ static void prog_cb(void *ctx, uint64_t done, uint64_t total)
 }
 
 /*
- * Opens derived file `name` in subdirectory `sub`, making it with make()
- * into a temporary file first if it does not exist. Returns an fd or -errno.
+ * Opens derived file `name` in subdirectory `sub` as a blob named after
+ * it, making it with make() from in into a temporary file first if it
+ * does not exist: a derived copy is read as the stored file it stands
+ * for, through the same path. *out is the caller's. 0 or -errno.
  */
 static int derived_open(struct chain *c, const char *sub, const char *name,
-			int (*make)(int in_fd, int out_fd, void *arg,
+			int (*make)(struct blob *in, int out_fd, void *arg,
 				    const char **why),
-			int in_fd, void *arg, const char **why)
+			struct blob *in, void *arg, const char **why,
+			struct blob **out)
 {
 	int dfd = store_subdir(c->s, sub), tfd = store_subdir(c->s, "tmp");
-	char tmp[400];
-	int fd = safefile_open(dfd, name, O_RDONLY, 0, NULL, NULL);
+	char tmp[400], label[400];
+	int rc, fd = safefile_open(dfd, name, O_RDONLY, 0, NULL, NULL);
 
+	snprintf(label, sizeof(label), "%s/%s/%s", STORE_META_DIR, sub, name);
 	if (fd >= 0)
-		return fd;
+		return blob_from_fd(out, fd, label);
 	/* Missing, or a symlink/FIFO planted there: made afresh. */
 	snprintf(tmp, sizeof(tmp), "%s.%s", sub, name);
 	fd = safefile_create(tfd, tmp, 0644, NULL);
 	if (fd < 0)
 		return fd;
-	int rc = make(in_fd, fd, arg, why);
+	rc = make(in, fd, arg, why);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (!rc && renameat(tfd, tmp, dfd, name) < 0)
@@ -74,37 +82,83 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
+	return blob_from_fd(out, fd, label);
+}
+
+static int make_seekable(struct blob *in, int out_fd, void *arg,
+			 const char **why)
+{
+	struct zframe_writer_opts o = { 0 };
+	return zframe_transcode(in, out_fd, &o, prog_cb, arg, why);
+}
+
+static int make_raw(struct blob *in, int out_fd, void *arg, const char **why)
+{
+	struct zframe_writer_opts o = { .raw = 1 };
+	return zframe_transcode(in, out_fd, &o, prog_cb, arg, why);
+}
+
+static int make_plain(struct blob *in, int out_fd, void *arg,
+		      const char **why)
+{
+	return vcdiff_recode_plain(in, out_fd, prog_cb, arg, why);
+}
+
+/*
+ * A local fd on in's bytes, for a program that reads a file: a dup of
+ * the blob's own fd, or for a blob without one (a remote store's) a copy
+ * in an unlinked temporary under .snapfs/tmp. The caller closes it.
+ * Returns the fd or -errno.
+ */
+static int local_fd(struct chain *c, struct blob *in)
+{
+	int tfd = store_subdir(c->s, "tmp"), fd = blob_fd(in), rc = 0;
+	char name[64];
+	uint8_t *buf;
+
+	if (fd >= 0)
+		return (fd = dup(fd)) < 0 ? -errno : fd;
+	snprintf(name, sizeof(name), "copy.%ld", (long)getpid());
+	unlinkat(tfd, name, 0);
+	fd = safefile_create(tfd, name, 0600, NULL);
+	if (fd < 0)
+		return fd;
+	unlinkat(tfd, name, 0);
+	buf = malloc(1u << 20);
+	if (!buf)
+		rc = -ENOMEM;
+	for (uint64_t off = 0; !rc && off < blob_size(in);) {
+		ssize_t r = blob_pread(in, buf, 1u << 20, off);
+		if (r <= 0)
+			rc = r < 0 ? (int)r : -EIO;
+		else
+			rc = fdio_write(fd, buf, (size_t)r);
+		off += r > 0 ? (uint64_t)r : 0;
+	}
+	free(buf);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
 	return fd;
 }
 
-static int make_seekable(int in_fd, int out_fd, void *arg, const char **why)
-{
-	struct zframe_writer_opts o = { 0 };
-	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
-}
-
-static int make_raw(int in_fd, int out_fd, void *arg, const char **why)
-{
-	struct zframe_writer_opts o = { .raw = 1 };
-	return zframe_transcode(in_fd, out_fd, &o, prog_cb, arg, why);
-}
-
-static int make_plain(int in_fd, int out_fd, void *arg, const char **why)
-{
-	return vcdiff_recode_plain(in_fd, out_fd, prog_cb, arg, why);
-}
-
 /* djw/fgk: liblzma cannot help; stock xdelta3 converts them. */
-static int make_plain_xdelta3(int in_fd, int out_fd, void *arg,
+static int make_plain_xdelta3(struct blob *in, int out_fd, void *arg,
 			      const char **why)
 {
-	int status;
+	struct prog_ctx *pc = arg;
+	int status, rc = 0, in_fd = local_fd(pc->c, in);
 	pid_t pid;
 
-	(void)arg;
+	if (in_fd < 0)
+		return in_fd;
 	pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		rc = -errno;
+		close(in_fd);
+		return rc;
+	}
 	if (pid == 0) {
 		/* stdin/stdout are the only fds the converter needs. */
 		if (lseek(in_fd, 0, SEEK_SET) < 0 || dup2(in_fd, 0) < 0 ||
@@ -114,9 +168,15 @@ static int make_plain_xdelta3(int in_fd, int out_fd, void *arg,
 		       "-c", (char *)NULL);
 		_exit(127);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+	}
+	close(in_fd);
+	if (rc)
+		return rc;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
@@ -134,13 +194,15 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	uint8_t magic[4] = { 0 };
 	const char *why = "";
 	unsigned fid = 2 * L->id;
+	struct blob *b = NULL;
+	ssize_t r;
 	int rc;
 
 	L->fstamp = layer_file_stamp(L);
 	L->stamp = layer_chain_stamp(L);
-	if (fdio_pread(L->fd, magic, 4, 0) < 0) {
+	if ((r = blob_pread(L->blob, magic, 4, 0)) < 0) {
 		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), L->path,
-		    strerror(errno));
+		    strerror((int)-r));
 		return -EIO;
 	}
 	if (!memcmp(magic, "\xd6\xc3\xc4", 3)) {
@@ -153,8 +215,8 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	uint32_t m = (uint32_t)magic[0] | (uint32_t)magic[1] << 8 |
 		     (uint32_t)magic[2] << 16 | (uint32_t)magic[3] << 24;
 	if (m != 0xFD2FB528u && (m & 0xFFFFFFF0u) != 0x184D2A50u) {
-		sfile_raw(c, L, &L->data, L->fd, (uint64_t)L->st.st_size,
-			  L->path);
+		sfile_raw(c, L, &L->data, blob_ref(L->blob),
+			  (uint64_t)L->st.st_size, L->path);
 		rc = sfile_sums_get(c, L, &L->data, L->fstamp, "data.sum");
 		if (rc) {
 			layer_damage(L, "%s: cannot read: %s", L->path,
@@ -167,22 +229,17 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	if (c->o.raw_base) {
 		/* A full decompressed copy: disk for speed (-o raw_base). */
 		char name[300];
-		struct stat st;
 		struct prog_ctx pc = { c, L->name, "decompressing the base "
 				       "(raw_base; first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "raw");
-		int fd = derived_open(c, "base", name, make_raw, L->fd, &pc,
-				      &why);
-		if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = derived_open(c, "base", name, make_raw, L->blob, &pc,
+				  &why, &b);
+		if (rc) {
 			layer_damage(L, "%s: cannot decompress: %s", L->path,
-				     fd == -EBADMSG ? why :
-				     strerror(fd < 0 ? -fd : errno));
-			if (fd >= 0)
-				close(fd);
+				     rc == -EBADMSG ? why : strerror(-rc));
 			return 0;
 		}
-		sfile_raw(c, L, &L->data, fd, (uint64_t)st.st_size, L->path);
-		L->data.own_fd = 1;
+		sfile_raw(c, L, &L->data, b, blob_size(b), L->path);
 		L->data.derived = 1;
 		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
 			 "(decompressed copy %s/base/%.200s)", L->path,
@@ -196,28 +253,28 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		L->size = L->data.size;
 		return xindex_new_file(&L->x, fid, L->size);
 	}
-	sfile_raw(c, L, &L->data, L->fd, 0, L->path);
+	sfile_raw(c, L, &L->data, blob_ref(L->blob), 0, L->path);
 	L->data.kind = SF_ZSTD;
-	rc = zframe_open(&L->data.z, L->fd, &why);
+	rc = zframe_open(&L->data.z, L->data.b, &why);
 	if (rc == -E2BIG) {
 		char name[300];
 		struct prog_ctx pc = { c, L->name, "converting base to "
 				       "seekable zstd (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "zst");
-		int fd = derived_open(c, "base", name, make_seekable, L->fd,
-				      &pc, &why);
-		if (fd < 0) {
+		rc = derived_open(c, "base", name, make_seekable, L->blob,
+				  &pc, &why, &b);
+		if (rc) {
 			layer_damage(L, "%s: cannot convert to seekable "
 				     "zstd: %s", L->path,
-				     fd == -EBADMSG ? why : strerror(-fd));
+				     rc == -EBADMSG ? why : strerror(-rc));
 			return 0;
 		}
-		L->data.fd = fd;
-		L->data.own_fd = 1;
+		blob_put(L->data.b);
+		L->data.b = b;
 		L->data.derived = 1;
 		snprintf(L->data.label, sizeof(L->data.label), "%s/base/%s",
 			 STORE_META_DIR, name);
-		rc = zframe_open(&L->data.z, fd, &why);
+		rc = zframe_open(&L->data.z, b, &why);
 	}
 	if (rc) {
 		layer_damage(L, "%s: damaged zstd base: %s", L->data.label,
@@ -231,24 +288,24 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 
 int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 {
-	char name[300];
-	struct stat st;
-	int fd;
+	char name[300], label[sizeof(L->aux.label)];
+	struct blob *b = NULL;
+	int fd, rc;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
+	store_derived_want(c->s, "aux", name);
 	fd = safefile_open(store_subdir(c->s, "aux"), name, O_RDONLY, 0, NULL,
 			   NULL);
 	if (fd < 0)
 		return fd == -ENOENT ? 0 : fd;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return -errno;
-	}
-	sfile_raw(c, L, &L->aux, fd, (uint64_t)st.st_size, name);
-	L->aux.own_fd = 1;
+	/* Derived, always local, but read as stored files are. */
+	rc = blob_from_fd(&b, fd, label);
+	if (rc)
+		return rc;
+	sfile_raw(c, L, &L->aux, b, blob_size(b), name);
 	L->aux.derived = 1;
-	snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
-		 STORE_META_DIR, name);
+	snprintf(L->aux.label, sizeof(L->aux.label), "%s", label);
 	return sfile_sums_get(c, L, &L->aux, L->aux_stamp, "aux.sum");
 }
 
@@ -311,11 +368,12 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 	struct chain_layer *P = L->parent;
 	const char *why = "";
 	char name[300];
+	struct blob *b = NULL;
 	int rc;
 
 	L->fstamp = layer_file_stamp(L);
 	L->stamp = layer_chain_stamp(L);
-	rc = vcdiff_patch_open(&L->patch, L->fd, &why);
+	rc = vcdiff_patch_open(&L->patch, L->blob, &why);
 	if (rc == -EMEDIUMTYPE) {
 		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
 		    "every layer but the last line of %s must be a patch made "
@@ -329,7 +387,8 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;
 	}
 	L->size = vcdiff_patch_target_size(L->patch);
-	sfile_raw(c, L, &L->data, L->fd, (uint64_t)L->st.st_size, L->path);
+	sfile_raw(c, L, &L->data, blob_ref(L->blob), (uint64_t)L->st.st_size,
+		  L->path);
 	if (external_compression(L->patch)) {
 		layer_damage(L, "%s: made by xdelta3 from externally "
 			     "compressed files (its application header names "
@@ -354,32 +413,25 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		struct prog_ctx pc = { c, L->name, "converting patch to plain "
 				       "VCDIFF (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");
-		int fd = derived_open(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
-				      make_plain : make_plain_xdelta3, L->fd,
-				      &pc, &why);
-		if (fd < 0) {
+		rc = derived_open(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
+				  make_plain : make_plain_xdelta3, L->blob,
+				  &pc, &why, &b);
+		if (rc) {
 			layer_damage(L, "%s: cannot convert to plain "
 				     "VCDIFF: %s", L->path,
-				     fd == -EBADMSG || fd == -ENOTSUP ?
-				     why : strerror(-fd));
+				     rc == -EBADMSG || rc == -ENOTSUP ?
+				     why : strerror(-rc));
 			return 0;
 		}
 		vcdiff_patch_free(L->patch);
 		L->patch = NULL;
-		struct stat st;
-		if (fstat(fd, &st) < 0) {
-			close(fd);
-			layer_damage(L, "%s: %s", name, strerror(errno));
-			return 0;
-		}
-		sfile_raw(c, L, &L->data, fd, (uint64_t)st.st_size, name);
-		L->data.own_fd = 1;
+		sfile_raw(c, L, &L->data, b, blob_size(b), name);
 		L->data.derived = 1;
 		/* Name the user's file first: that is what to restore. */
 		snprintf(L->data.label, sizeof(L->data.label), "%.100s "
 			 "(converted copy %s/plain/%.200s)", L->path,
 			 STORE_META_DIR, name);
-		rc = vcdiff_patch_open(&L->patch, fd, &why);
+		rc = vcdiff_patch_open(&L->patch, b, &why);
 		if (rc) {
 			layer_damage(L, "%s: converted patch unreadable: %s",
 				     L->data.label, why);
@@ -395,6 +447,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;
 	}
 	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
+	store_derived_want(c->s, "index", name);
 	rc = xindex_load(&L->x, store_subdir(c->s, "index"), name, L->stamp,
 			 fid_ok, L);
 	if (rc == 0) {
@@ -442,12 +495,12 @@ int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
 		  void *ctx, char *err, size_t errlen)
 {
 	struct chain_layer *L = NULL;
-	struct stat st;
-	int lfd = fstat(fd, &st) < 0 ? -errno : dup(fd), rc;
+	struct blob *b = NULL;
+	int rc = blob_from_dup(&b, fd, label);
 
-	if (lfd < 0)
-		return lfd == -1 ? -errno : lfd;
-	rc = layer_new(&L, id, P, lfd, &st, label);	/* takes lfd */
+	if (rc)
+		return rc;
+	rc = layer_new(&L, id, P, b, label);	/* takes b */
 	if (rc)
 		return rc;
 	L->on_bytes = on_bytes;

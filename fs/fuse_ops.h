@@ -52,6 +52,7 @@ struct snapfs_link {
  * the mount has lives here or below it. */
 struct snapfs_mount {
 	struct store *store;
+	struct remote *remote;	/* a store in a bucket, or NULL */
 	struct chain *chain;
 	struct log *log;	/* every message after the mount is up */
 	double timeout;		/* entry/attr cache timeout, seconds */

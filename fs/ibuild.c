@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
 #include "fs/safefile.h"
@@ -47,12 +48,13 @@
  * Appends len bytes to the aux file, returning their offset there. The
  * file grows under .snapfs/tmp and moves to .snapfs/aux when the index is
  * done (aux_finish), so a reader of an older version never sees an aux
- * file of the same name rewritten under it.
+ * file of the same name rewritten under it. Until then it has no blob
+ * (blobs do not grow): it is written and read at L->aux.wfd.
  */
 static int aux_append(struct chain *c, struct chain_layer *L,
 		      const uint8_t *buf, size_t len, uint64_t *off)
 {
-	if (L->aux.fd < 0) {
+	if (L->aux.wfd < 0) {
 		char name[300], tmp[320];
 		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 		snprintf(tmp, sizeof(tmp), "aux.%s", name);
@@ -60,15 +62,15 @@ static int aux_append(struct chain *c, struct chain_layer *L,
 					 NULL);
 		if (fd < 0)
 			return fd;
-		sfile_raw(c, L, &L->aux, fd, 0, name);
-		L->aux.own_fd = 1;
+		sfile_raw(c, L, &L->aux, NULL, 0, name);
+		L->aux.wfd = fd;
 		L->aux.derived = 1;
 		snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
 			 STORE_META_DIR, name);
 	}
 	*off = L->aux.size;
 	for (size_t done = 0; done < len;) {
-		ssize_t w = pwrite(L->aux.fd, buf + done, len - done,
+		ssize_t w = pwrite(L->aux.wfd, buf + done, len - done,
 				   (off_t)(L->aux.size + done));
 		if (w < 0)
 			return -errno;
@@ -78,14 +80,14 @@ static int aux_append(struct chain *c, struct chain_layer *L,
 	return 0;
 }
 
-/* Moves a finished aux file into place and takes its checksums; drops an
- * unfinished one. */
+/* Moves a finished aux file into place, reads it through a blob from now
+ * on and takes its checksums; drops an unfinished one. */
 static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
 {
 	char name[300], tmp[320];
 	int tfd = store_subdir(c->s, "tmp"), rc = 0;
 
-	if (L->aux.fd < 0)
+	if (L->aux.wfd < 0)
 		return 0;
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(tmp, sizeof(tmp), "aux.%s", name);
@@ -93,12 +95,17 @@ static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
 		unlinkat(tfd, tmp, 0);
 		return 0;
 	}
-	if (fsync(L->aux.fd) < 0 ||
+	if (fsync(L->aux.wfd) < 0 ||
 	    renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0) {
 		rc = -errno;
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
+	store_derived_saved(c->s, "aux", name);
+	rc = blob_from_fd(&L->aux.b, L->aux.wfd, L->aux.label);
+	L->aux.wfd = -1;	/* the blob's now (closed if it failed) */
+	if (rc)
+		return rc;
 	return sfile_sums_get(c, L, &L->aux, L->aux_stamp, "aux.sum");
 }
 
@@ -553,14 +560,18 @@ int ibuild_adopt(struct chain *c, struct chain_layer *L,
 			     name) < 0)
 			rc = -errno;
 		if (!rc) {
-			sfile_raw(c, L, &L->aux, ib->aux_fd, ib->aux_size, name);
-			L->aux.own_fd = 1;
+			/* As aux_finish() does for one built by decoding. */
+			sfile_raw(c, L, &L->aux, NULL, ib->aux_size, name);
 			L->aux.derived = 1;
 			snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
 				 STORE_META_DIR, name);
-			ib->aux_fd = -1;	/* L's now */
-			rc = sfile_sums_get(c, L, &L->aux, L->aux_stamp,
-					    "aux.sum");
+			store_derived_saved(c->s, "aux", name);
+			rc = blob_from_fd(&L->aux.b, ib->aux_fd, L->aux.label);
+			ib->aux_fd = -1;	/* the blob's now (closed if it
+						 * failed) */
+			if (!rc)
+				rc = sfile_sums_get(c, L, &L->aux, L->aux_stamp,
+						    "aux.sum");
 		}
 	}
 	if (!rc) {

@@ -34,6 +34,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
 #include "fs/msg.h"
+#include "fs/remote.h"
 #include "fs/safefile.h"
 #include "fs/store.h"
 
@@ -44,6 +45,9 @@ struct opts {
 	char *cache_size;
 	char *log;
 	char *max_store;	/* -o max_store=SIZE: capacity bound */
+	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
+	char *endpoint, *cache_dir, *disk_cache, *s3_chunk;
+	unsigned s3_parallel, s3_timeout, s3_retries;
 	int quiet;
 	int raw_base;
 	int allow_other;		/* seen, and passed on to libfuse */
@@ -65,6 +69,13 @@ static const struct fuse_opt opt_spec[] = {
 	{ "cache_size=%s", offsetof(struct opts, cache_size), 0 },
 	{ "log=%s", offsetof(struct opts, log), 0 },
 	{ "max_store=%s", offsetof(struct opts, max_store), 0 },
+	{ "endpoint=%s", offsetof(struct opts, endpoint), 0 },
+	{ "cache_dir=%s", offsetof(struct opts, cache_dir), 0 },
+	{ "disk_cache=%s", offsetof(struct opts, disk_cache), 0 },
+	{ "s3_chunk=%s", offsetof(struct opts, s3_chunk), 0 },
+	{ "s3_parallel=%u", offsetof(struct opts, s3_parallel), 0 },
+	{ "s3_timeout=%u", offsetof(struct opts, s3_timeout), 0 },
+	{ "s3_retries=%u", offsetof(struct opts, s3_retries), 0 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
 	{ "raw_base", offsetof(struct opts, raw_base), 1 },
 	{ "no_default_permissions",
@@ -102,7 +113,23 @@ static void usage(const char *prog)
 	       "                           snapshots and read all of them "
 	       "(allow_other\n"
 	       "                           implies default_permissions "
-	       "otherwise)\n\n",
+	       "otherwise)\n\n"
+	       "A remote store, STORE = s3://BUCKET[/PREFIX] (read-only; "
+	       "credentials from\nAWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+	       "~/.aws/credentials, AWS_PROFILE,\nAWS_REGION):\n"
+	       "    -o endpoint=URL        the server (default "
+	       "AWS_ENDPOINT_URL, else AWS)\n"
+	       "    -o cache_dir=DIR       local disk cache, kept across "
+	       "mounts (default\n"
+	       "                           /var/cache/snapfs for root, else "
+	       "~/.cache/snapfs)\n"
+	       "    -o disk_cache=SIZE     bound on that cache (default 8G)\n"
+	       "    -o s3_chunk=SIZE       fetch and cache unit (default 4M)\n"
+	       "    -o s3_parallel=N       ranged GETs in flight (default 8)\n"
+	       "    -o s3_timeout=SECONDS  a stalled request fails after this "
+	       "(default 30)\n"
+	       "    -o s3_retries=N        tries after the first (default 4)"
+	       "\n\n",
 	       prog);
 }
 
@@ -185,6 +212,13 @@ static void raise_readahead(const char *mountpoint, unsigned kb)
 		fprintf(f, "%u\n", kb);
 		fclose(f);
 	}
+}
+
+static void remote_log_cb(void *ctx, int level, const char *msg)
+{
+	struct log_ctx *l = ctx;
+
+	log_say(l->log, level, "%s", msg);
 }
 
 static void log_cb(void *ctx, int level, const char *msg)
@@ -372,7 +406,34 @@ int main(int argc, char *argv[])
 	co.progress = progress_cb;
 	co.ctx = &lc;
 
-	rc = store_open(&m.store, o.store, err, sizeof(err));
+	if (s3_is_url(o.store)) {
+		struct remote_opts ro = {
+			.endpoint = o.endpoint, .cache_dir = o.cache_dir,
+			.parallel = o.s3_parallel, .retries = o.s3_retries,
+			.timeout_ms = o.s3_timeout * 1000, .log = remote_log_cb,
+			.log_ctx = &lc,
+		};
+		size_t v = 0;
+		if (o.disk_cache && parse_size(o.disk_cache, &v) < 0) {
+			fprintf(stderr, "snapfs: -o disk_cache=%s: give a size "
+				"of at least 1M, like 2G\n", o.disk_cache);
+			goto out1;
+		}
+		ro.disk_cache = o.disk_cache ? v : 0;
+		if (o.s3_chunk && (parse_size(o.s3_chunk, &v) < 0 ||
+				   (v & (v - 1)) || v > (1u << 30))) {
+			fprintf(stderr, "snapfs: -o s3_chunk=%s: give a power "
+				"of two from 1M to 1G, like 4M\n", o.s3_chunk);
+			goto out1;
+		}
+		ro.chunk = o.s3_chunk ? (uint32_t)v : 0;
+		rc = remote_open(&m.remote, o.store, &ro, err, sizeof(err));
+		if (!rc)
+			rc = store_open_remote(&m.store, m.remote, err,
+					       sizeof(err));
+	} else {
+		rc = store_open(&m.store, o.store, err, sizeof(err));
+	}
 	if (rc) {
 		log_say(m.log, LOG_ERR, "%s", err);
 		goto out1;
@@ -450,12 +511,17 @@ out3:
 out2:
 	store_free(m.store);
 out1:
+	remote_free(m.remote);
 	log_free(m.log);
 	free(cl.mountpoint);
 	free(o.store);
 	free(o.cache_size);
 	free(o.log);
 	free(o.max_store);
+	free(o.endpoint);
+	free(o.cache_dir);
+	free(o.disk_cache);
+	free(o.s3_chunk);
 	fuse_opt_free_args(&args);
 	return ret;
 }

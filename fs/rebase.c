@@ -45,6 +45,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_enc.h"
 #include "codec/zframe.h"
@@ -149,7 +150,7 @@ static int rebase_child(struct chain *c, struct swap *sw,
 {
 	struct chain_layer *C = sw->old;
 	int tfd = store_subdir(c->s, "tmp"), fd;
-	struct stat st;
+	struct blob *b = NULL;
 	int rc;
 
 	new_file(sw->file, sizeof(sw->file), C->path, parent == NULL);
@@ -165,13 +166,15 @@ static int rebase_child(struct chain *c, struct swap *sw,
 	chain_logf(c, CHAIN_LOG_INFO, "%s: re-encoding %s", C->name,
 		   parent ? "against its new parent" : "as the new base");
 	rc = encode(c, C, parent, fd);
-	if (!rc && fstat(fd, &st) < 0)
-		rc = -errno;
 	if (rc) {
 		close(fd);
 		goto fail;
 	}
-	rc = layer_new(&sw->new, C->id, parent, fd, &st, sw->file);
+	/* Takes fd. Named as the file it becomes in the store. */
+	rc = blob_from_fd(&b, fd, sw->file);
+	if (rc)
+		goto fail;
+	rc = layer_new(&sw->new, C->id, parent, b, sw->file);
 	if (rc)
 		goto fail;
 	pthread_rwlock_rdlock(&c->lock);
@@ -220,12 +223,10 @@ static int remap_desc(struct chain *c, struct swap *sw,
 		      struct chain_layer *new_parent, char *err, size_t errlen)
 {
 	struct chain_layer *D = sw->old, *N;
-	int fd = dup(D->fd), rc;
+	int rc;
 
-	if (fd < 0)
-		return -errno;
 	snprintf(sw->file, sizeof(sw->file), "%s", D->path);
-	rc = layer_new(&N, D->id, new_parent, fd, &D->st, D->path);
+	rc = layer_new(&N, D->id, new_parent, blob_ref(D->blob), D->path);
 	if (rc)
 		return rc;
 	sw->new = N;

@@ -31,12 +31,23 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
 #include "cache/dcache.h"
 #include "fs/msg.h"
 #include "fs/store.h"
 
+/* One key of the listing taken at open. */
+struct entry {
+	struct s3_obj o;
+	UT_hash_handle hh;
+	char key[];
+};
+
 struct remote {
 	struct s3 *s3;
+	struct entry *keys;	/* the store's keys at open (read-only) */
 	struct dcache *dc;
 	struct remote_opts o;
 	char cache_dir[2048];
@@ -170,6 +181,50 @@ static int sync_meta(struct remote *r, char *err, size_t errlen)
 	return 0;
 }
 
+static int list_cb(void *arg, const char *key, const struct s3_obj *o)
+{
+	struct remote *r = arg;
+	size_t n = strlen(key) + 1;
+	struct entry *e;
+
+	/* Derived data is fetched by name when wanted, not listed. */
+	if (strncmp(key, STORE_META_DIR "/", sizeof(STORE_META_DIR)) == 0)
+		return 0;
+	e = malloc(sizeof(*e) + n);
+	if (!e)
+		return -ENOMEM;
+	e->o = *o;
+	memcpy(e->key, key, n);
+	HASH_ADD_KEYPTR(hh, r->keys, e->key, n - 1, e);
+	if (!e->hh.tbl) {
+		free(e);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static struct entry *find(struct remote *r, const char *file)
+{
+	struct entry *e;
+
+	HASH_FIND_STR(r->keys, file, e);
+	return e;
+}
+
+int remote_stat(struct remote *r, const char *file, struct stat *st)
+{
+	struct entry *e = find(r, file);
+
+	if (!e)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0600;
+	st->st_nlink = 1;
+	st->st_size = (off_t)e->o.size;
+	st->st_mtim.tv_sec = (time_t)e->o.mtime;
+	return 0;
+}
+
 int remote_open(struct remote **out, const char *url,
 		const struct remote_opts *o, char *err, size_t errlen)
 {
@@ -233,6 +288,12 @@ int remote_open(struct remote **out, const char *url,
 	}
 	if ((rc = sync_meta(r, err, errlen)))
 		goto fail;
+	/* One listing instead of a HEAD per layer; the store's checks of
+	 * which files exist read it too. */
+	if ((rc = s3_list(r->s3, "", list_cb, r, m, sizeof(m)))) {
+		msg_say(err, errlen, "%s", rc == -ENOMEM ? "out of memory" : m);
+		goto fail;
+	}
 	*out = r;
 	return 0;
 fail:
@@ -242,8 +303,14 @@ fail:
 
 void remote_free(struct remote *r)
 {
+	struct entry *e, *t;
+
 	if (!r)
 		return;
+	HASH_ITER(hh, r->keys, e, t) {
+		HASH_DEL(r->keys, e);
+		free(e);
+	}
 	dcache_free(r->dc);
 	s3_free(r->s3);
 	free(r);
@@ -413,9 +480,13 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
 	char key[1600];
 	int rc;
 
-	rc = s3_head(r->s3, file, &so, err, errlen);
-	if (rc)
+	struct entry *e = find(r, file);
+
+	if (e) {
+		so = e->o;
+	} else if ((rc = s3_head(r->s3, file, &so, err, errlen))) {
 		return rc;
+	}
 	b = calloc(1, sizeof(*b) + strlen(file) + 1);
 	if (!b)
 		return -ENOMEM;

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "codec/blob.h"
 #include "fs/s3.h"
@@ -61,6 +62,13 @@ void remote_free(struct remote *r);
 
 /* The local directory standing for the store (see above). */
 const char *remote_mirror(const struct remote *r);
+
+/*
+ * Fills st for the store file named file (relative to the store) from the
+ * listing taken at open: a regular file, its size, st_mtime its
+ * Last-Modified. Returns 0 or -ENOENT.
+ */
+int remote_stat(struct remote *r, const char *file, struct stat *st);
 
 /*
  * Opens the layer file named file (relative to the store) as a blob: a

@@ -29,7 +29,6 @@
 struct s3 {
 	struct s3_conf c;
 	char sigv4[128];
-	char userpwd[520];
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t pool_lock;
@@ -247,8 +246,6 @@ int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 	if (!s->c.timeout_ms)
 		s->c.timeout_ms = 30000;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->c.region);
-	snprintf(s->userpwd, sizeof(s->userpwd), "%s:%s", s->c.key_id,
-		 s->c.secret);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->share_lock[i], NULL);
 	pthread_mutex_init(&s->pool_lock, NULL);
@@ -281,7 +278,7 @@ void s3_free(struct s3 *s)
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&s->share_lock[i]);
 	pthread_mutex_destroy(&s->pool_lock);
-	memset(s->userpwd, 0, sizeof(s->userpwd));
+	memset(s->c.secret, 0, sizeof(s->c.secret));
 	free(s);
 }
 
@@ -351,6 +348,8 @@ struct req {
 	long status;
 	struct s3_obj obj;
 	char code[64];		/* <Code> of an error body */
+	char ebuf[2048];	/* an error body, cut */
+	size_t elen;
 };
 
 /* Percent-encodes s (keeping '/' unless keep_slash is 0) onto out. */
@@ -378,8 +377,8 @@ static int enc(char *out, size_t cap, const char *s, int keep_slash)
 	return 0;
 }
 
-/* The URL of key (relative to the prefix), plus query (already in
- * canonical order and encoded) if not NULL. */
+/* The URL of key (relative to the prefix; NULL: the bucket itself),
+ * plus query (already in canonical order and encoded) if not NULL. */
 static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
 		    const char *query)
 {
@@ -387,9 +386,10 @@ static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
 	char full[3072] = "";
 	int rc;
 
-	if (c->prefix[0]) {
-		snprintf(full, sizeof(full), "%s%s%s", c->prefix,
-			 key[0] ? "/" : "", key);
+	if (!key) {
+		full[0] = 0;
+	} else if (c->prefix[0]) {
+		snprintf(full, sizeof(full), "%s/%s", c->prefix, key);
 	} else {
 		copy(full, sizeof(full), key);
 	}
@@ -416,29 +416,31 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u)
 
 	if (q->status == 0)
 		curl_easy_getinfo(q->e, CURLINFO_RESPONSE_CODE, &q->status);
-	/* An error's body is an XML message: keep it apart from the data. */
-	if (q->status >= 300 || !q->fixed) {
-		if (q->len + n > q->max) {
-			q->overflow = 1;
-			return q->fixed ? 0 : n;	/* errors: cut */
-		}
-		if (q->len + n > q->cap) {
-			size_t cap = q->cap ? q->cap : 4096;
-			while (cap < q->len + n)
-				cap *= 2;
-			char *b = realloc(q->fixed ? NULL : q->buf, cap);
-			if (!b)
-				return 0;
-			q->buf = b;
-			q->cap = cap;
-		}
-		memcpy(q->buf + q->len, p, n);
-		q->len += n;
+	if (q->status >= 300) {
+		/* An error's body is an XML message: kept apart, cut. */
+		size_t room = sizeof(q->ebuf) - 1 - q->elen;
+		memcpy(q->ebuf + q->elen, p, n < room ? n : room);
+		q->elen += n < room ? n : room;
+		q->ebuf[q->elen] = 0;
 		return n;
 	}
-	if (q->len + n > q->cap) {
+	if (q->fixed) {
+		if (q->len + n > q->cap) {
+			q->overflow = 1;
+			return 0;
+		}
+	} else if (q->len + n > q->max) {
 		q->overflow = 1;
 		return 0;
+	} else if (q->len + n > q->cap) {
+		size_t cap = q->cap ? q->cap : 4096;
+		while (cap < q->len + n)
+			cap *= 2;
+		char *b = realloc(q->buf, cap);
+		if (!b)
+			return 0;
+		q->buf = b;
+		q->cap = cap;
 	}
 	memcpy(q->buf + q->len, p, n);
 	q->len += n;
@@ -448,11 +450,11 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u)
 static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 {
 	struct req *q = u;
-	size_t n = sz * nm;
+	size_t all = sz * nm, n = all;
 	char line[512];
 
 	if (n >= sizeof(line))
-		return n;
+		return all;
 	memcpy(line, p, n);
 	line[n] = 0;
 	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
@@ -475,7 +477,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 	} else if (strncasecmp(line, "last-modified:", 14) == 0) {
 		q->obj.mtime = (int64_t)curl_getdate(line + 14, NULL);
 	}
-	return n;
+	return all;
 }
 
 static size_t on_upload(char *p, size_t sz, size_t nm, void *u)
@@ -515,7 +517,10 @@ static int setup(struct req *q, const char *method, const char *extra)
 	curl_easy_setopt(e, CURLOPT_URL, q->url);
 	curl_easy_setopt(e, CURLOPT_SHARE, s->share);
 	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, s->sigv4);
-	curl_easy_setopt(e, CURLOPT_USERPWD, s->userpwd);
+	/* Apart, not CURLOPT_USERPWD: an access key may hold a colon
+	 * (Swift's tempauth keys are ACCOUNT:USER). */
+	curl_easy_setopt(e, CURLOPT_USERNAME, s->c.key_id);
+	curl_easy_setopt(e, CURLOPT_PASSWORD, s->c.secret);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -560,6 +565,8 @@ static void req_reset(struct req *q)
 	q->uppos = 0;
 	q->status = 0;
 	q->code[0] = 0;
+	q->elen = 0;
+	q->ebuf[0] = 0;
 	memset(&q->obj, 0, sizeof(q->obj));
 }
 
@@ -603,8 +610,8 @@ static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
 			curl_easy_strerror(cc));
 		return cc == CURLE_OUT_OF_MEMORY ? DONE : RETRY;
 	}
-	if (q->status >= 300 && q->buf && !q->fixed)
-		xml_field(q->buf, q->len, "Code", q->code, sizeof(q->code));
+	if (q->status >= 300)
+		xml_field(q->ebuf, q->elen, "Code", q->code, sizeof(q->code));
 	if (q->status >= 200 && q->status < 300) {
 		*rc = 0;
 		return DONE;
@@ -914,9 +921,19 @@ out:
 
 /* --- listing --- */
 
+/* "2026-12-03T12:55:00.000Z" (ListObjectsV2's LastModified) to seconds. */
+static int64_t iso_time(const char *s)
+{
+	struct tm tm = { 0 };
+
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
 int s3_list(struct s3 *s, const char *prefix,
-	    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
-	    char *err, size_t errlen)
+	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
+	    void *arg, char *err, size_t errlen)
 {
 	char token[1024] = "", full[2048], query[4096];
 	size_t skip = s->c.prefix[0] ? strlen(s->c.prefix) + 1 : 0;
@@ -939,7 +956,7 @@ int s3_list(struct s3 *s, const char *prefix,
 		strcat(query, "list-type=2&prefix=");
 		if ((rc = enc(query, sizeof(query), full, 0)))
 			return rc;
-		if ((rc = make_url(s, q.url, sizeof(q.url), "", query)) ||
+		if ((rc = make_url(s, q.url, sizeof(q.url), NULL, query)) ||
 		    (rc = run_one(&q, "GET", NULL, err, errlen))) {
 			req_free(&q);
 			return rc;
@@ -954,11 +971,24 @@ int s3_list(struct s3 *s, const char *prefix,
 						"</Contents>", 11);
 			if (!ce)
 				break;
-			char k[2048], sz[32];
-			xml_field(c, (size_t)(ce - c), "Key", k, sizeof(k));
-			xml_field(c, (size_t)(ce - c), "Size", sz, sizeof(sz));
-			if (strlen(k) >= skip && (rc = cb(arg, k + skip,
-					strtoull(sz, NULL, 10)))) {
+			char k[2048], sz[32], lm[64], et[120];
+			struct s3_obj o = { 0 };
+			size_t cl = (size_t)(ce - c);
+			xml_field(c, cl, "Key", k, sizeof(k));
+			xml_field(c, cl, "Size", sz, sizeof(sz));
+			xml_field(c, cl, "LastModified", lm, sizeof(lm));
+			xml_field(c, cl, "ETag", et, sizeof(et));
+			o.size = strtoull(sz, NULL, 10);
+			o.mtime = iso_time(lm);
+			/* Listings escape the quotes of an ETag. */
+			if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
+				et[strlen(et) - 6] = 0;
+				snprintf(o.etag, sizeof(o.etag), "\"%s\"",
+					 et + 6);
+			} else {
+				copy(o.etag, sizeof(et), et);
+			}
+			if (strlen(k) >= skip && (rc = cb(arg, k + skip, &o))) {
 				req_free(&q);
 				return rc;
 			}

@@ -110,12 +110,12 @@ int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
 
 /*
  * Lists the keys under prefix (relative, like every key here), calling
- * cb(arg, key, size) for each in order; a nonzero return from cb stops
- * the listing and is returned.
+ * cb(arg, key, obj) for each in order (obj: size, ETag, Last-Modified);
+ * a nonzero return from cb stops the listing and is returned.
  */
 int s3_list(struct s3 *s, const char *prefix,
-	    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
-	    char *err, size_t errlen);
+	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
+	    void *arg, char *err, size_t errlen);
 
 /* Counters since s3_new (for the stats xattr and the bench). */
 struct s3_stats {

@@ -4,7 +4,9 @@
  * file) for the extents of a composed index: sfile_resolve() turns a range
  * of a layer into bytes.
  *
- * Raw files are read with pread and checked per block against checksums
+ * Every file is read through its blob (codec/blob.h): the layer files of
+ * the store, local or remote, and the derived copies under .snapfs/ alike.
+ * Raw files are read straight and checked per block against checksums
  * taken at index time (kept under .snapfs/sums); zstd files are decoded a
  * frame at a time into the block cache, with decoding contexts from a pool.
  * A read that finds damaged bytes logs which file, offset and window, and
@@ -45,6 +47,7 @@
 #include <xxhash.h>
 
 #include "cache/bcache.h"
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/zframe.h"
@@ -52,8 +55,9 @@
 #include "fs/xindex.h"
 
 /*
- * Raw stored files (aux files, plain patches, a raw base) are read with
- * pread straight from the OS page cache, which already caches them; the
+ * Raw stored files (aux files, plain patches, a raw base) are read
+ * straight from their blob (locally the OS page cache, which already
+ * caches them; a remote blob caches on local disk); the
  * block cache holds only what is expensive to get again (decompressed
  * zstd frames). Each 4 KiB block of a raw file is checked against the
  * XXH3 taken at index time, so a read costs about the bytes it needs:
@@ -83,6 +87,7 @@ static int sums_load(struct sfile *f, int dfd, const char *name)
 
 	if (fd < 0)
 		return fd;
+	/* The sums file is derived data, always local: an fd. */
 	if (fdio_pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    memcmp(h.magic, SUM_MAGIC, 8) || h.version != SUM_VERSION ||
 	    h.block != SUM_BLOCK || h.size != f->size || h.n != n)
@@ -135,9 +140,9 @@ static int sums_build(struct chain *c, struct sfile *f, const char *name,
 		uint64_t off = i * SUM_BLOCK;
 		size_t want = (size_t)(f->size - off < 16 * SUM_BLOCK ?
 				       f->size - off : 16 * SUM_BLOCK);
-		ssize_t r = fdio_pread(f->fd, buf, want, off);
-		if (r != (ssize_t)want) {
-			rc = r < 0 ? (int)r : -EIO;
+		int r = blob_pread_full(f->b, buf, want, off);
+		if (r) {
+			rc = r;
 			goto out;
 		}
 		for (size_t k = 0; k < 16 && i + k < n; k++) {
@@ -175,6 +180,7 @@ int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
 	int dfd = store_subdir(c->s, "sums");
 
 	layer_derived_name(name, sizeof(name), L, stamp, ext);
+	store_derived_want(c->s, "sums", name);
 	if (sums_load(f, dfd, name) == 0)
 		return 0;
 	return sums_build(c, f, name, L->name);
@@ -183,9 +189,10 @@ int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
 /* --- life cycle --- */
 
 int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
-	      int fd, uint64_t size, const char *label)
+	      struct blob *b, uint64_t size, const char *label)
 {
-	f->fd = fd;
+	blob_put(f->b);
+	f->b = b;
 	f->kind = SF_RAW;
 	f->size = size;
 	f->owner = L;
@@ -256,10 +263,11 @@ void sfile_close(struct chain *c, struct sfile *f)
 	free(f->sum);
 	free(f->vwin);
 	free(f->vbase);
-	if (f->own_fd && f->fd >= 0)
-		close(f->fd);
+	blob_put(f->b);
+	if (f->wfd >= 0)
+		close(f->wfd);
 	memset(f, 0, sizeof(*f));
-	f->fd = -1;
+	f->wfd = -1;
 }
 
 /* --- reading stored files through the cache --- */
@@ -434,7 +442,7 @@ static int raw_partial(struct chain *c, struct sfile *f,
 		m->slot[k].f = NULL;	/* filled below if it checks out */
 		blk = m->slot[k].data;
 	}
-	ssize_t r = fdio_pread(f->fd, blk, want, start);
+	ssize_t r = blob_pread(f->b, blk, want, start);
 	/* Damage is reported at off, the first byte wanted, not at the
 	 * block's start: that names the window the reader needed (a block
 	 * may begin in the window before). */
@@ -466,8 +474,10 @@ static ssize_t raw_read(struct chain *c, struct sfile *f,
 	int rc;
 
 	if (!f->sum) {
-		/* Being built (aux): no checksums yet. */
-		ssize_t r = fdio_pread(f->fd, dst, len, off);
+		/* Being built (aux): no checksums yet, and no blob: the
+		 * growing temporary is read where it is written. */
+		ssize_t r = f->wfd >= 0 ? fdio_pread(f->wfd, dst, len, off) :
+			    blob_pread(f->b, dst, len, off);
 		return r == (ssize_t)len ? r : read_damaged(c, f, off,
 				"short read");
 	}
@@ -483,7 +493,7 @@ static ssize_t raw_read(struct chain *c, struct sfile *f,
 	}
 	if (a > off && (rc = raw_partial(c, f, off, dst, (size_t)(a - off), m)))
 		return rc;
-	ssize_t r = fdio_pread(f->fd, dst + (a - off), (size_t)(b - a), a);
+	ssize_t r = blob_pread(f->b, dst + (a - off), (size_t)(b - a), a);
 	if (r != (ssize_t)(b - a))
 		return read_damaged(c, f, a, r < 0 ? "read error" :
 				    "file is shorter than when it was indexed");

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "fs/chain.h"
 #include "fs/names.h"
@@ -424,6 +425,7 @@ static int src_open(struct src *r, const char *path)
 	r->fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
 	if (r->fd < 0)
 		return -errno;
+	/* The user's input file (not a stored layer). */
 	n = pread(r->fd, magic, 4, 0);
 	/* zstd's frame magic, 0xFD2FB528 little-endian. A pipe cannot be
 	 * peeked at: stdin is taken as raw. */
@@ -789,38 +791,50 @@ static int cmd_import(struct ctl *x, char **files, size_t n)
 	return EX_OK;
 }
 
-/* Copies store file rel into dir (same base name). */
-static int copy_file(struct ctl *x, const char *rel, const char *dir)
+/* Copies snapshot id's layer file into dir (same base name), read as
+ * the chain reads it: through its blob. */
+static int copy_file(struct ctl *x, uint32_t id, const char *dir)
 {
-	const char *b = strrchr(rel, '/');
-	char out[PATH_MAX];
+	const char *rel = tree_get(store_tree(x->s), id)->file;
+	const char *base = strrchr(rel, '/');
+	char out[PATH_MAX], err[1024] = "";
 	uint8_t *buf = malloc(IO_CHUNK);
-	int in = openat(store_dirfd(x->s), rel, O_RDONLY | O_NOFOLLOW |
-			O_CLOEXEC), fd, rc = 0;
+	struct blob *in = NULL;
+	int fd = -1, rc = buf ? store_open_layer(x->s, id, &in, err,
+						 sizeof(err)) : -ENOMEM;
 
-	snprintf(out, sizeof(out), "%s/%s", dir, b ? b + 1 : rel);
+	if (rc) {
+		die_msg("%s", err[0] ? err : strerror(-rc));
+		goto out;
+	}
+	snprintf(out, sizeof(out), "%s/%s", dir, base ? base + 1 : rel);
 	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (in < 0 || fd < 0 || !buf)
-		rc = in < 0 || fd < 0 ? -errno : -ENOMEM;
-	for (;;) {
-		if (rc)
-			break;
-		ssize_t r = read(in, buf, IO_CHUNK);
-		if (r < 0)
-			rc = -errno;
-		if (r <= 0)
-			break;
+	if (fd < 0)
+		rc = -errno;
+	for (uint64_t off = 0; !rc && off < blob_size(in);) {
+		ssize_t r = blob_pread(in, buf, IO_CHUNK, off);
+		if (r <= 0) {
+			rc = r < 0 ? (int)r : -EIO;
+			die_msg("%s/%s: cannot read at offset %" PRIu64 ": %s",
+				store_dir(x->s), rel, off, r < 0 ?
+				strerror(-rc) : "file shrank");
+			goto out;
+		}
 		rc = fdio_write(fd, buf, (size_t)r);
+		off += (uint64_t)r;
 	}
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
-	if (in >= 0)
-		close(in);
 	if (fd >= 0 && close(fd) < 0 && !rc)
 		rc = -errno;
-	free(buf);
+	fd = -1;
 	if (rc)
 		die_msg("%s: %s", out, strerror(-rc));
+out:
+	if (fd >= 0)
+		close(fd);
+	blob_put(in);
+	free(buf);
 	return rc;
 }
 
@@ -841,7 +855,7 @@ static int export_plain(struct ctl *x, const char *name, const char *dir)
 	if (n > STORE_MAX_LAYERS)
 		return EX_OTHER;
 	for (size_t i = 0; i < n; i++)
-		if (copy_file(x, tree_get(t, ids[i])->file, dir))
+		if (copy_file(x, ids[i], dir))
 			return EX_OTHER;
 	snprintf(path, sizeof(path), "%s/increments.txt", dir);
 	f = fopen(path, "w");

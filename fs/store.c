@@ -17,6 +17,7 @@
  */
 #include "fs/store.h"
 #include "fs/msg.h"
+#include "fs/remote.h"
 #include "fs/safefile.h"
 
 #include <dirent.h>
@@ -30,6 +31,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 
 static const char *const subdirs[] = {
@@ -61,9 +63,27 @@ struct store {
 	struct extra *extra;
 	size_t nextra;
 	int ro;			/* store_open_ro(): no lock, no change */
+	/* A store in a bucket: dir is its local mirror (fs/remote.h); layer
+	 * files are the bucket's, changes are refused. Borrowed. */
+	struct remote *remote;
 	uint64_t max;		/* capacity bound in bytes; 0: none */
 	uint64_t used;		/* bytes at the last walk (open, commit) */
 };
+
+/* fstatat of a store file, without following symlinks; for a remote
+ * store, from the bucket's listing. 0 or -1 with errno. */
+static int stat_file(const struct store *s, const char *path, struct stat *st)
+{
+	if (s->remote) {
+		int rc = remote_stat(s->remote, path, st);
+		if (rc) {
+			errno = -rc;
+			return -1;
+		}
+		return 0;
+	}
+	return fstatat(s->dirfd, path, st, AT_SYMLINK_NOFOLLOW);
+}
 
 int store_name_of(const char *path, char *name, size_t cap)
 {
@@ -151,6 +171,8 @@ static int slurp(struct store *s, const char *name, char **out, size_t *len,
 	else if (!(p = malloc((size_t)st.st_size + 1)))
 		rc = -ENOMEM;
 	else {
+		/* The store's own text files (layers file, tree), not
+		 * layer files: those are read through blobs. */
 		ssize_t r = fdio_pread(fd, p, (size_t)st.st_size, 0);
 		if (r < 0)
 			rc = (int)r;
@@ -207,8 +229,7 @@ static void resolve_line(struct store *s, char **p, size_t k)
 		if (!dot || strchr(dot, '/') || (strcmp(dot, ".zstd") &&
 						  strcmp(dot, ".zst")))
 			continue;
-		if (fstatat(s->dirfd, p[i], &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-		    errno != ENOENT)
+		if (stat_file(s, p[i], &st) == 0 || errno != ENOENT)
 			continue;
 		size_t stem = (size_t)(dot - p[i]);
 		char *alt = malloc(stem + sizeof(".patch"));
@@ -216,8 +237,7 @@ static void resolve_line(struct store *s, char **p, size_t k)
 			continue;
 		memcpy(alt, p[i], stem);
 		memcpy(alt + stem, ".patch", sizeof(".patch"));
-		if (fstatat(s->dirfd, alt, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode)) {
+		if (stat_file(s, alt, &st) == 0 && S_ISREG(st.st_mode)) {
 			free(p[i]);
 			p[i] = alt;
 		} else {
@@ -362,7 +382,7 @@ static int64_t file_mtime(struct store *s, const char *path)
 {
 	struct stat st;
 
-	if (fstatat(s->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (stat_file(s, path, &st) < 0)
 		return 0;
 	return (int64_t)st.st_mtim.tv_sec;
 }
@@ -559,7 +579,7 @@ static uint64_t file_bytes(const struct store *s, const char *file)
 {
 	struct stat st;
 
-	if (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (stat_file(s, file, &st) < 0)
 		return 0;
 	return (uint64_t)st.st_size;
 }
@@ -588,9 +608,14 @@ int store_remove_room(const struct store *s, uint32_t id)
 int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen)
 {
-	int rc = s->ro ? -EROFS : check_tree(s, next, err, errlen);
+	int rc = s->ro || s->remote ? -EROFS : check_tree(s, next, err,
+							      errlen);
 
-	if (rc == -EROFS)
+	if (rc == -EROFS && s->remote)
+		msg_say(err, errlen, "a store in a bucket is read-only in this "
+			"version: change a local copy and upload it (aws s3 "
+			"sync)");
+	else if (rc == -EROFS)
 		msg_say(err, errlen, "%s: opened read-only (it is mounted?): "
 			"change it through the mount", s->dir);
 	if (rc) {
@@ -787,6 +812,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	}
 	if (got < 0) {
 		e = errno;
+		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
 		buf[strcspn(buf, "\n")] = 0;
@@ -808,7 +834,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 }
 
 static int open_store(struct store **out, const char *dir, int ro,
-		      char *err, size_t errlen)
+		      struct remote *remote, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	const char *why = "";
@@ -818,6 +844,7 @@ static int open_store(struct store **out, const char *dir, int ro,
 		return -ENOMEM;
 	s->dirfd = s->metafd = s->lockfd = -1;
 	s->ro = ro;
+	s->remote = remote;
 	for (size_t i = 0; i < NSUB; i++)
 		s->subfd[i] = -1;
 	s->dir = strdup(dir);
@@ -871,15 +898,41 @@ fail:
 
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 {
-	return msg_nofile_rc(open_store(out, dir, 0, err, errlen), err,
+	return msg_nofile_rc(open_store(out, dir, 0, NULL, err, errlen),
+			     err, errlen, dir);
+}
+
+int store_open_remote(struct store **out, struct remote *r, char *err,
+		      size_t errlen)
+{
+	const char *dir = remote_mirror(r);
+
+	return msg_nofile_rc(open_store(out, dir, 0, r, err, errlen), err,
 			     errlen, dir);
+}
+
+int store_is_remote(const struct store *s)
+{
+	return s->remote != NULL;
+}
+
+void store_derived_want(struct store *s, const char *sub, const char *name)
+{
+	if (s->remote)
+		(void)remote_fetch_derived(s->remote, sub, name);
+}
+
+void store_derived_saved(struct store *s, const char *sub, const char *name)
+{
+	if (s->remote)
+		(void)remote_put_derived(s->remote, sub, name);
 }
 
 int store_open_ro(struct store **out, const char *dir, char *err,
 		  size_t errlen)
 {
-	return msg_nofile_rc(open_store(out, dir, 1, err, errlen), err,
-			     errlen, dir);
+	return msg_nofile_rc(open_store(out, dir, 1, NULL, err, errlen),
+			     err, errlen, dir);
 }
 
 int store_readonly(const struct store *s)
@@ -940,7 +993,7 @@ const struct tree *store_tree(const struct store *s)
 	return s->tree;
 }
 
-int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+int store_open_layer(struct store *s, uint32_t id, struct blob **out,
 		     char *err, size_t errlen)
 {
 	const struct tree_node *n = tree_get(s->tree, id);
@@ -950,10 +1003,26 @@ int store_open_layer(struct store *s, uint32_t id, struct stat *st,
 
 	if (!n)
 		return -ENOENT;
+	if (s->remote) {
+		int rc = remote_open_blob(s->remote, n->file, out, err,
+					  errlen);
+		if (rc == -ENOENT)
+			msg_say(err, errlen, "layer '%s': no such object in "
+				"the bucket; upload it or remove its line from "
+				"%s", n->file, src);
+		return rc;
+	}
 	/* Beneath the store, no symlink, never blocking on a FIFO. */
-	fd = safefile_open(s->dirfd, n->file, O_RDONLY, 0, st, &why);
-	if (fd >= 0)
-		return fd;
+	fd = safefile_open(s->dirfd, n->file, O_RDONLY, 0, NULL, &why);
+	if (fd >= 0) {
+		/* Takes fd. Its fstat is the layer's identity, as when
+		 * layers held the fd: derived data keeps its names. */
+		int rc = blob_from_fd(out, fd, n->file);
+		if (rc)
+			msg_say(err, errlen, "%s/%s: cannot open layer '%s': "
+				"%s", s->dir, n->file, n->file, strerror(-rc));
+		return rc;
+	}
 	if (fd == -EMFILE || fd == -ENFILE) {
 		char what[PATH_MAX + 256];
 

@@ -39,6 +39,8 @@
 
 #include "fs/tree.h"
 
+struct blob;
+
 #define STORE_LAYERS_FILE "increments.txt"
 #define STORE_META_DIR ".snapfs"
 #define STORE_MAX_LAYERS 8000
@@ -69,6 +71,27 @@ void store_free(struct store *s);
  */
 int store_open_ro(struct store **out, const char *dir, char *err,
 		  size_t errlen);
+struct remote;
+/*
+ * Opens the store in a bucket that r stands for (fs/remote.h): its local
+ * mirror is the store directory (the lock, derived data, temporaries),
+ * layer files are blobs from the bucket, and store_commit() refuses with
+ * -EROFS (remote stores are read-only in this version). r is borrowed
+ * and must outlive the store.
+ */
+int store_open_remote(struct store **out, struct remote *r, char *err,
+		      size_t errlen);
+int store_is_remote(const struct store *s);
+/*
+ * Derived data .snapfs/SUB/NAME: store_derived_want() before opening it
+ * (a remote store fetches the bucket's copy if the mirror lacks one),
+ * store_derived_saved() after writing it (a remote store uploads it, so
+ * other hosts do not rebuild it). No-ops for a local store; failures
+ * only mean building it here (logged by fs/remote).
+ */
+void store_derived_want(struct store *s, const char *sub, const char *name);
+void store_derived_saved(struct store *s, const char *sub, const char *name);
+
 /* Nonzero if s came from store_open_ro(). */
 int store_readonly(const struct store *s);
 
@@ -86,10 +109,12 @@ int store_subdir(const struct store *s, const char *sub);
 const struct tree *store_tree(const struct store *s);
 
 /*
- * Opens snapshot id's layer file read-only; fills *st. Returns the fd or
- * -errno with a message naming the file and what to do.
+ * Opens snapshot id's layer file read-only as a blob (codec/blob.h), the
+ * one way its bytes are read; blob_name() is the file's path in the store
+ * and blob_stat() its identity. *out is the caller's reference (blob_put).
+ * Returns 0 or -errno with a message naming the file and what to do.
  */
-int store_open_layer(struct store *s, uint32_t id, struct stat *st,
+int store_open_layer(struct store *s, uint32_t id, struct blob **out,
 		     char *err, size_t errlen);
 
 /*

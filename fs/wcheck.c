@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
@@ -368,8 +369,15 @@ int wcheck_finish(struct wcheck *k, int fd, uint64_t size, const char **why)
 		return -EBADMSG;
 	}
 	rc = file_is_written(k, fd, why);
-	if (!rc)
-		rc = vcdiff_patch_open(&p, fd, why);
+	if (!rc) {
+		struct blob *b = NULL;
+		rc = blob_from_dup(&b, fd, "the new patch");
+		if (rc)
+			*why = "cannot open the encoded file";
+		else
+			rc = vcdiff_patch_open(&p, b, why);
+		blob_put(b);	/* the patch holds its own reference */
+	}
 	if (!rc && (vcdiff_patch_nwin(p) != k->nrec ||
 		    vcdiff_patch_target_size(p) != size || k->nrec == 0 ||
 		    k->rec[k->nrec - 1].patch_off +

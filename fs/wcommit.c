@@ -47,13 +47,14 @@ static int fd_write(void *ctx, const void *buf, size_t len)
  * head (windows 0..k-1 of p) did. 0, or -EAGAIN (the caller re-encodes
  * the whole file instead), or -errno reading the head patch at hfd.
  */
-static int splice_ok(const struct vcdiff_patch *p, size_t k, int hfd)
+static int splice_ok(struct writer *w, const struct vcdiff_patch *p,
+		     size_t k, int hfd)
 {
 	static const uint8_t bit[3] = { VCDIFF_DEL_DATA, VCDIFF_DEL_INST,
 					VCDIFF_DEL_ADDR };
 	struct vcdiff_patch *hp = NULL;
 	const char *why;
-	int rc = vcdiff_patch_open(&hp, hfd, &why);
+	int rc = wr_patch_open(w, hfd, &hp, &why);
 
 	for (int b = 0; !rc && b < 3; b++) {
 		int had = 0, has = 0, later = 0;
@@ -98,7 +99,7 @@ static int refix_head(struct writer *w)
 	struct stat st;
 	int fd = -1, rc;
 
-	rc = vcdiff_patch_open(&p, w->tmpfd, &why);
+	rc = wr_patch_open(w, w->tmpfd, &p, &why);
 	if (!rc)
 		rc = vcdiff_dec_new(&d);
 	/* windows 0..k-1 hold the head */
@@ -140,9 +141,10 @@ static int refix_head(struct writer *w)
 	if (!rc)
 		rc = vcdiff_enc_finish(e);
 	if (!rc)
-		rc = splice_ok(p, k, fd);
+		rc = splice_ok(w, p, k, fd);
 	for (uint64_t off = rest; !rc && off < end;) {
 		size_t n = end - off < len ? (size_t)(end - off) : (size_t)len;
+		/* The old patch, a temporary of ours: local. */
 		ssize_t r = pread(w->tmpfd, buf, n, (off_t)off);
 		if (r <= 0)
 			rc = r < 0 ? -errno : -EIO;
@@ -247,7 +249,7 @@ static int verify_patch(struct writer *w, const char **why)
 	int rc;
 
 	XXH3_128bits_reset(w->digest);
-	rc = vcdiff_patch_open(&p, w->tmpfd, why);
+	rc = wr_patch_open(w, w->tmpfd, &p, why);
 	if (!rc)
 		rc = vcdiff_dec_new(&d);
 	if (!rc && !(buf = malloc(VCDIFF_WIN_MAX)))
@@ -360,7 +362,7 @@ static int verify_base(struct writer *w, const char **why)
 	int rc;
 
 	XXH3_128bits_reset(w->digest);
-	rc = zframe_open(&z, w->tmpfd, why);
+	rc = wr_zframe_open(w, w->tmpfd, &z, why);
 	if (!rc)
 		rc = zframe_dctx_new(&dc);
 	for (size_t i = 0; !rc && i < zframe_count(z); i++) {

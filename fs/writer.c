@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
 
 #include <xxhash.h>
@@ -74,6 +75,43 @@ ssize_t wr_src_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
 	struct writer *w = ctx;
 	return chain_read(w->c, w->parent, off, buf, len, w->src_st);
+}
+
+/* The blob's name: the temporary's path in the store, for messages. */
+static int tmp_blob(struct writer *w, int fd, struct blob **b)
+{
+	char name[400];
+
+	snprintf(name, sizeof(name), "%s/tmp/%s", STORE_META_DIR, w->tmp);
+	return blob_from_dup(b, fd, name);
+}
+
+int wr_patch_open(struct writer *w, int fd, struct vcdiff_patch **p,
+		  const char **why)
+{
+	struct blob *b = NULL;
+	int rc = tmp_blob(w, fd, &b);
+
+	if (rc)
+		*why = "cannot open the encoded file";
+	else
+		rc = vcdiff_patch_open(p, b, why);
+	blob_put(b);
+	return rc;
+}
+
+int wr_zframe_open(struct writer *w, int fd, struct zframe **z,
+		   const char **why)
+{
+	struct blob *b = NULL;
+	int rc = tmp_blob(w, fd, &b);
+
+	if (rc)
+		*why = "cannot open the encoded file";
+	else
+		rc = zframe_open(z, b, why);
+	blob_put(b);
+	return rc;
 }
 
 static int out_write(void *ctx, const void *buf, size_t len)
@@ -231,7 +269,7 @@ static int unsink(struct writer *w)
 	if (w->base) {
 		struct zframe *z = NULL;
 		struct zframe_dctx *dc = NULL;
-		rc = zframe_open(&z, w->tmpfd, &why);
+		rc = wr_zframe_open(w, w->tmpfd, &z, &why);
 		if (!rc)
 			rc = zframe_dctx_new(&dc);
 		for (size_t i = 0; !rc && i < zframe_count(z); i++) {
@@ -251,7 +289,7 @@ static int unsink(struct writer *w)
 	} else {
 		struct vcdiff_patch *p = NULL;
 		struct vcdiff_dec *d = NULL;
-		rc = vcdiff_patch_open(&p, w->tmpfd, &why);
+		rc = wr_patch_open(w, w->tmpfd, &p, &why);
 		if (!rc)
 			rc = vcdiff_dec_new(&d);
 		buf = malloc(VCDIFF_WIN_MAX);

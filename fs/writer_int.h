@@ -18,7 +18,9 @@
 #include "codec/vcdiff_enc.h"
 
 struct vcdiff_enc;
+struct vcdiff_patch;
 struct wcheck;
+struct zframe;
 struct zframe_writer;
 
 #define CHUNK ((size_t)1 << 20)
@@ -95,6 +97,13 @@ int wr_sink_write(struct writer *w, const void *buf, size_t len);
 int wr_sink_finish(struct writer *w);
 /* STREAM -> SPOOL: everything written so far goes into the spool. */
 int wr_to_spool(struct writer *w);
+/* Open the encoded output in fd (a temporary under .snapfs/tmp, the
+ * caller's) with the codec, which reads it as it reads stored files:
+ * through a blob on a dup of fd. 0 or -errno (*why set as the codec's). */
+int wr_patch_open(struct writer *w, int fd, struct vcdiff_patch **p,
+		  const char **why);
+int wr_zframe_open(struct writer *w, int fd, struct zframe **z,
+		   const char **why);
 /* Gives back the room kept for the publish (wcommit.c). */
 void wr_unreserve(struct writer *w);
 

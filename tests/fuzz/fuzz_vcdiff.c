@@ -2,8 +2,8 @@
 /*
  * fuzz_vcdiff: libFuzzer target for codec/vcdiff_dec.
  *
- * The input is a patch file (put in a memfd, since the decoder reads by
- * pread). It is opened, every window is decoded to ops, and windows are
+ * The input is a patch file (a memory blob, as a remote store's would
+ * be; the recoded copy is a memfd, as a local derived file). It is opened, every window is decoded to ops, and windows are
  * rebuilt against a synthetic source and target of bounded size, so copies
  * that reach past them exercise the "too short" paths. Windows are visited
  * last first, so windowed lzma patches (every compressed section its own
@@ -19,6 +19,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "codec/blob.h"
+#include "tests/unit/tutil.h"
 
 #define SYNTH_SIZE (1u << 20)		/* source and earlier target */
 #define OUT_BUDGET (48u << 20)		/* rebuilt bytes per input */
@@ -39,13 +42,13 @@ static ssize_t synth_read(void *ctx, uint64_t off, void *buf, size_t len)
 	return (ssize_t)len;
 }
 
-static void decode_all(int fd, struct vcdiff_dec *d, uint8_t *dst)
+static void decode_all(struct blob *b, struct vcdiff_dec *d, uint8_t *dst)
 {
 	struct vcdiff_patch *p = NULL;
 	uint64_t budget = OUT_BUDGET;
 	const char *why = NULL;
 
-	if (vcdiff_patch_open(&p, fd, &why) != 0)
+	if (vcdiff_patch_open(&p, b, &why) != 0)
 		return;
 	(void)vcdiff_patch_target_size(p);
 	(void)vcdiff_patch_source_span(p);
@@ -83,30 +86,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t *dst;
 	struct vcdiff_dec *d = NULL;
-	int fd = -1, out = -1;
+	struct blob *b = NULL, *ob = NULL;
+	int out = -1;
 
 	if (!dst && !(dst = malloc(VCDIFF_WIN_MAX)))
 		return 0;
-	fd = memfd_create("fuzz-vcdiff", 0);
-	if (fd < 0)
+	b = t_blob_mem(data, size);
+	if (!b)
 		return 0;
-	if (size && write(fd, data, size) != (ssize_t)size)
-		goto out;
 	if (vcdiff_dec_new(&d) != 0)
 		goto out;
-	decode_all(fd, d, dst);
+	decode_all(b, d, dst);
 
 	/* Secondary-compressed input: recode, then decode the result. */
 	if (size > 5 && (data[4] & 0x01)) {
 		out = memfd_create("fuzz-vcdiff-plain", 0);
 		if (out >= 0 &&
-		    vcdiff_recode_plain(fd, out, NULL, NULL, NULL) == 0)
-			decode_all(out, d, dst);
+		    vcdiff_recode_plain(b, out, NULL, NULL, NULL) == 0 &&
+		    (ob = t_blob(out)))
+			decode_all(ob, d, dst);
 	}
 out:
 	vcdiff_dec_free(d);
+	blob_put(ob);
 	if (out >= 0)
 		close(out);
-	close(fd);
+	blob_put(b);
 	return 0;
 }

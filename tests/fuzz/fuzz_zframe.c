@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_zframe: libFuzzer target for the zframe reader. The input is the
- * file (in a memfd): open it, then read every frame (at most MAX_READS,
+ * file (a memory blob, as a remote store's would be): open it, then read every frame (at most MAX_READS,
  * so a table of many tiny frames cannot stall a run) and look a few
  * offsets up. Any error is fine; a crash, a leak or a read that claims
  * more bytes than the frame holds is not.
@@ -10,8 +10,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+#include "codec/blob.h"
+#include "tests/unit/tutil.h"
 
 #define MAX_READS 64
 
@@ -23,13 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct zframe_dctx *dc = NULL;
 	uint8_t *buf = NULL;
 	const char *why = NULL;
-	int fd = memfd_create("fuzz_zframe", MFD_CLOEXEC);
+	struct blob *b = t_blob_mem(data, size);
 
-	if (fd < 0)
+	if (!b)
 		return 0;
-	if (size && write(fd, data, size) != (ssize_t)size)
-		goto out;
-	if (zframe_open(&z, fd, &why) != 0) {
+	if (zframe_open(&z, b, &why) != 0) {
 		if (!why || !*why)
 			abort();	/* every failure says why */
 		goto out;
@@ -57,6 +56,6 @@ out:
 	free(buf);
 	zframe_dctx_free(dc);
 	zframe_free(z);
-	close(fd);
+	blob_put(b);
 	return 0;
 }

@@ -576,7 +576,7 @@ static uint64_t compressed_data_off(const char *path, size_t *win)
 	uint64_t off = 0;
 	int fd = open(path, O_RDONLY);
 
-	if (fd < 0 || vcdiff_patch_open(&p, fd, NULL)) {
+	if (fd < 0 || t_patch_open(&p, fd, NULL)) {
 		if (fd >= 0)
 			close(fd);
 		return 0;

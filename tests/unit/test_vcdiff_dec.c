@@ -139,7 +139,7 @@ static void verify_plain(const char *path, const uint8_t *src, size_t src_len,
 	if (fd < 0)
 		return;
 	patch = read_file(path, &patch_len);
-	rc = vcdiff_patch_open(&p, fd, &why);
+	rc = t_patch_open(&p, fd, &why);
 	T_EQ(rc, 0);
 	if (rc) {
 		fprintf(stderr, "  open %s: %s\n", path, why);
@@ -284,7 +284,7 @@ static int recode_file(const char *in, const char *out, const char **why)
 	int rc = -EIO;
 
 	if (ifd >= 0 && ofd >= 0)
-		rc = vcdiff_recode_plain(ifd, ofd, progress_cb, &calls, why);
+		rc = t_recode_plain(ifd, ofd, progress_cb, &calls, why);
 	if (ifd >= 0)
 		close(ifd);
 	if (ofd >= 0)
@@ -300,7 +300,7 @@ static void check_compressed_refused(const char *path)
 	struct vcdiff_dec *d = NULL;
 	int fd = open(path, O_RDONLY);
 
-	if (fd < 0 || vcdiff_patch_open(&p, fd, NULL) != 0) {
+	if (fd < 0 || t_patch_open(&p, fd, NULL) != 0) {
 		T_CHECK(0);
 		goto out;
 	}
@@ -323,7 +323,7 @@ static int all_windows_have_source(const char *path)
 	struct vcdiff_patch *p = NULL;
 	int fd = open(path, O_RDONLY), all = 0;
 
-	if (fd >= 0 && vcdiff_patch_open(&p, fd, NULL) == 0) {
+	if (fd >= 0 && t_patch_open(&p, fd, NULL) == 0) {
 		all = 1;
 		for (size_t i = 0; i < vcdiff_patch_nwin(p); i++)
 			if (!(vcdiff_patch_win(p, i)->win_ind &
@@ -360,7 +360,7 @@ static void check_pair(const char *name, const uint8_t *src, size_t src_len,
 		return;
 	}
 	fd = open(tpath("patch"), O_RDONLY);
-	rc = vcdiff_patch_open(&p, fd, &why);
+	rc = t_patch_open(&p, fd, &why);
 	T_EQ(rc, 0);
 	if (rc == 0) {
 		secondary = vcdiff_patch_secondary(p);
@@ -687,7 +687,7 @@ static void test_xdelta3_multiwindow(void)
 		struct timespec t0, t1;
 		size_t total_ops = 0;
 
-		T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+		T_EQ(t_patch_open(&p, fd, NULL), 0);
 		vcdiff_dec_new(&d);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		for (size_t i = 0; p && i < vcdiff_patch_nwin(p); i++) {
@@ -844,7 +844,7 @@ static int open_vb(const struct vb *v, struct vcdiff_patch **p, int *fd,
 		   const char **why)
 {
 	*fd = t_mem_fd(v->b, v->n);
-	return vcdiff_patch_open(p, *fd, why);
+	return t_patch_open(p, *fd, why);
 }
 
 /* VCD_TARGET: window 1 copies window 0's output. */
@@ -974,7 +974,7 @@ static void test_overlap(void)
 		n += na;
 		fd = t_mem_fd(f, n);
 		const char *why = "";
-		T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
+		T_EQ(t_patch_open(&p, fd, &why), 0);
 		if (p) {
 			const struct vcdiff_op *ops;
 			size_t nops;
@@ -1451,7 +1451,7 @@ static void test_notes_example(void)
 		b[n++] = (uint8_t)x;
 	}
 	fd = t_mem_fd(b, n);
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	vcdiff_dec_new(&d);
 	if (p) {
 		T_EQ(vcdiff_patch_nwin(p), 1);
@@ -1505,7 +1505,7 @@ static void test_truncations_and_flips(void)
 	/* Window boundaries of the full patch. */
 	struct vcdiff_patch *full = NULL;
 	int ffd = t_mem_fd(patch, plen);
-	T_EQ(vcdiff_patch_open(&full, ffd, NULL), 0);
+	T_EQ(t_patch_open(&full, ffd, NULL), 0);
 	size_t nwin = full ? vcdiff_patch_nwin(full) : 0;
 	T_CHECK(nwin > 3);
 
@@ -1516,7 +1516,7 @@ static void test_truncations_and_flips(void)
 
 		if (ftruncate(fd, (off_t)len) < 0)
 			break;
-		rc = vcdiff_patch_open(&p, fd, NULL);
+		rc = t_patch_open(&p, fd, NULL);
 		if (rc) {
 			if (rc != -EBADMSG && rc != -EMEDIUMTYPE)
 				bad++;
@@ -1553,7 +1553,7 @@ static void test_truncations_and_flips(void)
 
 		patch[at] ^= bit;
 		fd = t_mem_fd(patch, plen);
-		if (vcdiff_patch_open(&p, fd, NULL) != 0) {
+		if (t_patch_open(&p, fd, NULL) != 0) {
 			caught++;
 		} else {
 			for (size_t i = 0; i < vcdiff_patch_nwin(p); i++) {
@@ -1623,7 +1623,7 @@ static void test_recode_truncations(void)
 
 		if (ftruncate(in, (off_t)len) < 0)
 			break;
-		rc = vcdiff_recode_plain(in, out, NULL, NULL, &why);
+		rc = t_recode_plain(in, out, NULL, NULL, &why);
 		if (rc == 0)
 			oks++;
 		else if (rc == -EBADMSG || rc == -EMEDIUMTYPE)
@@ -1642,7 +1642,7 @@ static void test_recode_truncations(void)
 		patch[at] ^= bit;
 		in = t_mem_fd(patch, plen);
 		int out = memfd_create("recode-out", 0);
-		int rc = vcdiff_recode_plain(in, out, NULL, NULL, NULL);
+		int rc = t_recode_plain(in, out, NULL, NULL, NULL);
 		T_CHECK(rc == 0 || rc == -EBADMSG || rc == -EMEDIUMTYPE ||
 			rc == -ENOTSUP);
 		close(out);
@@ -1698,7 +1698,7 @@ static void test_many_windows(void)
 	}
 	fd = t_mem_fd(f, n);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
+	T_EQ(t_patch_open(&p, fd, &why), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fprintf(stderr, "  open of %zu windows: %.1f ms\n", nw + 3,
 		(t1.tv_sec - t0.tv_sec) * 1e3 +

@@ -951,7 +951,7 @@ static long dec_windows_backwards(int fd, const uint8_t *src, size_t src_n,
 	long nw = -1;
 	int fail0 = t_cur_fail;
 
-	T_EQ(vcdiff_patch_open(&p, fd, &why), 0);
+	T_EQ(t_patch_open(&p, fd, &why), 0);
 	T_EQ(vcdiff_dec_new(&d), 0);
 	if (!p || !d || !out)
 		goto out;
@@ -994,7 +994,7 @@ static void check_dec_ops(int fd, const struct result *r, const uint8_t *tgt)
 	size_t k = 0, compressed = 0;
 	int bad = 0;
 
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	T_EQ(vcdiff_dec_new(&d), 0);
 	T_EQ(vcdiff_dec_new(&sd), 0);
 	if (!p || !d || !sd || !data)
@@ -1084,7 +1084,7 @@ static void test_lzma_roundtrip(void)
 	int fd = t_mem_fd(z.patch.p, z.patch.len);
 	T_CHECK(fd >= 0);
 	struct vcdiff_patch *p = NULL;
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	if (p) {
 		size_t all3 = 0, data = 0, n = vcdiff_patch_nwin(p);
 		T_EQ(vcdiff_patch_secondary(p), VCDIFF_SEC_LZMA);
@@ -1121,9 +1121,9 @@ static void test_lzma_roundtrip(void)
 	/* The one-time conversion still works on such a patch. */
 	int pfd = memfd_create("plain", 0);
 	const char *why = "";
-	T_EQ(vcdiff_recode_plain(fd, pfd, NULL, NULL, &why), 0);
+	T_EQ(t_recode_plain(fd, pfd, NULL, NULL, &why), 0);
 	struct vcdiff_patch *pp = NULL;
-	T_EQ(vcdiff_patch_open(&pp, pfd, NULL), 0);
+	T_EQ(t_patch_open(&pp, pfd, NULL), 0);
 	if (pp)
 		T_CHECK(vcdiff_patch_secondary(pp) == VCDIFF_SEC_NONE &&
 			vcdiff_patch_windowed(pp) == 1);
@@ -1156,7 +1156,7 @@ static void test_lzma_late_header(void)
 	T_EQ(z.rc, 0);
 	int fd = t_mem_fd(z.patch.p, z.patch.len);
 	struct vcdiff_patch *p = NULL;
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	if (p) {
 		T_EQ(vcdiff_patch_secondary(p), VCDIFF_SEC_LZMA);
 		T_EQ(vcdiff_patch_windowed(p), 1);
@@ -1192,7 +1192,7 @@ static void test_lzma_stock_continuous(void)
 	int fd = stock ? t_mem_fd(stock, n) : -1;
 	struct vcdiff_patch *p = NULL;
 	struct vcdiff_dec *d = NULL;
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	T_EQ(vcdiff_dec_new(&d), 0);
 	if (p && d) {
 		const struct vcdiff_op *ops;
@@ -1275,7 +1275,7 @@ static void test_lzma_damage(void)
 	struct vcdiff_patch *p = NULL;
 	struct vcdiff_dec *d = NULL;
 	struct msrc ms = { .p = src.p, .n = src.len };
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	T_EQ(vcdiff_dec_new(&d), 0);
 	if (!p || !d || !out)
 		goto out;
@@ -1296,7 +1296,7 @@ static void test_lzma_damage(void)
 		bad.p[at] ^= (uint8_t)(1 + rng() % 255);
 		int bfd = t_mem_fd(bad.p, bad.len);
 		struct vcdiff_patch *bp = NULL;
-		T_EQ(vcdiff_patch_open(&bp, bfd, NULL), 0);
+		T_EQ(t_patch_open(&bp, bfd, NULL), 0);
 		if (bp) {
 			int windowed = vcdiff_patch_windowed(bp);
 			ssize_t r = vcdiff_dec_window(d, bp, i, msrc_read, &ms,
@@ -1334,7 +1334,7 @@ static void test_lzma_damage(void)
 				cut_section(&bad, &z.patch, w, next_off, k, c);
 				int bfd = t_mem_fd(bad.p, bad.len);
 				struct vcdiff_patch *bp = NULL;
-				T_EQ(vcdiff_patch_open(&bp, bfd, NULL), 0);
+				T_EQ(t_patch_open(&bp, bfd, NULL), 0);
 				if (bp) {
 					T_EQ(vcdiff_patch_windowed(bp), 1);
 					ssize_t r = vcdiff_dec_window(

@@ -250,7 +250,7 @@ static void check_against_decoder(const struct run *r, const uint8_t *src,
 	int fd = t_mem_fd(r->o.p, r->o.len);
 
 	T_CHECK(fd >= 0 && buf);
-	T_EQ(vcdiff_patch_open(&p, fd, NULL), 0);
+	T_EQ(t_patch_open(&p, fd, NULL), 0);
 	T_EQ(vcdiff_dec_new(&d), 0);
 	if (!p || !d || !buf)
 		goto out;

@@ -194,7 +194,7 @@ static int scan(const uint8_t *file, size_t flen, const uint8_t *data,
 	struct zframe *z;
 	int rc;
 
-	rc = zframe_open(&z, fd, NULL);
+	rc = t_zframe_open(&z, fd, NULL);
 	if (rc) {
 		if (rc != -EBADMSG && rc != -EMEDIUMTYPE && rc != -E2BIG) {
 			fprintf(stderr, "  open: unexpected rc %d\n", rc);
@@ -223,7 +223,7 @@ static void check_file(const char *path, const uint8_t *data, size_t len,
 	int rc, wrong = 0;
 
 	T_CHECK(fd >= 0);
-	rc = zframe_open(&z, fd, &why);
+	rc = t_zframe_open(&z, fd, &why);
 	T_EQ(rc, 0);
 	if (rc) {
 		fprintf(stderr, "  open %s: %s\n", path, why);
@@ -392,10 +392,10 @@ static void test_transcode_zstd_tool(void)
 	T_EQ(t_write_file(tpath(raw, "big.raw"), data, len), 0);
 	T_EQ(t_sh("zstd -q -3 -f '%s' -o '%s'", raw, tpath(zst, "big.zst")), 0);
 	in = open(zst, O_RDONLY);
-	T_EQ(zframe_open(&z, in, &why), -E2BIG);
+	T_EQ(t_zframe_open(&z, in, &why), -E2BIG);
 	T_CHECK(why && *why);
 	out = open(tpath(seek, "big.seek.zst"), O_RDWR | O_CREAT | O_TRUNC, 0600);
-	T_EQ(zframe_transcode(in, out, &o, progress, NULL, &why), 0);
+	T_EQ(t_zframe_transcode(in, out, &o, progress, NULL, &why), 0);
 	T_CHECK(progress_calls > 0);
 	T_EQ(progress_backwards, 0);
 	T_EQ(last_done, last_total);
@@ -413,9 +413,9 @@ static void test_transcode_zstd_tool(void)
 	T_EQ(t_sh("head -c 100000 '%s' | zstd -q -c > '%s'", raw,
 		tpath(pipe, "pipe.zst")), 0);
 	in = open(pipe, O_RDONLY);
-	T_EQ(zframe_open(&z, in, NULL), -E2BIG);
+	T_EQ(t_zframe_open(&z, in, NULL), -E2BIG);
 	out = open(seek, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	T_EQ(zframe_transcode(in, out, NULL, NULL, NULL, NULL), 0);
+	T_EQ(t_zframe_transcode(in, out, NULL, NULL, NULL, NULL), 0);
 	close(in);
 	close(out);
 	check_file(seek, data, 100000, 20);
@@ -452,7 +452,7 @@ static void test_concat_frames(void)
 	}
 	check_file(cat, data, len, 100);
 	fd = open(cat, O_RDONLY);
-	T_EQ(zframe_open(&z, fd, NULL), 0);
+	T_EQ(t_zframe_open(&z, fd, NULL), 0);
 	if (z) {
 		T_EQ(zframe_count(z), 5);
 		T_EQ(zframe_max_frame(z), 8u << 20);
@@ -472,8 +472,8 @@ static void test_walk_own_output(void)
 	struct zframe *a, *b;
 	int fa = t_mem_fd(f, flen), fb = t_mem_fd(f, flen - tbl), wrong = 0;
 
-	T_EQ(zframe_open(&a, fa, NULL), 0);
-	T_EQ(zframe_open(&b, fb, NULL), 0);
+	T_EQ(t_zframe_open(&a, fa, NULL), 0);
+	T_EQ(t_zframe_open(&b, fb, NULL), 0);
 	if (a && b) {
 		T_EQ(zframe_count(a), n);
 		T_EQ(zframe_count(b), n);
@@ -492,7 +492,7 @@ static void test_walk_own_output(void)
 	T_EQ(f[4] & 0xE0, 0xA0);
 	f[7] ^= 0x40;
 	fb = t_mem_fd(f, flen - tbl);
-	T_EQ(zframe_open(&b, fb, NULL), -EBADMSG);
+	T_EQ(t_zframe_open(&b, fb, NULL), -EBADMSG);
 	close(fb);
 	free(f);
 	free(data);
@@ -509,14 +509,14 @@ static void test_not_zstd(void)
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)rnd();
 	fd = t_mem_fd(junk, sizeof(junk));
-	T_EQ(zframe_open(&z, fd, &why), -EMEDIUMTYPE);
+	T_EQ(t_zframe_open(&z, fd, &why), -EMEDIUMTYPE);
 	T_CHECK(z == NULL);
 	T_CHECK(why && *why);
-	T_EQ(zframe_transcode(fd, -1, NULL, NULL, NULL, NULL), -EMEDIUMTYPE);
+	T_EQ(t_zframe_transcode(fd, -1, NULL, NULL, NULL, NULL), -EMEDIUMTYPE);
 	close(fd);
 	for (size_t n = 0; n < 4; n++) {
 		fd = t_mem_fd("\x28\xb5\x2f\xfd", n);
-		T_EQ(zframe_open(&z, fd, NULL), -EMEDIUMTYPE);
+		T_EQ(t_zframe_open(&z, fd, NULL), -EMEDIUMTYPE);
 		close(fd);
 	}
 }
@@ -529,7 +529,7 @@ static void test_find(void)
 	struct zframe *z;
 	int fd = t_mem_fd(f, flen);
 
-	T_EQ(zframe_open(&z, fd, NULL), 0);
+	T_EQ(t_zframe_open(&z, fd, NULL), 0);
 	if (z) {
 		size_t n = zframe_count(z);
 		T_EQ(n, (len + 65535) / 65536);
@@ -555,7 +555,7 @@ static void test_find(void)
 	f = seekable_buf(NULL, 0, 0, 1, &flen);
 	T_EQ(flen, 17);
 	fd = t_mem_fd(f, flen);
-	T_EQ(zframe_open(&z, fd, NULL), 0);
+	T_EQ(t_zframe_open(&z, fd, NULL), 0);
 	if (z) {
 		T_EQ(zframe_count(z), 0);
 		T_EQ(zframe_size(z), 0);
@@ -576,7 +576,7 @@ static void test_read_args(void)
 	struct zframe_dctx *dc;
 	int fd = t_mem_fd(f, flen);
 
-	T_EQ(zframe_open(&z, fd, NULL), 0);
+	T_EQ(t_zframe_open(&z, fd, NULL), 0);
 	T_EQ(zframe_dctx_new(&dc), 0);
 	if (z && dc) {
 		T_EQ(zframe_read_frame(z, dc, 0, buf, 99999), -ERANGE);
@@ -766,7 +766,7 @@ static void test_big_frame_in_table(void)
 	f[zlen + 24] = 0x80;
 	put32(f + zlen + 25, 0x8F92EAB1u);
 	fd = t_mem_fd(f, zlen + 29);
-	T_EQ(zframe_open(&zf, fd, NULL), -E2BIG);
+	T_EQ(t_zframe_open(&zf, fd, NULL), -E2BIG);
 	close(fd);
 	free(f);
 	free(z);
@@ -815,12 +815,12 @@ static void test_errors(void)
 	z = slurp(zst, &zlen);
 	out = memfd_create("zf", MFD_CLOEXEC);
 	in = t_mem_fd(z, zlen / 2);
-	T_EQ(zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
+	T_EQ(t_zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
 	T_CHECK(why && *why);
 	close(in);
 	z[zlen / 2] ^= 0x10;
 	in = t_mem_fd(z, zlen);
-	T_EQ(zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
+	T_EQ(t_zframe_transcode(in, out, &o, NULL, NULL, &why), -EBADMSG);
 	close(in);
 	close(out);
 	free(z);

@@ -602,9 +602,8 @@ void writer_fail(struct writer *w, int err)
 
 const char *writer_timing(struct writer *w)
 {
-	double all = wr_now() - w->tm.start;
-
 	const struct vcdiff_enc_stats *e = &w->tm.enc;
+	double all = wr_now() - w->tm.start;
 	int n = snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in "
 			 "%.2f s: parent read and indexed %.2f s, streamed "
 			 "%.2f s, last close %.2f s (verify %.2f s)", w->name,

@@ -214,13 +214,14 @@ static int layer_is_full(struct chain *c, struct chain_layer *L)
 	uint8_t magic[3];
 
 	(void)c;
-	if (blob_pread(L->blob, magic, 3, 0) != 3 ||
-	    !memcmp(magic, "\xd6\xc3\xc4", 3))
-		return 0;
 	/* A file named .patch that is not VCDIFF is a damaged or wrong
-	 * patch, to be refused by name, never read as a full state. */
+	 * patch, to be refused by name, never read as a full state. Known
+	 * by name before any read: in a bucket, a read fetches a chunk. */
 	const char *dot = strrchr(L->path, '.');
 	if (dot && !strcmp(dot, ".patch"))
+		return 0;
+	if (blob_pread(L->blob, magic, 3, 0) != 3 ||
+	    !memcmp(magic, "\xd6\xc3\xc4", 3))
 		return 0;
 	L->full = 1;
 	L->depth = 0;

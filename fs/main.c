@@ -364,6 +364,10 @@ int main(int argc, char *argv[])
 	    !o.no_default_permissions &&
 	    fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
 		return 1;
+	/* A store in a bucket is read-only in this version: the kernel
+	 * refuses every change with EROFS, as on any read-only mount. */
+	if (s3_is_url(o.store) && fuse_opt_add_arg(&args, "-oro") != 0)
+		return 1;
 	raise_nofile();
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		return 1;

@@ -54,6 +54,7 @@ struct remote {
 	char mirror[2048 + 64];
 	char url[1400];
 	atomic_int no_upload;
+	atomic_int fill_warned;	/* one warning per mount */
 	atomic_uint_fast64_t fetched;
 };
 
@@ -157,10 +158,12 @@ static int sync_meta(struct remote *r, char *err, size_t errlen)
 			if (unlink(p) < 0 && errno != ENOENT)
 				return -errno;
 			if (i == 0) {
-				msg_say(err, errlen, "%s: no %s there: not a "
-					"snapfs store (upload one with aws s3 "
-					"sync STORE %s, or check the prefix)",
-					r->url, STORE_LAYERS_FILE, r->url);
+				msg_say(err, errlen, "%s: no %s there (%s): "
+					"not a snapfs store (upload one with "
+					"aws s3 sync STORE %s, or check the "
+					"bucket and prefix)", r->url,
+					STORE_LAYERS_FILE, strstr(m, "HTTP") ?
+					strstr(m, "HTTP") : m, r->url);
 				return -ENOENT;
 			}
 			continue;
@@ -391,9 +394,12 @@ static ssize_t fetch(struct rblob *b, void *buf, size_t len, uint64_t off,
 			continue;
 		atomic_fetch_add(&r->fetched, rg[i].len);
 		int e = dcache_fill(b->obj, idx, rg[i].buf, rg[i].len);
-		if (e && e != -ENOSPC)
+		if (e && !atomic_exchange(&r->fill_warned, 1))
 			say(r, LOG_WARNING, "%s: cannot cache %s: %s; serving "
-			    "it uncached", r->cache_dir, b->key, strerror(-e));
+			    "it uncached%s", r->cache_dir, b->key,
+			    strerror(-e), e == -ENOSPC ? " (the cache is "
+			    "now bounded by what fits; -o disk_cache= sets "
+			    "the bound)" : "");
 		if (idx > last || rc < 0)
 			continue;
 		uint64_t a = rg[i].off > off ? rg[i].off : off;
@@ -427,7 +433,9 @@ static ssize_t rb_pread(void *impl, void *buf, size_t len, uint64_t off)
 	if (got != 0)
 		rc = got;
 	else
-		rc = fetch(b, buf, len, off, off == b->next || off == 0);
+		/* Read-ahead for a reader going forwards, not for a probe
+		 * (a magic number, a footer) that happens to start at 0. */
+		rc = fetch(b, buf, len, off, b->next && off == b->next);
 	b->next = off + len;
 	pthread_mutex_unlock(&b->fetch);
 	return rc;

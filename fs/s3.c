@@ -691,7 +691,9 @@ static int run_one(struct req *q, const char *method, const char *extra,
 		backoff(a);
 	}
 	if (rc) {
-		atomic_fetch_add(&s->failures, 1);
+		/* A 404 is an answer (derived data not shared yet, say). */
+		if (rc != -ENOENT)
+			atomic_fetch_add(&s->failures, 1);
 		if (rc == -EIO || rc == -ETIMEDOUT)
 			say_log(s, LOG_ERR, msg);
 		msg_say(err, errlen, "%s", msg);

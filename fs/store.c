@@ -922,6 +922,21 @@ void store_derived_want(struct store *s, const char *sub, const char *name)
 		(void)remote_fetch_derived(s->remote, sub, name);
 }
 
+int store_derived_blob(struct store *s, const char *sub, const char *name,
+		       const char *label, struct blob **out)
+{
+	char key[600];
+	int fd = safefile_open(store_subdir(s, sub), name, O_RDONLY, 0, NULL,
+			       NULL);
+
+	if (fd >= 0)
+		return blob_from_fd(out, fd, label);
+	if (!s->remote)
+		return fd;
+	snprintf(key, sizeof(key), "%s/%s/%s", STORE_META_DIR, sub, name);
+	return remote_open_blob(s->remote, key, out, NULL, 0);
+}
+
 void store_derived_saved(struct store *s, const char *sub, const char *name)
 {
 	if (s->remote)

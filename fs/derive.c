@@ -211,7 +211,8 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	 * seekable: open it first, without walking the stored file's
 	 * blocks (which, in a bucket, would fetch all of it).
 	 */
-	if (store_derived_blob(c->s, "base", zname, zlabel, &b) == 0) {
+	if (!c->o.raw_base &&
+	    store_derived_blob(c->s, "base", zname, zlabel, &b) == 0) {
 		rc = zframe_open(&L->data.z, b, &why);
 		if (!rc) {
 			sfile_raw(c, L, &L->data, b, 0, L->path);

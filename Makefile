@@ -94,7 +94,9 @@ layering:
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(fuse_ops|fuse_tree|fuse_int)\.[ch]'); \
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]')); \
+	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]'); \
+	        grep -nE '#include *"fs/remote_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(remote|rprefetch|remote_int)\.[ch]')); \
 	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
 	echo "layering: ok"
 

@@ -9,6 +9,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/fuse_int.h"
 #include "fs/fuse_xattr.h"
+#include "fs/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -412,6 +413,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	int rc = chain_check(m->chain, L);
+	if (!rc && m->remote)	/* its fetches make its working set */
+		remote_reading(m->remote, ID_OF(ino));
 	/* Snapshots are immutable; a new one is made by creating a file. */
 	if (!rc && ((fi->flags & O_ACCMODE) != O_RDONLY ||
 		    (fi->flags & O_TRUNC)))

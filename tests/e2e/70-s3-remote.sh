@@ -57,7 +57,9 @@ check "... with the converted base (read lazily by other hosts)" listed stores/v
 mv "$WORK/snapfs.m.log" "$WORK/host1.log"
 
 # --- 2. second host: fresh cache, derived data fetched, not rebuilt ---
-check "a second host mounts (fresh cache directory)" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c2"
+# 1 MiB chunks: with 4 MiB ones this small store is all fetched by the
+# mount's own reads (headers, footers), leaving no restore to record.
+check "a second host mounts (fresh cache directory)" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c2",s3_chunk=1M
 check "... without building derived data" sh -c "! grep -q indexing '$WORK/snapfs.m.log'"
 check "... reads snapshot_3 byte-exact" cmp "$M/snapshot_3" "$ST/state_3"
 fetched=$(stat_of "$M" remote_fetched)
@@ -65,7 +67,21 @@ echo "# fetched $fetched bytes of layers for snapshot_3; the layers are $layer_b
 check "... fetching at most 1.1x the layers it needs" test "${fetched:-999999999999}" -le $((layer_bytes * 11 / 10))
 check "unmount" snapfs_umount "$M"
 mv "$WORK/snapfs.m.log" "$WORK/host2.log"
-check "a warm remount (same cache)" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c2"
+check "its restore's working set was saved beside the store" listed stores/vm1/.snapfs/ws/
+# a third host prefetches that working set at mount, before any read
+check "a third host mounts with -o prefetch=snapshot_3,prefetch_ws_only" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c2p",s3_chunk=1M,prefetch=snapshot_3,prefetch_ws_only
+i=0; while ! grep -q "prefetch done" "$WORK/snapfs.m.log" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+check "... its prefetch finishes (logged)" grep -q "prefetch done" "$WORK/snapfs.m.log"
+pre=$(stat_of "$M" remote_prefetched)
+echo "# prefetched $pre bytes"
+check "... having fetched bytes" test "${pre:-0}" -gt 0
+before=$(stat_of "$M" remote_fetched)
+check "... then snapshot_3 reads byte-exact" cmp "$M/snapshot_3" "$ST/state_3"
+after=$(stat_of "$M" remote_fetched)
+check "... without fetching anything more ($before then $after bytes)" test "$after" = "$before"
+check "unmount" snapfs_umount "$M"
+mv "$WORK/snapfs.m.log" "$WORK/host3.log"
+check "a warm remount (same cache)" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c2",s3_chunk=1M,prefetch=none
 check "... every snapshot byte-exact" cmp_all "$M"
 check "... fetching no layer bytes" test "$(stat_of "$M" remote_fetched)" = 0
 check "unmount" snapfs_umount "$M"
@@ -92,7 +108,7 @@ printf '[other]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
 profile_mount() {
 	( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 	  HOME=$WORK/home AWS_PROFILE=other snapfs_mount "$URL" "$WORK/mp" \
-		-o cache_dir="$WORK/c2" )
+		-o cache_dir="$WORK/c2",s3_chunk=1M )
 }
 MOUNTS="$MOUNTS $WORK/mp"
 check "credentials from a ~/.aws/credentials profile (AWS_PROFILE)" profile_mount
@@ -107,7 +123,7 @@ check "a missing layer object (404): refused, naming it" refused "snapshot_2.pat
 # --- 4. the server goes away mid-read, and comes back ---
 mv "$WORK/snapfs.m.log" "$WORK/warm.log"
 # 1 MiB chunks: the mount itself reads only a few (headers, footers).
-check "mount with a fresh cache, 1 retry" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c4",s3_retries=1,s3_timeout=3,s3_chunk=1M
+check "mount with a fresh cache, 1 retry" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c4",s3_retries=1,s3_timeout=3,s3_chunk=1M,prefetch=none
 check "stop the S3 server" s3_kill_proxy
 check "a read now fails with EIO" sh -c "! cat '$M/snapshot_3' > /dev/null 2>'$WORK/eio.err' && grep -q 'Input/output error' '$WORK/eio.err'"
 check "... and the log names the object" grep -q "s3://$B/stores/vm1/.*GET" "$WORK/snapfs.m.log"
@@ -124,7 +140,7 @@ python3 "$TOP/tests/e2e/faultproxy.py" "$PPORT" "$UPORT" "$CTL" &
 PROXY=$!
 sleep 0.5
 EP=http://127.0.0.1:$PPORT
-check "mount through the fault proxy" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c5",endpoint="$EP",s3_retries=2,s3_timeout=2,s3_chunk=1M
+check "mount through the fault proxy" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c5",endpoint="$EP",s3_retries=2,s3_timeout=2,s3_chunk=1M,prefetch=none
 echo "cut 70000" > "$CTL"
 check "truncated responses: the read fails with EIO" sh -c "! cat '$M/snapshot_3' > /dev/null 2>/dev/null"
 check "... after retries (logged, naming the object)" grep -q "s3://$B/stores/vm1/.*GET" "$WORK/snapfs.m.log"
@@ -141,7 +157,7 @@ s3_sync_up "$S" "$B/swap" >/dev/null
 check "a first mount of another copy builds its derived data" snapfs_mount "s3://$B/swap" "$M" -o cache_dir="$WORK/c6"
 check "unmount" snapfs_umount "$M"
 base_copy=$(s3 GET "/$B?list-type=2&prefix=swap%2F.snapfs%2Fbase%2F" | grep -o '<Key>[^<]*' | sed 's/<Key>//' | head -n 1)
-check "mount it on a fresh cache" snapfs_mount "s3://$B/swap" "$M" -o cache_dir="$WORK/c6b",s3_retries=0,s3_chunk=1M
+check "mount it on a fresh cache" snapfs_mount "s3://$B/swap" "$M" -o cache_dir="$WORK/c6b",s3_retries=0,s3_chunk=1M,prefetch=none
 head -c "$(s3 HEAD "/$B/$base_copy" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ength: //p')" /dev/urandom > "$WORK/junk"
 check "replace the base's converted copy in the bucket ($base_copy)" s3_put "$WORK/junk" "$B/$base_copy"
 check "reading it gives EIO" sh -c "! cat '$M/snapshot_0' > /dev/null 2>/dev/null"

@@ -28,7 +28,7 @@ LDFLAGS += $(SAN)
 
 CODEC_SRC := $(wildcard codec/*.c)
 CACHE_SRC := $(wildcard cache/*.c)
-FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_tree.c fs/fuse_xattr.c fs/snapctl.c
+FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_read.c fs/fuse_tree.c fs/fuse_xattr.c fs/snapctl.c
 FS_SRC    := $(filter-out $(FS_FRONT),$(wildcard fs/*.c))
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CODEC_SRC) $(CACHE_SRC) $(FS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -61,7 +61,7 @@ $(BUILD)/libsnapfs.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/fs/fuse_tree.o $(BUILD)/fs/fuse_xattr.o $(BUILD)/libsnapfs.a
+$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/fs/fuse_read.o $(BUILD)/fs/fuse_tree.o $(BUILD)/fs/fuse_xattr.o $(BUILD)/libsnapfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/snapctl: $(BUILD)/fs/snapctl.o $(BUILD)/libsnapfs.a
@@ -90,9 +90,9 @@ layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"fs/chain_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(chain|chmeta|sfile|derive|ibuild|readahead|rebase)\.c'); \
+	          grep -vxE 'fs/(chain|chmeta|sfile|derive|ibuild|readahead|rebase|rvec)\.c'); \
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(fuse_ops|fuse_tree|fuse_int)\.[ch]'); \
+	          grep -vxE 'fs/(fuse_ops|fuse_read|fuse_tree|fuse_int)\.[ch]'); \
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]'); \
 	        grep -nE '#include *"fs/remote_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
@@ -159,6 +159,7 @@ bench: deps
 	BUILD=build-bench sh tests/bench/depth.sh
 	BUILD=build-bench sh tests/bench/rm.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
+	BUILD=build-bench sh tests/bench/restore.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

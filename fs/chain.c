@@ -636,14 +636,22 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
 		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
 		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
-		 "\nreadahead_frames %" PRIu64 "\n",
+		 "\nreadahead_frames %" PRIu64 "\nreadahead_checked %" PRIu64
+		 "\nreply_splice_bytes %" PRIu64 "\nreply_pinned_bytes %"
+		 PRIu64 "\nreply_zero_bytes %" PRIu64 "\nreply_copied_bytes %"
+		 PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
 		 st.evictions, st.waits, st.bytes_used, st.budget, st.blocks,
 		 (uint64_t)atomic_load(&c->pf_jobs),
 		 (uint64_t)atomic_load(&c->pf_dropped),
-		 (uint64_t)atomic_load(&c->pf_frames));
+		 (uint64_t)atomic_load(&c->pf_frames),
+		 (uint64_t)atomic_load(&c->pf_checked),
+		 (uint64_t)atomic_load(&c->rv_fd),
+		 (uint64_t)atomic_load(&c->rv_pin),
+		 (uint64_t)atomic_load(&c->rv_zero),
+		 (uint64_t)atomic_load(&c->rv_copy));
 	return 0;
 }
 

@@ -119,7 +119,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC) $(FS_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
-		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash) -lpthread
+		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash libcurl) -lpthread
 
 # Each target runs FUZZ_SECONDS on its kept corpus (tests/fuzz/corpus/,
 # read-only here) and seeds; what it finds goes to $(BUILD)/fuzz/corpus/.

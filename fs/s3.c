@@ -933,6 +933,53 @@ static int64_t iso_time(const char *s)
 	return (int64_t)timegm(&tm);
 }
 
+int s3_parse_list(const char *body, size_t len, size_t skip,
+		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
+		  void *arg, char *token, size_t tokcap)
+{
+	const char *p = body, *end = body + len;
+	char trunc[16];
+	int rc;
+
+	while (p < end) {
+		const char *c = memmem(p, (size_t)(end - p), "<Contents>", 10);
+		if (!c)
+			break;
+		const char *ce = memmem(c, (size_t)(end - c), "</Contents>",
+					11);
+		if (!ce)
+			break;
+		char k[2048], sz[32], lm[64], et[120];
+		struct s3_obj o = { 0 };
+		size_t cl = (size_t)(ce - c);
+		xml_field(c, cl, "Key", k, sizeof(k));
+		xml_field(c, cl, "Size", sz, sizeof(sz));
+		xml_field(c, cl, "LastModified", lm, sizeof(lm));
+		xml_field(c, cl, "ETag", et, sizeof(et));
+		o.size = strtoull(sz, NULL, 10);
+		o.mtime = iso_time(lm);
+		/* Listings escape the quotes of an ETag. */
+		if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
+			et[strlen(et) - 6] = 0;
+			snprintf(o.etag, sizeof(o.etag), "\"%s\"", et + 6);
+		} else {
+			copy(o.etag, sizeof(et), et);
+		}
+		/* Keys outside the prefix, or with bytes a name cannot
+		 * have, are not the store's. */
+		if (strlen(k) > skip && !memchr(k, '\n', strlen(k)) &&
+		    (rc = cb(arg, k + skip, &o)))
+			return rc;
+		p = ce + 11;
+	}
+	xml_field(body, len, "IsTruncated", trunc, sizeof(trunc));
+	if (strcmp(trunc, "true") == 0)
+		xml_field(body, len, "NextContinuationToken", token, tokcap);
+	else
+		token[0] = 0;
+	return 0;
+}
+
 int s3_list(struct s3 *s, const char *prefix,
 	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
 	    void *arg, char *err, size_t errlen)
@@ -963,47 +1010,12 @@ int s3_list(struct s3 *s, const char *prefix,
 			req_free(&q);
 			return rc;
 		}
-		const char *p = q.buf, *end = q.buf + q.len;
-		while (p && p < end) {
-			const char *c = memmem(p, (size_t)(end - p),
-					       "<Contents>", 10);
-			if (!c)
-				break;
-			const char *ce = memmem(c, (size_t)(end - c),
-						"</Contents>", 11);
-			if (!ce)
-				break;
-			char k[2048], sz[32], lm[64], et[120];
-			struct s3_obj o = { 0 };
-			size_t cl = (size_t)(ce - c);
-			xml_field(c, cl, "Key", k, sizeof(k));
-			xml_field(c, cl, "Size", sz, sizeof(sz));
-			xml_field(c, cl, "LastModified", lm, sizeof(lm));
-			xml_field(c, cl, "ETag", et, sizeof(et));
-			o.size = strtoull(sz, NULL, 10);
-			o.mtime = iso_time(lm);
-			/* Listings escape the quotes of an ETag. */
-			if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
-				et[strlen(et) - 6] = 0;
-				snprintf(o.etag, sizeof(o.etag), "\"%s\"",
-					 et + 6);
-			} else {
-				copy(o.etag, sizeof(et), et);
-			}
-			if (strlen(k) >= skip && (rc = cb(arg, k + skip, &o))) {
-				req_free(&q);
-				return rc;
-			}
-			p = ce + 11;
+		rc = s3_parse_list(q.buf ? q.buf : "", q.len, skip, cb, arg,
+				   token, sizeof(token));
+		if (rc) {
+			req_free(&q);
+			return rc;
 		}
-		char trunc[16];
-		xml_field(q.buf ? q.buf : "", q.len, "IsTruncated", trunc,
-			  sizeof(trunc));
-		if (strcmp(trunc, "true") == 0)
-			xml_field(q.buf, q.len, "NextContinuationToken",
-				  token, sizeof(token));
-		else
-			token[0] = 0;
 		req_free(&q);
 	} while (token[0]);
 	return 0;

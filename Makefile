@@ -157,6 +157,7 @@ bench: deps
 	BUILD=build-bench sh tests/bench/depth.sh
 	BUILD=build-bench sh tests/bench/rm.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
+	BUILD=build-bench sh tests/bench/remote.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

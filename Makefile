@@ -160,6 +160,7 @@ bench: deps
 	BUILD=build-bench sh tests/bench/rm.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
 	BUILD=build-bench sh tests/bench/restore.sh
+	BUILD=build-bench sh tests/bench/remote.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

@@ -316,19 +316,16 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 {
 	char name[300], label[sizeof(L->aux.label)];
 	struct blob *b = NULL;
-	int fd, rc;
+	int rc;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
-	store_derived_want(c->s, "aux", name);
-	fd = safefile_open(store_subdir(c->s, "aux"), name, O_RDONLY, 0, NULL,
-			   NULL);
-	if (fd < 0)
-		return fd == -ENOENT ? 0 : fd;
-	/* Derived, always local, but read as stored files are. */
-	rc = blob_from_fd(&b, fd, label);
+	/* Derived, read as stored files are: the local file, or in a
+	 * bucket store another host's, read lazily (it is about as large
+	 * as the patch; a restore reads most of it, a mount none). */
+	rc = store_derived_blob(c->s, "aux", name, label, &b);
 	if (rc)
-		return rc;
+		return rc == -ENOENT ? 0 : rc;
 	sfile_raw(c, L, &L->aux, b, blob_size(b), name);
 	L->aux.derived = 1;
 	snprintf(L->aux.label, sizeof(L->aux.label), "%s", label);

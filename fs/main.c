@@ -127,7 +127,7 @@ static void usage(const char *prog)
 	       "                           /var/cache/snapfs for root, else "
 	       "~/.cache/snapfs)\n"
 	       "    -o disk_cache=SIZE     bound on that cache (default 8G)\n"
-	       "    -o s3_chunk=SIZE       fetch and cache unit (default 4M)\n"
+	       "    -o s3_chunk=SIZE       fetch and cache unit (default 16M)\n"
 	       "    -o s3_parallel=N       ranged GETs in flight (default 8)\n"
 	       "    -o s3_timeout=SECONDS  a stalled request fails after this "
 	       "(default 30)\n"

@@ -40,7 +40,7 @@ struct remote_opts {
 	const char *endpoint;	/* -o endpoint=, or NULL */
 	const char *cache_dir;	/* NULL: default (see remote_open) */
 	uint64_t disk_cache;	/* bytes; 0: 8 GiB */
-	uint32_t chunk;		/* fetch and cache unit; 0: 4 MiB */
+	uint32_t chunk;		/* fetch and cache unit; 0: 16 MiB */
 	unsigned parallel;	/* ranged GETs in flight; 0: 8 */
 	unsigned ahead;		/* read-ahead chunks; 0: parallel */
 	unsigned timeout_ms, retries;	/* 0: s3's defaults */

@@ -205,7 +205,7 @@ int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
 /*
  * A layer with a parent whose file is a full state (raw or zstd, not
  * VCDIFF): the plain scripts leave these in the middle of a chain
- * (fs/store.c, resolve_line). It is opened like a base, so its reads and
+ * (fs/store_load.c, resolve_line). It is opened like a base, so its reads and
  * those of the layers above it never go below it: it cuts the depth. The
  * tree still records the parent. Sets L->full and L->depth.
  */

@@ -3,7 +3,7 @@
 # Everything is discovered by wildcard so that adding a module, a unit test,
 # a fuzz target or a generator tool needs no edit here:
 #   codec/*.c cache/*.c         -> libraries (no FUSE, no fs/)
-#   fs/*.c (minus main/ctl/fuse) -> the filesystem core
+#   fs/*.c (minus main/snapctl*/fuse) -> the filesystem core
 #   tests/unit/test_*.c         -> $(BUILD)/tests/test_*   (linked with all libs)
 #   tests/fuzz/fuzz_*.c         -> $(BUILD)/fuzz/fuzz_*   (clang libFuzzer)
 #   tests/gen/*.c               -> $(BUILD)/<name>        (test data tools)
@@ -28,7 +28,8 @@ LDFLAGS += $(SAN)
 
 CODEC_SRC := $(wildcard codec/*.c)
 CACHE_SRC := $(wildcard cache/*.c)
-FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_tree.c fs/fuse_xattr.c fs/snapctl.c
+FS_CTL    := fs/snapctl.c fs/snapctl_cmd.c fs/snapctl_io.c
+FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_read.c fs/fuse_tree.c fs/fuse_xattr.c $(FS_CTL)
 FS_SRC    := $(filter-out $(FS_FRONT),$(wildcard fs/*.c))
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CODEC_SRC) $(CACHE_SRC) $(FS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -61,10 +62,10 @@ $(BUILD)/libsnapfs.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/fs/fuse_tree.o $(BUILD)/fs/fuse_xattr.o $(BUILD)/libsnapfs.a
+$(BUILD)/snapfs: $(BUILD)/fs/main.o $(BUILD)/fs/fuse_ops.o $(BUILD)/fs/fuse_read.o $(BUILD)/fs/fuse_tree.o $(BUILD)/fs/fuse_xattr.o $(BUILD)/libsnapfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/snapctl: $(BUILD)/fs/snapctl.o $(BUILD)/libsnapfs.a
+$(BUILD)/snapctl: $(patsubst %.c,$(BUILD)/%.o,$(FS_CTL)) $(BUILD)/libsnapfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libsnapfs.a
@@ -85,16 +86,24 @@ test: deps all
 
 # codec/ and cache/ must not know fs/ or FUSE; cache/ must not know codec/;
 # only the chain's own files include fs/chain_int.h, only the FUSE front
-# end's fs/fuse_int.h, only the writer's fs/writer_int.h.
+# end's fs/fuse_int.h, only the writer's fs/writer_int.h, only the remote
+# store's fs/remote_int.h, only the store's fs/store_int.h, only
+# snapctl's fs/snapctl_int.h.
 layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"fs/chain_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(chain|chmeta|sfile|derive|ibuild|readahead|rebase)\.c'); \
+	          grep -vxE 'fs/(chain|chmeta|sfile|derive|ibuild|readahead|rebase|rvec)\.c'); \
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(fuse_ops|fuse_tree|fuse_int)\.[ch]'); \
+	          grep -vxE 'fs/(fuse_ops|fuse_read|fuse_tree|fuse_int)\.[ch]'); \
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]')); \
+	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]'); \
+	        grep -nE '#include *"fs/remote_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(remote|rprefetch|remote_int)\.[ch]'); \
+	        grep -nE '#include *"fs/store_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(store|store_load|store_commit|store_int)\.[ch]'); \
+	        grep -nE '#include *"fs/snapctl_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_int)\.[ch]')); \
 	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
 	echo "layering: ok"
 
@@ -117,7 +126,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC) $(FS_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
-		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash) -lpthread
+		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash libcurl) -lpthread
 
 # Each target runs FUZZ_SECONDS on its kept corpus (tests/fuzz/corpus/,
 # read-only here) and seeds; what it finds goes to $(BUILD)/fuzz/corpus/.
@@ -157,6 +166,8 @@ bench: deps
 	BUILD=build-bench sh tests/bench/depth.sh
 	BUILD=build-bench sh tests/bench/rm.sh
 	BUILD=build-bench sh tests/bench/qemu.sh
+	BUILD=build-bench sh tests/bench/restore.sh
+	BUILD=build-bench sh tests/bench/remote.sh
 
 demo: deps all
 	BUILD=$(BUILD) sh contrib/demo.sh

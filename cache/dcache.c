@@ -49,6 +49,7 @@ struct dcache_obj {
 	uint64_t *map;		/* under dc->lock */
 	unsigned char *busy;	/* under dc->lock: chunks being filled */
 	unsigned char *ok;	/* under dc->lock: checked since opened */
+	uint32_t *gen;		/* under dc->lock: bumped when punched */
 };
 
 struct dcache {
@@ -252,6 +253,7 @@ static void obj_close(struct dcache_obj *o)
 	free(o->map);
 	free(o->busy);
 	free(o->ok);
+	free(o->gen);
 	free(o);
 }
 
@@ -293,6 +295,7 @@ int dcache_obj_open(struct dcache *dc, const char *key, uint64_t size,
 	o->map = calloc(o->n ? o->n : 1, 8);
 	o->busy = calloc(o->n ? o->n : 1, 1);
 	o->ok = calloc(o->n ? o->n : 1, 1);
+	o->gen = calloc(o->n ? o->n : 1, sizeof(*o->gen));
 	int fresh = !e;
 	if (!e) {
 		e = calloc(1, sizeof(*e));
@@ -305,11 +308,12 @@ int dcache_obj_open(struct dcache *dc, const char *key, uint64_t size,
 			}
 		}
 	}
-	if (!o->map || !o->busy || !o->ok || !e) {
+	if (!o->map || !o->busy || !o->ok || !o->gen || !e) {
 		pthread_mutex_unlock(&dc->lock);
 		free(o->map);
 		free(o->busy);
 		free(o->ok);
+		free(o->gen);
 		free(o);
 		return -ENOMEM;
 	}
@@ -406,6 +410,7 @@ long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf)
 	if (o->map[idx] == want) {
 		o->map[idx] = 0;
 		o->ok[idx] = 0;
+		o->gen[idx]++;
 		o->e->bytes -= dc->chunk;
 		dc->st.used -= dc->chunk;
 		uint64_t z = 0;
@@ -419,16 +424,42 @@ miss:
 	return 0;
 }
 
-/* Makes room for len more bytes (dc->lock held); o is being filled. */
+/* Forgets chunk i of o and frees its disk blocks (dc->lock held). */
+static void punch(struct dcache *dc, struct dcache_obj *o, uint64_t i)
+{
+	uint64_t z = 0;
+
+	o->map[i] = 0;
+	o->ok[i] = 0;
+	o->gen[i]++;	/* a reader that read it meanwhile reads again */
+	(void)!pwrite(o->mfd, &z, 8, HDR + 8 * (off_t)i);
+	(void)fallocate(o->dfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			(off_t)(i * dc->chunk), (off_t)dc->chunk);
+	o->e->bytes -= dc->chunk;
+	dc->st.used -= dc->chunk;
+	dc->st.evicted += dc->chunk;
+}
+
+/*
+ * Makes room for len more bytes (dc->lock held); chunk idx of o is being
+ * filled. Closed objects go first, least recently used first; then,
+ * since a mount keeps every layer open, chunks of open objects: the
+ * largest object's lowest chunk (restores read upwards, so it is the
+ * one read longest ago), never one being filled.
+ */
 static void evict(struct dcache *dc, struct dcache_obj *o, uint64_t idx,
 		  uint64_t len)
 {
 	while (dc->st.used + len > dc->st.budget) {
-		struct ent *e, *t, *lru = NULL;
+		struct ent *e, *t, *lru = NULL, *big = NULL;
 
 		HASH_ITER(hh, dc->ents, e, t) {
-			if (!e->open && e->bytes && (!lru || e->last < lru->last))
+			if (!e->bytes)
+				continue;
+			if (!e->open && (!lru || e->last < lru->last))
 				lru = e;
+			if (e->open && (!big || e->bytes > big->bytes))
+				big = e;
 		}
 		if (lru) {
 			unlink_ent(dc, lru->name);
@@ -438,27 +469,16 @@ static void evict(struct dcache *dc, struct dcache_obj *o, uint64_t idx,
 			free(lru);
 			continue;
 		}
-		/*
-		 * Only open objects are left: punch this object's lowest
-		 * present chunk (restores read upwards, so it is the one
-		 * read longest ago). Other open objects keep theirs.
-		 */
-		uint64_t i;
-		for (i = 0; i < o->n && (!o->map[i] || i == idx ||
-					 o->busy[i]); i++)
-			;
-		if (i == o->n)
+		if (!big)
 			return;
-		o->map[i] = 0;
-		o->ok[i] = 0;
-		uint64_t z = 0;
-		(void)!pwrite(o->mfd, &z, 8, HDR + 8 * (off_t)i);
-		(void)fallocate(o->dfd, FALLOC_FL_PUNCH_HOLE |
-				FALLOC_FL_KEEP_SIZE, (off_t)(i * dc->chunk),
-				(off_t)dc->chunk);
-		o->e->bytes -= dc->chunk;
-		dc->st.used -= dc->chunk;
-		dc->st.evicted += dc->chunk;
+		struct dcache_obj *v = big->open;
+		uint64_t i;
+		for (i = 0; i < v->n && (!v->map[i] || v->busy[i] ||
+					 (v == o && i == idx)); i++)
+			;
+		if (i == v->n)
+			return;
+		punch(dc, v, i);
 	}
 }
 
@@ -472,7 +492,7 @@ int dcache_fill(struct dcache_obj *o, uint64_t idx, const void *buf,
 	if (idx >= o->n || len != chunk_len(o, idx))
 		return -EINVAL;
 	if (dc->chunk > dc->st.budget)
-		return -ENOSPC;
+		return -ENOSPC;	/* caches nothing: the caller serves it */
 	pthread_mutex_lock(&dc->lock);
 	if (o->map[idx] || o->busy[idx]) {
 		pthread_mutex_unlock(&dc->lock);
@@ -493,6 +513,16 @@ int dcache_fill(struct dcache_obj *o, uint64_t idx, const void *buf,
 		rc = -errno ? -errno : -EIO;
 
 	pthread_mutex_lock(&dc->lock);
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		/*
+		 * The file system is full before the budget: make what is
+		 * there now the budget, so later fills evict instead of
+		 * failing (the caller serves this chunk uncached).
+		 */
+		uint64_t now = dc->st.used - dc->chunk;
+		dc->st.budget = now > dc->chunk ? now - dc->chunk : 0;
+		dc->st.full = 1;
+	}
 	if (rc) {
 		dc->st.used -= dc->chunk;
 		o->e->bytes -= dc->chunk;
@@ -515,6 +545,7 @@ long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off)
 	struct dcache *dc = o->dc;
 	uint64_t c = dc->chunk, first, last;
 	unsigned char *tmp = NULL;
+	uint32_t gens[64];
 
 	if (off >= o->size || !len)
 		return 0;
@@ -522,28 +553,44 @@ long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off)
 		len = (size_t)(o->size - off);
 	first = off / c;
 	last = (off + len - 1) / c;
+	if (last - first >= 64)
+		return 0;	/* callers read at most a few chunks */
 	for (uint64_t i = first; i <= last; i++) {
 		pthread_mutex_lock(&dc->lock);
 		int present = o->map[i] != 0, ok = o->ok[i];
 		pthread_mutex_unlock(&dc->lock);
 		if (!present)
 			goto miss;
-		if (ok)
-			continue;
-		/* First use since opened: check the whole chunk once. */
-		if (!tmp && !(tmp = malloc(c)))
-			return -ENOMEM;
-		long n = dcache_read(o, i, tmp);
-		if (n <= 0) {
-			free(tmp);
-			return n;
+		if (!ok) {
+			/* First use since opened: check the chunk once. */
+			if (!tmp && !(tmp = malloc(c)))
+				return -ENOMEM;
+			long n = dcache_read(o, i, tmp);
+			if (n <= 0) {
+				free(tmp);
+				return n;
+			}
 		}
+		pthread_mutex_lock(&dc->lock);
+		gens[i - first] = o->gen[i];
+		present = o->ok[i];
+		pthread_mutex_unlock(&dc->lock);
+		if (!present)
+			goto miss;
 	}
 	free(tmp);
+	tmp = NULL;
 	ssize_t n = pread(o->dfd, buf, len, (off_t)off);
 	if (n != (ssize_t)len)
 		return n < 0 ? -errno : -EIO;
+	/* Punched while we read (the hole reads as zeros): not served. */
 	pthread_mutex_lock(&dc->lock);
+	for (uint64_t i = first; i <= last; i++) {
+		if (o->gen[i] != gens[i - first] || !o->ok[i]) {
+			pthread_mutex_unlock(&dc->lock);
+			goto miss;
+		}
+	}
 	dc->st.hits++;
 	pthread_mutex_unlock(&dc->lock);
 	return (long)len;

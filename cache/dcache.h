@@ -28,6 +28,7 @@ struct dcache_obj;
 struct dcache_stats {
 	uint64_t budget, used;		/* bytes of present chunks */
 	uint64_t hits, misses, fills, evicted, fill_errors;
+	int full;	/* the file system filled up: budget lowered to fit */
 };
 
 /*
@@ -73,6 +74,8 @@ int dcache_has(struct dcache_obj *o, uint64_t idx);
 /*
  * Stores chunk idx (len bytes: the chunk's full length). Returns 0 or
  * -errno (-ENOSPC and the like: the caller serves its bytes uncached).
+ * A file system that fills up before the budget lowers the budget to
+ * what fits, so the fills after it evict rather than fail.
  */
 int dcache_fill(struct dcache_obj *o, uint64_t idx, const void *buf,
 		size_t len);

@@ -205,7 +205,7 @@ int layer_new(struct chain_layer **out, uint32_t id, struct chain_layer *P,
 /*
  * A layer with a parent whose file is a full state (raw or zstd, not
  * VCDIFF): the plain scripts leave these in the middle of a chain
- * (fs/store.c, resolve_line). It is opened like a base, so its reads and
+ * (fs/store_load.c, resolve_line). It is opened like a base, so its reads and
  * those of the layers above it never go below it: it cuts the depth. The
  * tree still records the parent. Sets L->full and L->depth.
  */
@@ -214,13 +214,14 @@ static int layer_is_full(struct chain *c, struct chain_layer *L)
 	uint8_t magic[3];
 
 	(void)c;
-	if (blob_pread(L->blob, magic, 3, 0) != 3 ||
-	    !memcmp(magic, "\xd6\xc3\xc4", 3))
-		return 0;
 	/* A file named .patch that is not VCDIFF is a damaged or wrong
-	 * patch, to be refused by name, never read as a full state. */
+	 * patch, to be refused by name, never read as a full state. Known
+	 * by name before any read: in a bucket, a read fetches a chunk. */
 	const char *dot = strrchr(L->path, '.');
 	if (dot && !strcmp(dot, ".patch"))
+		return 0;
+	if (blob_pread(L->blob, magic, 3, 0) != 3 ||
+	    !memcmp(magic, "\xd6\xc3\xc4", 3))
 		return 0;
 	L->full = 1;
 	L->depth = 0;
@@ -662,14 +663,22 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
 		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
 		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
-		 "\nreadahead_frames %" PRIu64 "\n",
+		 "\nreadahead_frames %" PRIu64 "\nreadahead_checked %" PRIu64
+		 "\nreply_splice_bytes %" PRIu64 "\nreply_pinned_bytes %"
+		 PRIu64 "\nreply_zero_bytes %" PRIu64 "\nreply_copied_bytes %"
+		 PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
 		 st.evictions, st.waits, st.bytes_used, st.budget, st.blocks,
 		 (uint64_t)atomic_load(&c->pf_jobs),
 		 (uint64_t)atomic_load(&c->pf_dropped),
-		 (uint64_t)atomic_load(&c->pf_frames));
+		 (uint64_t)atomic_load(&c->pf_frames),
+		 (uint64_t)atomic_load(&c->pf_checked),
+		 (uint64_t)atomic_load(&c->rv_fd),
+		 (uint64_t)atomic_load(&c->rv_pin),
+		 (uint64_t)atomic_load(&c->rv_zero),
+		 (uint64_t)atomic_load(&c->rv_copy));
 	return 0;
 }
 

@@ -148,6 +148,44 @@ void chain_stream_free(struct chain_stream *st);
 ssize_t chain_read(struct chain *c, struct chain_layer *L, uint64_t off,
 		   void *buf, size_t len, struct chain_stream *st);
 
+/*
+ * Reads described rather than copied, for a reply that hands the kernel
+ * pointers (FUSE: writev of memory pieces, splice of file pieces) instead
+ * of one buffer filled by memcpy. A read of L at off becomes up to
+ * CHAIN_SEGS_MAX pieces in order, each either memory (a decoded frame
+ * pinned in the block cache, a shared run of zeros, or the caller's
+ * scratch buffer) or a range of a local stored file whose blocks this
+ * mount has already checked against their checksums (only when fds are
+ * allowed: remote blobs never give one). The pieces stay valid until
+ * chain_rvec_release. Thread safety: a chain_rvec belongs to one reader
+ * at a time; any number may be in use at once.
+ */
+#define CHAIN_SEGS_MAX 64
+struct chain_seg {
+	const void *mem;	/* the bytes, or NULL: read len at off of fd */
+	int fd;			/* owned by the chain; valid until release */
+	uint64_t off;
+	size_t len;
+};
+struct chain_rvec;
+/* scratch: len bytes (the largest read) the chain may fill; the caller's,
+ * and must outlive the rvec's use. 0 or -ENOMEM. */
+int chain_rvec_new(struct chain_rvec **out, void *scratch, size_t cap);
+void chain_rvec_free(struct chain_rvec *v);
+/*
+ * Reads up to len (<= the scratch capacity) bytes of L at off into v as
+ * pieces; with allow_fd, checked local file ranges may be given as fds.
+ * Returns the bytes described (short only at the end of the snapshot) or
+ * -EIO / -errno as chain_read; *segs and *nsegs get the pieces. Call
+ * chain_rvec_release after the reply, also after an error.
+ */
+ssize_t chain_readv(struct chain *c, struct chain_layer *L, uint64_t off,
+		    size_t len, struct chain_stream *st, int allow_fd,
+		    struct chain_rvec *v, const struct chain_seg **segs,
+		    size_t *nsegs);
+/* Unpins what the last chain_readv of v pinned. */
+void chain_rvec_release(struct chain *c, struct chain_rvec *v);
+
 /* The XXH128 of L's full state as "xxh128:<hex>" into buf (40 bytes):
  * from the tree if known, else computed (reads the whole snapshot) and
  * recorded. Returns 0 or -errno. Serialised with changes by the caller. */

@@ -14,6 +14,8 @@
  *   fs/ibuild.c     ibuild_*          building a layer's index from its
  *                                     parent's and its patch
  *   fs/readahead.c  ra_*              readahead threads and streams
+ *   fs/rvec.c       (chain_readv)     reads as pieces for zero-copy
+ *                                     replies
  *
  *   fs/chmeta.c     (chain_set_*...)  descriptions, current, rename,
  *                                     digests, deep checks, holes
@@ -40,6 +42,7 @@
 #include "fs/store.h"
 
 struct bcache;
+struct bcache_blk;
 struct blob;
 struct vcdiff_patch;
 struct xindex;
@@ -65,6 +68,10 @@ struct sfile {
 	uint64_t size;
 	uint64_t *sum;		/* per SUM_BLOCK; NULL: read uncached, unchecked */
 	size_t nsum;
+	/* One bit per SUM_BLOCK: checked against sum by this mount, so its
+	 * page-cached bytes may go to a reader unread (splice). Set once,
+	 * never cleared; atomic. NULL with sum. */
+	atomic_uint_fast64_t *ok;
 	uint64_t key;		/* block cache key: unique per opened file */
 	/* SF_WINDOWED: offsets from size on are the decompressed data
 	 * sections of the nv windows vwin[] (ascending), window vwin[k]'s
@@ -150,6 +157,13 @@ struct chain {
 	size_t nvpool, vpool_cap;
 	atomic_uint_fast64_t reads, read_bytes, read_errors;
 	atomic_uint_fast64_t pf_jobs, pf_dropped, pf_frames;
+	/* chain_readv's pieces by kind, in bytes (fs/rvec.c): spliced file
+	 * ranges, pinned cache blocks, zero runs, copied into scratch. */
+	atomic_uint_fast64_t rv_fd, rv_pin, rv_zero, rv_copy;
+	atomic_uint_fast64_t pf_checked;	/* blocks checked ahead */
+	/* Set once a reader may take file ranges (chain_readv allow_fd):
+	 * only then is checking raw blocks ahead worth a core. */
+	atomic_int fd_replies;
 	/* Lock order: pf_lock, then (inside workers' reads) the cache's. */
 	pthread_mutex_t pf_lock;	/* protects pf_q*, pf_stop */
 	pthread_cond_t pf_cond;
@@ -260,6 +274,21 @@ void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 int sfile_resolve(struct chain *c, const struct chain_layer *L,
 		  const struct xindex *x, uint64_t off, uint8_t *dst,
 		  size_t len);
+
+/* Marks the blocks of raw file f overlapping [off, off+len) checked
+ * (every one was hashed whole and matched). */
+void sfile_mark_checked(struct sfile *f, uint64_t off, uint64_t len);
+/* 1 if every block of f overlapping [off, off+len) is marked checked. */
+int sfile_checked(const struct sfile *f, uint64_t off, uint64_t len);
+/* Pins in the cache the decompressed zstd frame of f holding off
+ * (decoding it on a miss); *raw_off gets the frame's first offset. 0, or
+ * -EIO (logged) or -ENOMEM. bcache_put the block when done. */
+int sfile_zstd_pin(struct chain *c, struct sfile *f, uint64_t off,
+		   struct bcache_blk *b, uint64_t *raw_off);
+/* The same for the decompressed data section of windowed f holding
+ * virtual offset voff (< f->vsize); *sect_off gets its first offset. */
+int sfile_win_pin(struct chain *c, struct sfile *f, uint64_t voff,
+		  struct bcache_blk *b, uint64_t *sect_off);
 
 /* --- fs/derive.c: opening a layer's stored files --- */
 

@@ -62,11 +62,13 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 {
 	int dfd = store_subdir(c->s, sub), tfd = store_subdir(c->s, "tmp");
 	char tmp[400], label[400];
-	int rc, fd = safefile_open(dfd, name, O_RDONLY, 0, NULL, NULL);
+	int rc, fd;
 
 	snprintf(label, sizeof(label), "%s/%s/%s", STORE_META_DIR, sub, name);
-	if (fd >= 0)
-		return blob_from_fd(out, fd, label);
+	/* Here, or (a store in a bucket) made by another host: read lazily
+	 * from the bucket like the stored file it stands for. */
+	if (store_derived_blob(c->s, sub, name, label, out) == 0)
+		return 0;
 	/* Missing, or a symlink/FIFO planted there: made afresh. */
 	snprintf(tmp, sizeof(tmp), "%s.%s", sub, name);
 	fd = safefile_create(tfd, tmp, 0644, NULL);
@@ -82,6 +84,7 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
+	store_derived_saved(c->s, sub, name);
 	return blob_from_fd(out, fd, label);
 }
 
@@ -200,6 +203,28 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 
 	L->fstamp = layer_file_stamp(L);
 	L->stamp = layer_chain_stamp(L);
+	char zname[300], zlabel[400];
+	layer_derived_name(zname, sizeof(zname), L, L->fstamp, "zst");
+	snprintf(zlabel, sizeof(zlabel), "%s/base/%s", STORE_META_DIR, zname);
+	/*
+	 * A seekable copy exists only because the stored base was not
+	 * seekable: open it first, without walking the stored file's
+	 * blocks (which, in a bucket, would fetch all of it).
+	 */
+	if (!c->o.raw_base &&
+	    store_derived_blob(c->s, "base", zname, zlabel, &b) == 0) {
+		rc = zframe_open(&L->data.z, b, &why);
+		if (!rc) {
+			sfile_raw(c, L, &L->data, b, 0, L->path);
+			L->data.kind = SF_ZSTD;
+			L->data.derived = 1;
+			snprintf(L->data.label, sizeof(L->data.label),
+				 "%s/base/%.200s", STORE_META_DIR, zname);
+			goto opened;
+		}
+		blob_put(b);	/* damaged: made again below */
+		b = NULL;
+	}
 	if ((r = blob_pread(L->blob, magic, 4, 0)) < 0) {
 		msg_say(err, errlen, "%s/%s: %s", store_dir(c->s), L->path,
 		    strerror((int)-r));
@@ -281,6 +306,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 			     why);
 		return 0;
 	}
+opened:
 	L->data.size = zframe_size(L->data.z);
 	L->size = L->data.size;
 	return xindex_new_file(&L->x, fid, L->size);
@@ -290,19 +316,16 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 {
 	char name[300], label[sizeof(L->aux.label)];
 	struct blob *b = NULL;
-	int fd, rc;
+	int rc;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
-	store_derived_want(c->s, "aux", name);
-	fd = safefile_open(store_subdir(c->s, "aux"), name, O_RDONLY, 0, NULL,
-			   NULL);
-	if (fd < 0)
-		return fd == -ENOENT ? 0 : fd;
-	/* Derived, always local, but read as stored files are. */
-	rc = blob_from_fd(&b, fd, label);
+	/* Derived, read as stored files are: the local file, or in a
+	 * bucket store another host's, read lazily (it is about as large
+	 * as the patch; a restore reads most of it, a mount none). */
+	rc = store_derived_blob(c->s, "aux", name, label, &b);
 	if (rc)
-		return rc;
+		return rc == -ENOENT ? 0 : rc;
 	sfile_raw(c, L, &L->aux, b, blob_size(b), name);
 	L->aux.derived = 1;
 	snprintf(L->aux.label, sizeof(L->aux.label), "%s", label);
@@ -373,7 +396,32 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 
 	L->fstamp = layer_file_stamp(L);
 	L->stamp = layer_chain_stamp(L);
-	rc = vcdiff_patch_open(&L->patch, L->blob, &why);
+	/*
+	 * A plain copy exists only because the stored patch needed one:
+	 * open it first, without walking the stored patch's windows (in a
+	 * bucket, that would fetch all of it for nothing).
+	 */
+	int have_plain = 0;
+	layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");
+	if (store_derived_blob(c->s, "plain", name, name, &b) == 0) {
+		if (vcdiff_patch_open(&L->patch, b, &why) == 0 &&
+		    vcdiff_patch_secondary(L->patch) == VCDIFF_SEC_NONE) {
+			have_plain = 1;
+			L->size = vcdiff_patch_target_size(L->patch);
+			sfile_raw(c, L, &L->data, b, blob_size(b), name);
+			L->data.derived = 1;
+			snprintf(L->data.label, sizeof(L->data.label), "%.100s "
+				 "(converted copy %s/plain/%.200s)", L->path,
+				 STORE_META_DIR, name);
+			b = NULL;
+		} else {
+			vcdiff_patch_free(L->patch);
+			L->patch = NULL;
+			blob_put(b);	/* damaged: made again below */
+			b = NULL;
+		}
+	}
+	rc = have_plain ? 0 : vcdiff_patch_open(&L->patch, L->blob, &why);
 	if (rc == -EMEDIUMTYPE) {
 		msg_say(err, errlen, "%s/%s: not a VCDIFF patch (no VCDIFF magic); "
 		    "every layer but the last line of %s must be a patch made "
@@ -386,9 +434,11 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 			     rc == -EBADMSG ? why : strerror(-rc));
 		return 0;
 	}
-	L->size = vcdiff_patch_target_size(L->patch);
-	sfile_raw(c, L, &L->data, blob_ref(L->blob), (uint64_t)L->st.st_size,
-		  L->path);
+	if (!have_plain) {
+		L->size = vcdiff_patch_target_size(L->patch);
+		sfile_raw(c, L, &L->data, blob_ref(L->blob),
+			  (uint64_t)L->st.st_size, L->path);
+	}
 	if (external_compression(L->patch)) {
 		layer_damage(L, "%s: made by xdelta3 from externally "
 			     "compressed files (its application header names "
@@ -409,7 +459,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		L->fstamp = derive_fstamp(L, 1);
 		L->stamp = layer_chain_stamp(L);
 	}
-	if (sec != VCDIFF_SEC_NONE && !native) {
+	if (sec != VCDIFF_SEC_NONE && !native && !have_plain) {
 		struct prog_ctx pc = { c, L->name, "converting patch to plain "
 				       "VCDIFF (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");

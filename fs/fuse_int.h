@@ -31,6 +31,18 @@ void fuse_log_msg(struct snapfs_mount *m, const char *msg);
 /* Replies to a lookup-like request with st, cached for t seconds. */
 void fuse_entry_reply(fuse_req_t req, const struct stat *st, double t);
 
+/* Largest read and write request (1 MiB); a read buffer's size. */
+#define BLKSIZE (1u << 20)
+
+/* fs/fuse_read.c: reads. 1 if a reply of BLKSIZE may splice here (see
+ * there); the read handler. */
+int fuse_read_splice_fits(void);
+void fuse_read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		  struct fuse_file_info *fi);
+/* fi->fh of a read handle: its version of the snapshot and stream. */
+struct chain_layer *fuse_handle_layer(struct fuse_file_info *fi);
+struct chain_stream *fuse_handle_stream(struct fuse_file_info *fi);
+
 /* fs/fuse_tree.c: the directory and the tree (rm, mv, ln -sfn current). */
 void fuse_tree_readlink(fuse_req_t req, fuse_ino_t ino);
 void fuse_tree_opendir(fuse_req_t req, fuse_ino_t ino,

@@ -9,6 +9,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/fuse_int.h"
 #include "fs/fuse_xattr.h"
+#include "fs/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLKSIZE (1u << 20)
 /* Attributes change under rebase (blocks) and rename: cached briefly.
  * Contents never change: keep_cache holds the page cache across opens. */
 #define ATTR_TIMEOUT 1.0
@@ -43,6 +43,16 @@ struct handle {
 static struct handle *H(struct fuse_file_info *fi)
 {
 	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+struct chain_layer *fuse_handle_layer(struct fuse_file_info *fi)
+{
+	return H(fi) && !H(fi)->writer ? H(fi)->L : NULL;
+}
+
+struct chain_stream *fuse_handle_stream(struct fuse_file_info *fi)
+{
+	return H(fi) ? H(fi)->st : NULL;
 }
 
 /* Attributes of the snapshot being written: growing, not cached. */
@@ -226,11 +236,21 @@ static void root_stat(struct snapfs_mount *m, struct stat *st)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct snapfs_mount *m = userdata;
+
 	/* 1 MiB requests: fewer round trips for cat, cp and qemu's reader. */
 	conn->max_write = BLKSIZE;
 	conn->max_readahead = BLKSIZE;
 	conn->want |= FUSE_CAP_ASYNC_READ;
+	/* Replies to reads only (fuse_reply_data); writes still arrive in
+	 * buffers (no SPLICE_READ) and no page is moved (no SPLICE_MOVE). */
+	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && fuse_read_splice_fits()) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		m->splice = 1;
+	} else {
+		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_WRITE;
+		m->splice = 0;
+	}
 	/* Otherwise every write asks for security.capability first. */
 	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
 		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
@@ -412,6 +432,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	int rc = chain_check(m->chain, L);
+	if (!rc && m->remote)	/* its fetches make its working set */
+		remote_reading(m->remote, ID_OF(ino));
 	/* Snapshots are immutable; a new one is made by creating a file. */
 	if (!rc && ((fi->flags & O_ACCMODE) != O_RDONLY ||
 		    (fi->flags & O_TRUNC)))
@@ -733,63 +755,6 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
-/* A read buffer of BLKSIZE bytes (the largest request) from the pool. */
-static void *buf_get(struct snapfs_mount *m)
-{
-	void *b = NULL;
-
-	pthread_mutex_lock(&m->buf_lock);
-	if (m->nbufs)
-		b = m->bufs[--m->nbufs];
-	pthread_mutex_unlock(&m->buf_lock);
-	return b ? b : malloc(BLKSIZE);
-}
-
-static void buf_put(struct snapfs_mount *m, void *b)
-{
-	pthread_mutex_lock(&m->buf_lock);
-	if (m->nbufs < sizeof(m->bufs) / sizeof(m->bufs[0])) {
-		m->bufs[m->nbufs++] = b;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&m->buf_lock);
-	free(b);
-}
-
-void fuse_ops_cleanup(struct snapfs_mount *m)
-{
-	while (m->nbufs)
-		free(m->bufs[--m->nbufs]);
-}
-
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct snapfs_mount *m = M(req);
-	void *buf;
-	ssize_t r;
-
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (size > BLKSIZE)
-		size = BLKSIZE;	/* the kernel never asks for more (max_pages) */
-	buf = buf_get(m);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	(void)ino;
-	r = H(fi) && H(fi)->L ? chain_read(m->chain, H(fi)->L, (uint64_t)off,
-					   buf, size, H(fi)->st) : -EBADF;
-	if (r < 0)
-		fuse_reply_err(req, r == -EBADMSG ? EIO : (int)-r);
-	else
-		fuse_reply_buf(req, buf, (size_t)r);
-	buf_put(m, buf);
-}
-
 /* SEEK_DATA / SEEK_HOLE (the kernel does the others): holes are what
  * the index knows to be runs of zeros (chain_seek_data), so cp
  * --sparse, tar -S and the like skip them without reading. A file
@@ -856,7 +821,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.link = fuse_tree_link,
 	.mknod = fuse_tree_mknod,
 	.open = op_open,
-	.read = op_read,
+	.read = fuse_read_op,
 	.lseek = op_lseek,
 	.release = op_release,
 	.flush = op_flush,

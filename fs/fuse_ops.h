@@ -76,6 +76,9 @@ struct snapfs_mount {
 	gid_t w_gid;		/* protected by lock */
 	mode_t w_mode;		/* protected by lock: as shown, no write bits */
 	pid_t w_pid;		/* protected by lock: for the EBUSY message */
+	/* Replies may splice checked file ranges (set once at init, see
+	 * op_init in fs/fuse_ops.c). */
+	int splice;
 	/* Read buffers (BLKSIZE each) for reuse; lock order: leaf. */
 	pthread_mutex_t buf_lock;
 	void *bufs[16];		/* protected by buf_lock */

@@ -8,6 +8,7 @@
  * (it reads the whole snapshot once), then kept in the tree file.
  */
 #include "fs/fuse_xattr.h"
+#include "fs/remote.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -93,6 +94,25 @@ void fuse_xattr_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		}
 		chain_stats(m->chain, buf, sizeof(buf));
 		size_t n = strlen(buf);
+		if (m->remote) {
+			struct remote_stats rs;
+			remote_get_stats(m->remote, &rs);
+			snprintf(buf + n, sizeof(buf) - n, "remote_requests %"
+				 PRIu64 "\nremote_retries %" PRIu64
+				 "\nremote_failures %" PRIu64 "\nremote_bytes_in %"
+				 PRIu64 "\nremote_bytes_out %" PRIu64
+				 "\nremote_fetched %" PRIu64
+				 "\nremote_prefetched %" PRIu64 "\ndisk_cache_used %"
+				 PRIu64 "\ndisk_cache_budget %" PRIu64
+				 "\ndisk_cache_hits %" PRIu64
+				 "\ndisk_cache_misses %" PRIu64 "\n",
+				 rs.s3.requests, rs.s3.retries, rs.s3.failures,
+				 rs.s3.bytes_in, rs.s3.bytes_out, rs.fetched,
+				 rs.prefetched,
+				 rs.cache_used, rs.cache_budget, rs.cache_hits,
+				 rs.cache_misses);
+			n = strlen(buf);
+		}
 		snprintf(buf + n, sizeof(buf) - n, "log %s\n",
 			 log_where(m->log));
 		reply(req, buf, strlen(buf), size);

@@ -46,8 +46,9 @@ struct opts {
 	char *log;
 	char *max_store;	/* -o max_store=SIZE: capacity bound */
 	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
-	char *endpoint, *cache_dir, *disk_cache, *s3_chunk;
+	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *prefetch;
 	unsigned s3_parallel, s3_timeout, s3_retries;
+	int prefetch_ws_only;
 	int quiet;
 	int raw_base;
 	int allow_other;		/* seen, and passed on to libfuse */
@@ -76,6 +77,8 @@ static const struct fuse_opt opt_spec[] = {
 	{ "s3_parallel=%u", offsetof(struct opts, s3_parallel), 0 },
 	{ "s3_timeout=%u", offsetof(struct opts, s3_timeout), 0 },
 	{ "s3_retries=%u", offsetof(struct opts, s3_retries), 0 },
+	{ "prefetch=%s", offsetof(struct opts, prefetch), 0 },
+	{ "prefetch_ws_only", offsetof(struct opts, prefetch_ws_only), 1 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
 	{ "raw_base", offsetof(struct opts, raw_base), 1 },
 	{ "no_default_permissions",
@@ -124,11 +127,18 @@ static void usage(const char *prog)
 	       "                           /var/cache/snapfs for root, else "
 	       "~/.cache/snapfs)\n"
 	       "    -o disk_cache=SIZE     bound on that cache (default 8G)\n"
-	       "    -o s3_chunk=SIZE       fetch and cache unit (default 4M)\n"
+	       "    -o s3_chunk=SIZE       fetch and cache unit (default 16M)\n"
 	       "    -o s3_parallel=N       ranged GETs in flight (default 8)\n"
 	       "    -o s3_timeout=SECONDS  a stalled request fails after this "
 	       "(default 30)\n"
-	       "    -o s3_retries=N        tries after the first (default 4)"
+	       "    -o s3_retries=N        tries after the first (default 4)\n"
+	       "    -o prefetch=NAME       fetch the working set of this "
+	       "snapshot (what its\n"
+	       "                           first restore read) at mount, "
+	       "then the rest of its\n"
+	       "                           layers; 'current' (default) or "
+	       "'none'\n"
+	       "    -o prefetch_ws_only    stop after the working set"
 	       "\n\n",
 	       prog);
 }
@@ -212,6 +222,34 @@ static void raise_readahead(const char *mountpoint, unsigned kb)
 		fprintf(f, "%u\n", kb);
 		fclose(f);
 	}
+}
+
+/*
+ * A remote mount fetches the working set of one snapshot ahead of its
+ * restore (fs/remote.h): -o prefetch=NAME, 'current' by default.
+ */
+static void start_prefetch(struct snapfs_mount *m, const struct opts *o)
+{
+	const char *which = o->prefetch ? o->prefetch : "current";
+	uint32_t id;
+	int rc;
+
+	if (!strcmp(which, "none"))
+		return;
+	id = strcmp(which, "current") ? chain_lookup(m->chain, which) :
+	     chain_current(m->chain);
+	if (!id) {
+		log_say(m->log, LOG_WARNING, "-o prefetch=%s: no such "
+			"snapshot; nothing prefetched", which);
+		return;
+	}
+	rc = remote_prefetch_start(m->remote, id, !o->prefetch_ws_only);
+	if (rc == -ENOENT)
+		log_say(m->log, LOG_INFO, "prefetch %s: no working set "
+			"recorded yet; its first restore records it", which);
+	else if (rc)
+		log_say(m->log, LOG_WARNING, "prefetch %s: %s", which,
+			strerror(-rc));
 }
 
 static void remote_log_cb(void *ctx, int level, const char *msg)
@@ -364,6 +402,10 @@ int main(int argc, char *argv[])
 	    !o.no_default_permissions &&
 	    fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
 		return 1;
+	/* A store in a bucket is read-only in this version: the kernel
+	 * refuses every change with EROFS, as on any read-only mount. */
+	if (s3_is_url(o.store) && fuse_opt_add_arg(&args, "-oro") != 0)
+		return 1;
 	raise_nofile();
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		return 1;
@@ -467,6 +509,8 @@ int main(int argc, char *argv[])
 	if (chain_start(m.chain) < 0)
 		log_say(m.log, LOG_WARNING, "cannot start readahead threads: "
 			"reading without readahead");
+	if (m.remote)
+		start_prefetch(&m, &o);
 
 	if (cl.singlethread) {
 		ret = fuse_session_loop(se);
@@ -496,6 +540,10 @@ int main(int argc, char *argv[])
 	 * from here on. */
 	writer_free(m.w);
 	m.w = NULL;
+	if (m.remote) {
+		remote_prefetch_stop(m.remote);
+		remote_ws_save(m.remote);
+	}
 	store_unlock(m.store);
 out6:
 	fuse_loop_cfg_destroy(lcfg);
@@ -522,6 +570,7 @@ out1:
 	free(o.cache_dir);
 	free(o.disk_cache);
 	free(o.s3_chunk);
+	free(o.prefetch);
 	fuse_opt_free_args(&args);
 	return ret;
 }

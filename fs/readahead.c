@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * readahead: decoding the zstd frames (and the lzma data sections of
- * windowed patches) a reader will need before it asks.
+ * windowed patches) a reader will need before it asks, and checking
+ * ahead the blocks of local raw files it will read (so its replies can
+ * splice them: fs/rvec.c).
  * Each open file has a chain_stream that notices a sequential reader and
  * queues the next PF_WINDOW bytes; worker threads take jobs off a bounded
  * queue (full: the job is dropped) and decode their frames into the block
  * cache. Index building queues its next window's source the same way.
  *
- * Not here: reads themselves (fs/sfile.c); raw files, which the OS page
- * cache reads ahead already. Threads: c->pf_lock guards the queue, then
+ * Not here: reads themselves (fs/sfile.c); reading raw files ahead,
+ * which the OS page cache does already. Threads: c->pf_lock guards the queue, then
  * (inside workers' reads) the cache's locks; st->lock guards one stream.
  * chain_start after any fork, since threads do not survive one.
  */
@@ -20,7 +22,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "cache/bcache.h"
+#include "codec/blob.h"
 #include "codec/zframe.h"
 #include "fs/xindex.h"
 
@@ -45,11 +50,67 @@ struct chain_stream {
 	const struct chain_layer *layer;
 };
 
+/*
+ * Checks ahead of the reader the blocks [src, src_end) of raw local file
+ * f against their checksums and marks them (sfile_mark_checked), so the
+ * reader's replies splice them from the page cache (fs/rvec.c) and the
+ * read and hash happen here, on another core. A block that does not
+ * match is left unmarked: the reader reads it, and reports it.
+ */
+static void check_ahead(struct chain *c, struct sfile *f, uint64_t src,
+			uint64_t src_end)
+{
+	/* Blocks per pread: 128 KiB, under malloc's mmap threshold. */
+	enum { CHUNK = 32 };
+	uint8_t *buf = NULL;
+
+	if (src_end > f->size)
+		src_end = f->size;
+	for (uint64_t b = src / SUM_BLOCK; b * SUM_BLOCK < src_end;) {
+		if (sfile_checked(f, b * SUM_BLOCK, 1)) {
+			b++;
+			continue;
+		}
+		uint64_t n = 1;
+		while (n < CHUNK && (b + n) * SUM_BLOCK < src_end &&
+		       !sfile_checked(f, (b + n) * SUM_BLOCK, 1))
+			n++;
+		if (!buf && !(buf = malloc(CHUNK * SUM_BLOCK)))
+			return;
+		uint64_t at = b * SUM_BLOCK;
+		size_t want = (size_t)(f->size - at < n * SUM_BLOCK ?
+				       f->size - at : n * SUM_BLOCK);
+		if (blob_pread(f->b, buf, want, at) != (ssize_t)want)
+			break;	/* the reader will hit it and report */
+		for (uint64_t k = 0; k < n; k++) {
+			size_t bl = want - k * SUM_BLOCK < SUM_BLOCK ?
+				    (size_t)(want - k * SUM_BLOCK) : SUM_BLOCK;
+			if (b + k < f->nsum && XXH3_64bits(buf + k * SUM_BLOCK,
+				bl) == f->sum[b + k])
+			{
+				sfile_mark_checked(f, at + k * SUM_BLOCK, bl);
+				atomic_fetch_add(&c->pf_checked, 1);
+			}
+		}
+		b += n;
+	}
+	free(buf);
+}
+
 /* Decodes into the cache the zstd frames or windowed sections [src,
- * src_end) of f needs. Raw files are read from the OS page cache and need no readahead of ours. */
+ * src_end) of f needs; checks ahead the blocks of a local raw file (the
+ * OS reads those ahead itself). */
 static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 			  uint64_t src_end)
 {
+	if (f && f->kind == SF_RAW && f->ok && f->b && f->wfd < 0 &&
+	    blob_fd(f->b) >= 0) {
+		/* Marks only pay when replies splice (fs/rvec.c): without
+		 * that the reader reads and checks the block itself. */
+		if (atomic_load(&c->fd_replies))
+			check_ahead(c, f, src, src_end);
+		return;
+	}
 	if (f && f->kind == SF_WINDOWED) {
 		/* Its decompressed lzma sections, a window each. */
 		sfile_prefetch_windowed(c, f, src, src_end);
@@ -236,7 +297,10 @@ void ra_note(struct chain *c, struct chain_stream *st,
 	if (off + len > st->next || !seq)
 		st->next = off + len;
 	st->layer = L;
-	if (st->run >= PF_MIN_RUN && st->pf_end < off + len + PF_WINDOW) {
+	/* A read from the very start is a stream (cat, cp, QEMU's restore):
+	 * decode ahead at once, on every core. */
+	if ((st->run >= PF_MIN_RUN || off == 0) &&
+	    st->pf_end < off + len + PF_WINDOW) {
 		from = st->pf_end > off + len ? st->pf_end : off + len;
 		want = off + len + PF_WINDOW - from;
 		st->pf_end = from + want;

@@ -33,7 +33,7 @@
  * writer and composition are the next step for rm's speed.
  *
  * Not here: FUSE, the tree's text form (fs/tree.c), the on-disk commit
- * (fs/store.c). Serialised by the caller with every other change.
+ * (fs/store_commit.c). Serialised by the caller with every other change.
  */
 #include "fs/chain_int.h"
 

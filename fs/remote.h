@@ -40,7 +40,7 @@ struct remote_opts {
 	const char *endpoint;	/* -o endpoint=, or NULL */
 	const char *cache_dir;	/* NULL: default (see remote_open) */
 	uint64_t disk_cache;	/* bytes; 0: 8 GiB */
-	uint32_t chunk;		/* fetch and cache unit; 0: 4 MiB */
+	uint32_t chunk;		/* fetch and cache unit; 0: 16 MiB */
 	unsigned parallel;	/* ranged GETs in flight; 0: 8 */
 	unsigned ahead;		/* read-ahead chunks; 0: parallel */
 	unsigned timeout_ms, retries;	/* 0: s3's defaults */
@@ -88,10 +88,33 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
 int remote_fetch_derived(struct remote *r, const char *sub, const char *name);
 int remote_put_derived(struct remote *r, const char *sub, const char *name);
 
+/*
+ * Working sets (fs/rprefetch.c). A restore reads most of a snapshot's
+ * layers, in an order of its own; the ranges its first restore fetched
+ * are its working set, recorded in the bucket as
+ * PREFIX/.snapfs/ws/ID.ws ("OFFSET LENGTH KEY" lines, in fetch order),
+ * so later mounts on any host can fetch them first, in parallel.
+ *
+ * remote_reading(): snapshot id is being opened for reading; fetches
+ * from now on are recorded as its (attribution by the last open: one
+ * restore at a time is the case recorded; concurrent restores of
+ * different snapshots mix their records, which only costs prefetching
+ * a little more). A snapshot that already has a record in the bucket is
+ * not recorded again. remote_ws_save() uploads the records (at
+ * unmount). remote_prefetch_start() starts a thread that fetches id's
+ * working set, then (rest) the remaining chunks of the same objects,
+ * pausing while readers wait for a fetch; remote_free() stops it.
+ */
+void remote_reading(struct remote *r, uint32_t id);
+int remote_ws_save(struct remote *r);
+int remote_prefetch_start(struct remote *r, uint32_t id, int rest);
+void remote_prefetch_stop(struct remote *r);
+
 struct remote_stats {
 	struct s3_stats s3;
 	uint64_t cache_budget, cache_used, cache_hits, cache_misses;
 	uint64_t fetched;	/* bytes of layer files fetched */
+	uint64_t prefetched;	/* of which by the prefetch thread */
 };
 void remote_get_stats(struct remote *r, struct remote_stats *st);
 

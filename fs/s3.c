@@ -37,13 +37,6 @@ struct s3 {
 	atomic_uint_fast64_t requests, retries, failures, bytes_in, bytes_out;
 };
 
-/* --- configuration --- */
-
-int s3_is_url(const char *path)
-{
-	return path && strncmp(path, "s3://", 5) == 0;
-}
-
 /* Copies src into dst (cap bytes), cut if too long. */
 static void copy(char *dst, size_t cap, const char *src)
 {
@@ -52,161 +45,6 @@ static void copy(char *dst, size_t cap, const char *src)
 	if (n)
 		memcpy(dst, src, n);
 	dst[n] = 0;
-}
-
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
-
-/*
- * Looks key up in section of the INI file path ("[section]" lines, then
- * "key = value"). Returns 1 and fills out if found.
- */
-static int ini_get(const char *path, const char *section, const char *key,
-		   char *out, size_t cap)
-{
-	FILE *f = fopen(path, "re");
-	char line[4096];
-	int in = 0, found = 0;
-
-	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *p = line, *e;
-
-		while (isspace((unsigned char)*p))
-			p++;
-		e = p + strlen(p);
-		while (e > p && isspace((unsigned char)e[-1]))
-			*--e = 0;
-		if (*p == '[') {
-			char *q = strchr(p, ']');
-			if (q) {
-				*q = 0;
-				in = strcmp(p + 1, section) == 0;
-			}
-			continue;
-		}
-		if (!in || *p == '#' || *p == ';')
-			continue;
-		char *eq = strchr(p, '=');
-		if (!eq)
-			continue;
-		char *k = p, *ke = eq, *v = eq + 1;
-		while (ke > k && isspace((unsigned char)ke[-1]))
-			ke--;
-		while (isspace((unsigned char)*v))
-			v++;
-		if ((size_t)(ke - k) == strlen(key) &&
-		    strncmp(k, key, strlen(key)) == 0) {
-			copy(out, cap, v);
-			found = 1;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
-int s3_conf_load(struct s3_conf *c, const char *url, const char *endpoint,
-		 char *err, size_t errlen)
-{
-	const char *home = env("HOME"), *profile = env("AWS_PROFILE");
-	char creds[1024], config[1024], section[300];
-	const char *p;
-
-	memset(c, 0, sizeof(*c));
-	if (!s3_is_url(url) || !url[5] || url[5] == '/') {
-		msg_say(err, errlen, "%s: give a remote store as s3://BUCKET "
-			"or s3://BUCKET/PREFIX", url ? url : "");
-		return -EINVAL;
-	}
-	p = url + 5;
-	const char *slash = strchr(p, '/');
-	size_t bl = slash ? (size_t)(slash - p) : strlen(p);
-	if (bl >= sizeof(c->bucket)) {
-		msg_say(err, errlen, "%s: bucket name too long", url);
-		return -EINVAL;
-	}
-	memcpy(c->bucket, p, bl);
-	if (slash) {
-		copy(c->prefix, sizeof(c->prefix), slash + 1);
-		size_t n = strlen(c->prefix);
-		while (n && c->prefix[n - 1] == '/')
-			c->prefix[--n] = 0;
-	}
-	if (!profile)
-		profile = "default";
-	if (env("AWS_SHARED_CREDENTIALS_FILE"))
-		copy(creds, sizeof(creds), env("AWS_SHARED_CREDENTIALS_FILE"));
-	else
-		snprintf(creds, sizeof(creds), "%s/.aws/credentials",
-			 home ? home : "/root");
-	if (env("AWS_CONFIG_FILE"))
-		copy(config, sizeof(config), env("AWS_CONFIG_FILE"));
-	else
-		snprintf(config, sizeof(config), "%s/.aws/config",
-			 home ? home : "/root");
-	/* ~/.aws/config names sections "profile NAME", except default. */
-	if (strcmp(profile, "default") == 0)
-		copy(section, sizeof(section), "default");
-	else
-		snprintf(section, sizeof(section), "profile %s", profile);
-
-	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
-		copy(c->key_id, sizeof(c->key_id), env("AWS_ACCESS_KEY_ID"));
-		copy(c->secret, sizeof(c->secret),
-		     env("AWS_SECRET_ACCESS_KEY"));
-		copy(c->token, sizeof(c->token), env("AWS_SESSION_TOKEN"));
-	} else if (ini_get(creds, profile, "aws_access_key_id", c->key_id,
-			   sizeof(c->key_id))) {
-		ini_get(creds, profile, "aws_secret_access_key", c->secret,
-			sizeof(c->secret));
-		ini_get(creds, profile, "aws_session_token", c->token,
-			sizeof(c->token));
-	}
-	if (!c->key_id[0] || !c->secret[0]) {
-		msg_say(err, errlen, "%s: no credentials: set "
-			"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put "
-			"them in profile '%s' of %s", url, profile, creds);
-		return -EINVAL;
-	}
-	if (env("AWS_REGION"))
-		copy(c->region, sizeof(c->region), env("AWS_REGION"));
-	else if (env("AWS_DEFAULT_REGION"))
-		copy(c->region, sizeof(c->region), env("AWS_DEFAULT_REGION"));
-	else if (!ini_get(config, section, "region", c->region,
-			  sizeof(c->region)))
-		copy(c->region, sizeof(c->region), "us-east-1");
-
-	if (!endpoint)
-		endpoint = env("AWS_ENDPOINT_URL_S3");
-	if (!endpoint)
-		endpoint = env("AWS_ENDPOINT_URL");
-	if (endpoint) {
-		if (strncmp(endpoint, "http://", 7) &&
-		    strncmp(endpoint, "https://", 8)) {
-			msg_say(err, errlen, "endpoint '%s': give it as "
-				"http://HOST[:PORT] or https://HOST[:PORT]",
-				endpoint);
-			return -EINVAL;
-		}
-		copy(c->endpoint, sizeof(c->endpoint), endpoint);
-		/* A server of one's own (Swift, Ceph RGW, MinIO) is reached
-		 * by its address: path-style, which needs no DNS names. */
-		c->path_style = 1;
-	} else {
-		snprintf(c->endpoint, sizeof(c->endpoint),
-			 "https://s3.%s.amazonaws.com", c->region);
-		c->path_style = strchr(c->bucket, '.') != NULL;
-	}
-	size_t n = strlen(c->endpoint);
-	while (n && c->endpoint[n - 1] == '/')
-		c->endpoint[--n] = 0;
-	c->retries = 4;
-	return 0;
 }
 
 /* --- the handle --- */
@@ -691,7 +529,9 @@ static int run_one(struct req *q, const char *method, const char *extra,
 		backoff(a);
 	}
 	if (rc) {
-		atomic_fetch_add(&s->failures, 1);
+		/* A 404 is an answer (derived data not shared yet, say). */
+		if (rc != -ENOENT)
+			atomic_fetch_add(&s->failures, 1);
 		if (rc == -EIO || rc == -ETIMEDOUT)
 			say_log(s, LOG_ERR, msg);
 		msg_say(err, errlen, "%s", msg);
@@ -931,6 +771,53 @@ static int64_t iso_time(const char *s)
 	return (int64_t)timegm(&tm);
 }
 
+int s3_parse_list(const char *body, size_t len, size_t skip,
+		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
+		  void *arg, char *token, size_t tokcap)
+{
+	const char *p = body, *end = body + len;
+	char trunc[16];
+	int rc;
+
+	while (p < end) {
+		const char *c = memmem(p, (size_t)(end - p), "<Contents>", 10);
+		if (!c)
+			break;
+		const char *ce = memmem(c, (size_t)(end - c), "</Contents>",
+					11);
+		if (!ce)
+			break;
+		char k[2048], sz[32], lm[64], et[120];
+		struct s3_obj o = { 0 };
+		size_t cl = (size_t)(ce - c);
+		xml_field(c, cl, "Key", k, sizeof(k));
+		xml_field(c, cl, "Size", sz, sizeof(sz));
+		xml_field(c, cl, "LastModified", lm, sizeof(lm));
+		xml_field(c, cl, "ETag", et, sizeof(et));
+		o.size = strtoull(sz, NULL, 10);
+		o.mtime = iso_time(lm);
+		/* Listings escape the quotes of an ETag. */
+		if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
+			et[strlen(et) - 6] = 0;
+			snprintf(o.etag, sizeof(o.etag), "\"%s\"", et + 6);
+		} else {
+			copy(o.etag, sizeof(et), et);
+		}
+		/* Keys outside the prefix, or with bytes a name cannot
+		 * have, are not the store's. */
+		if (strlen(k) > skip && !memchr(k, '\n', strlen(k)) &&
+		    (rc = cb(arg, k + skip, &o)))
+			return rc;
+		p = ce + 11;
+	}
+	xml_field(body, len, "IsTruncated", trunc, sizeof(trunc));
+	if (strcmp(trunc, "true") == 0)
+		xml_field(body, len, "NextContinuationToken", token, tokcap);
+	else
+		token[0] = 0;
+	return 0;
+}
+
 int s3_list(struct s3 *s, const char *prefix,
 	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
 	    void *arg, char *err, size_t errlen)
@@ -961,47 +848,12 @@ int s3_list(struct s3 *s, const char *prefix,
 			req_free(&q);
 			return rc;
 		}
-		const char *p = q.buf, *end = q.buf + q.len;
-		while (p && p < end) {
-			const char *c = memmem(p, (size_t)(end - p),
-					       "<Contents>", 10);
-			if (!c)
-				break;
-			const char *ce = memmem(c, (size_t)(end - c),
-						"</Contents>", 11);
-			if (!ce)
-				break;
-			char k[2048], sz[32], lm[64], et[120];
-			struct s3_obj o = { 0 };
-			size_t cl = (size_t)(ce - c);
-			xml_field(c, cl, "Key", k, sizeof(k));
-			xml_field(c, cl, "Size", sz, sizeof(sz));
-			xml_field(c, cl, "LastModified", lm, sizeof(lm));
-			xml_field(c, cl, "ETag", et, sizeof(et));
-			o.size = strtoull(sz, NULL, 10);
-			o.mtime = iso_time(lm);
-			/* Listings escape the quotes of an ETag. */
-			if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
-				et[strlen(et) - 6] = 0;
-				snprintf(o.etag, sizeof(o.etag), "\"%s\"",
-					 et + 6);
-			} else {
-				copy(o.etag, sizeof(et), et);
-			}
-			if (strlen(k) >= skip && (rc = cb(arg, k + skip, &o))) {
-				req_free(&q);
-				return rc;
-			}
-			p = ce + 11;
+		rc = s3_parse_list(q.buf ? q.buf : "", q.len, skip, cb, arg,
+				   token, sizeof(token));
+		if (rc) {
+			req_free(&q);
+			return rc;
 		}
-		char trunc[16];
-		xml_field(q.buf ? q.buf : "", q.len, "IsTruncated", trunc,
-			  sizeof(trunc));
-		if (strcmp(trunc, "true") == 0)
-			xml_field(q.buf, q.len, "NextContinuationToken",
-				  token, sizeof(token));
-		else
-			token[0] = 0;
 		req_free(&q);
 	} while (token[0]);
 	return 0;

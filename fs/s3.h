@@ -117,6 +117,17 @@ int s3_list(struct s3 *s, const char *prefix,
 	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
 	    void *arg, char *err, size_t errlen);
 
+/*
+ * Parses one ListObjectsV2 response body (len bytes, need not be
+ * terminated): cb for each <Contents> (key with the first skip bytes --
+ * the store's prefix -- cut off), and token gets NextContinuationToken
+ * if the listing is truncated, else "". Untrusted input: fuzzed by
+ * tests/fuzz/fuzz_s3list.c. Returns 0 or cb's nonzero return.
+ */
+int s3_parse_list(const char *body, size_t len, size_t skip,
+		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
+		  void *arg, char *token, size_t tokcap);
+
 /* Counters since s3_new (for the stats xattr and the bench). */
 struct s3_stats {
 	uint64_t requests, retries, failures, bytes_in, bytes_out;

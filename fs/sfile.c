@@ -75,6 +75,24 @@ struct sum_hdr {
 	uint64_t size, n, digest;
 };
 
+/*
+ * Gives f its n block checksums (taken) and an all-clear map of which
+ * blocks this mount has checked. The map lets a reply point the kernel at
+ * the file's own pages (splice) for blocks already checked, instead of
+ * reading and hashing them again (see fs/rvec.c). 0 or -ENOMEM.
+ */
+static int sums_set(struct sfile *f, uint64_t *sum, size_t n)
+{
+	atomic_uint_fast64_t *ok = calloc(n / 64 + 1, sizeof(*ok));
+
+	if (!ok)
+		return -ENOMEM;
+	f->sum = sum;
+	f->nsum = n;
+	f->ok = ok;
+	return 0;
+}
+
 static int sums_load(struct sfile *f, int dfd, const char *name)
 {
 	struct sum_hdr h;
@@ -100,10 +118,9 @@ static int sums_load(struct sfile *f, int dfd, const char *name)
 	if (fdio_pread(fd, sum, n * 8, sizeof(h)) != (ssize_t)(n * 8) ||
 	    XXH3_64bits(sum, n * 8) != h.digest)
 		goto out;
-	f->sum = sum;
-	f->nsum = n;
-	sum = NULL;
-	rc = 0;
+	rc = sums_set(f, sum, n);
+	if (!rc)
+		sum = NULL;
 out:
 	free(sum);
 	close(fd);
@@ -164,9 +181,9 @@ static int sums_build(struct chain *c, struct sfile *f, const char *name,
 	/* Derived data only: a read-only store just re-sums next time. */
 	struct sums_out o = { &h, sum };
 	chain_save_derived(c, "sums", name, fill_sums, &o);
-	f->sum = sum;
-	f->nsum = n;
-	sum = NULL;
+	rc = sums_set(f, sum, n);
+	if (!rc)
+		sum = NULL;
 out:
 	free(sum);
 	free(buf);
@@ -261,6 +278,7 @@ void sfile_close(struct chain *c, struct sfile *f)
 		bcache_drop(c->cache, f->key);
 	zframe_free(f->z);
 	free(f->sum);
+	free(f->ok);
 	free(f->vwin);
 	free(f->vbase);
 	blob_put(f->b);
@@ -452,6 +470,7 @@ static int raw_partial(struct chain *c, struct sfile *f,
 	if (raw_check(f, bi, blk, want) >= 0)
 		return read_damaged(c, f, off, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
+	sfile_mark_checked(f, start, want);
 	if (m) {
 		unsigned k = (m->next - 1) % MEMO_SLOTS;
 		m->slot[k].f = f;
@@ -502,10 +521,45 @@ static ssize_t raw_read(struct chain *c, struct sfile *f,
 		return read_damaged(c, f, a + (uint64_t)bad * SUM_BLOCK,
 				    "stored bytes changed since they were "
 				    "indexed (checksum mismatch)");
+	sfile_mark_checked(f, a, b - a);
 	if (b < end && (rc = raw_partial(c, f, b, dst + (b - off),
 					 (size_t)(end - b), m)))
 		return rc;
 	return (ssize_t)len;
+}
+
+int sfile_zstd_pin(struct chain *c, struct sfile *f, uint64_t off,
+		   struct bcache_blk *b, uint64_t *raw_off)
+{
+	size_t i = zframe_find(f->z, off);
+	const struct zframe_entry *fe;
+	int rc;
+
+	if (i >= zframe_count(f->z))
+		return read_damaged(c, f, off, "read past the end");
+	fe = zframe_frame(f->z, i);
+	*raw_off = fe->raw_off;
+	rc = bcache_get(c->cache, f->key, i, fe->raw_len, b);
+	if (rc < 0)
+		return rc;
+	if (rc == BCACHE_MISS) {
+		struct zframe_dctx *dc = sfile_dctx_get(c);
+		ssize_t r = dc ? zframe_read_frame(f->z, dc, i, b->data,
+						   fe->raw_len) : -ENOMEM;
+		if (r != (ssize_t)fe->raw_len) {
+			char why[200];
+			snprintf(why, sizeof(why), "zstd frame %zu: %s",
+				 i, dc ? zframe_dctx_reason(dc) :
+				 "out of memory");
+			if (dc)
+				sfile_dctx_put(c, dc);
+			bcache_abandon(c->cache, b);
+			return read_damaged(c, f, fe->comp_off, why);
+		}
+		sfile_dctx_put(c, dc);
+		bcache_publish(c->cache, b, fe->raw_len);
+	}
+	return 0;
 }
 
 static ssize_t zstd_read(struct chain *c, struct sfile *f,
@@ -514,35 +568,13 @@ static ssize_t zstd_read(struct chain *c, struct sfile *f,
 	size_t done = 0;
 
 	while (done < len) {
-		size_t i = zframe_find(f->z, off);
-		const struct zframe_entry *fe;
 		struct bcache_blk b;
-		int rc;
+		uint64_t raw_off;
+		int rc = sfile_zstd_pin(c, f, off, &b, &raw_off);
 
-		if (i >= zframe_count(f->z))
-			return read_damaged(c, f, off, "read past the end");
-		fe = zframe_frame(f->z, i);
-		rc = bcache_get(c->cache, f->key, i, fe->raw_len, &b);
-		if (rc < 0)
+		if (rc)
 			return rc;
-		if (rc == BCACHE_MISS) {
-			struct zframe_dctx *dc = sfile_dctx_get(c);
-			ssize_t r = dc ? zframe_read_frame(f->z, dc, i, b.data,
-							   fe->raw_len) : -ENOMEM;
-			if (r != (ssize_t)fe->raw_len) {
-				char why[200];
-				snprintf(why, sizeof(why), "zstd frame %zu: %s",
-					 i, dc ? zframe_dctx_reason(dc) :
-					 "out of memory");
-				if (dc)
-					sfile_dctx_put(c, dc);
-				bcache_abandon(c->cache, &b);
-				return read_damaged(c, f, fe->comp_off, why);
-			}
-			sfile_dctx_put(c, dc);
-			bcache_publish(c->cache, &b, fe->raw_len);
-		}
-		uint64_t foff = off - fe->raw_off;
+		uint64_t foff = off - raw_off;
 		size_t n = b.len - (size_t)foff;
 		if (n > len - done)
 			n = len - done;
@@ -633,6 +665,15 @@ static size_t vsect_find(const struct sfile *f, uint64_t voff)
 			hi = mid;
 	}
 	return lo - 1;
+}
+
+int sfile_win_pin(struct chain *c, struct sfile *f, uint64_t voff,
+		  struct bcache_blk *b, uint64_t *sect_off)
+{
+	size_t k = vsect_find(f, voff);
+
+	*sect_off = f->vbase[k];
+	return win_get(c, f, k, b);
 }
 
 /* Reads [voff, voff+len) of f's decompressed sections (within vsize). */

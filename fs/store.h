@@ -90,6 +90,15 @@ int store_is_remote(const struct store *s);
  * only mean building it here (logged by fs/remote).
  */
 void store_derived_want(struct store *s, const char *sub, const char *name);
+/*
+ * Opens derived file .snapfs/SUB/NAME as a blob named label: the local
+ * file (beneath the store, no symlink), else for a remote store the
+ * bucket's copy, read lazily through the disk cache like a layer file
+ * (a converted base is as large as the base: it is not downloaded
+ * whole). Returns 0 or -ENOENT (or -errno) if there is none.
+ */
+int store_derived_blob(struct store *s, const char *sub, const char *name,
+		       const char *label, struct blob **out);
 void store_derived_saved(struct store *s, const char *sub, const char *name);
 
 /* Nonzero if s came from store_open_ro(). */

@@ -11,7 +11,7 @@
  * tree.c); a store without that file is a plain line, whose ids are the
  * positions 1..n from the base up.
  *
- * Not here: any I/O. The store (fs/store.c) reads and writes the file
+ * Not here: any I/O. The store (fs/store*.c) reads and writes the file
  * and is the only one to change the store on disk; edits are made on a
  * tree_clone() and committed or dropped as a whole. A tree is not
  * thread-safe: its owner serialises access.

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * remote_int.h: what fs/remote.c (the bucket store, its blobs) and
+ * fs/rprefetch.c (the working-set record and its prefetch) share. Private
+ * to those two files (make layering checks).
+ */
+#ifndef SNAPFS_FS_REMOTE_INT_H
+#define SNAPFS_FS_REMOTE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#include "fs/remote.h"
+
+struct dcache;
+struct dcache_obj;
+struct ws_rec;
+
+/* One key of the listing taken at open. */
+struct entry {
+	struct s3_obj o;
+	UT_hash_handle hh;
+	char key[];
+};
+
+struct remote {
+	struct s3 *s3;
+	struct entry *keys;	/* the store's keys at open (read-only) */
+	struct dcache *dc;
+	struct remote_opts o;
+	char cache_dir[2048];
+	char mirror[2048 + 64];
+	char url[1400];
+	atomic_int no_upload;
+	atomic_int fill_warned;	/* one warning per mount */
+	/* Working sets (fs/rprefetch.c). */
+	atomic_uint waiting;		/* readers waiting on a fetch */
+	atomic_uint reading;		/* snapshot last opened, for the record */
+	atomic_uint_fast64_t prefetched;
+	atomic_int stop;		/* the prefetch thread must end */
+	int prefetching;		/* a prefetch thread was started */
+	pthread_t pf_thread;
+	pthread_mutex_t ws_lock;
+	struct ws_rec *recs;		/* under ws_lock */
+	atomic_uint_fast64_t fetched;
+};
+
+struct rblob {
+	struct remote *r;
+	struct dcache_obj *obj;
+	pthread_mutex_t fetch;
+	uint64_t size, next;	/* next: where a forward reader goes on */
+	char etag[128];
+	char key[];
+};
+
+void remote_say(struct remote *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Fetches the chunks of [off, off + len) that the cache lacks (plus up
+ * to o.ahead more missing chunks after it if forward) in parallel ranged
+ * GETs, fills the cache, and copies the range into buf. note: a reader's
+ * fetch, recorded in the working set (not the prefetch's own). b->fetch
+ * held. Returns len or -errno.
+ */
+ssize_t remote_fetch(struct rblob *b, void *buf, size_t len, uint64_t off,
+		     int forward, int note);
+
+/* fs/rprefetch.c: notes a range fetched for a reader (the record of the
+ * snapshot being read), frees the records. */
+void ws_note(struct remote *r, const char *key, uint64_t off, uint64_t len);
+void ws_free(struct remote *r);
+
+#endif

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snapctl_int: what snapctl's three files share: the exit codes, the
+ * struct ctl of main(), the messages and the commands each file gives the
+ * others. fs/snapctl.c is the command line (main, options, dispatch,
+ * usage) and opening the store; fs/snapctl_cmd.c the commands over the
+ * tree (ls, tree, stats, rm, mv, describe, check, prune, init);
+ * fs/snapctl_io.c those that move snapshot bytes in or out (cat, add,
+ * import, export). Nothing else includes it; it is not part of
+ * libsnapfs.a.
+ */
+#ifndef SNAPFS_FS_SNAPCTL_INT_H
+#define SNAPFS_FS_SNAPCTL_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct chain;
+struct store;
+
+/* Exit codes (documented in snapctl.1 and the README). */
+enum {
+	EX_OK = 0,
+	EX_DAMAGE = 1,	/* check found damage, or a read hit it */
+	EX_USAGE = 2,
+	EX_BUSY = 3,	/* store mounted / locked: change it in the mount */
+	EX_OTHER = 4,
+};
+
+#define IO_CHUNK ((size_t)1 << 20)
+
+struct ctl {
+	const char *store_dir;
+	uint64_t max_store;	/* --max-store: capacity bound, 0 none */
+	struct store *s;
+	struct chain *c;
+	unsigned long errors;	/* ERR messages the chain logged */
+	int quiet_log;		/* check prints them itself */
+};
+
+/* fs/snapctl.c */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int lookup(struct ctl *x, const char *name, uint32_t *id);
+
+/* fs/snapctl_cmd.c */
+int cmd_ls(struct ctl *x, int machine);
+int cmd_tree(struct ctl *x);
+int cmd_stats(struct ctl *x);
+int cmd_rm(struct ctl *x, const char *name);
+int cmd_mv(struct ctl *x, const char *from, const char *to);
+int cmd_describe(struct ctl *x, const char *name, const char *text);
+int cmd_check(struct ctl *x, int deep);
+int cmd_prune(struct ctl *x, long keep, int64_t age, int dry);
+int cmd_init(const char *dir);
+
+/* fs/snapctl_io.c */
+int cmd_cat(struct ctl *x, const char *name);
+int cmd_add(struct ctl *x, const char *name, const char *path,
+	    const char *parent);
+int read_layers(const char *file, char ***paths, size_t *n);
+int cmd_import(struct ctl *x, char **files, size_t n);
+int cmd_export(struct ctl *x, char **names, size_t n,
+	       const char *dir, int sparse, int plain);
+
+#endif

@@ -1,0 +1,163 @@
+#!/bin/sh
+# make bench, issue 10: restoring a VM from the mount against restoring it
+# from a plain file, on a stock-made store of real QEMU states (the e2e
+# guest with 1 GiB of RAM, 6 states: base = zstd -3 of the first, then
+# `xdelta3 -e -s prev next` per state, stock defaults). Every row is a
+# ratio to a comparison measured in the same run (the machine is shared
+# and noisy); each figure is the median of BENCH_RUNS runs.
+#
+#   1. QEMU restore (tests/qemu/restore_time.py: migrate-incoming
+#      "exec:cat FILE" to completed) of the newest state: a fresh default
+#      mount, the same mount once more (it restored that snapshot before),
+#      and 4 QEMUs at once through one fresh mount, each against the plain
+#      file (4 QEMUs at once on the plain file for the last).
+#   2. Cold sequential read (fresh mount, store files page-cached) of the
+#      newest state at default options and with -o raw_base, next to
+#      tests/gen/fusecat (a trivial libfuse filesystem preading the
+#      page-cached plain file; copy and splice variants) and plain cat.
+#   3. First mount (no .snapfs/, checks included) against the plain
+#      decode of the whole chain: zstd -d, then xdelta3 -d -B per patch.
+#   4. .snapfs/ derived bytes against the patches' bytes.
+#
+#   BENCH_RUNS=3           runs per figure (median)
+#   BENCH_QEMU_MEM=1024    guest RAM (MiB); BENCH_QEMU_WORK=560 workload MiB
+set -eu
+BUILD=${BUILD:-build-bench}
+TOP=$(pwd)
+DATA=${BENCH_DATA:-$TOP/$BUILD/bench-data}
+RUNS=${BENCH_RUNS:-3}
+QMEM=${BENCH_QEMU_MEM:-1024}
+QWORK=${BENCH_QEMU_WORK:-560}
+QS=${BENCH_QEMU_STATES:-$DATA/qemu-${QMEM}m}
+S=$DATA/rstore
+MNT=$DATA/rmnt
+FMNT=$DATA/fcmnt
+SNAPFS=$TOP/$BUILD/snapfs
+FC=$TOP/$BUILD/fusecat
+RB=$TOP/$BUILD/readbench
+OUT=$TOP/$BUILD/bench-restore.txt
+mkdir -p "$DATA" "$MNT" "$FMNT"
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) $1" | awk '{printf "%.3f", $1 - $2}'; }
+med() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
+umount_wait() { # mountpoint
+	fusermount3 -u "$1" 2>/dev/null || true
+	i=0; while grep -q " $1 fuse" /proc/mounts && [ $i -lt 100 ]; do
+		sleep 0.1; i=$((i+1)); done
+	i=0; while pgrep -f "$SNAPFS .* $1\$" > /dev/null && [ $i -lt 100 ]; do
+		sleep 0.1; i=$((i+1)); done
+}
+cleanup() { umount_wait "$MNT"; umount_wait "$FMNT"; rm -rf "$DATA/rplain"; }
+trap cleanup EXIT
+sh contrib/deps.sh qemu
+
+if [ ! -f "$QS/snapshot_6" ]; then
+	echo "bench: saving 6 states of a ${QMEM} MiB guest into $QS" >&2
+	rm -rf "$QS"
+	SNAPFS_MOUNT_CMD= SNAPFS_QEMU_MEM=$QMEM SNAPFS_QEMU_WORK_MB=$QWORK \
+		SNAPFS_QEMU_SNAPS=5 SNAPFS_QEMU_KEEP="$QS" BUILD=$BUILD \
+		sh tests/e2e/50-qemu.sh > "$DATA/qemu-${QMEM}m.log" 2>&1 ||
+		{ tail -20 "$DATA/qemu-${QMEM}m.log" >&2; exit 1; }
+fi
+# The stock-made store: what the plain scripts make.
+if [ ! -f "$S/increments.txt" ]; then
+	echo "bench: making the stock store (zstd -3 + xdelta3 -e) in $S" >&2
+	rm -rf "$S"; mkdir -p "$S"
+	zstd -q -3 "$QS/snapshot_1" -o "$S/snapshot_1.zst"
+	k=2
+	while [ $k -le 6 ]; do
+		xdelta3 -e -s "$QS/snapshot_$((k-1))" "$QS/snapshot_$k" "$S/snapshot_$k.patch"
+		k=$((k+1))
+	done
+	(cd "$S" && ls snapshot_* | sort -t_ -k2 -n -r > increments.txt)
+fi
+NEW=snapshot_6
+PLAIN=$QS/$NEW
+warm() { cat "$S"/snapshot_* "$PLAIN" > /dev/null; find "$S/.snapfs" -type f -exec cat {} + > /dev/null 2>&1 || true; }
+mount_fresh() { umount_wait "$MNT"; warm; "$SNAPFS" -o quiet "$@" "$S" "$MNT"; }
+patches=$(cat "$S"/*.patch | wc -c)
+
+# --- 3, 4: first mount against the plain decode -----------------------------
+fm=""; pd=""; der=""
+for r in $(seq "$RUNS"); do
+	umount_wait "$MNT"; rm -rf "$S/.snapfs"; warm
+	t=$(now); "$SNAPFS" "$S" "$MNT" 2> "$DATA/firstmount.err"; fm="$fm $(elapsed "$t")"
+	umount_wait "$MNT"
+	der="$der $(du -sb "$S/.snapfs" | cut -f1)"
+	rm -rf "$DATA/rplain"; mkdir -p "$DATA/rplain"; warm
+	t=$(now)
+	zstd -q -d -c "$S/snapshot_1.zst" > "$DATA/rplain/cur"
+	k=2
+	while [ $k -le 6 ]; do
+		sz=$(stat -c %s "$DATA/rplain/cur")
+		xdelta3 -d -f -B "$sz" -s "$DATA/rplain/cur" "$S/snapshot_$k.patch" "$DATA/rplain/next"
+		mv "$DATA/rplain/next" "$DATA/rplain/cur"
+		k=$((k+1))
+	done
+	pd="$pd $(elapsed "$t")"
+	cmp "$DATA/rplain/cur" "$PLAIN"
+	rm -rf "$DATA/rplain"
+done
+progress=$(tr '\r' '\n' < "$DATA/firstmount.err" | grep -c . || true)
+
+# --- 2: cold sequential reads -------------------------------------------------
+sd=""; sr=""; fcc=""; fcs=""; pc=""
+for r in $(seq "$RUNS"); do
+	mount_fresh
+	sd="$sd $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
+	mount_fresh -o raw_base
+	sr="$sr $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
+	umount_wait "$MNT"
+	for v in copy splice; do
+		umount_wait "$FMNT"; cat "$PLAIN" > /dev/null
+		if [ $v = splice ]; then "$FC" -s "$PLAIN" "$FMNT" & else "$FC" "$PLAIN" "$FMNT" & fi
+		i=0; while ! grep -q " $FMNT fuse" /proc/mounts && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+		# 1 MiB requests, as snapfs asks for its own mounts (fs/main.c
+		# raise_readahead): the kernel's default for FUSE is 128 KiB.
+		dev=$(awk -v m="$FMNT" '$5 == m {print $3}' /proc/self/mountinfo)
+		echo 1024 > "/sys/class/bdi/$dev/read_ahead_kb" 2>/dev/null || true
+		m=$("$RB" seq "$FMNT/data" | sed 's/.*mbps=//')
+		if [ $v = splice ]; then fcs="$fcs $m"; else fcc="$fcc $m"; fi
+		umount_wait "$FMNT"; wait
+	done
+	pc="$pc $("$RB" seq "$PLAIN" | sed 's/.*mbps=//')"
+done
+mount_fresh; cmp "$MNT/$NEW" "$PLAIN"; umount_wait "$MNT"
+
+# --- 1: QEMU restores ------------------------------------------------------------
+rt() { python3 tests/qemu/restore_time.py -n 1 "$1" --cmdline "$QS/qemu-cmdline" | awk '{print $3}'; }
+rt4() { # file: 4 QEMUs at once, the slowest one's time
+	for i in 1 2 3 4; do rt "$1" > "$DATA/rt4.$i" & done; wait
+	cat "$DATA"/rt4.* | sort -n | tail -1
+}
+pl=""; mf=""; ma=""; p4=""; m4=""
+for r in $(seq "$RUNS"); do
+	cat "$PLAIN" > /dev/null
+	pl="$pl $(rt "$PLAIN")"
+	mount_fresh
+	mf="$mf $(rt "$MNT/$NEW")"
+	ma="$ma $(rt "$MNT/$NEW")"
+	p4="$p4 $(rt4 "$PLAIN")"
+	mount_fresh
+	m4="$m4 $(rt4 "$MNT/$NEW")"
+done
+umount_wait "$MNT"
+
+{
+printf '# issue 10 restore bench: %s QEMU states of %s bytes (guest %s MiB), stock store, %s, %s cores, medians of %s\n' \
+	6 "$(stat -c %s "$PLAIN")" "$QMEM" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$RUNS"
+printf '%-58s %10s %10s %7s %s\n' row figure compare ratio target
+printf '%-58s %9ss %9ss %7s %s\n' "restore, fresh default mount / plain file" "$(med $mf)" "$(med $pl)" "$(ratio "$(med $mf)" "$(med $pl)")" "<= 1.3"
+printf '%-58s %9ss %9ss %7s %s\n' "restore, same mount again / plain file" "$(med $ma)" "$(med $pl)" "$(ratio "$(med $ma)" "$(med $pl)")" "<= 1.05"
+printf '%-58s %9ss %9ss %7s %s\n' "4 restores at once, one fresh mount / 4 from plain file" "$(med $m4)" "$(med $p4)" "$(ratio "$(med $m4)" "$(med $p4)")" "<= 1.2"
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "cold seq read, default mount / fusecat copy" "$(med $sd)" "$(med $fcc)" "$(ratio "$(med $sd)" "$(med $fcc)")" ">= 0.9"
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "cold seq read, -o raw_base mount / fusecat splice" "$(med $sr)" "$(med $fcs)" "$(ratio "$(med $sr)" "$(med $fcs)")" ">= 1.0"
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  fusecat splice / fusecat copy; plain cat" "$(med $fcs)" "$(med $fcc)" "$(ratio "$(med $fcs)" "$(med $fcc)")" "cat $(med $pc) MB/s"
+printf '%-58s %9ss %9ss %7s %s\n' "first mount (checks incl.) / zstd -d + xdelta3 -d -B" "$(med $fm)" "$(med $pd)" "$(ratio "$(med $fm)" "$(med $pd)")" "<= 1.0"
+printf '%-58s %10s %10s %7s %s\n' ".snapfs/ bytes / patches' bytes" "$(med $der)" "$patches" "$(ratio "$(med $der)" "$patches")" "<= 0.5"
+echo "# runs: restore plain:$pl | fresh:$mf | again:$ma | 4 plain:$p4 | 4 mount:$m4"
+echo "# runs: seq default:$sd | raw_base:$sr | fusecat copy:$fcc | splice:$fcs | cat:$pc"
+echo "# runs: first mount:$fm | plain decode:$pd | .snapfs:$der; first mount printed $progress progress lines"
+} | tee "$OUT"

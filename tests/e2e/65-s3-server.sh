@@ -10,17 +10,7 @@
 . tests/e2e/lib.sh
 . tests/e2e/s3lib.sh
 
-skip() {
-	echo "SKIP: $*"
-	echo "0 passed, 0 failed"
-	exit 77
-}
-missing=$(s3_missing)
-if [ -n "$missing" ]; then
-	[ "$(id -u)" -eq 0 ] || skip "not root, cannot install:$missing"
-	s3_install || skip "could not install:$missing (apt-get failed, see above)"
-fi
-command -v curl >/dev/null || skip "no curl"
+s3_require
 
 t0=$(date +%s)
 check "the server starts (s3_start)" s3_start

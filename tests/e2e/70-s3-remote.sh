@@ -14,16 +14,7 @@
 . tests/e2e/lib.sh
 . tests/e2e/s3lib.sh
 
-skip() {
-	echo "SKIP: $*"
-	echo "0 passed, 0 failed"
-	exit 77
-}
-missing=$(s3_missing)
-if [ -n "$missing" ]; then
-	[ "$(id -u)" -eq 0 ] || skip "not root, cannot install:$missing"
-	s3_install || skip "could not install:$missing (apt-get failed)"
-fi
+s3_require
 check "the S3 server starts" s3_start
 [ -n "$S3_PROXY_PID" ] || { e2e_done; exit 1; }
 

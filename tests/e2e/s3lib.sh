@@ -3,6 +3,7 @@
 # node on loopback, installed and started by the scripts themselves.
 #
 #   s3_missing            prints the Swift packages not installed
+#   s3_require            s3_install if needed, or skip the script (exit 77)
 #   s3_install            apt-get installs those (root), quietly
 #   s3_start [DIR]        sets up and starts the four servers, waits, exports
 #                         AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
@@ -130,6 +131,23 @@ S3_DIR=""
 S3_RMDIR=""
 S3_PROXY_PID=""
 S3_PIDS=""
+
+# s3_require: what a script needs before s3_start -- the Swift packages
+# (installed if missing, as root) and curl; otherwise the script is
+# skipped: the reason, "0 passed, 0 failed", exit 77.
+s3_require() {
+	_m=$(s3_missing)
+	if [ -n "$_m" ]; then
+		[ "$(id -u)" -eq 0 ] || _s3_skip "not root, cannot install:$_m"
+		s3_install || _s3_skip "could not install:$_m (apt-get failed, see above)"
+	fi
+	command -v curl >/dev/null || _s3_skip "no curl"
+}
+_s3_skip() {
+	echo "SKIP: $*"
+	echo "0 passed, 0 failed"
+	exit 77
+}
 
 # s3_missing: prints the packages of $S3_PKGS not installed (none: empty).
 s3_missing() {

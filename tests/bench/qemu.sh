@@ -25,13 +25,8 @@ umount_wait() {
 trap 'umount_wait' EXIT
 sh contrib/deps.sh qemu
 
-if [ ! -f "$QS/snapshot_$NSNAP" ]; then
-	echo "bench: saving $NSNAP states of a real guest into $QS" >&2
-	rm -rf "$QS"
-	SNAPFS_MOUNT_CMD= SNAPFS_QEMU_SNAPS=$((NSNAP - 1)) SNAPFS_QEMU_KEEP="$QS" \
-		BUILD=$BUILD sh tests/e2e/50-qemu.sh > "$DATA/qemu-states.log" 2>&1 ||
-		{ tail -20 "$DATA/qemu-states.log" >&2; exit 1; }
-fi
+. tests/bench/states.sh
+qemu_states "$QS" "$NSNAP"
 states=$(ls "$QS"/snapshot_* | sort -t_ -k2 -n)
 raw=0; zs=0; n=0
 for f in $states; do

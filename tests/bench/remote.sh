@@ -83,13 +83,8 @@ rmnt() { # CACHE MNT [more -o options]: remote mount
 rt() { python3 tests/qemu/restore_time.py -n 1 "$1" --cmdline "$QS/qemu-cmdline" | awk '{print $3}'; }
 
 # --- the states, as tests/bench/qemu.sh keeps them ---
-if [ ! -f "$QS/snapshot_$NSNAP" ]; then
-	echo "bench: saving $NSNAP states of a real guest into $QS" >&2
-	rm -rf "$QS"
-	SNAPFS_MOUNT_CMD= SNAPFS_QEMU_SNAPS=$((NSNAP - 1)) SNAPFS_QEMU_KEEP="$QS" \
-		BUILD=$BUILD sh tests/e2e/50-qemu.sh > "$DATA/qemu-states.log" 2>&1 ||
-		{ tail -20 "$DATA/qemu-states.log" >&2; exit 1; }
-fi
+. tests/bench/states.sh
+qemu_states "$QS" "$NSNAP"
 states=$(ls "$QS"/snapshot_* | sort -t_ -k2 -n)
 plainf=$(echo "$states" | tail -n 1)
 n=$(echo "$states" | wc -l)

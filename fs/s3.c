@@ -37,16 +37,6 @@ struct s3 {
 	atomic_uint_fast64_t requests, retries, failures, bytes_in, bytes_out;
 };
 
-/* Copies src into dst (cap bytes), cut if too long. */
-static void copy(char *dst, size_t cap, const char *src)
-{
-	size_t n = src ? strnlen(src, cap - 1) : 0;
-
-	if (n)
-		memcpy(dst, src, n);
-	dst[n] = 0;
-}
-
 /* --- the handle --- */
 
 static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a,
@@ -229,7 +219,7 @@ static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
 	} else if (c->prefix[0]) {
 		snprintf(full, sizeof(full), "%s/%s", c->prefix, key);
 	} else {
-		copy(full, sizeof(full), key);
+		snprintf(full, sizeof(full), "%s", key);
 	}
 	if (c->path_style) {
 		snprintf(url, cap, "%s/%s/", c->endpoint, c->bucket);
@@ -305,7 +295,8 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 		const char *v = line + 5;
 		while (*v == ' ')
 			v++;
-		copy(q->obj.etag, sizeof(q->obj.etag), v);
+		snprintf(q->obj.etag, sizeof(q->obj.etag), "%.*s",
+			 (int)sizeof(q->obj.etag) - 1, v);
 	} else if (strncasecmp(line, "content-length:", 15) == 0) {
 		q->obj.size = strtoull(line + 15, NULL, 10);
 	} else if (strncasecmp(line, "content-range:", 14) == 0) {
@@ -801,7 +792,7 @@ int s3_parse_list(const char *body, size_t len, size_t skip,
 			et[strlen(et) - 6] = 0;
 			snprintf(o.etag, sizeof(o.etag), "\"%s\"", et + 6);
 		} else {
-			copy(o.etag, sizeof(et), et);
+			snprintf(o.etag, sizeof(o.etag), "%s", et);
 		}
 		/* Keys outside the prefix, or with bytes a name cannot
 		 * have, are not the store's. */

@@ -403,15 +403,11 @@ static ssize_t rb_pread(void *impl, void *buf, size_t len, uint64_t off)
 	}
 	atomic_fetch_add(&b->r->waiting, 1);	/* prefetch pauses */
 	pthread_mutex_lock(&b->fetch);
-	/* Another reader may have fetched it meanwhile. */
-	got = dcache_pread(b->obj, buf, len, off);
-	if (got != 0)
-		rc = got;
-	else
-		/* Read-ahead for a reader going forwards, not for a probe
-		 * (a magic number, a footer) that happens to start at 0. */
-		rc = remote_fetch(b, buf, len, off, b->next && off == b->next,
-				  1);
+	/* remote_fetch serves each chunk another reader fetched meanwhile
+	 * from the cache, and fetches only the rest. Read-ahead is for a
+	 * reader going forwards, not for a probe (a magic number, a
+	 * footer) that happens to start at 0. */
+	rc = remote_fetch(b, buf, len, off, b->next && off == b->next, 1);
 	b->next = off + len;
 	pthread_mutex_unlock(&b->fetch);
 	atomic_fetch_sub(&b->r->waiting, 1);

@@ -86,6 +86,24 @@ int blob_from_dup(struct blob **out, int fd, const char *name)
 	return blob_from_fd(out, d, name);
 }
 
+int blob_from_dup_as(struct blob **out, int fd, const struct stat *ident,
+		     const char *name)
+{
+	struct stat st;
+	int d, rc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size != ident->st_size)
+		return -EINVAL;
+	if ((d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -errno;
+	rc = blob_new(out, &fd_ops, (void *)(intptr_t)d, ident, name);
+	if (!rc)
+		(*out)->fd = d;
+	return rc;
+}
+
 ssize_t blob_pread(struct blob *b, void *buf, size_t len, uint64_t off)
 {
 	uint64_t size = (uint64_t)b->st.st_size;

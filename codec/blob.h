@@ -59,6 +59,11 @@ int blob_from_fd(struct blob **out, int fd, const char *name);
  * closed as it likes. For local files read through the codec's blob
  * path (a temporary being checked, a derived copy). 0 or -errno. */
 int blob_from_dup(struct blob **out, int fd, const char *name);
+/* As blob_from_dup, but blob_stat() gives ident (whose st_size must be
+ * the file's: -EINVAL otherwise): a local copy of a file kept elsewhere
+ * (an upload to a bucket), named as that file. 0 or -errno. */
+int blob_from_dup_as(struct blob **out, int fd, const struct stat *ident,
+		     const char *name);
 
 /* Reads len bytes at off, fewer only at the end of the blob. Returns the
  * bytes read or -errno (-EOVERFLOW if off + len overflows). */

@@ -249,19 +249,15 @@ struct chain_layer *chain_find_cur(const struct chain *c, uint32_t id)
 	return NULL;
 }
 
-/* Opens the version of tree node id from the store: the parent must be
- * current already. Returns the new version (unpublished). */
-static int layer_open(struct chain *c, uint32_t id,
-		      struct chain_layer **out, char *err, size_t errlen)
+int layer_open_on(struct chain *c, uint32_t id, struct chain_layer *P,
+		  struct chain_layer **out, char *err, size_t errlen)
 {
 	const struct tree_node *n = tree_get(store_tree(c->s), id);
-	struct chain_layer *P = NULL, *L;
+	struct chain_layer *L;
 	struct blob *b;
 	int rc;
 
-	if (!n)
-		return -ENOENT;
-	if (n->parent && !(P = chain_find_cur(c, n->parent)))
+	if (!n || (n->parent && !P))
 		return -ENOENT;
 	int64_t created = n->created;
 	char desc[sizeof(L->desc)], digest[sizeof(L->digest)];
@@ -283,6 +279,21 @@ static int layer_open(struct chain *c, uint32_t id,
 	}
 	*out = L;
 	return 0;
+}
+
+/* Opens the version of tree node id from the store: the parent must be
+ * current already. Returns the new version (unpublished). */
+static int layer_open(struct chain *c, uint32_t id,
+		      struct chain_layer **out, char *err, size_t errlen)
+{
+	const struct tree_node *n = tree_get(store_tree(c->s), id);
+	struct chain_layer *P = NULL;
+
+	if (!n)
+		return -ENOENT;
+	if (n->parent && !(P = chain_find_cur(c, n->parent)))
+		return -ENOENT;
+	return layer_open_on(c, id, P, out, err, errlen);
 }
 
 /* Appends L to the table (c->lock held for writing); the table takes the

@@ -244,6 +244,16 @@ int chain_stats(struct chain *c, char *buf, size_t cap);
  */
 int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen);
 /*
+ * Makes the table of current versions follow the store's tree after it
+ * changed elsewhere (store_reload: a remote store's writer on another
+ * host committed): versions whose file and parent are unchanged stay
+ * (their descriptions, digests and times follow the tree), the others
+ * are opened again, those no longer in the tree leave; open files keep
+ * what they hold. Serialised with the other changes. Returns 0, or
+ * -errno with a message and the table unchanged.
+ */
+int chain_sync(struct chain *c, char *err, size_t errlen);
+/*
  * Indexes a patch before it is committed, so that committing it costs no
  * decode: the layer that patch fd (borrowed; a file that keeps its inode
  * and mtime into the store, as a rename does) makes as snapshot id on top
@@ -259,7 +269,7 @@ int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen);
  * (damaged or wrong) or does not fit built; -errno.
  */
 int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
-		  int fd, const char *label, struct chain_ibuild *built,
+		  struct blob *b, struct chain_ibuild *built,
 		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
 		  void *ctx, char *err, size_t errlen);
 

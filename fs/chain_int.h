@@ -230,6 +230,10 @@ int layer_index(struct chain *c, struct chain_layer *L, char *err,
 		size_t errlen);
 /* The current version of id, or NULL (c->lock held). */
 struct chain_layer *chain_find_cur(const struct chain *c, uint32_t id);
+/* fs/chain.c: opens the version of tree node id from the store on top of
+ * P (its parent's version; NULL for a base), indexed, unpublished. */
+int layer_open_on(struct chain *c, uint32_t id, struct chain_layer *P,
+		  struct chain_layer **out, char *err, size_t errlen);
 /* Deletes derived files no current version names. */
 void chain_gc(struct chain *c);
 

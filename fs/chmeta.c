@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,98 @@ int chain_set_current(struct chain *c, uint32_t id, char *err,
 	return commit(c, next, tree_set_current(next, id), err, errlen);
 }
 
+/* --- a tree changed elsewhere --- */
+
+struct sync {
+	struct chain *c;
+	const struct tree *t;
+	struct chain_layer **cur;	/* the new table, parents first */
+	size_t n;
+	char *err;
+	size_t errlen;
+};
+
+static struct chain_layer *sync_find(struct sync *y, uint32_t id)
+{
+	for (size_t i = 0; i < y->n; i++)
+		if (y->cur[i]->id == id)
+			return y->cur[i];
+	return NULL;
+}
+
+/* Puts node id's version in the new table after its parent's: the
+ * current one if its file and parent version are the same, else one
+ * opened now. depth bounds a parent loop the tree's checks refused. */
+static int sync_one(struct sync *y, const struct tree_node *n, size_t depth)
+{
+	struct chain_layer *P = NULL, *L;
+	int rc;
+
+	if (sync_find(y, n->id))
+		return 0;
+	if (depth > STORE_MAX_LAYERS)
+		return -ELOOP;
+	if (n->parent) {
+		const struct tree_node *pn = tree_get(y->t, n->parent);
+		if (!pn)
+			return -ENOENT;
+		if ((rc = sync_one(y, pn, depth + 1)))
+			return rc;
+		P = sync_find(y, n->parent);
+	}
+	pthread_rwlock_rdlock(&y->c->lock);
+	L = chain_find_cur(y->c, n->id);
+	if (L && (L->parent != P || strcmp(L->path, n->file)))
+		L = NULL;
+	if (L)
+		atomic_fetch_add(&L->ref, 1);
+	pthread_rwlock_unlock(&y->c->lock);
+	if (!L && (rc = layer_open_on(y->c, n->id, P, &L, y->err, y->errlen)))
+		return rc;
+	y->cur[y->n++] = L;
+	return 0;
+}
+
+int chain_sync(struct chain *c, char *err, size_t errlen)
+{
+	const struct tree *t = store_tree(c->s);
+	size_t count = tree_count(t);
+	struct sync y = { c, t, calloc(count ? count : 1, sizeof(*y.cur)), 0,
+			  err, errlen };
+	int rc = y.cur ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < count; i++)
+		rc = sync_one(&y, tree_at(t, i), 0);
+	if (rc) {
+		for (size_t i = 0; i < y.n; i++)
+			layer_put(c, y.cur[i]);
+		free(y.cur);
+		return rc;
+	}
+	/* The swap; open files keep the versions they hold. */
+	pthread_rwlock_wrlock(&c->lock);
+	struct chain_layer **old = c->cur;
+	size_t nold = c->ncur;
+	for (size_t i = 0; i < y.n; i++) {
+		struct chain_layer *L = y.cur[i];
+		const struct tree_node *n = tree_get(t, L->id);
+		snprintf(L->desc, sizeof(L->desc), "%s", n->desc);
+		if (n->digest[0])
+			snprintf(L->digest, sizeof(L->digest), "%s",
+				 n->digest);
+		if (n->created)
+			L->created = n->created;
+	}
+	c->cur = y.cur;
+	c->ncur = y.n;
+	c->capcur = count ? count : 1;
+	pthread_rwlock_unlock(&c->lock);
+	for (size_t i = 0; i < nold; i++)
+		layer_put(c, old[i]);
+	free(old);
+	return 0;
+}
+
 uint32_t chain_current(struct chain *c)
 {
 	return tree_current(store_tree(c->s));
@@ -130,6 +223,10 @@ int chain_rename(struct chain *c, uint32_t id, const char *name, char *err,
 	rc = commit(c, next, rc, err, errlen);
 	if (rc)
 		return rc;
+	/* In a bucket the old key is gone (a copy, then a delete): the
+	 * version, and its children's, read the new one from now on. */
+	if (store_is_remote(c->s))
+		return chain_sync(c, err, errlen);
 	pthread_rwlock_wrlock(&c->lock);
 	struct chain_layer *L = chain_find_cur(c, id);
 	if (L) {

@@ -540,17 +540,12 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 }
 
 int chain_prepare(struct chain *c, uint32_t id, struct chain_layer *P,
-		  int fd, const char *label, struct chain_ibuild *built,
+		  struct blob *b, struct chain_ibuild *built,
 		  void (*on_bytes)(void *ctx, const void *buf, size_t len),
 		  void *ctx, char *err, size_t errlen)
 {
 	struct chain_layer *L = NULL;
-	struct blob *b = NULL;
-	int rc = blob_from_dup(&b, fd, label);
-
-	if (rc)
-		return rc;
-	rc = layer_new(&L, id, P, b, label);	/* takes b */
+	int rc = layer_new(&L, id, P, b, blob_name(b));	/* takes b */
 	if (rc)
 		return rc;
 	L->on_bytes = on_bytes;

@@ -109,29 +109,38 @@ static int mirror_write(struct remote *r, const char *name, const void *buf,
 	return rc;
 }
 
-/* Fetches the store's small files into the mirror. */
-static int sync_meta(struct remote *r, char *err, size_t errlen)
+/*
+ * Fetches the store's small files into the mirror, noting their ETags
+ * (what remote_changed() compares). The tree first: a writer replaces it
+ * first (fs/rwrite.c), so a tree older than the layers file is the one
+ * mix this can read, and the store's load treats it as lines added on
+ * top, or refuses it and the caller tries again.
+ */
+int remote_sync_meta(struct remote *r, char *err, size_t errlen)
 {
-	static const char *files[] = { STORE_LAYERS_FILE, TREE_FILE };
+	static const char *files[] = { TREE_FILE, STORE_LAYERS_FILE };
 	char m[1024];
 
 	for (size_t i = 0; i < 2; i++) {
+		struct s3_obj o = { 0 };
 		void *buf;
 		size_t len;
-		int rc = s3_get(r->s3, files[i], 64 << 20, &buf, &len, NULL,
+		int rc = s3_get(r->s3, files[i], 64 << 20, &buf, &len, &o,
 				m, sizeof(m));
 		if (rc == -ENOENT) {
 			char p[PATH_MAX + 64];
 			snprintf(p, sizeof(p), "%s/%s", r->mirror, files[i]);
 			if (unlink(p) < 0 && errno != ENOENT)
 				return -errno;
-			if (i == 0) {
+			r->meta_etag[i][0] = 0;
+			if (i == 1 && !remote_writer(r)) {
 				msg_say(err, errlen, "%s: no %s there (%s): "
 					"not a snapfs store (upload one with "
 					"aws s3 sync STORE %s, or check the "
-					"bucket and prefix)", r->url,
-					STORE_LAYERS_FILE, strstr(m, "HTTP") ?
-					strstr(m, "HTTP") : m, r->url);
+					"bucket and prefix; -o writer makes a "
+					"new one)", r->url, STORE_LAYERS_FILE,
+					strstr(m, "HTTP") ? strstr(m, "HTTP") :
+					m, r->url);
 				return -ENOENT;
 			}
 			continue;
@@ -148,15 +157,16 @@ static int sync_meta(struct remote *r, char *err, size_t errlen)
 				strerror(-rc));
 			return rc;
 		}
+		snprintf(r->meta_etag[i], sizeof(r->meta_etag[i]), "%s",
+			 o.etag);
 	}
 	return 0;
 }
 
 static int list_cb(void *arg, const char *key, const struct s3_obj *o)
 {
-	struct remote *r = arg;
+	struct entry **keys = arg, *e;
 	size_t n = strlen(key) + 1;
-	struct entry *e;
 
 	/* Derived data is fetched by name when wanted, not listed. */
 	if (strncmp(key, STORE_META_DIR "/", sizeof(STORE_META_DIR)) == 0)
@@ -166,7 +176,7 @@ static int list_cb(void *arg, const char *key, const struct s3_obj *o)
 		return -ENOMEM;
 	e->o = *o;
 	memcpy(e->key, key, n);
-	HASH_ADD_KEYPTR(hh, r->keys, e->key, n - 1, e);
+	HASH_ADD_KEYPTR(hh, *keys, e->key, n - 1, e);
 	if (!e->hh.tbl) {
 		free(e);
 		return -ENOMEM;
@@ -174,26 +184,115 @@ static int list_cb(void *arg, const char *key, const struct s3_obj *o)
 	return 0;
 }
 
-static struct entry *find(struct remote *r, const char *file)
+static void keys_free(struct entry **keys)
+{
+	struct entry *e, *t;
+
+	HASH_ITER(hh, *keys, e, t) {
+		HASH_DEL(*keys, e);
+		free(e);
+	}
+}
+
+int remote_relist(struct remote *r, char *err, size_t errlen)
+{
+	struct entry *keys = NULL;
+	char m[1024];
+	int rc = s3_list(r->s3, "", list_cb, &keys, m, sizeof(m));
+
+	if (rc) {
+		keys_free(&keys);
+		msg_say(err, errlen, "%s", rc == -ENOMEM ? "out of memory" : m);
+		return rc;
+	}
+	pthread_mutex_lock(&r->keys_lock);
+	struct entry *old = r->keys;
+	r->keys = keys;
+	pthread_mutex_unlock(&r->keys_lock);
+	keys_free(&old);
+	return 0;
+}
+
+/* The listing as this mount knows it: taken at open, changed by this
+ * mount's own commits (fs/rwrite.c) and by refreshes. */
+int remote_lookup(struct remote *r, const char *file, struct s3_obj *o)
+{
+	struct entry *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&r->keys_lock);
+	HASH_FIND_STR(r->keys, file, e);
+	if (e) {
+		*o = e->o;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&r->keys_lock);
+	return rc;
+}
+
+void remote_keys_set(struct remote *r, const char *key, const struct s3_obj *o)
 {
 	struct entry *e;
 
-	HASH_FIND_STR(r->keys, file, e);
-	return e;
+	pthread_mutex_lock(&r->keys_lock);
+	HASH_FIND_STR(r->keys, key, e);
+	if (e)
+		e->o = *o;
+	pthread_mutex_unlock(&r->keys_lock);
+	if (!e) {
+		/* A key missing from the listing only costs a HEAD later. */
+		pthread_mutex_lock(&r->keys_lock);
+		(void)list_cb(&r->keys, key, o);
+		pthread_mutex_unlock(&r->keys_lock);
+	}
+}
+
+void remote_keys_del(struct remote *r, const char *key)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&r->keys_lock);
+	HASH_FIND_STR(r->keys, key, e);
+	if (e) {
+		HASH_DEL(r->keys, e);
+		free(e);
+	}
+	pthread_mutex_unlock(&r->keys_lock);
 }
 
 int remote_stat(struct remote *r, const char *file, struct stat *st)
 {
-	struct entry *e = find(r, file);
+	struct s3_obj o;
 
-	if (!e)
+	if (remote_lookup(r, file, &o))
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0600;
 	st->st_nlink = 1;
-	st->st_size = (off_t)e->o.size;
-	st->st_mtim.tv_sec = (time_t)e->o.mtime;
+	st->st_size = (off_t)o.size;
+	st->st_mtim.tv_sec = (time_t)o.mtime;
 	return 0;
+}
+
+void remote_cache_key(const struct remote *r, const char *file,
+		      const struct s3_obj *o, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s\n%s\n%s\n%" PRIu64, r->url, file, o->etag,
+		 o->size);
+}
+
+void remote_ident(const struct s3_obj *o, struct stat *st)
+{
+	/* The ETag and size, the same on every host. */
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0600;
+	st->st_uid = geteuid();
+	st->st_gid = getegid();
+	st->st_nlink = 1;
+	st->st_size = (off_t)o->size;
+	st->st_ino = (ino_t)XXH3_64bits(o->etag, strlen(o->etag));
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((o->size + 511) / 512);
 }
 
 int remote_open(struct remote **out, const char *url,
@@ -208,6 +307,8 @@ int remote_open(struct remote **out, const char *url,
 		return -ENOMEM;
 	r->o = *o;
 	pthread_mutex_init(&r->ws_lock, NULL);
+	pthread_mutex_init(&r->keys_lock, NULL);
+	pthread_mutex_init(&r->up_lock, NULL);
 	if (!r->o.chunk)
 		r->o.chunk = 16 << 20;
 	if (!r->o.parallel)
@@ -258,14 +359,16 @@ int remote_open(struct remote **out, const char *url,
 		msg_say(err, errlen, "%s", m);
 		goto fail;
 	}
-	if ((rc = sync_meta(r, err, errlen)))
+	/* The lease before the store's files: a writer reads them as the
+	 * lease leaves them. */
+	if (r->o.writer && (rc = remote_lease_take(r, err, errlen)))
+		goto fail;
+	if ((rc = remote_sync_meta(r, err, errlen)))
 		goto fail;
 	/* One listing instead of a HEAD per layer; the store's checks of
 	 * which files exist read it too. */
-	if ((rc = s3_list(r->s3, "", list_cb, r, m, sizeof(m)))) {
-		msg_say(err, errlen, "%s", rc == -ENOMEM ? "out of memory" : m);
+	if ((rc = remote_relist(r, err, errlen)))
 		goto fail;
-	}
 	*out = r;
 	return 0;
 fail:
@@ -275,17 +378,16 @@ fail:
 
 void remote_free(struct remote *r)
 {
-	struct entry *e, *t;
-
 	if (!r)
 		return;
 	remote_prefetch_stop(r);
+	remote_lease_drop(r);
 	ws_free(r);
 	pthread_mutex_destroy(&r->ws_lock);
-	HASH_ITER(hh, r->keys, e, t) {
-		HASH_DEL(r->keys, e);
-		free(e);
-	}
+	keys_free(&r->keys);
+	uploads_free(r);
+	pthread_mutex_destroy(&r->keys_lock);
+	pthread_mutex_destroy(&r->up_lock);
 	dcache_free(r->dc);
 	s3_free(r->s3);
 	free(r);
@@ -458,17 +560,13 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
 {
 	struct s3_obj so;
 	struct rblob *b;
-	struct stat st = { 0 };
+	struct stat st;
 	char key[1600];
 	int rc;
 
-	struct entry *e = find(r, file);
-
-	if (e) {
-		so = e->o;
-	} else if ((rc = s3_head(r->s3, file, &so, err, errlen))) {
+	if (remote_lookup(r, file, &so) &&
+	    (rc = s3_head(r->s3, file, &so, err, errlen)))
 		return rc;
-	}
 	b = calloc(1, sizeof(*b) + strlen(file) + 1);
 	if (!b)
 		return -ENOMEM;
@@ -477,8 +575,7 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
 	b->size = so.size;
 	snprintf(b->etag, sizeof(b->etag), "%s", so.etag);
 	pthread_mutex_init(&b->fetch, NULL);
-	snprintf(key, sizeof(key), "%s\n%s\n%s\n%" PRIu64, r->url, file,
-		 so.etag, so.size);
+	remote_cache_key(r, file, &so, key, sizeof(key));
 	rc = dcache_obj_open(r->dc, key, so.size, &b->obj);
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot open the cache entry of %s: "
@@ -487,15 +584,7 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
 		free(b);
 		return rc;
 	}
-	/* Identity: the ETag and size, the same on every host. */
-	st.st_mode = S_IFREG | 0600;
-	st.st_uid = geteuid();
-	st.st_gid = getegid();
-	st.st_nlink = 1;
-	st.st_size = (off_t)so.size;
-	st.st_ino = (ino_t)XXH3_64bits(so.etag, strlen(so.etag));
-	st.st_blksize = 4096;
-	st.st_blocks = (blkcnt_t)((so.size + 511) / 512);
+	remote_ident(&so, &st);
 	return blob_new(out, &rb_ops, b, &st, file);
 }
 
@@ -578,4 +667,6 @@ void remote_get_stats(struct remote *r, struct remote_stats *st)
 	st->cache_misses = d.misses;
 	st->fetched = atomic_load(&r->fetched);
 	st->prefetched = atomic_load(&r->prefetched);
+	st->uploaded = atomic_load(&r->uploaded);
+	st->refreshes = atomic_load(&r->refreshes);
 }

@@ -19,10 +19,16 @@
  * st_mtime 0), the same on every host; ranged GETs carry If-Match, so an
  * object replaced under a mount gives EIO, never bytes of the new one.
  *
+ * Writing: one mount per store, the holder of the lease object
+ * PREFIX/.snapfs/lease (fs/rlease.c, -o writer), changes the bucket;
+ * its commits go through fs/store's store_commit(), which calls the
+ * steps below (fs/rwrite.c). The other mounts poll the tree and layers
+ * files' ETags and load them again when they change.
+ *
  * Not here: HTTP (fs/s3), cache policy (cache/dcache), what layer files
- * contain. Remote stores are read-only in this version (see README).
- * Thread-safe: blobs may be read from any number of threads; the other
- * calls are made by the mount's setup and its serialised changes.
+ * contain. Thread-safe: blobs may be read from any number of threads;
+ * the other calls are made by the mount's setup and its serialised
+ * changes.
  */
 #ifndef SNAPFS_FS_REMOTE_H
 #define SNAPFS_FS_REMOTE_H
@@ -44,6 +50,9 @@ struct remote_opts {
 	unsigned parallel;	/* ranged GETs in flight; 0: 8 */
 	unsigned ahead;		/* read-ahead chunks; 0: parallel */
 	unsigned timeout_ms, retries;	/* 0: s3's defaults */
+	unsigned part_size;	/* multipart upload part; 0: s3's default */
+	int writer;		/* take the lease: this mount may write */
+	unsigned lease_ttl;	/* seconds; 0: 30 */
 	void (*log)(void *ctx, int level, const char *msg);
 	void *log_ctx;
 };
@@ -110,11 +119,78 @@ int remote_ws_save(struct remote *r);
 int remote_prefetch_start(struct remote *r, uint32_t id, int rest);
 void remote_prefetch_stop(struct remote *r);
 
+/* --- writing (fs/rlease.c, fs/rwrite.c) --- */
+
+/* Nonzero if this mount holds the store's lease (and has not lost it). */
+int remote_writer(const struct remote *r);
+/*
+ * Proves the lease is still this mount's, renewing it now (a commit
+ * calls this just before its commit point). Returns 0, or -EROFS with a
+ * message if it was lost (expired while this mount could not reach the
+ * bucket, and taken by another).
+ */
+int remote_lease_check(struct remote *r, char *err, size_t errlen);
+
+/*
+ * Uploads the local file fd (its whole size; fd stays the caller's) as
+ * object key, multipart when large, and seeds the disk cache with it so
+ * this host does not fetch it back. Records the upload against fd's
+ * file (device, inode, size, mtime): remote_stage() does not upload the
+ * same file again, remote_local_blob() gives it the object's identity.
+ * Returns 0 or -errno with a message naming the object.
+ */
+int remote_upload(struct remote *r, const char *key, int fd, char *err,
+		  size_t errlen);
+/*
+ * A blob reading the local file fd (a dup; fd stays the caller's) with
+ * the identity (blob_stat) of the object remote_upload() made of it as
+ * key, so derived data built from it is named as the bucket's object
+ * will be. Returns 0, -ENOENT (no such upload of this file), -errno.
+ */
+int remote_local_blob(struct remote *r, const char *key, int fd,
+		      const char *label, struct blob **out);
+
+struct tree;
+/*
+ * Before a commit's commit point (store_commit): checks the lease, then
+ * puts in the bucket the files next's pending moves bring in. A file
+ * from .snapfs/tmp/NAME (tmpfd) goes to its final key if the bucket has
+ * none (uploaded there unless remote_upload() did), else to
+ * .snapfs/tmp/NAME, copied over after the commit point: a reader never
+ * sees a key the tree names change before the tree does. A store file
+ * moved (a rename) is copied to its new key (which must be new: -EEXIST).
+ * 0 or -errno with a message; on failure the bucket's tree is unchanged.
+ */
+int remote_stage(struct remote *r, const struct tree *next, int tmpfd,
+		 char *err, size_t errlen);
+/* Uploads the mirror's copy of name (the tree or layers file). The tree
+ * file is the commit point. 0 or -errno with a message. */
+int remote_put_meta(struct remote *r, const char *name, char *err,
+		    size_t errlen);
+/*
+ * After the commit point: does in the bucket what t's pending records
+ * say (copies from .snapfs/tmp/, then deletes of replaced, moved and
+ * removed objects). Idempotent: a writer's next mount finishes a change
+ * its crash interrupted. 0 or -errno (logged, naming the object).
+ */
+int remote_roll_forward(struct remote *r, const struct tree *t);
+
+/*
+ * For the mounts that do not write: remote_changed() HEADs the tree and
+ * layers files, 1 if either's ETag is not the mirror's (0 if not, or
+ * -errno); remote_refresh() fetches both and the listing again. 0 or
+ * -errno with a message.
+ */
+int remote_changed(struct remote *r);
+int remote_refresh(struct remote *r, char *err, size_t errlen);
+
 struct remote_stats {
 	struct s3_stats s3;
 	uint64_t cache_budget, cache_used, cache_hits, cache_misses;
 	uint64_t fetched;	/* bytes of layer files fetched */
 	uint64_t prefetched;	/* of which by the prefetch thread */
+	uint64_t uploaded;	/* bytes of layer files uploaded */
+	uint64_t refreshes;	/* new trees seen by polling */
 };
 void remote_get_stats(struct remote *r, struct remote_stats *st);
 

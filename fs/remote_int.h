@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #define HASH_NONFATAL_OOM 1
 #include <uthash.h>
@@ -27,9 +28,21 @@ struct entry {
 	char key[];
 };
 
+struct upload;
+struct lease;
+
 struct remote {
 	struct s3 *s3;
-	struct entry *keys;	/* the store's keys at open (read-only) */
+	pthread_mutex_t keys_lock;	/* leaf */
+	struct entry *keys;	/* under keys_lock: the store's keys */
+	/* ETags of the tree and layers files the mirror holds (remote.c's
+	 * remote_sync_meta; read by remote_changed, same thread). */
+	char meta_etag[2][128];
+	/* Writing (fs/rwrite.c, fs/rlease.c). */
+	struct lease *lease;		/* held lease, or NULL */
+	pthread_mutex_t up_lock;	/* leaf */
+	struct upload *ups;		/* under up_lock: remote_upload's */
+	atomic_uint_fast64_t uploaded, refreshes;
 	struct dcache *dc;
 	struct remote_opts o;
 	char cache_dir[2048];
@@ -60,6 +73,28 @@ struct rblob {
 
 void remote_say(struct remote *r, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* fs/remote.c: the listing (0 or -ENOENT; o gets a copy), and changes to
+ * it that this mount made in the bucket. */
+int remote_lookup(struct remote *r, const char *file, struct s3_obj *o);
+void remote_keys_set(struct remote *r, const char *key,
+		     const struct s3_obj *o);
+void remote_keys_del(struct remote *r, const char *key);
+/* fs/remote.c: the key a disk cache entry of object file has; the
+ * identity (blob_stat) of a layer that is object o. */
+void remote_cache_key(const struct remote *r, const char *file,
+		      const struct s3_obj *o, char *buf, size_t cap);
+void remote_ident(const struct s3_obj *o, struct stat *st);
+/* fs/remote.c: fetches the tree and layers files into the mirror; takes
+ * the listing again. 0 or -errno with a message. */
+int remote_sync_meta(struct remote *r, char *err, size_t errlen);
+int remote_relist(struct remote *r, char *err, size_t errlen);
+/* fs/rlease.c: takes the lease for remote_open (-o writer); lets it go
+ * (remote_free). */
+int remote_lease_take(struct remote *r, char *err, size_t errlen);
+void remote_lease_drop(struct remote *r);
+/* fs/rwrite.c: forgets remote_upload's records (remote_free). */
+void uploads_free(struct remote *r);
 
 /*
  * Fetches the chunks of [off, off + len) that the cache lacks (plus up

@@ -209,6 +209,15 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
+static void free_extra(struct extra *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(x[i].after);
+		free(x[i].text);
+	}
+	free(x);
+}
+
 static int open_store(struct store **out, const char *dir, int ro,
 		      struct remote *remote, char *err, size_t errlen)
 {
@@ -244,7 +253,10 @@ static int open_store(struct store **out, const char *dir, int ro,
 			" (remove it: it holds only derived data)" : "");
 		goto fail;
 	}
-	rc = ro ? 0 : take_lock(s, err, errlen);
+	/* A remote store's mirror is locked whether or not this mount may
+	 * write the bucket: two mounts sharing one mirror would each
+	 * rewrite its files. */
+	rc = ro && !remote ? 0 : take_lock(s, err, errlen);
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < NSUB; i++) {
@@ -263,7 +275,7 @@ static int open_store(struct store **out, const char *dir, int ro,
 	rc = store_load(s, err, errlen);
 	if (rc)
 		goto fail;
-	if (!ro)	/* a mount's temporaries are its own */
+	if (!ro || remote)	/* a mount's temporaries are its own */
 		store_sweep(s, "tmp", NULL, NULL);
 	*out = s;
 	return 0;
@@ -283,8 +295,35 @@ int store_open_remote(struct store **out, struct remote *r, char *err,
 {
 	const char *dir = remote_mirror(r);
 
-	return msg_nofile_rc(open_store(out, dir, 0, r, err, errlen), err,
-			     errlen, dir);
+	/* Only the lease holder changes the bucket (fs/rlease.c); the other
+	 * mounts load like store_open_ro(): an interrupted change is the
+	 * holder's to finish, lines added on top are shown, not recorded. */
+	return msg_nofile_rc(open_store(out, dir, !remote_writer(r), r, err,
+					errlen), err, errlen, dir);
+}
+
+int store_reload(struct store *s, char *err, size_t errlen)
+{
+	struct tree *old = s->tree;
+	struct extra *ox = s->extra;
+	size_t onx = s->nextra;
+	int rc;
+
+	s->tree = NULL;
+	s->extra = NULL;
+	s->nextra = 0;
+	rc = store_load(s, err, errlen);
+	if (rc) {
+		tree_free(s->tree);
+		free_extra(s->extra, s->nextra);
+		s->tree = old;
+		s->extra = ox;
+		s->nextra = onx;
+		return rc;
+	}
+	tree_free(old);
+	free_extra(ox, onx);
+	return 0;
 }
 
 int store_is_remote(const struct store *s)
@@ -319,6 +358,21 @@ void store_derived_saved(struct store *s, const char *sub, const char *name)
 		(void)remote_put_derived(s->remote, sub, name);
 }
 
+int store_put_new(struct store *s, const char *file, int fd, char *err,
+		  size_t errlen)
+{
+	return s->remote ? remote_upload(s->remote, file, fd, err, errlen) : 0;
+}
+
+int store_new_blob(struct store *s, const char *file, int fd,
+		   const char *label, struct blob **out)
+{
+	/* A local file is renamed into the store: its fstat stays. */
+	if (!s->remote)
+		return blob_from_dup(out, fd, label);
+	return remote_local_blob(s->remote, file, fd, label, out);
+}
+
 int store_open_ro(struct store **out, const char *dir, char *err,
 		  size_t errlen)
 {
@@ -336,11 +390,7 @@ void store_free(struct store *s)
 	if (!s)
 		return;
 	tree_free(s->tree);
-	for (size_t i = 0; i < s->nextra; i++) {
-		free(s->extra[i].after);
-		free(s->extra[i].text);
-	}
-	free(s->extra);
+	free_extra(s->extra, s->nextra);
 	for (size_t i = 0; i < NSUB; i++)
 		if (s->subfd[i] >= 0)
 			close(s->subfd[i]);

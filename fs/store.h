@@ -75,13 +75,23 @@ struct remote;
 /*
  * Opens the store in a bucket that r stands for (fs/remote.h): its local
  * mirror is the store directory (the lock, derived data, temporaries),
- * layer files are blobs from the bucket, and store_commit() refuses with
- * -EROFS (remote stores are read-only in this version). r is borrowed
- * and must outlive the store.
+ * layer files are blobs from the bucket. A mount holding the bucket's
+ * lease (remote_writer) commits to the bucket: see store_commit(); the
+ * others load as store_open_ro() does and store_commit() refuses with
+ * -EROFS. r is borrowed and must outlive the store.
  */
 int store_open_remote(struct store **out, struct remote *r, char *err,
 		      size_t errlen);
 int store_is_remote(const struct store *s);
+/*
+ * Reads the tree and layers file again (a remote mount that does not
+ * write, after fs/remote fetched newer ones into the mirror). On failure
+ * the tree stays as it was. store_tree() views taken before are invalid
+ * afterwards. Returns 0 or -errno with a message (-EBUSY: a change is
+ * half-done in the bucket, -EINVAL: the two files disagree; both pass
+ * when the writer's commit ends).
+ */
+int store_reload(struct store *s, char *err, size_t errlen);
 /*
  * Derived data .snapfs/SUB/NAME: store_derived_want() before opening it
  * (a remote store fetches the bucket's copy if the mirror lacks one),
@@ -100,6 +110,20 @@ void store_derived_want(struct store *s, const char *sub, const char *name);
 int store_derived_blob(struct store *s, const char *sub, const char *name,
 		       const char *label, struct blob **out);
 void store_derived_saved(struct store *s, const char *sub, const char *name);
+
+/*
+ * A new layer's file, written at fd under .snapfs/tmp, before the commit
+ * that will name it file: store_put_new() puts it where that commit finds
+ * it -- a bucket store uploads it as file now, so that a failure reaches
+ * the process writing it; a local store has nothing to do --, and
+ * store_new_blob() opens it (a dup of fd) as a blob with the identity it
+ * will have once committed, so derived data built from it keeps its
+ * name. 0 or -errno (store_put_new: with a message in err).
+ */
+int store_put_new(struct store *s, const char *file, int fd, char *err,
+		  size_t errlen);
+int store_new_blob(struct store *s, const char *file, int fd,
+		   const char *label, struct blob **out);
 
 /* Nonzero if s came from store_open_ro(). */
 int store_readonly(const struct store *s);

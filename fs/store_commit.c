@@ -12,6 +12,7 @@
  */
 #include "fs/store_int.h"
 #include "fs/msg.h"
+#include "fs/remote.h"
 #include "fs/safefile.h"
 
 #include <dirent.h>
@@ -195,10 +196,12 @@ static int src_at(struct store *s, const char *from, const char **name)
 }
 
 /* Does what s->tree's pending records ask: idempotent, so a second run
- * after a crash in the middle finds the done parts done. */
+ * after a crash in the middle finds the done parts done. A store in a
+ * bucket does them there (fs/rwrite.c) and keeps no layer file in its
+ * mirror: a file staged in .snapfs/tmp is only removed. */
 int store_roll_forward(struct store *s)
 {
-	int rc = 0;
+	int rc = s->remote ? remote_roll_forward(s->remote, s->tree) : 0;
 
 	for (size_t i = 0; i < tree_npending(s->tree); i++) {
 		const struct tree_pending *p = tree_pending_at(s->tree, i);
@@ -207,9 +210,16 @@ int store_roll_forward(struct store *s)
 		if (p->from) {
 			const char *name;
 			int dfd = src_at(s, p->from, &name);
+			if (s->remote) {
+				if (dfd != s->dirfd)
+					unlinkat(dfd, name, 0);
+				continue;
+			}
 			if (renameat(dfd, name, s->dirfd, p->to) < 0 &&
 			    errno != ENOENT && !rc)
 				rc = -errno;
+		} else if (s->remote) {
+			continue;
 		} else if (unlinkat(s->dirfd, p->to, 0) < 0 && errno != ENOENT &&
 			   !rc) {
 			rc = -errno;
@@ -223,9 +233,13 @@ int store_roll_forward(struct store *s)
 	else if (!rc && unlinkat(s->dirfd, STORE_LAYERS_FILE, 0) < 0 &&
 		 errno != ENOENT)
 		rc = -errno;
+	if (!rc && s->remote)
+		rc = remote_put_meta(s->remote, STORE_LAYERS_FILE, NULL, 0);
 	if (!rc && tree_npending(s->tree)) {
 		tree_clear_pending(s->tree);
 		rc = write_tree(s, s->tree);
+		if (!rc && s->remote)
+			rc = remote_put_meta(s->remote, TREE_FILE, NULL, 0);
 	}
 	return rc;
 }
@@ -233,16 +247,20 @@ int store_roll_forward(struct store *s)
 int store_commit(struct store *s, struct tree *next, char *err,
 		 size_t errlen)
 {
-	int rc = s->ro || s->remote ? -EROFS :
-		 store_check_tree(s, next, err, errlen);
+	int rc = s->ro ? -EROFS : store_check_tree(s, next, err, errlen);
 
 	if (rc == -EROFS && s->remote)
-		msg_say(err, errlen, "a store in a bucket is read-only in this "
-			"version: change a local copy and upload it (aws s3 "
-			"sync)");
+		msg_say(err, errlen, "%s: this mount only reads the store in "
+			"the bucket: mount it with -o writer to change it (one "
+			"writer per store)", s->dir);
 	else if (rc == -EROFS)
 		msg_say(err, errlen, "%s: opened read-only (it is mounted?): "
 			"change it through the mount", s->dir);
+	/* In a bucket: what the change brings in goes under keys no tree
+	 * names yet, before the commit point (fs/rwrite.c). */
+	if (!rc && s->remote)
+		rc = remote_stage(s->remote, next, s->subfd[TMP_SUB], err,
+				  errlen);
 	if (rc) {
 		tree_free(next);
 		return rc;
@@ -252,6 +270,13 @@ int store_commit(struct store *s, struct tree *next, char *err,
 	if (rc) {
 		msg_say(err, errlen, "%s/%s: cannot write: %s; nothing was "
 			"changed", s->dir, TREE_FILE, strerror(-rc));
+		tree_free(next);
+		return rc;
+	}
+	/* The bucket's commit point: its tree file. */
+	if (s->remote && (rc = remote_put_meta(s->remote, TREE_FILE, err,
+					       errlen))) {
+		(void)write_tree(s, s->tree);	/* the mirror as before */
 		tree_free(next);
 		return rc;
 	}

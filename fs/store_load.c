@@ -15,6 +15,7 @@
  */
 #include "fs/store_int.h"
 #include "fs/msg.h"
+#include "fs/remote.h"
 #include "fs/safefile.h"
 
 #include <errno.h>
@@ -299,16 +300,30 @@ int store_load(struct store *s, char *err, size_t errlen)
 	uint32_t ids[STORE_MAX_LAYERS + 1];
 	size_t k = tree_line(s->tree, tree_current(s->tree), ids,
 			     STORE_MAX_LAYERS + 1);
-	if (n == 0 && tree_count(s->tree)) {
+	if (n == 0 && tree_count(s->tree) && !(s->ro && s->remote)) {
 		/* increments.txt was removed: write it again. */
 		rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
 				   store_fill_layers, s);
+		if (!rc && s->remote)
+			rc = remote_put_meta(s->remote, STORE_LAYERS_FILE, err,
+					     errlen);
 		goto out;
 	}
 	int match = n >= k && k <= STORE_MAX_LAYERS;
 	for (size_t i = 0; match && i < k; i++)
 		match = !strcmp(paths[n - k + i],
 				tree_get(s->tree, ids[i])->file);
+	if (!match && s->remote && !s->ro) {
+		/* In a bucket the tree is the commit point and the layers
+		 * file follows it (fs/rwrite.c): a writer that died between
+		 * the two left an old one. The tree wins. */
+		rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
+				   store_fill_layers, s);
+		if (!rc)
+			rc = remote_put_meta(s->remote, STORE_LAYERS_FILE, err,
+					     errlen);
+		goto out;
+	}
 	if (!match) {
 		msg_say(err, errlen, "%s: %s and %s disagree: the line in %s is "
 			"not the one from the current snapshot down. If you "

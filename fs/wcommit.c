@@ -285,6 +285,13 @@ static int verify_patch(struct writer *w, const char **why)
 	return rc;
 }
 
+/* The new layer as a blob, with the identity it will have in the store
+ * (store_new_blob): its derived data is found again after the commit. */
+static int new_blob(struct writer *w, const char *label, struct blob **out)
+{
+	return store_new_blob(w->s, w->file, w->tmpfd, label, out);
+}
+
 struct prep_ctx {
 	struct writer *w;
 	uint64_t bytes;
@@ -311,14 +318,17 @@ static int prepare_patch(struct writer *w, const char **why, char *buf,
 			 size_t cap)
 {
 	struct prep_ctx p = { w, 0 };
+	struct blob *b;
 	char label[400];
 	int rc;
 
 	XXH3_128bits_reset(w->digest);
 	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
 	buf[0] = 0;
-	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label, NULL,
-			   prep_bytes, &p, buf, cap);
+	rc = new_blob(w, label, &b);
+	if (!rc)
+		rc = chain_prepare(w->c, w->id, w->parent, b, NULL, prep_bytes,
+				   &p, buf, cap);
 	*why = buf[0] ? buf : "indexing the new layer";
 	if (!rc && p.bytes != w->size)
 		return verify_patch(w, why);
@@ -337,6 +347,7 @@ static int prepare_patch(struct writer *w, const char **why, char *buf,
 static int prepare_checked(struct writer *w, const char **why, char *buf,
 			   size_t cap)
 {
+	struct blob *b;
 	char label[400];
 	int rc = wcheck_finish(w->chk, w->tmpfd, w->size, why);
 
@@ -344,8 +355,10 @@ static int prepare_checked(struct writer *w, const char **why, char *buf,
 		return rc;
 	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
 	buf[0] = 0;
-	rc = chain_prepare(w->c, w->id, w->parent, w->tmpfd, label,
-			   wcheck_index(w->chk), NULL, NULL, buf, cap);
+	rc = new_blob(w, label, &b);
+	if (!rc)
+		rc = chain_prepare(w->c, w->id, w->parent, b,
+				   wcheck_index(w->chk), NULL, NULL, buf, cap);
 	*why = buf[0] ? buf : "indexing the new layer";
 	return rc;
 }
@@ -549,6 +562,14 @@ int writer_finish(struct writer *w, char *err, size_t errlen)
 		msg_say(err, errlen, "%s: cannot encode under %s/%s/tmp: %s; the "
 		    "snapshot is not added", w->name, store_dir(w->s),
 		    STORE_META_DIR, strerror(-rc));
+		goto fail;
+	}
+	/* A store in a bucket: the upload is here, where a failure reaches
+	 * the writer, and before the check, which indexes the layer under
+	 * the identity the upload gives it. */
+	rc = store_put_new(w->s, w->file, w->tmpfd, whybuf, sizeof(whybuf));
+	if (rc) {
+		msg_say(err, errlen, "%s: %s", w->name, whybuf);
 		goto fail;
 	}
 	double tv = wr_now();

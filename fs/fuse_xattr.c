@@ -102,13 +102,15 @@ void fuse_xattr_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 				 "\nremote_failures %" PRIu64 "\nremote_bytes_in %"
 				 PRIu64 "\nremote_bytes_out %" PRIu64
 				 "\nremote_fetched %" PRIu64
-				 "\nremote_prefetched %" PRIu64 "\ndisk_cache_used %"
+				 "\nremote_prefetched %" PRIu64
+				 "\nremote_uploaded %" PRIu64
+				 "\nremote_refreshes %" PRIu64 "\ndisk_cache_used %"
 				 PRIu64 "\ndisk_cache_budget %" PRIu64
 				 "\ndisk_cache_hits %" PRIu64
 				 "\ndisk_cache_misses %" PRIu64 "\n",
 				 rs.s3.requests, rs.s3.retries, rs.s3.failures,
 				 rs.s3.bytes_in, rs.s3.bytes_out, rs.fetched,
-				 rs.prefetched,
+				 rs.prefetched, rs.uploaded, rs.refreshes,
 				 rs.cache_used, rs.cache_budget, rs.cache_hits,
 				 rs.cache_misses);
 			n = strlen(buf);

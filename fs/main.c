@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs/chain.h"
@@ -35,6 +36,7 @@
 #include "fs/log.h"
 #include "fs/msg.h"
 #include "fs/remote.h"
+#include "fs/rpoll.h"
 #include "fs/safefile.h"
 #include "fs/store.h"
 
@@ -48,6 +50,9 @@ struct opts {
 	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
 	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *prefetch;
 	unsigned s3_parallel, s3_timeout, s3_retries;
+	unsigned lease_ttl, poll;
+	int poll_set;
+	int writer;
 	int prefetch_ws_only;
 	int quiet;
 	int raw_base;
@@ -79,6 +84,10 @@ static const struct fuse_opt opt_spec[] = {
 	{ "s3_retries=%u", offsetof(struct opts, s3_retries), 0 },
 	{ "prefetch=%s", offsetof(struct opts, prefetch), 0 },
 	{ "prefetch_ws_only", offsetof(struct opts, prefetch_ws_only), 1 },
+	{ "writer", offsetof(struct opts, writer), 1 },
+	{ "lease_ttl=%u", offsetof(struct opts, lease_ttl), 0 },
+	{ "poll=%u", offsetof(struct opts, poll), 0 },
+	{ "poll=", offsetof(struct opts, poll_set), 1 },
 	{ "quiet", offsetof(struct opts, quiet), 1 },
 	{ "raw_base", offsetof(struct opts, raw_base), 1 },
 	{ "no_default_permissions",
@@ -117,9 +126,19 @@ static void usage(const char *prog)
 	       "(allow_other\n"
 	       "                           implies default_permissions "
 	       "otherwise)\n\n"
-	       "A remote store, STORE = s3://BUCKET[/PREFIX] (read-only; "
-	       "credentials from\nAWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+	       "A remote store, STORE = s3://BUCKET[/PREFIX] (credentials "
+	       "from\nAWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
 	       "~/.aws/credentials, AWS_PROFILE,\nAWS_REGION):\n"
+	       "    -o writer              take the store's lease and write "
+	       "snapshots (one\n"
+	       "                           writer per store; without it the "
+	       "mount reads only)\n"
+	       "    -o lease_ttl=SECONDS   the lease lapses this long after its "
+	       "writer stops\n"
+	       "                           renewing it (default 30)\n"
+	       "    -o poll=SECONDS        a reading mount looks for the "
+	       "writer's changes this\n"
+	       "                           often (default 2; 0: never)\n"
 	       "    -o endpoint=URL        the server (default "
 	       "AWS_ENDPOINT_URL, else AWS)\n"
 	       "    -o cache_dir=DIR       local disk cache, kept across "
@@ -252,6 +271,27 @@ static void start_prefetch(struct snapfs_mount *m, const struct opts *o)
 			strerror(-rc));
 }
 
+/*
+ * The store in the bucket: a mount that only reads may meet the writer
+ * in the middle of a commit (fs/rwrite.c: pending records, or a layers
+ * file one step behind the tree) and reads again for up to 10 s.
+ */
+static int open_remote(struct snapfs_mount *m, char *err, size_t errlen)
+{
+	int rc = store_open_remote(&m->store, m->remote, err, errlen);
+
+	for (int i = 0; (rc == -EBUSY || rc == -EINVAL) &&
+	     !remote_writer(m->remote) && i < 40; i++) {
+		struct timespec t = { 0, 250 * 1000 * 1000 };
+		nanosleep(&t, NULL);
+		rc = remote_refresh(m->remote, err, errlen);
+		if (!rc)
+			rc = store_open_remote(&m->store, m->remote, err,
+					       errlen);
+	}
+	return rc;
+}
+
 static void remote_log_cb(void *ctx, int level, const char *msg)
 {
 	struct log_ctx *l = ctx;
@@ -376,6 +416,7 @@ int main(int argc, char *argv[])
 	struct chain_opts co = { 0 };
 	struct fuse_session *se;
 	struct fuse_loop_config *lcfg = NULL;
+	struct rpoll *poller = NULL;
 	char err[1024] = "";
 	int rc, ret = 1;
 
@@ -402,9 +443,11 @@ int main(int argc, char *argv[])
 	    !o.no_default_permissions &&
 	    fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
 		return 1;
-	/* A store in a bucket is read-only in this version: the kernel
-	 * refuses every change with EROFS, as on any read-only mount. */
-	if (s3_is_url(o.store) && fuse_opt_add_arg(&args, "-oro") != 0)
+	/* A store in a bucket is read-only but for its one writer (-o
+	 * writer, fs/rlease.c): the kernel refuses every change with EROFS,
+	 * as on any read-only mount. */
+	if (s3_is_url(o.store) && !o.writer &&
+	    fuse_opt_add_arg(&args, "-oro") != 0)
 		return 1;
 	raise_nofile();
 	if (fuse_parse_cmdline(&args, &cl) != 0)
@@ -453,7 +496,8 @@ int main(int argc, char *argv[])
 			.endpoint = o.endpoint, .cache_dir = o.cache_dir,
 			.parallel = o.s3_parallel, .retries = o.s3_retries,
 			.timeout_ms = o.s3_timeout * 1000, .log = remote_log_cb,
-			.log_ctx = &lc,
+			.log_ctx = &lc, .writer = o.writer,
+			.lease_ttl = o.lease_ttl,
 		};
 		size_t v = 0;
 		if (o.disk_cache && parse_size(o.disk_cache, &v) < 0) {
@@ -471,8 +515,7 @@ int main(int argc, char *argv[])
 		ro.chunk = o.s3_chunk ? (uint32_t)v : 0;
 		rc = remote_open(&m.remote, o.store, &ro, err, sizeof(err));
 		if (!rc)
-			rc = store_open_remote(&m.store, m.remote, err,
-					       sizeof(err));
+			rc = open_remote(&m, err, sizeof(err));
 	} else {
 		rc = store_open(&m.store, o.store, err, sizeof(err));
 	}
@@ -511,6 +554,11 @@ int main(int argc, char *argv[])
 			"reading without readahead");
 	if (m.remote)
 		start_prefetch(&m, &o);
+	unsigned poll_secs = o.poll_set ? o.poll : 2;
+	if (m.remote && !o.writer && poll_secs &&
+	    rpoll_start(&poller, &m, poll_secs) < 0)
+		log_say(m.log, LOG_WARNING, "cannot start polling the bucket: "
+			"the writer's changes show at the next mount");
 
 	if (cl.singlethread) {
 		ret = fuse_session_loop(se);
@@ -527,6 +575,8 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, lcfg);
 	}
 	ret = ret ? 1 : 0;
+	rpoll_stop(poller);
+	poller = NULL;
 	/* umount -l, or a killed connection: the kernel never sent the
 	 * writer's release, so nothing committed it. Say so, or the loss
 	 * goes unnoticed (the writer itself saw its close succeed). */

@@ -363,25 +363,6 @@ void s3i_req_reset(struct req *q)
 	memset(&q->obj, 0, sizeof(q->obj));
 }
 
-static void xml_field(const char *body, size_t len, const char *tag,
-		      char *out, size_t cap)
-{
-	char open[80], close[80];
-
-	out[0] = 0;
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	const char *a = memmem(body, len, open, strlen(open));
-	if (!a)
-		return;
-	a += strlen(open);
-	const char *b = memmem(a, len - (size_t)(a - body), close,
-			       strlen(close));
-	if (!b)
-		return;
-	snprintf(out, cap, "%.*s", (int)(b - a), a);
-}
-
 /*
  * Classifies a finished request: 0 (success) or -errno in *rc, and
  * whether it is worth another try. The message goes to err.
@@ -402,7 +383,8 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 		return cc == CURLE_OUT_OF_MEMORY ? S3I_DONE : S3I_RETRY;
 	}
 	if (q->status >= 300)
-		xml_field(q->ebuf, q->elen, "Code", q->code, sizeof(q->code));
+		s3_parse_tag(q->ebuf, q->elen, "Code", q->code,
+			     sizeof(q->code));
 	if (q->status >= 200 && q->status < 300) {
 		*rc = 0;
 		return S3I_DONE;
@@ -699,64 +681,7 @@ out:
 	return rc;
 }
 
-/* --- listing --- */
-
-/* "2026-12-03T12:55:00.000Z" (ListObjectsV2's LastModified) to seconds. */
-static int64_t iso_time(const char *s)
-{
-	struct tm tm = { 0 };
-
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
-int s3_parse_list(const char *body, size_t len, size_t skip,
-		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
-		  void *arg, char *token, size_t tokcap)
-{
-	const char *p = body, *end = body + len;
-	char trunc[16];
-	int rc;
-
-	while (p < end) {
-		const char *c = memmem(p, (size_t)(end - p), "<Contents>", 10);
-		if (!c)
-			break;
-		const char *ce = memmem(c, (size_t)(end - c), "</Contents>",
-					11);
-		if (!ce)
-			break;
-		char k[2048], sz[32], lm[64], et[120];
-		struct s3_obj o = { 0 };
-		size_t cl = (size_t)(ce - c);
-		xml_field(c, cl, "Key", k, sizeof(k));
-		xml_field(c, cl, "Size", sz, sizeof(sz));
-		xml_field(c, cl, "LastModified", lm, sizeof(lm));
-		xml_field(c, cl, "ETag", et, sizeof(et));
-		o.size = strtoull(sz, NULL, 10);
-		o.mtime = iso_time(lm);
-		/* Listings escape the quotes of an ETag. */
-		if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
-			et[strlen(et) - 6] = 0;
-			snprintf(o.etag, sizeof(o.etag), "\"%s\"", et + 6);
-		} else {
-			snprintf(o.etag, sizeof(o.etag), "%s", et);
-		}
-		/* Keys outside the prefix, or with bytes a name cannot
-		 * have, are not the store's. */
-		if (strlen(k) > skip && !memchr(k, '\n', strlen(k)) &&
-		    (rc = cb(arg, k + skip, &o)))
-			return rc;
-		p = ce + 11;
-	}
-	xml_field(body, len, "IsTruncated", trunc, sizeof(trunc));
-	if (strcmp(trunc, "true") == 0)
-		xml_field(body, len, "NextContinuationToken", token, tokcap);
-	else
-		token[0] = 0;
-	return 0;
-}
+/* --- listing (its parser: fs/s3parse.c) --- */
 
 int s3_list(struct s3 *s, const char *prefix,
 	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
@@ -790,6 +715,11 @@ int s3_list(struct s3 *s, const char *prefix,
 		}
 		rc = s3_parse_list(q.buf ? q.buf : "", q.len, skip, cb, arg,
 				   token, sizeof(token));
+		if (rc == -EPROTO)
+			msg_say(err, errlen, "s3://%s/%s: the listing is cut "
+				"but gives no usable NextContinuationToken; "
+				"is %s an S3 server?", s->c.bucket, full,
+				s->c.endpoint);
 		if (rc) {
 			req_free(&q);
 			return rc;

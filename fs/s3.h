@@ -120,13 +120,38 @@ int s3_list(struct s3 *s, const char *prefix,
 /*
  * Parses one ListObjectsV2 response body (len bytes, need not be
  * terminated): cb for each <Contents> (key with the first skip bytes --
- * the store's prefix -- cut off), and token gets NextContinuationToken
- * if the listing is truncated, else "". Untrusted input: fuzzed by
- * tests/fuzz/fuzz_s3list.c. Returns 0 or cb's nonzero return.
+ * the store's prefix -- cut off; entries whose key does not parse whole
+ * are left out), and token gets NextContinuationToken if the listing is
+ * truncated, else "". Untrusted input: fuzzed by
+ * tests/fuzz/fuzz_s3list.c. Returns 0, cb's nonzero return, or -EPROTO
+ * for a truncated listing without a token that fits in tokcap.
  */
 int s3_parse_list(const char *body, size_t len, size_t skip,
 		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
 		  void *arg, char *token, size_t tokcap);
+
+/*
+ * The text of the first element named tag ("<tag>", "<tag attr...>"; an
+ * empty "<tag/>" is "") in the XML answer body (len bytes, need not be
+ * terminated), with the entities XML defines unescaped (&quot; &amp;
+ * &lt; &gt; &apos; &#N; &#xH;), into out (cap bytes, terminated).
+ * Returns 0, -ENOENT (no such element, or it is not closed), -EILSEQ (an
+ * entity we cannot read), -EOVERFLOW (longer than cap - 1), -EINVAL (no
+ * tag, cap 0); out is "" on every error. Untrusted input: fuzzed by
+ * tests/fuzz/fuzz_s3xml.c.
+ */
+int s3_parse_tag(const char *body, size_t len, const char *tag, char *out,
+		 size_t cap);
+
+/*
+ * An HTTP date in IMF-fixdate form ("Thu, 03 Dec 2026 15:01:58 GMT",
+ * RFC 9110; the form servers must send; spaces, tabs and CR/LF around it
+ * are skipped) as seconds since the epoch in *t. Returns 0, or -EINVAL
+ * for anything else (the obsolete RFC 850 and asctime forms included),
+ * dates that do not exist (31 Apr, 29 Feb 2027) and years before 1970.
+ * len bytes of s, need not be terminated.
+ */
+int s3_parse_date(const char *s, size_t len, int64_t *t);
 
 /* Counters since s3_new (for the stats xattr and the bench). */
 struct s3_stats {

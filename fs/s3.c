@@ -239,6 +239,20 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u)
 	return n;
 }
 
+/* A header's date, 0 if it has none we can read. Both Last-Modified and
+ * Date go through here: a lease compares the two, so they must be read
+ * alike. curl_getdate only for the obsolete forms servers may not send. */
+static int64_t http_date(const char *v)
+{
+	int64_t t;
+
+	if (s3_parse_date(v, strlen(v), &t)) {
+		time_t c = curl_getdate(v, NULL);
+		t = c > 0 ? (int64_t)c : 0;
+	}
+	return t;
+}
+
 static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 {
 	struct req *q = u;
@@ -268,7 +282,9 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 		if (sl && sl[1] != '*')
 			q->obj.size = strtoull(sl + 1, NULL, 10);
 	} else if (strncasecmp(line, "last-modified:", 14) == 0) {
-		q->obj.mtime = (int64_t)curl_getdate(line + 14, NULL);
+		q->obj.mtime = http_date(line + 14);
+	} else if (strncasecmp(line, "date:", 5) == 0) {
+		q->obj.date = http_date(line + 5);
 	}
 	return all;
 }

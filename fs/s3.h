@@ -68,6 +68,14 @@ struct s3_obj {
 	uint64_t size;
 	char etag[128];		/* as the server sent it, quotes included */
 	int64_t mtime;		/* Last-Modified, seconds since the epoch */
+	/*
+	 * The answer's Date header (0 if absent): the server's clock when
+	 * it answered, seconds since the epoch. A lease compares an
+	 * object's Last-Modified with this, never with the client's clock.
+	 * Filled by s3_head, s3_get, s3_put_cond, s3_put_fd and s3_copy;
+	 * 0 from listings.
+	 */
+	int64_t date;
 };
 
 /*
@@ -82,7 +90,7 @@ int s3_head(struct s3 *s, const char *key, struct s3_obj *o, char *err,
 /*
  * GETs the whole object into a malloc'd buffer (*buf, *len; the caller
  * frees it), refusing objects over max bytes (-EFBIG). o, if not NULL,
- * gets its size and ETag.
+ * gets its size, ETag, Last-Modified and the answer's Date.
  */
 int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
 	   size_t *len, struct s3_obj *o, char *err, size_t errlen);

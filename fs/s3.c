@@ -296,9 +296,32 @@ static size_t on_upload(char *p, size_t sz, size_t nm, void *u)
 
 	if (n > q->uplen - q->uppos)
 		n = q->uplen - q->uppos;
-	memcpy(p, q->up + q->uppos, n);
+	if (q->upfile && n) {
+		ssize_t r = pread(q->upfd, p, n, (off_t)(q->upoff + q->uppos));
+		if (r <= 0) {
+			/* Unreadable, or shorter than announced: what would
+			 * be sent is not the file, so the upload stops. */
+			q->rderr = r < 0 ? -errno : -ENODATA;
+			return CURL_READFUNC_ABORT;
+		}
+		n = (size_t)r;
+	} else {
+		memcpy(p, q->up + q->uppos, n);
+	}
 	q->uppos += n;
 	return n;
+}
+
+/* libcurl rewinds a body to send it again (a kept-alive connection the
+ * server had closed meanwhile, an authentication round). */
+static int on_seek(void *u, curl_off_t off, int origin)
+{
+	struct req *q = u;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > q->uplen)
+		return CURL_SEEKFUNC_CANTSEEK;
+	q->uppos = (size_t)off;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* Sets e up for method on q->url; extra is one more header or NULL. */
@@ -348,10 +371,15 @@ int s3i_setup(struct req *q, const char *method, const char *extra)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(method, "PUT") == 0) {
+	} else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
+		/* POST too: a body from on_upload, sized, as for a PUT. */
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		if (method[1] == 'O')
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 		curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
 		curl_easy_setopt(e, CURLOPT_READDATA, q);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, q);
 		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
 				 (curl_off_t)q->uplen);
 	} else if (strcmp(method, "GET") != 0) {
@@ -372,6 +400,7 @@ void s3i_req_reset(struct req *q)
 	q->len = 0;
 	q->overflow = 0;
 	q->uppos = 0;
+	q->rderr = 0;
 	q->status = 0;
 	q->code[0] = 0;
 	q->elen = 0;
@@ -391,6 +420,17 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(q->e, CURLINFO_RESPONSE_CODE, &q->status);
+	if (cc == CURLE_ABORTED_BY_CALLBACK && q->rderr) {
+		*rc = q->rderr == -ENODATA ? -EIO : q->rderr;
+		msg_say(err, errlen, "s3://%s/%s%s%s: %s: the local file %s "
+			"at byte %" PRIu64 " of %" PRIu64 " (%s); not stored",
+			s->c.bucket, s->c.prefix, s->c.prefix[0] ? "/" : "", k,
+			method, q->rderr == -ENODATA ? "ends" : "cannot be read",
+			q->upoff + q->uppos, q->upoff + q->uplen,
+			q->rderr == -ENODATA ? "did it shrink?" :
+			strerror(-q->rderr));
+		return S3I_DONE;
+	}
 	if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && q->overflow)) {
 		*rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
 		msg_say(err, errlen, "s3://%s/%s%s%s: %s %s", s->c.bucket,
@@ -402,8 +442,8 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 		s3_parse_tag(q->ebuf, q->elen, "Code", q->code,
 			     sizeof(q->code));
 	if (q->status >= 200 && q->status < 300) {
-		*rc = 0;
-		return S3I_DONE;
+		*rc = q->check ? q->check(q, err, errlen) : 0;
+		return *rc ? S3I_RETRY : S3I_DONE;
 	}
 	switch (q->status) {
 	case 404:
@@ -414,14 +454,20 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 		*rc = -EACCES;
 		break;
 	case 412:
-		*rc = -ESTALE;
+		*rc = q->cond == S3I_IF_NONE_MATCH ? -EEXIST : -ESTALE;
+		break;
+	case 501:
+		*rc = q->cond ? -EOPNOTSUPP : -EIO;
 		break;
 	default:
 		*rc = -EIO;
 	}
-	msg_say(err, errlen, "s3://%s/%s%s%s: %s: HTTP %ld%s%s%s", s->c.bucket,
+	msg_say(err, errlen, "s3://%s/%s%s%s: %s: HTTP %ld%s%s%s%s", s->c.bucket,
 		s->c.prefix, s->c.prefix[0] ? "/" : "", k, method, q->status,
-		q->code[0] ? " (" : "", q->code, q->code[0] ? ")" : "");
+		q->code[0] ? " (" : "", q->code, q->code[0] ? ")" : "",
+		*rc == -EEXIST ? ": the object exists (If-None-Match: *)" :
+		*rc == -EOPNOTSUPP ? ": the server does not implement "
+		"conditional PUTs" : "");
 	if (q->status == 403 &&
 	    (strcmp(q->code, "SignatureDoesNotMatch") == 0 ||
 	     strcmp(q->code, "InvalidAccessKeyId") == 0))
@@ -429,13 +475,23 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 			": the server refused the credentials; check "
 			"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the "
 			"region (%s)", s->c.region);
-	return q->status >= 500 || q->status == 429 || q->status == 408 ?
-	       S3I_RETRY : S3I_DONE;
+	/* 501 is an answer, not a hiccup; AWS's 409 to a conditional PUT
+	 * racing another is worth another try. */
+	if (q->status == 409 && q->cond &&
+	    strcmp(q->code, "ConditionalRequestConflict") == 0)
+		return S3I_RETRY;
+	return (q->status >= 500 && q->status != 501) || q->status == 429 ||
+	       q->status == 408 ? S3I_RETRY : S3I_DONE;
+}
+
+unsigned s3i_backoff_ms(unsigned attempt)
+{
+	return 100u << (attempt < 5 ? attempt : 5);
 }
 
 void s3i_backoff(unsigned attempt)
 {
-	unsigned ms = 100u << (attempt < 5 ? attempt : 5);
+	unsigned ms = s3i_backoff_ms(attempt);
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
@@ -534,17 +590,6 @@ int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
 	}
 	req_free(&q);
 	return rc;
-}
-
-int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen)
-{
-	struct req q = { .s = s, .key = key, .max = 1 << 16 };
-	int rc = s3i_url(s, q.url, sizeof(q.url), key, NULL);
-
-	if (!rc)
-		rc = s3i_run(&q, "DELETE", NULL, err, errlen);
-	req_free(&q);
-	return rc == -ENOENT ? 0 : rc;
 }
 
 /* --- several ranges at once --- */

@@ -114,6 +114,43 @@ int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
 /* PUTs len bytes from buf as key (one request; objects up to 5 GiB). */
 int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
 	   char *err, size_t errlen);
+
+/*
+ * Conditions on a PUT (s3_put_cond). A server that answers 412 to one
+ * gives -ESTALE (if_match) or -EEXIST (if_none_match); one that answers
+ * 501 NotImplemented (Swift's s3api) gives -EOPNOTSUPP. A server that
+ * ignores these headers gives 0: callers must not rely on them alone
+ * (see s3_cond_support). After a retry (the first try's answer lost),
+ * -EEXIST or -ESTALE may be our own first try's success: compare ETags.
+ */
+struct s3_cond {
+	const char *if_match;	/* ETag (quotes included) or NULL */
+	int if_none_match;	/* nonzero: only if no object exists
+				 * ("If-None-Match: *") */
+};
+
+/*
+ * PUTs len bytes from buf as key under cond (may be NULL; both
+ * conditions at once: -EINVAL); out (may be NULL) gets the new object's
+ * ETag (from the answer), size (len), Last-Modified if the answer has
+ * one (AWS's has not: 0) and the answer's Date.
+ */
+int s3_put_cond(struct s3 *s, const char *key, const void *buf, size_t len,
+		const struct s3_cond *cond, struct s3_obj *out, char *err,
+		size_t errlen);
+
+/*
+ * What the server does with s3_cond, found out by trying on key (a
+ * scratch key of the caller's: written, written again under each
+ * condition, then deleted). Returns the mask of the conditions it
+ * enforces (refused with 412 where they fail), 0 if it ignores both or
+ * does not implement them, or -errno if the probe itself failed; err
+ * then says which, else what was found.
+ */
+#define S3_COND_IF_NONE_MATCH 1
+#define S3_COND_IF_MATCH 2
+int s3_cond_support(struct s3 *s, const char *key, char *err,
+		    size_t errlen);
 int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
 
 /*

@@ -31,6 +31,9 @@ struct s3 {
 	atomic_uint_fast64_t requests, retries, failures, bytes_in, bytes_out;
 };
 
+/* What the precondition of a PUT was (struct req's cond). */
+enum { S3I_NOCOND, S3I_IF_MATCH, S3I_IF_NONE_MATCH };
+
 /* One request. Zeroed, then s, key, url, max and the body source set. */
 struct req {
 	struct s3 *s;
@@ -42,9 +45,18 @@ struct req {
 	char *buf;
 	size_t len, cap, max;
 	int fixed, overflow;
-	/* body source for PUT: uplen bytes of up (borrowed) */
+	/* body source for PUT/POST: uplen bytes of up (borrowed), or, if
+	 * upfile, of the file upfd from upoff on (pread; the caller's fd) */
 	const char *up;
+	int upfile, upfd;
+	uint64_t upoff;
 	size_t uplen, uppos;
+	int rderr;		/* -errno of a failed or short read of upfd */
+	int cond;		/* S3I_*COND*: what a 412 or a 501 means */
+	/* For answers that can be a 200 with an <Error> body (S3 sends one
+	 * when a long request fails late): called on a 2xx, returns 0 or
+	 * -EIO with a message, and the try is then retried. */
+	int (*check)(struct req *q, char *msg, size_t cap);
 	/* response */
 	long status;
 	struct s3_obj obj;
@@ -79,7 +91,8 @@ enum { S3I_DONE, S3I_RETRY };
 int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 	      char *err, size_t errlen);
 
-/* Sleeps before try attempt + 1. */
+/* The pause before try attempt + 1 (milliseconds), and sleeping it. */
+unsigned s3i_backoff_ms(unsigned attempt);
 void s3i_backoff(unsigned attempt);
 
 void s3i_log(struct s3 *s, int level, const char *msg);

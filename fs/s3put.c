@@ -1,25 +1,125 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * s3put: the uploads of fs/s3 (see s3.h): PUT of a buffer. Requests,
- * retries and signing are fs/s3.c's (through fs/s3_int.h).
+ * s3put: the writes of fs/s3 (see s3.h): PUT of a buffer, with or
+ * without a precondition, and DELETE. Requests, retries and signing are
+ * fs/s3.c's, through fs/s3_int.h.
  *
- * Not here: reads, listing, deletes (fs/s3.c); what is uploaded and when
- * (fs/remote).
+ * Not here: reads and listing (fs/s3.c); what is written and when
+ * (fs/remote and its writer).
  */
 #include "fs/s3_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "fs/msg.h"
+
+/* "s3://BUCKET/PREFIX/key" for messages, in buf. */
+static const char *name(struct s3 *s, const char *key, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "s3://%s/%s%s%s", s->c.bucket, s->c.prefix,
+		 s->c.prefix[0] ? "/" : "", key);
+	return buf;
+}
+
+int s3_put_cond(struct s3 *s, const char *key, const void *buf, size_t len,
+		const struct s3_cond *cond, struct s3_obj *out, char *err,
+		size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = 1 << 16, .up = buf,
+			 .uplen = len };
+	char hdr[200], nm[1400];
+	const char *extra = NULL;
+	int rc;
+
+	if (cond && cond->if_match && cond->if_none_match) {
+		/* If-Match passes only if the object exists, If-None-Match
+		 * only if it does not: the pair could never succeed. */
+		msg_say(err, errlen, "%s: PUT with both If-Match and "
+			"If-None-Match: give one",
+			name(s, key, nm, sizeof(nm)));
+		return -EINVAL;
+	}
+	if (cond && cond->if_match) {
+		if (strpbrk(cond->if_match, "\r\n") ||
+		    strlen(cond->if_match) > sizeof(hdr) - 16) {
+			msg_say(err, errlen, "%s: PUT If-Match: not an ETag "
+				"(%zu bytes, or a line break)",
+				name(s, key, nm, sizeof(nm)),
+				strlen(cond->if_match));
+			return -EINVAL;
+		}
+		snprintf(hdr, sizeof(hdr), "If-Match: %s", cond->if_match);
+		extra = hdr;
+		q.cond = S3I_IF_MATCH;
+	} else if (cond && cond->if_none_match) {
+		extra = "If-None-Match: *";
+		q.cond = S3I_IF_NONE_MATCH;
+	}
+	rc = s3i_url(s, q.url, sizeof(q.url), key, NULL);
+	if (!rc)
+		rc = s3i_run(&q, "PUT", extra, err, errlen);
+	if (!rc && out) {
+		*out = q.obj;
+		out->size = len;	/* q.obj.size: the answer's length */
+	}
+	s3i_req_reset(&q);
+	return rc;
+}
 
 int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
 	   char *err, size_t errlen)
 {
-	struct req q = { .s = s, .key = key, .max = 1 << 16, .up = buf,
-			 .uplen = len };
+	return s3_put_cond(s, key, buf, len, NULL, NULL, err, errlen);
+}
+
+int s3_cond_support(struct s3 *s, const char *key, char *err,
+		    size_t errlen)
+{
+	static const char body[] = "snapfs: probe of conditional PUTs\n";
+	struct s3_cond none = { .if_none_match = 1 };
+	struct s3_cond match = { .if_match = "\"00000000000000000000000000000000\"" };
+	struct s3_obj o;
+	char nm[1400];
+	int rc, mask = 0;
+
+	rc = s3_put_cond(s, key, body, sizeof(body) - 1, NULL, &o, err,
+			 errlen);
+	if (rc)
+		return rc;
+	/* On the existing key: an enforced If-None-Match refuses, an
+	 * If-Match with an ETag it does not have refuses too. */
+	rc = s3_put_cond(s, key, body, sizeof(body) - 1, &none, NULL, err,
+			 errlen);
+	if (rc == -EEXIST)
+		mask |= S3_COND_IF_NONE_MATCH;
+	else if (rc && rc != -EOPNOTSUPP)
+		return rc;
+	if (strcmp(o.etag, match.if_match) == 0)
+		match.if_match = "\"11111111111111111111111111111111\"";
+	rc = s3_put_cond(s, key, body, sizeof(body) - 1, &match, NULL, err,
+			 errlen);
+	if (rc == -ESTALE)
+		mask |= S3_COND_IF_MATCH;
+	else if (rc && rc != -EOPNOTSUPP)
+		return rc;
+	if ((rc = s3_delete(s, key, err, errlen)))
+		return rc;
+	msg_say(err, errlen, "%s: a PUT with If-None-Match: * is %s, with "
+		"If-Match: %s", name(s, key, nm, sizeof(nm)),
+		mask & S3_COND_IF_NONE_MATCH ? "enforced" : "NOT enforced",
+		mask & S3_COND_IF_MATCH ? "enforced" : "NOT enforced");
+	return mask;
+}
+
+int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen)
+{
+	struct req q = { .s = s, .key = key, .max = 1 << 16 };
 	int rc = s3i_url(s, q.url, sizeof(q.url), key, NULL);
 
 	if (!rc)
-		rc = s3i_run(&q, "PUT", NULL, err, errlen);
+		rc = s3i_run(&q, "DELETE", NULL, err, errlen);
 	s3i_req_reset(&q);
-	return rc;
+	return rc == -ENOENT ? 0 : rc;
 }

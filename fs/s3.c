@@ -289,41 +289,6 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 	return all;
 }
 
-static size_t on_upload(char *p, size_t sz, size_t nm, void *u)
-{
-	struct req *q = u;
-	size_t n = sz * nm;
-
-	if (n > q->uplen - q->uppos)
-		n = q->uplen - q->uppos;
-	if (q->upfile && n) {
-		ssize_t r = pread(q->upfd, p, n, (off_t)(q->upoff + q->uppos));
-		if (r <= 0) {
-			/* Unreadable, or shorter than announced: what would
-			 * be sent is not the file, so the upload stops. */
-			q->rderr = r < 0 ? -errno : -ENODATA;
-			return CURL_READFUNC_ABORT;
-		}
-		n = (size_t)r;
-	} else {
-		memcpy(p, q->up + q->uppos, n);
-	}
-	q->uppos += n;
-	return n;
-}
-
-/* libcurl rewinds a body to send it again (a kept-alive connection the
- * server had closed meanwhile, an authentication round). */
-static int on_seek(void *u, curl_off_t off, int origin)
-{
-	struct req *q = u;
-
-	if (origin != SEEK_SET || off < 0 || (uint64_t)off > q->uplen)
-		return CURL_SEEKFUNC_CANTSEEK;
-	q->uppos = (size_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
 /* Sets e up for method on q->url; extra is one more header or NULL. */
 int s3i_setup(struct req *q, const char *method, const char *extra)
 {
@@ -376,9 +341,9 @@ int s3i_setup(struct req *q, const char *method, const char *extra)
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
 		if (method[1] == 'O')
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, s3i_on_upload);
 		curl_easy_setopt(e, CURLOPT_READDATA, q);
-		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, s3i_on_seek);
 		curl_easy_setopt(e, CURLOPT_SEEKDATA, q);
 		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
 				 (curl_off_t)q->uplen);

@@ -78,6 +78,10 @@ int s3i_enc(char *out, size_t cap, const char *str, int keep_slash);
 int s3i_url(struct s3 *s, char *url, size_t cap, const char *key,
 	    const char *query);
 
+/* libcurl's read and seek callbacks of a body (q: their user data). */
+size_t s3i_on_upload(char *p, size_t sz, size_t nm, void *q);
+int s3i_on_seek(void *q, curl_off_t off, int origin);
+
 /* Sets q->e up for method on q->url; extra is one more header or NULL. */
 int s3i_setup(struct req *q, const char *method, const char *extra);
 

@@ -12,8 +12,48 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fs/msg.h"
+
+/* --- the body of a PUT or POST, for libcurl --- */
+
+size_t s3i_on_upload(char *p, size_t sz, size_t nm, void *u)
+{
+	struct req *q = u;
+	size_t n = sz * nm;
+
+	if (n > q->uplen - q->uppos)
+		n = q->uplen - q->uppos;
+	if (q->upfile && n) {
+		ssize_t r = pread(q->upfd, p, n, (off_t)(q->upoff + q->uppos));
+		if (r <= 0) {
+			/* Unreadable, or shorter than announced: what would
+			 * be sent is not the file, so the upload stops. */
+			q->rderr = r < 0 ? -errno : -ENODATA;
+			return CURL_READFUNC_ABORT;
+		}
+		n = (size_t)r;
+	} else {
+		memcpy(p, q->up + q->uppos, n);
+	}
+	q->uppos += n;
+	return n;
+}
+
+/* libcurl rewinds a body to send it again (a kept-alive connection the
+ * server had closed meanwhile, an authentication round). */
+int s3i_on_seek(void *u, curl_off_t off, int origin)
+{
+	struct req *q = u;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > q->uplen)
+		return CURL_SEEKFUNC_CANTSEEK;
+	q->uppos = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* --- PUT, DELETE --- */
 
 /* "s3://BUCKET/PREFIX/key" for messages, in buf. */
 static const char *name(struct s3 *s, const char *key, char *buf, size_t cap)

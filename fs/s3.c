@@ -46,6 +46,13 @@ int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 {
 	struct s3 *s;
 
+	if (conf->part_size && conf->part_size < S3_PART_MIN) {
+		msg_say(err, errlen, "s3://%s: part size %u bytes is below "
+			"S3's minimum part (5 MiB, all but the last); give 0 "
+			"(32 MiB) or at least 5 MiB", conf->bucket,
+			conf->part_size);
+		return -EINVAL;
+	}
 	/* Before any thread of ours exists (the mount calls this first). */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		msg_say(err, errlen, "cannot initialise libcurl");
@@ -57,6 +64,8 @@ int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 	s->c = *conf;
 	if (!s->c.timeout_ms)
 		s->c.timeout_ms = 30000;
+	if (!s->c.part_size)
+		s->c.part_size = S3_PART_DEFAULT;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->c.region);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->share_lock[i], NULL);
@@ -388,7 +397,7 @@ int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 	if (cc == CURLE_ABORTED_BY_CALLBACK && q->rderr) {
 		*rc = q->rderr == -ENODATA ? -EIO : q->rderr;
 		msg_say(err, errlen, "s3://%s/%s%s%s: %s: the local file %s "
-			"at byte %" PRIu64 " of %" PRIu64 " (%s); not stored",
+			"at byte %" PRIu64 " of %" PRIu64 " (%s)",
 			s->c.bucket, s->c.prefix, s->c.prefix[0] ? "/" : "", k,
 			method, q->rderr == -ENODATA ? "ends" : "cannot be read",
 			q->upoff + q->uppos, q->upoff + q->uplen,

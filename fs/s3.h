@@ -36,6 +36,9 @@ struct s3_conf {
 	int path_style;		/* endpoint/bucket/key, else bucket.host/key */
 	unsigned timeout_ms;	/* whole-request stall limit; 0: 30 s */
 	unsigned retries;	/* tries after the first; default 4 */
+	/* s3_put_fd: files larger are multipart uploads of parts this
+	 * size. 0: S3_PART_DEFAULT; below S3_PART_MIN, s3_new refuses. */
+	unsigned part_size;
 	/* Messages for the daemon log (retries, final failures). */
 	void (*log)(void *ctx, int level, const char *msg);
 	void *log_ctx;
@@ -58,7 +61,11 @@ int s3_conf_load(struct s3_conf *c, const char *url, const char *endpoint,
 /* Nonzero if path names a remote store ("s3://..."). */
 int s3_is_url(const char *path);
 
-/* Copies conf. Returns 0 or -errno with a message. */
+#define S3_PART_DEFAULT (32u << 20)
+#define S3_PART_MIN (5u << 20)	/* S3's, for every part but the last */
+
+/* Copies conf. Returns 0 or -errno (-EINVAL: a part_size below
+ * S3_PART_MIN) with a message. */
 int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 	   size_t errlen);
 void s3_free(struct s3 *s);
@@ -152,6 +159,23 @@ int s3_put_cond(struct s3 *s, const char *key, const void *buf, size_t len,
 int s3_cond_support(struct s3 *s, const char *key, char *err,
 		    size_t errlen);
 int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
+
+/*
+ * Uploads size bytes of the local file fd (read with pread from offset
+ * 0; fd stays the caller's) as key: one streaming PUT up to
+ * conf.part_size, else a multipart upload (CreateMultipartUpload,
+ * UploadPart of part_size bytes with up to 4 parts in flight on one
+ * multi handle, each retried like any request, CompleteMultipartUpload;
+ * on failure AbortMultipartUpload, so that no parts are left -- the
+ * message says so, or that the abort failed too and which UploadId
+ * remains). Nothing is ever read into memory whole. A file that cannot
+ * be read, or ends before size, stops the upload: its -errno, or -EIO.
+ * More than 10000 parts: -EFBIG. out (may be NULL) gets the final ETag
+ * ("MD5-N" for a multipart object on AWS and Swift), size, the answer's
+ * Date, and Last-Modified if the answer has one (else 0).
+ */
+int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size,
+	      struct s3_obj *out, char *err, size_t errlen);
 
 /*
  * Lists the keys under prefix (relative, like every key here), calling

@@ -178,6 +178,18 @@ int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size,
 	      struct s3_obj *out, char *err, size_t errlen);
 
 /*
+ * Server-side copy of from to to (x-amz-copy-source, within the bucket
+ * and prefix; keys relative as everywhere): no byte goes through us.
+ * Objects up to 5 GiB (S3's limit for one CopyObject). A 200 whose body
+ * is an <Error> is a failure, retried. out (may be NULL) gets the new
+ * ETag and the answer's Date (Last-Modified if the answer has it as a
+ * header; size 0: the answer does not say it). Errors name both keys; a
+ * missing from is -ENOENT.
+ */
+int s3_copy(struct s3 *s, const char *from, const char *to,
+	    struct s3_obj *out, char *err, size_t errlen);
+
+/*
  * Lists the keys under prefix (relative, like every key here), calling
  * cb(arg, key, obj) for each in order (obj: size, ETag, Last-Modified);
  * a nonzero return from cb stops the listing and is returned.

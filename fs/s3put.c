@@ -4,7 +4,7 @@
  * without a precondition; a file as one streaming PUT or a multipart
  * upload (parts read with pread as libcurl sends them, a few in flight
  * on one multi handle, each retried on its own without holding up the
- * others); DELETE. Requests, retries and signing are fs/s3.c's, through
+ * others); server-side copy; DELETE. Requests, retries and signing are fs/s3.c's, through
  * fs/s3_int.h.
  *
  * Not here: reads and listing (fs/s3.c); what is written and when
@@ -500,6 +500,42 @@ int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size,
 	if (!rc) {
 		*out = q.obj;
 		out->size = size;
+	}
+	s3i_req_reset(&q);
+	return rc;
+}
+
+/* --- server-side copy --- */
+
+int s3_copy(struct s3 *s, const char *from, const char *to,
+	    struct s3_obj *out, char *err, size_t errlen)
+{
+	char label[2200], src[3300] = "x-amz-copy-source: /", full[2400];
+	struct req q = { .s = s, .key = label, .max = 1 << 20,
+			 .check = body_error };
+	struct s3_obj o;
+	int rc;
+
+	/* Messages name both ends: a 404 is about the source. */
+	snprintf(label, sizeof(label), "%s (copy of %s)", to, from);
+	snprintf(full, sizeof(full), "%s/%s%s%s", s->c.bucket, s->c.prefix,
+		 s->c.prefix[0] ? "/" : "", from);
+	if (!out)
+		out = &o;
+	if ((rc = s3i_enc(src, sizeof(src), full, 1)) ||
+	    (rc = s3i_url(s, q.url, sizeof(q.url), to, NULL)))
+		return rc;
+	rc = s3i_run(&q, "PUT", src, err, errlen);
+	if (!rc) {
+		*out = q.obj;
+		out->size = 0;	/* q.obj.size: the answer's length */
+		if (s3_parse_tag(q.buf ? q.buf : "", q.len, "ETag", out->etag,
+				 sizeof(out->etag))) {
+			/* Copied, but the answer does not say its ETag. */
+			struct s3_obj h;
+			if (!(rc = s3_head(s, to, &h, err, errlen)))
+				memcpy(out->etag, h.etag, sizeof(h.etag));
+		}
 	}
 	s3i_req_reset(&q);
 	return rc;

@@ -88,7 +88,8 @@ test: deps all
 # only the chain's own files include fs/chain_int.h, only the FUSE front
 # end's fs/fuse_int.h, only the writer's fs/writer_int.h, only the remote
 # store's fs/remote_int.h, only the store's fs/store_int.h, only
-# snapctl's fs/snapctl_int.h.
+# snapctl's fs/snapctl_int.h, only the S3 client's (s3.c, s3put.c)
+# fs/s3_int.h.
 layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
@@ -103,7 +104,9 @@ layering:
 	        grep -nE '#include *"fs/store_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(store|store_load|store_commit|store_int)\.[ch]'); \
 	        grep -nE '#include *"fs/snapctl_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_int)\.[ch]')); \
+	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_int)\.[ch]'); \
+	        grep -nE '#include *"fs/s3_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'fs/(s3|s3put|s3_int)\.[ch]')); \
 	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
 	echo "layering: ok"
 

@@ -4,17 +4,14 @@
  * (CURLOPT_AWS_SIGV4); we only set x-amz-content-sha256, to
  * UNSIGNED-PAYLOAD: the bytes are checked above us (stored checksums,
  * VCDIFF window checksums), and hashing every upload twice buys nothing.
- * Not here: credentials files beyond the INI subset AWS documents,
- * multipart uploads (fs/remote's writer will need them), XML beyond the
- * few fields read here.
+ * Not here: uploads (fs/s3put.c), credentials (fs/s3conf.c), XML beyond
+ * the few fields read here.
  */
-#include "fs/s3.h"
+#include "fs/s3_int.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,20 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "fs/msg.h"
-
-struct s3 {
-	struct s3_conf c;
-	char sigv4[128];
-	CURLSH *share;
-	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
-	pthread_mutex_t pool_lock;
-	CURL **pool;
-	size_t npool, cappool;
-	atomic_uint_fast64_t requests, retries, failures, bytes_in, bytes_out;
-};
 
 /* --- the handle --- */
 
@@ -62,6 +46,13 @@ int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 {
 	struct s3 *s;
 
+	if (conf->part_size && conf->part_size < S3_PART_MIN) {
+		msg_say(err, errlen, "s3://%s: part size %u bytes is below "
+			"S3's minimum part (5 MiB, all but the last); give 0 "
+			"(32 MiB) or at least 5 MiB", conf->bucket,
+			conf->part_size);
+		return -EINVAL;
+	}
 	/* Before any thread of ours exists (the mount calls this first). */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		msg_say(err, errlen, "cannot initialise libcurl");
@@ -73,6 +64,8 @@ int s3_new(struct s3 **out, const struct s3_conf *conf, char *err,
 	s->c = *conf;
 	if (!s->c.timeout_ms)
 		s->c.timeout_ms = 30000;
+	if (!s->c.part_size)
+		s->c.part_size = S3_PART_DEFAULT;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->c.region);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->share_lock[i], NULL);
@@ -124,7 +117,7 @@ void s3_get_stats(struct s3 *s, struct s3_stats *st)
 	st->bytes_out = atomic_load(&s->bytes_out);
 }
 
-static CURL *easy_get(struct s3 *s)
+CURL *s3i_easy_get(struct s3 *s)
 {
 	CURL *e = NULL;
 
@@ -139,7 +132,7 @@ static CURL *easy_get(struct s3 *s)
 	return e;
 }
 
-static void easy_put(struct s3 *s, CURL *e)
+void s3i_easy_put(struct s3 *s, CURL *e)
 {
 	pthread_mutex_lock(&s->pool_lock);
 	if (s->npool == s->cappool) {
@@ -159,29 +152,9 @@ static void easy_put(struct s3 *s, CURL *e)
 
 /* --- one request --- */
 
-struct req {
-	struct s3 *s;
-	CURL *e;
-	struct curl_slist *hdrs;
-	char url[4096];
-	const char *key;
-	/* body sink: a fixed buffer (ranges) or a growing one */
-	char *buf;
-	size_t len, cap, max;
-	int fixed, overflow;
-	/* body source for PUT */
-	const char *up;
-	size_t uplen, uppos;
-	/* response */
-	long status;
-	struct s3_obj obj;
-	char code[64];		/* <Code> of an error body */
-	char ebuf[2048];	/* an error body, cut */
-	size_t elen;
-};
 
 /* Percent-encodes s (keeping '/' unless keep_slash is 0) onto out. */
-static int enc(char *out, size_t cap, const char *s, int keep_slash)
+int s3i_enc(char *out, size_t cap, const char *s, int keep_slash)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = strlen(out);
@@ -207,7 +180,7 @@ static int enc(char *out, size_t cap, const char *s, int keep_slash)
 
 /* The URL of key (relative to the prefix; NULL: the bucket itself),
  * plus query (already in canonical order and encoded) if not NULL. */
-static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
+int s3i_url(struct s3 *s, char *url, size_t cap, const char *key,
 		    const char *query)
 {
 	const struct s3_conf *c = &s->c;
@@ -228,7 +201,7 @@ static int make_url(struct s3 *s, char *url, size_t cap, const char *key,
 		snprintf(url, cap, "%.*s%s.%s/", (int)(h - c->endpoint + 3),
 			 c->endpoint, c->bucket, h + 3);
 	}
-	if ((rc = enc(url, cap, full, 1)))
+	if ((rc = s3i_enc(url, cap, full, 1)))
 		return rc;
 	if (query && strlen(url) + strlen(query) + 2 < cap) {
 		strcat(url, "?");
@@ -275,6 +248,20 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u)
 	return n;
 }
 
+/* A header's date, 0 if it has none we can read. Both Last-Modified and
+ * Date go through here: a lease compares the two, so they must be read
+ * alike. curl_getdate only for the obsolete forms servers may not send. */
+static int64_t http_date(const char *v)
+{
+	int64_t t;
+
+	if (s3_parse_date(v, strlen(v), &t)) {
+		time_t c = curl_getdate(v, NULL);
+		t = c > 0 ? (int64_t)c : 0;
+	}
+	return t;
+}
+
 static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 {
 	struct req *q = u;
@@ -304,25 +291,15 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *u)
 		if (sl && sl[1] != '*')
 			q->obj.size = strtoull(sl + 1, NULL, 10);
 	} else if (strncasecmp(line, "last-modified:", 14) == 0) {
-		q->obj.mtime = (int64_t)curl_getdate(line + 14, NULL);
+		q->obj.mtime = http_date(line + 14);
+	} else if (strncasecmp(line, "date:", 5) == 0) {
+		q->obj.date = http_date(line + 5);
 	}
 	return all;
 }
 
-static size_t on_upload(char *p, size_t sz, size_t nm, void *u)
-{
-	struct req *q = u;
-	size_t n = sz * nm;
-
-	if (n > q->uplen - q->uppos)
-		n = q->uplen - q->uppos;
-	memcpy(p, q->up + q->uppos, n);
-	q->uppos += n;
-	return n;
-}
-
 /* Sets e up for method on q->url; extra is one more header or NULL. */
-static int setup(struct req *q, const char *method, const char *extra)
+int s3i_setup(struct req *q, const char *method, const char *extra)
 {
 	struct s3 *s = q->s;
 	CURL *e = q->e;
@@ -368,10 +345,15 @@ static int setup(struct req *q, const char *method, const char *extra)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(method, "PUT") == 0) {
+	} else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
+		/* POST too: a body from on_upload, sized, as for a PUT. */
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+		if (method[1] == 'O')
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, s3i_on_upload);
 		curl_easy_setopt(e, CURLOPT_READDATA, q);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, s3i_on_seek);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, q);
 		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
 				 (curl_off_t)q->uplen);
 	} else if (strcmp(method, "GET") != 0) {
@@ -380,7 +362,7 @@ static int setup(struct req *q, const char *method, const char *extra)
 	return 0;
 }
 
-static void req_reset(struct req *q)
+void s3i_req_reset(struct req *q)
 {
 	curl_slist_free_all(q->hdrs);
 	q->hdrs = NULL;
@@ -392,6 +374,7 @@ static void req_reset(struct req *q)
 	q->len = 0;
 	q->overflow = 0;
 	q->uppos = 0;
+	q->rderr = 0;
 	q->status = 0;
 	q->code[0] = 0;
 	q->elen = 0;
@@ -399,32 +382,11 @@ static void req_reset(struct req *q)
 	memset(&q->obj, 0, sizeof(q->obj));
 }
 
-static void xml_field(const char *body, size_t len, const char *tag,
-		      char *out, size_t cap)
-{
-	char open[80], close[80];
-
-	out[0] = 0;
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	const char *a = memmem(body, len, open, strlen(open));
-	if (!a)
-		return;
-	a += strlen(open);
-	const char *b = memmem(a, len - (size_t)(a - body), close,
-			       strlen(close));
-	if (!b)
-		return;
-	snprintf(out, cap, "%.*s", (int)(b - a), a);
-}
-
-enum { DONE, RETRY };
-
 /*
  * Classifies a finished request: 0 (success) or -errno in *rc, and
  * whether it is worth another try. The message goes to err.
  */
-static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
+int s3i_judge(struct req *q, CURLcode cc, const char *method, int *rc,
 		 char *err, size_t errlen)
 {
 	struct s3 *s = q->s;
@@ -432,18 +394,30 @@ static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
 
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(q->e, CURLINFO_RESPONSE_CODE, &q->status);
+	if (cc == CURLE_ABORTED_BY_CALLBACK && q->rderr) {
+		*rc = q->rderr == -ENODATA ? -EIO : q->rderr;
+		msg_say(err, errlen, "s3://%s/%s%s%s: %s: the local file %s "
+			"at byte %" PRIu64 " of %" PRIu64 " (%s)",
+			s->c.bucket, s->c.prefix, s->c.prefix[0] ? "/" : "", k,
+			method, q->rderr == -ENODATA ? "ends" : "cannot be read",
+			q->upoff + q->uppos, q->upoff + q->uplen,
+			q->rderr == -ENODATA ? "did it shrink?" :
+			strerror(-q->rderr));
+		return S3I_DONE;
+	}
 	if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && q->overflow)) {
 		*rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
 		msg_say(err, errlen, "s3://%s/%s%s%s: %s %s", s->c.bucket,
 			s->c.prefix, s->c.prefix[0] ? "/" : "", k, method,
 			curl_easy_strerror(cc));
-		return cc == CURLE_OUT_OF_MEMORY ? DONE : RETRY;
+		return cc == CURLE_OUT_OF_MEMORY ? S3I_DONE : S3I_RETRY;
 	}
 	if (q->status >= 300)
-		xml_field(q->ebuf, q->elen, "Code", q->code, sizeof(q->code));
+		s3_parse_tag(q->ebuf, q->elen, "Code", q->code,
+			     sizeof(q->code));
 	if (q->status >= 200 && q->status < 300) {
-		*rc = 0;
-		return DONE;
+		*rc = q->check ? q->check(q, err, errlen) : 0;
+		return *rc ? S3I_RETRY : S3I_DONE;
 	}
 	switch (q->status) {
 	case 404:
@@ -454,14 +428,20 @@ static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
 		*rc = -EACCES;
 		break;
 	case 412:
-		*rc = -ESTALE;
+		*rc = q->cond == S3I_IF_NONE_MATCH ? -EEXIST : -ESTALE;
+		break;
+	case 501:
+		*rc = q->cond ? -EOPNOTSUPP : -EIO;
 		break;
 	default:
 		*rc = -EIO;
 	}
-	msg_say(err, errlen, "s3://%s/%s%s%s: %s: HTTP %ld%s%s%s", s->c.bucket,
+	msg_say(err, errlen, "s3://%s/%s%s%s: %s: HTTP %ld%s%s%s%s", s->c.bucket,
 		s->c.prefix, s->c.prefix[0] ? "/" : "", k, method, q->status,
-		q->code[0] ? " (" : "", q->code, q->code[0] ? ")" : "");
+		q->code[0] ? " (" : "", q->code, q->code[0] ? ")" : "",
+		*rc == -EEXIST ? ": the object exists (If-None-Match: *)" :
+		*rc == -EOPNOTSUPP ? ": the server does not implement "
+		"conditional PUTs" : "");
 	if (q->status == 403 &&
 	    (strcmp(q->code, "SignatureDoesNotMatch") == 0 ||
 	     strcmp(q->code, "InvalidAccessKeyId") == 0))
@@ -469,26 +449,36 @@ static int judge(struct req *q, CURLcode cc, const char *method, int *rc,
 			": the server refused the credentials; check "
 			"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the "
 			"region (%s)", s->c.region);
-	return q->status >= 500 || q->status == 429 || q->status == 408 ?
-	       RETRY : DONE;
+	/* 501 is an answer, not a hiccup; AWS's 409 to a conditional PUT
+	 * racing another is worth another try. */
+	if (q->status == 409 && q->cond &&
+	    strcmp(q->code, "ConditionalRequestConflict") == 0)
+		return S3I_RETRY;
+	return (q->status >= 500 && q->status != 501) || q->status == 429 ||
+	       q->status == 408 ? S3I_RETRY : S3I_DONE;
 }
 
-static void backoff(unsigned attempt)
+unsigned s3i_backoff_ms(unsigned attempt)
 {
-	unsigned ms = 100u << (attempt < 5 ? attempt : 5);
+	return 100u << (attempt < 5 ? attempt : 5);
+}
+
+void s3i_backoff(unsigned attempt)
+{
+	unsigned ms = s3i_backoff_ms(attempt);
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
 }
 
-static void say_log(struct s3 *s, int level, const char *m)
+void s3i_log(struct s3 *s, int level, const char *m)
 {
 	if (s->c.log)
 		s->c.log(s->c.log_ctx, level, m);
 }
 
 /* Runs q (its url, body sink and upload already set) with retries. */
-static int run_one(struct req *q, const char *method, const char *extra,
+int s3i_run(struct req *q, const char *method, const char *extra,
 		   char *err, size_t errlen)
 {
 	struct s3 *s = q->s;
@@ -496,35 +486,35 @@ static int run_one(struct req *q, const char *method, const char *extra,
 	int rc = -EIO;
 
 	for (unsigned a = 0;; a++) {
-		req_reset(q);
-		if (!(q->e = easy_get(s)))
+		s3i_req_reset(q);
+		if (!(q->e = s3i_easy_get(s)))
 			return -ENOMEM;
-		if ((rc = setup(q, method, extra))) {
-			easy_put(s, q->e);
+		if ((rc = s3i_setup(q, method, extra))) {
+			s3i_easy_put(s, q->e);
 			return rc;
 		}
 		atomic_fetch_add(&s->requests, 1);
 		CURLcode cc = curl_easy_perform(q->e);
-		int v = judge(q, cc, method, &rc, msg, sizeof(msg));
+		int v = s3i_judge(q, cc, method, &rc, msg, sizeof(msg));
 		curl_off_t in = 0;
 		curl_easy_getinfo(q->e, CURLINFO_SIZE_DOWNLOAD_T, &in);
 		atomic_fetch_add(&s->bytes_in, (uint64_t)in);
 		atomic_fetch_add(&s->bytes_out, q->uppos);
-		easy_put(s, q->e);
+		s3i_easy_put(s, q->e);
 		q->e = NULL;
-		if (v == DONE || a >= s->c.retries)
+		if (v == S3I_DONE || a >= s->c.retries)
 			break;
 		atomic_fetch_add(&s->retries, 1);
 		if (a == 0)
-			say_log(s, LOG_WARNING, msg);
-		backoff(a);
+			s3i_log(s, LOG_WARNING, msg);
+		s3i_backoff(a);
 	}
 	if (rc) {
 		/* A 404 is an answer (derived data not shared yet, say). */
 		if (rc != -ENOENT)
 			atomic_fetch_add(&s->failures, 1);
 		if (rc == -EIO || rc == -ETIMEDOUT)
-			say_log(s, LOG_ERR, msg);
+			s3i_log(s, LOG_ERR, msg);
 		msg_say(err, errlen, "%s", msg);
 	}
 	return rc;
@@ -532,17 +522,17 @@ static int run_one(struct req *q, const char *method, const char *extra,
 
 static void req_free(struct req *q)
 {
-	req_reset(q);
+	s3i_req_reset(q);
 }
 
 int s3_head(struct s3 *s, const char *key, struct s3_obj *o, char *err,
 	    size_t errlen)
 {
 	struct req q = { .s = s, .key = key, .max = 1 << 16 };
-	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+	int rc = s3i_url(s, q.url, sizeof(q.url), key, NULL);
 
 	if (!rc)
-		rc = run_one(&q, "HEAD", NULL, err, errlen);
+		rc = s3i_run(&q, "HEAD", NULL, err, errlen);
 	if (!rc && o)
 		*o = q.obj;
 	req_free(&q);
@@ -553,10 +543,10 @@ int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
 	   size_t *len, struct s3_obj *o, char *err, size_t errlen)
 {
 	struct req q = { .s = s, .key = key, .max = max };
-	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
+	int rc = s3i_url(s, q.url, sizeof(q.url), key, NULL);
 
 	if (!rc)
-		rc = run_one(&q, "GET", NULL, err, errlen);
+		rc = s3i_run(&q, "GET", NULL, err, errlen);
 	if (!rc && q.overflow) {
 		msg_say(err, errlen, "s3://%s/%s: larger than %zu bytes",
 			s->c.bucket, key, max);
@@ -576,30 +566,6 @@ int s3_get(struct s3 *s, const char *key, size_t max, void **buf,
 	return rc;
 }
 
-int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
-	   char *err, size_t errlen)
-{
-	struct req q = { .s = s, .key = key, .max = 1 << 16, .up = buf,
-			 .uplen = len };
-	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
-
-	if (!rc)
-		rc = run_one(&q, "PUT", NULL, err, errlen);
-	req_free(&q);
-	return rc;
-}
-
-int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen)
-{
-	struct req q = { .s = s, .key = key, .max = 1 << 16 };
-	int rc = make_url(s, q.url, sizeof(q.url), key, NULL);
-
-	if (!rc)
-		rc = run_one(&q, "DELETE", NULL, err, errlen);
-	req_free(&q);
-	return rc == -ENOENT ? 0 : rc;
-}
-
 /* --- several ranges at once --- */
 
 struct rq {
@@ -616,13 +582,13 @@ static int start_range(CURLM *m, struct rq *x, const char *etag)
 	struct curl_slist *t;
 	int rc;
 
-	req_reset(&x->q);
+	s3i_req_reset(&x->q);
 	x->q.buf = x->r->buf;
 	x->q.cap = x->r->len;
-	if (!(x->q.e = easy_get(s)))
+	if (!(x->q.e = s3i_easy_get(s)))
 		return -ENOMEM;
-	if ((rc = setup(&x->q, "GET", x->range))) {
-		easy_put(s, x->q.e);
+	if ((rc = s3i_setup(&x->q, "GET", x->range))) {
+		s3i_easy_put(s, x->q.e);
 		x->q.e = NULL;
 		return rc;
 	}
@@ -631,7 +597,7 @@ static int start_range(CURLM *m, struct rq *x, const char *etag)
 		snprintf(im, sizeof(im), "If-Match: %s", etag);
 		t = curl_slist_append(x->q.hdrs, im);
 		if (!t) {
-			easy_put(s, x->q.e);
+			s3i_easy_put(s, x->q.e);
 			x->q.e = NULL;
 			return -ENOMEM;
 		}
@@ -639,7 +605,7 @@ static int start_range(CURLM *m, struct rq *x, const char *etag)
 	}
 	atomic_fetch_add(&s->requests, 1);
 	if (curl_multi_add_handle(m, x->q.e) != CURLM_OK) {
-		easy_put(s, x->q.e);
+		s3i_easy_put(s, x->q.e);
 		x->q.e = NULL;
 		return -ENOMEM;
 	}
@@ -671,7 +637,7 @@ int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
 		snprintf(x[i].range, sizeof(x[i].range),
 			 "Range: bytes=%" PRIu64 "-%" PRIu64, r[i].off,
 			 r[i].off + (r[i].len ? r[i].len - 1 : 0));
-		if ((rc = make_url(s, x[i].q.url, sizeof(x[i].q.url), key,
+		if ((rc = s3i_url(s, x[i].q.url, sizeof(x[i].q.url), key,
 				   NULL)) ||
 		    (rc = start_range(m, &x[i], etag)))
 			goto out;
@@ -694,28 +660,28 @@ int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
 					  (char **)&q);
 			struct rq *y = (struct rq *)q;
 			CURLcode cc = cm->data.result;
-			int e, v = judge(q, cc, "GET", &e, msg, sizeof(msg));
+			int e, v = s3i_judge(q, cc, "GET", &e, msg, sizeof(msg));
 			curl_off_t in = 0;
 			curl_easy_getinfo(q->e, CURLINFO_SIZE_DOWNLOAD_T, &in);
 			atomic_fetch_add(&s->bytes_in, (uint64_t)in);
 			curl_multi_remove_handle(m, q->e);
-			easy_put(s, q->e);
+			s3i_easy_put(s, q->e);
 			q->e = NULL;
 			y->active = 0;
 			if (!e && (q->status != 206 || q->len != y->r->len)) {
 				/* 200 (Range ignored) or a short body. */
 				e = -EIO;
-				v = RETRY;
+				v = S3I_RETRY;
 				snprintf(msg, sizeof(msg), "s3://%s/%s: GET %s: "
 					 "got %zu bytes, status %ld",
 					 s->c.bucket, key, y->range + 7,
 					 q->len, q->status);
 			}
-			if (e && v == RETRY && y->tries < s->c.retries) {
+			if (e && v == S3I_RETRY && y->tries < s->c.retries) {
 				if (y->tries == 0)
-					say_log(s, LOG_WARNING, msg);
+					s3i_log(s, LOG_WARNING, msg);
 				atomic_fetch_add(&s->retries, 1);
-				backoff(y->tries++);
+				s3i_backoff(y->tries++);
 				if ((e = start_range(m, y, etag)) == 0) {
 					running = 1;
 					continue;
@@ -732,11 +698,11 @@ out:
 	for (size_t i = 0; i < n; i++) {
 		if (x[i].active) {
 			curl_multi_remove_handle(m, x[i].q.e);
-			easy_put(s, x[i].q.e);
+			s3i_easy_put(s, x[i].q.e);
 		}
 		x[i].q.buf = NULL;	/* the caller's */
 		x[i].q.fixed = 1;
-		req_reset(&x[i].q);
+		s3i_req_reset(&x[i].q);
 		if (r[i].rc == -EINPROGRESS)
 			r[i].rc = rc ? rc : -EIO;
 	}
@@ -745,69 +711,12 @@ out:
 	if (rc) {
 		atomic_fetch_add(&s->failures, 1);
 		if (rc == -EIO || rc == -ETIMEDOUT)
-			say_log(s, LOG_ERR, msg);
+			s3i_log(s, LOG_ERR, msg);
 	}
 	return rc;
 }
 
-/* --- listing --- */
-
-/* "2026-12-03T12:55:00.000Z" (ListObjectsV2's LastModified) to seconds. */
-static int64_t iso_time(const char *s)
-{
-	struct tm tm = { 0 };
-
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
-int s3_parse_list(const char *body, size_t len, size_t skip,
-		  int (*cb)(void *arg, const char *key, const struct s3_obj *o),
-		  void *arg, char *token, size_t tokcap)
-{
-	const char *p = body, *end = body + len;
-	char trunc[16];
-	int rc;
-
-	while (p < end) {
-		const char *c = memmem(p, (size_t)(end - p), "<Contents>", 10);
-		if (!c)
-			break;
-		const char *ce = memmem(c, (size_t)(end - c), "</Contents>",
-					11);
-		if (!ce)
-			break;
-		char k[2048], sz[32], lm[64], et[120];
-		struct s3_obj o = { 0 };
-		size_t cl = (size_t)(ce - c);
-		xml_field(c, cl, "Key", k, sizeof(k));
-		xml_field(c, cl, "Size", sz, sizeof(sz));
-		xml_field(c, cl, "LastModified", lm, sizeof(lm));
-		xml_field(c, cl, "ETag", et, sizeof(et));
-		o.size = strtoull(sz, NULL, 10);
-		o.mtime = iso_time(lm);
-		/* Listings escape the quotes of an ETag. */
-		if (strncmp(et, "&quot;", 6) == 0 && strlen(et) > 12) {
-			et[strlen(et) - 6] = 0;
-			snprintf(o.etag, sizeof(o.etag), "\"%s\"", et + 6);
-		} else {
-			snprintf(o.etag, sizeof(o.etag), "%s", et);
-		}
-		/* Keys outside the prefix, or with bytes a name cannot
-		 * have, are not the store's. */
-		if (strlen(k) > skip && !memchr(k, '\n', strlen(k)) &&
-		    (rc = cb(arg, k + skip, &o)))
-			return rc;
-		p = ce + 11;
-	}
-	xml_field(body, len, "IsTruncated", trunc, sizeof(trunc));
-	if (strcmp(trunc, "true") == 0)
-		xml_field(body, len, "NextContinuationToken", token, tokcap);
-	else
-		token[0] = 0;
-	return 0;
-}
+/* --- listing (its parser: fs/s3parse.c) --- */
 
 int s3_list(struct s3 *s, const char *prefix,
 	    int (*cb)(void *arg, const char *key, const struct s3_obj *o),
@@ -827,20 +736,25 @@ int s3_list(struct s3 *s, const char *prefix,
 		query[0] = 0;
 		if (token[0]) {
 			strcat(query, "continuation-token=");
-			if ((rc = enc(query, sizeof(query), token, 0)))
+			if ((rc = s3i_enc(query, sizeof(query), token, 0)))
 				return rc;
 			strcat(query, "&");
 		}
 		strcat(query, "list-type=2&prefix=");
-		if ((rc = enc(query, sizeof(query), full, 0)))
+		if ((rc = s3i_enc(query, sizeof(query), full, 0)))
 			return rc;
-		if ((rc = make_url(s, q.url, sizeof(q.url), NULL, query)) ||
-		    (rc = run_one(&q, "GET", NULL, err, errlen))) {
+		if ((rc = s3i_url(s, q.url, sizeof(q.url), NULL, query)) ||
+		    (rc = s3i_run(&q, "GET", NULL, err, errlen))) {
 			req_free(&q);
 			return rc;
 		}
 		rc = s3_parse_list(q.buf ? q.buf : "", q.len, skip, cb, arg,
 				   token, sizeof(token));
+		if (rc == -EPROTO)
+			msg_say(err, errlen, "s3://%s/%s: the listing is cut "
+				"but gives no usable NextContinuationToken; "
+				"is %s an S3 server?", s->c.bucket, full,
+				s->c.endpoint);
 		if (rc) {
 			req_free(&q);
 			return rc;

@@ -7,6 +7,11 @@
 # give 404; the proxy can be stopped (mid-read too) and started again.
 # Also pins the s3api quirks a libcurl client must know (s3lib.sh's top
 # comment): ETag formats, 416, 501 for conditional PUT, pagination.
+# Then fs/s3's own writes through tests/gen/s3tool: s3_put_fd as one PUT
+# and as a multipart upload (real bytes back, ETags, request counts, the
+# server's Date), s3_copy, s3_put_cond and s3_cond_support against the
+# 501, and failed uploads (unreadable file, proxy killed mid-upload)
+# that leave no object and say so.
 . tests/e2e/lib.sh
 . tests/e2e/s3lib.sh
 
@@ -193,6 +198,128 @@ printf '<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag>
 s3_code POST "/$B/small?uploadId=$up" --data-binary @"$WORK/complete.xml" >/dev/null
 check "a first part under 5 MiB: completion says EntityTooSmall" test "$(xml_code)" = EntityTooSmall
 
+# --- fs/s3's own writes, driven through tests/gen/s3tool ---
+T=$TOP/$BUILD/s3tool
+U=s3://$B/up
+# tool ARGS...: s3tool's stdout in $WORK/t.out, its stderr in $WORK/t.err
+tool() { "$T" "$@" >"$WORK/t.out" 2>"$WORK/t.err"; }
+# field NAME: NAME=VALUE from the last tool's output
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" "$WORK/t.out" | head -n 1; }
+fails_with() { # RC-NAME: the last tool failed with that errno
+	grep -qx "rc=-[0-9]* $1" "$WORK/t.out" || { cat "$WORK/t.out" "$WORK/t.err"; return 1; }
+}
+said() { grep -q -- "$1" "$WORK/t.err" || { cat "$WORK/t.err"; return 1; }; }
+# uploads: the UploadIds of multipart uploads in progress under up/
+uploads() { s3 GET "/$B?prefix=up%2F&uploads=" 2>/dev/null | grep -o '<UploadId>[^<]*' | sed 's/<UploadId>//'; }
+now_near() { # SECONDS: within 5 minutes of our clock
+	test -n "$1" && test "$1" -gt $(( $(date +%s) - 300 )) -a "$1" -lt $(( $(date +%s) + 300 ))
+}
+mp_etag() { # FILE PART_SIZE: "MD5(binary part MD5s)-N"
+	"$S3_PY" -c 'import hashlib, sys
+f, p, d = open(sys.argv[1], "rb"), int(sys.argv[2]), []
+while True:
+    b = f.read(p)
+    if not b:
+        break
+    d.append(hashlib.md5(b).digest())
+print("%s-%d" % (hashlib.md5(b"".join(d)).hexdigest(), len(d)))' "$1" "$2"
+}
+P8=8388608
+head -c 73400320 /dev/urandom >"$D/big"	# 70 MiB: 9 parts of 8 MiB
+head -c 3145728 /dev/urandom >"$D/small"	# 3 MiB: one PUT
+
+tool -p $P8 $U put-file big "$D/big"; rc=$?
+check "s3_put_fd: 70 MiB with 8 MiB parts succeeds (rc $rc)" test $rc = 0
+check "... as a multipart upload: 11 requests (create, 9 parts, complete)" test "$(field requests)" = 11
+check "... ETag \"MD5(part MD5s)-9\", from the completion's body" test "$(field etag)" = "\"$(mp_etag "$D/big" $P8)\""
+bigetag=$(field etag)
+# bytes_out: the parts, and the completion's list of them (< 4 KiB)
+check "... size 73400320, every byte sent once" sh -c "test $(field size) = 73400320 &&
+	test $(field bytes_out) -ge 73400320 -a $(field bytes_out) -lt 73404416"
+check "... the answer's Date is the server's clock (near ours)" now_near "$(field date)"
+s3_get $B/up/big "$WORK/big.got"
+check "... GET (curl) gives the 70 MiB back (cmp)" cmp "$D/big" "$WORK/big.got"
+rm -f "$WORK/big.got"
+check "... HEAD has the ETag s3_put_fd gave" test "$(s3 HEAD /$B/up/big 2>/dev/null | hdr etag)" = "$bigetag"
+check "... no multipart upload is left in progress" test -z "$(uploads)"
+tool -p $P8 $U put-file small "$D/small"
+check "s3_put_fd: 3 MiB is one PUT (1 request)" test "$(field requests)" = 1
+check "... its ETag is the quoted MD5" test "$(field etag)" = "\"$(md5sum <"$D/small" | cut -d' ' -f1)\""
+tool $U get small "$WORK/small.got"
+check "... s3_get gives it back (cmp)" cmp "$D/small" "$WORK/small.got"
+check "... s3_get fills the Date" now_near "$(field date)"
+tool $U head small
+check "s3_head fills the Date" now_near "$(field date)"
+# Swift's Last-Modified is its timestamp rounded UP to the second, the
+# Date header rounded down: on a fresh object Last-Modified is the Date
+# of the same answer, or one second AFTER it. A lease built on the two
+# must allow for that second.
+d=$(field date); m=$(field mtime)
+check "... Last-Modified ($m) is Date ($d) or 1 s later, never earlier (a fresh object)" \
+	test "$m" -ge "$d" -a "$m" -le $((d + 1))
+tool -p 1048576 $U put-file small "$D/small"
+check "s3_new refuses a part size under 5 MiB (EINVAL)" fails_with EINVAL
+check "... and says the minimum" said "minimum part (5 MiB"
+
+tool $U copy big big.copy
+check "s3_copy copies the 70 MiB object: one request, no byte sent" test "$(field requests) $(field bytes_out)" = "1 0"
+copyetag=$(field etag)
+s3_get $B/up/big.copy "$WORK/copy.got"
+check "... the copy reads back equal (cmp)" cmp "$D/big" "$WORK/copy.got"
+rm -f "$WORK/copy.got"
+check "... its ETag (from the CopyObjectResult) is HEAD's" test "$(s3 HEAD /$B/up/big.copy 2>/dev/null | hdr etag)" = "$copyetag"
+check "... Swift keeps the source's multipart ETag" test "$copyetag" = "$bigetag"
+tool $U copy small 'small copy&1'
+check "s3_copy: a key with a space and &" test "$(field etag)" = "\"$(md5sum <"$D/small" | cut -d' ' -f1)\""
+tool $U get 'small copy&1' "$WORK/small.got"
+check "... reads back equal" cmp "$D/small" "$WORK/small.got"
+tool $U copy nothing-here x
+check "s3_copy of a missing key is ENOENT" fails_with ENOENT
+check "... the message names both keys" said "s3://$B/up/x (copy of nothing-here)"
+check "... nothing was made" test "$(code HEAD /$B/up/x)" = 404
+
+# Conditional PUTs, as Swift 2.30's s3api answers them: 501
+# NotImplemented whatever the key (s3lib.sh), so EOPNOTSUPP -- neither
+# 412 nor ignored -- and the object stays as it was.
+tool $U put small "$D/one" none
+check "s3_put_cond If-None-Match: * on an existing key: EOPNOTSUPP (HTTP 501)" fails_with EOPNOTSUPP
+check "... the message says so" said "HTTP 501 (NotImplemented): the server does not implement conditional PUTs"
+check "... 501 is not retried: 1 request" test "$(field requests) $(field retries)" = "1 0"
+tool $U put fresh "$D/one" none
+check "s3_put_cond If-None-Match: * on a missing key: EOPNOTSUPP too" fails_with EOPNOTSUPP
+check "... and it stays missing" test "$(code HEAD /$B/up/fresh)" = 404
+tool $U put small "$D/one" match '"0123456789abcdef0123456789abcdef"'
+check "s3_put_cond If-Match: a wrong ETag: EOPNOTSUPP (HTTP 501)" fails_with EOPNOTSUPP
+tool $U put small "$D/one" match "\"$(md5sum <"$D/small" | cut -d' ' -f1)\""
+check "s3_put_cond If-Match: the right ETag: EOPNOTSUPP as well" fails_with EOPNOTSUPP
+tool $U get small "$WORK/small.got"
+check "... after all four the object is unchanged (cmp)" cmp "$D/small" "$WORK/small.got"
+tool $U cond-support probe
+check "s3_cond_support: mask 0, neither condition enforced" test "$(field mask)" = 0
+check "... and says so" said "If-None-Match: \\* is NOT enforced, with If-Match: NOT enforced"
+check "... the probe key is deleted" test "$(code HEAD /$B/up/probe)" = 404
+tool $U put plain "$D/one"
+check "s3_put_cond without a condition: ETag, size 1, Date" sh -c "
+	test '$(field etag) $(field size)' = '\"$(md5sum <"$D/one" | cut -d' ' -f1)\" 1'"
+check "... the answer's Date" now_near "$(field date)"
+
+# Failed uploads leave nothing: the file ends before the size given
+# (the 10th part cannot be read), the file is a directory (EISDIR).
+tool -p $P8 $U put-file short "$D/big" 83886080
+check "s3_put_fd of a file shorter than the size: EIO" fails_with EIO
+check "... the message names the key, the byte and the part" said "s3://$B/up/short: PUT: the local file ends at byte 73400320 of 75497472 .*part 9 of 10"
+check "... and that the upload was aborted" said "the upload was aborted, nothing was stored"
+check "... no object" test "$(code HEAD /$B/up/short)" = 404
+check "... no multipart upload left (no parts)" test -z "$(uploads)"
+tool -p $P8 $U put-file dir "$WORK" 20000000
+check "s3_put_fd of a directory (pread: EISDIR): EISDIR" fails_with EISDIR
+check "... names the key, aborted" said "s3://$B/up/dir: PUT: the local file cannot be read at byte .*(Is a directory).*the upload was aborted"
+check "... no object" test "$(code HEAD /$B/up/dir)" = 404
+check "... no upload left" test -z "$(uploads)"
+tool $U put-file dir1 "$WORK" 100
+check "... as one PUT too: EISDIR" fails_with EISDIR
+check "... no object" test "$(code HEAD /$B/up/dir1)" = 404
+
 # --- the proxy stopped and started again ---
 pp=$S3_PROXY_PID
 s3_kill_proxy
@@ -230,6 +357,49 @@ c=$(s3_code GET /$B/dir/one -m 2)
 check "a frozen proxy (SIGSTOP) times out (000)" test "$c" = 000
 s3_start_proxy
 check "... and answers after SIGCONT" test "$(code GET /$B/dir/one)" = 200
+
+# mid-upload: the proxy killed once a part is in, 5 MiB parts of a 160
+# MiB file. Started again at once, the parts that failed are retried
+# (backoff up to 3.2 s, 10 retries) and the upload completes; left dead,
+# the upload fails, the abort cannot reach the server either, and the
+# message says which UploadId remains.
+head -c 167772160 /dev/urandom >"$WORK/huge"
+# the proxy logs each request as it ends (the query encoded in the path)
+parts_done() { grep -c 'partNumber' "$S3_DIR/log/proxy.log"; }
+wait_part() { # N: until the proxy has logged more than N parts
+	_i=0
+	while [ "$(parts_done)" -le "$1" ] && [ $_i -lt 1000 ]; do sleep 0.01; _i=$((_i + 1)); done
+}
+n0=$(parts_done)
+"$T" -p 5242880 -r 10 $U put-file huge "$WORK/huge" >"$WORK/t.out" 2>"$WORK/t.err" &
+tpid=$!
+wait_part "$n0"
+s3_kill_proxy KILL
+s3_start_proxy
+wait $tpid; rc=$?
+check "the proxy killed mid-upload and started again: the upload completes (rc $rc)" test $rc = 0
+check "... after retries ($(field retries))" test "$(field retries)" -gt 0
+check "... ETag of 32 parts" test "$(field etag)" = "\"$(mp_etag "$WORK/huge" 5242880)\""
+s3_get $B/up/huge "$WORK/huge.got"
+check "... the bytes are the file's (cmp)" cmp "$WORK/huge" "$WORK/huge.got"
+rm -f "$WORK/huge.got"
+n0=$(parts_done)
+"$T" -p 5242880 -r 3 $U put-file huge2 "$WORK/huge" >"$WORK/t.out" 2>"$WORK/t.err" &
+tpid=$!
+wait_part "$n0"
+s3_kill_proxy KILL
+wait $tpid; rc=$?
+sed 's/^/# /' "$WORK/t.err"
+check "the proxy killed mid-upload and left dead: the upload fails (rc $rc)" test $rc = 1
+check "... the message names the key" said "s3://$B/up/huge2: PUT"
+id=$(sed -n 's/.*AbortMultipartUpload of UploadId \([^ ]*\) .*/\1/p' "$WORK/t.err")
+check "... says the abort failed too, and the UploadId left ($id)" test -n "$id"
+check "start the proxy again" s3_start_proxy
+check "... no object huge2" test "$(code HEAD /$B/up/huge2)" = 404
+check "... the upload left is that one" test "$(uploads)" = "$id"
+check "... aborting it by hand (DELETE ?uploadId=) is 204" test "$(code DELETE "/$B/up/huge2?uploadId=$id")" = 204
+check "... then no upload is left" test -z "$(uploads)"
+rm -f "$WORK/huge"
 
 # --- stop ---
 pids=$S3_PIDS

@@ -113,9 +113,18 @@
 # max-keys says, and MaxKeys echoes the request (code). Multipart works
 # (SLO underneath, its BUCKET+segments container hidden from
 # ListBuckets): parts of at least 5 MiB but the last (else EntityTooSmall
-# at completion), at most 1000 parts (code). A PUT with If-None-Match or
-# If-Match is 501 NotImplemented: no atomic create-if-absent; GET with
-# If-None-Match: ETAG is 304, with another If-Match 412. Errors are S3
+# at completion), at most 1000 parts (code); ListMultipartUploads
+# (?uploads=) lists the unfinished ones, AbortMultipartUpload (DELETE
+# ?uploadId=) is 204 (t). CopyObject (x-amz-copy-source) answers 200 with
+# a CopyObjectResult whose ETag is the source's, a multipart "-N" one
+# included (t). A PUT with If-None-Match: * or If-Match is 501
+# NotImplemented whether the key exists or not, the ETag right or wrong
+# (t): no atomic create-if-absent, no compare-and-swap; GET with
+# If-None-Match: ETAG is 304, with another If-Match 412. Last-Modified
+# is the object's timestamp rounded UP to the second, the Date header
+# the clock rounded down: on a fresh object Last-Modified is the Date of
+# the same answer or one second after it (t). PUT and CopyObject answers
+# carry Last-Modified; CompleteMultipartUpload's does not (seen). Errors are S3
 # XML <Error><Code/><Message/><RequestId/>...</Error> (HEAD: the status
 # only); an unknown access key is 403 SignatureDoesNotMatch, not
 # InvalidAccessKeyId; PUT of one's own existing bucket is 409

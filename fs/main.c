@@ -48,7 +48,7 @@ struct opts {
 	char *log;
 	char *max_store;	/* -o max_store=SIZE: capacity bound */
 	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
-	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *prefetch;
+	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *s3_part, *prefetch;
 	unsigned s3_parallel, s3_timeout, s3_retries;
 	unsigned lease_ttl, poll;
 	int poll_set;
@@ -80,6 +80,7 @@ static const struct fuse_opt opt_spec[] = {
 	{ "disk_cache=%s", offsetof(struct opts, disk_cache), 0 },
 	{ "s3_chunk=%s", offsetof(struct opts, s3_chunk), 0 },
 	{ "s3_parallel=%u", offsetof(struct opts, s3_parallel), 0 },
+	{ "s3_part=%s", offsetof(struct opts, s3_part), 0 },
 	{ "s3_timeout=%u", offsetof(struct opts, s3_timeout), 0 },
 	{ "s3_retries=%u", offsetof(struct opts, s3_retries), 0 },
 	{ "prefetch=%s", offsetof(struct opts, prefetch), 0 },
@@ -133,6 +134,8 @@ static void usage(const char *prog)
 	       "snapshots (one\n"
 	       "                           writer per store; without it the "
 	       "mount reads only)\n"
+	       "    -o s3_part=SIZE        multipart upload part (default 32M, "
+	       "at least 5M)\n"
 	       "    -o lease_ttl=SECONDS   the lease lapses this long after its "
 	       "writer stops\n"
 	       "                           renewing it (default 30)\n"
@@ -513,6 +516,13 @@ int main(int argc, char *argv[])
 			goto out1;
 		}
 		ro.chunk = o.s3_chunk ? (uint32_t)v : 0;
+		if (o.s3_part && (parse_size(o.s3_part, &v) < 0 ||
+				  v < (5u << 20) || v > (1u << 30))) {
+			fprintf(stderr, "snapfs: -o s3_part=%s: give a size "
+				"from 5M to 1G, like 64M\n", o.s3_part);
+			goto out1;
+		}
+		ro.part_size = o.s3_part ? (unsigned)v : 0;
 		rc = remote_open(&m.remote, o.store, &ro, err, sizeof(err));
 		if (!rc)
 			rc = open_remote(&m, err, sizeof(err));
@@ -620,6 +630,7 @@ out1:
 	free(o.cache_dir);
 	free(o.disk_cache);
 	free(o.s3_chunk);
+	free(o.s3_part);
 	free(o.prefetch);
 	fuse_opt_free_args(&args);
 	return ret;

@@ -324,6 +324,8 @@ int remote_open(struct remote **out, const char *url,
 		conf.timeout_ms = o->timeout_ms;
 	if (o->retries)
 		conf.retries = o->retries;
+	if (o->part_size)
+		conf.part_size = o->part_size;
 	conf.log = o->log;
 	conf.log_ctx = o->log_ctx;
 	if ((rc = s3_new(&r->s3, &conf, err, errlen)))

@@ -62,6 +62,7 @@ struct lease {
 	pthread_cond_t cv;
 	pthread_t thread;
 	int started, stop, lost;
+	int nocond;		/* the server refuses conditional PUTs */
 	unsigned ttl;
 	char etag[128];		/* of our lease object */
 	char text[512];		/* its content */
@@ -140,6 +141,30 @@ static double left(const struct s3_obj *o, const struct holder *h)
 	return (double)(o->mtime + (int64_t)h->ttl - now);
 }
 
+/* PUTs our lease under c; a server that does not implement conditional
+ * PUTs (501: Swift's s3api) gets a plain one from then on, and the
+ * read-back is then all there is (see the top). */
+static int lease_put(struct remote *r, struct lease *l,
+		     const struct s3_cond *c, struct s3_obj *o, char *m,
+		     size_t mlen)
+{
+	int rc = -EOPNOTSUPP;
+
+	if (!l->nocond)
+		rc = s3_put_cond(r->s3, LEASE_KEY, l->text, strlen(l->text), c,
+				 o, m, mlen);
+	if (rc == -EOPNOTSUPP) {
+		if (!l->nocond)
+			remote_say(r, LOG_INFO, "%s: the server does not do "
+				   "conditional PUTs: the lease relies on "
+				   "reading back its token", r->url);
+		l->nocond = 1;
+		rc = s3_put_cond(r->s3, LEASE_KEY, l->text, strlen(l->text),
+				 NULL, o, m, mlen);
+	}
+	return rc;
+}
+
 /* One renewal: our token still there, then a conditional PUT. l->lock
  * held. 0, -ESTALE (another holds it), or -errno. */
 static int renew(struct remote *r, struct lease *l, char *m, size_t mlen)
@@ -151,13 +176,12 @@ static int renew(struct remote *r, struct lease *l, char *m, size_t mlen)
 	int rc = read_lease(r, &h, &o, m, mlen);
 
 	if (rc == -ENOENT || (!rc && strcmp(h.token, l->token))) {
-		snprintf(m, mlen, "%s: the lease %s was %s", r->url, LEASE_KEY,
+		snprintf(m, mlen, "%.600s: the lease %s was %s", r->url, LEASE_KEY,
 			 rc ? "deleted" : "taken by another writer");
 		return -ESTALE;
 	}
 	if (!rc)
-		rc = s3_put_cond(r->s3, LEASE_KEY, l->text, strlen(l->text),
-				 &c, &o, m, mlen);
+		rc = lease_put(r, l, &c, &o, m, mlen);
 	if (!rc) {
 		snprintf(l->etag, sizeof(l->etag), "%s", o.etag);
 		l->renewed.tv_sec = (time_t)t0;
@@ -284,8 +308,7 @@ int remote_lease_take(struct remote *r, char *err, size_t errlen)
 			c.if_none_match = 1;
 		else
 			c.if_match = o.etag;
-		rc = s3_put_cond(r->s3, LEASE_KEY, l->text, strlen(l->text),
-				 &c, &o, m, sizeof(m));
+		rc = lease_put(r, l, &c, &o, m, sizeof(m));
 		if (rc == -EEXIST || rc == -ESTALE)
 			continue;	/* raced: read again, refused then */
 		if (rc)

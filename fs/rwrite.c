@@ -276,7 +276,7 @@ int remote_put_meta(struct remote *r, const char *name, char *err,
 			rc = 0;
 	} else if (fd < 0) {
 		rc = -errno;
-		snprintf(m, sizeof(m), "%s: %s", path, strerror(-rc));
+		snprintf(m, sizeof(m), "%.900s: %s", path, strerror(-rc));
 	} else {
 		rc = fstat(fd, &st) < 0 ? -errno :
 		     !(buf = malloc((size_t)st.st_size + 1)) ? -ENOMEM :
@@ -284,7 +284,8 @@ int remote_put_meta(struct remote *r, const char *name, char *err,
 		     0 : -EIO;
 		close(fd);
 		if (rc)
-			snprintf(m, sizeof(m), "%s: %s", path, strerror(-rc));
+			snprintf(m, sizeof(m), "%.900s: %s", path,
+				 strerror(-rc));
 		else
 			rc = s3_put_cond(r->s3, name, buf, (size_t)st.st_size,
 					 NULL, &o, m, sizeof(m));

@@ -37,7 +37,8 @@ wait_until() {
 shown() { test "$(ls "$1" | tr '\n' ' ')" = "$2"; }
 
 # --- 1. a writer starts a store in an empty prefix ---
-check "an empty prefix mounts with -o writer" snapfs_mount "$URL" "$W" -o writer,cache_dir="$WORK/cw",lease_ttl=6,s3_chunk=1M
+# 5 MiB parts: the 12 MiB base is a multipart upload.
+check "an empty prefix mounts with -o writer" snapfs_mount "$URL" "$W" -o writer,cache_dir="$WORK/cw",lease_ttl=6,s3_chunk=1M,s3_part=5M
 check "... holding the lease (.snapfs/lease in the bucket)" listed vm/.snapfs/lease
 check "cat > writes the base" sh -c "cat '$ST/state_0' > '$W/snapshot_0'"
 check "cat > writes a patch on it" sh -c "cat '$ST/state_1' > '$W/snapshot_1'"
@@ -54,6 +55,14 @@ stock_decode() {
 	cmp "$WORK/b.raw" "$ST/state_0" && cmp "$WORK/p1.out" "$ST/state_1"
 }
 check "stock zstd -d and xdelta3 -d rebuild both from the bucket's objects" stock_decode
+# 12 MiB that do not compress: a patch over 5 MiB, uploaded in parts.
+head -c 12M /dev/urandom > "$WORK/noise"
+check "cat > writes 12 MiB of noise" sh -c "cat '$WORK/noise' > '$W/noise'"
+multipart() { s3 HEAD "/$B/vm/noise.patch" | grep -i '^etag' | grep -q -- '-[0-9]'; }
+check "... uploaded in parts (its ETag ends in -N)" multipart
+check "... reads back byte-exact" cmp "$W/noise" "$WORK/noise"
+check "rm of a leaf snapshot" rm "$W/noise"
+check_fails "... deletes its object" listed vm/noise.patch
 up=$(getfattr --only-values -n user.snapfs.stats "$W" 2>/dev/null | sed -n 's/^remote_uploaded //p')
 echo "# uploaded $up bytes"
 check "the stats count the upload" test "${up:-0}" -gt 0

@@ -2,10 +2,13 @@
 /*
  * s3: the small part of the S3 API snapfs needs, over libcurl: HEAD,
  * whole small GETs, ranged GETs with several in flight on one multi
- * handle, PUT, DELETE and ListObjectsV2. Requests are signed by libcurl
+ * handle, PUT (conditional too), a file as one PUT or a multipart
+ * upload, server-side copy, DELETE and ListObjectsV2. Files: s3.c (the
+ * handle, requests, reads, listing), s3put.c (writes), s3parse.c (the
+ * parsers of answers), s3conf.c (settings). Requests are signed by libcurl
  * (CURLOPT_AWS_SIGV4); connections are kept alive and shared by all
  * threads through a curl share handle. Transient failures (connection
- * refused or reset, timeouts, 5xx, 429) are retried with exponential
+ * refused or reset, timeouts, 5xx but 501, 429) are retried with exponential
  * backoff; after the last try the error is returned as -EIO (or
  * -ETIMEDOUT) and the message names the object.
  *
@@ -78,7 +81,9 @@ struct s3_obj {
 	/*
 	 * The answer's Date header (0 if absent): the server's clock when
 	 * it answered, seconds since the epoch. A lease compares an
-	 * object's Last-Modified with this, never with the client's clock.
+	 * object's Last-Modified with this, never with the client's clock
+	 * (and allows a second: Swift rounds Last-Modified up, the Date
+	 * down, so a fresh object's can be one second after the Date).
 	 * Filled by s3_head, s3_get, s3_put_cond, s3_put_fd and s3_copy;
 	 * 0 from listings.
 	 */
@@ -122,6 +127,9 @@ int s3_get_ranges(struct s3 *s, const char *key, const char *etag,
 int s3_put(struct s3 *s, const char *key, const void *buf, size_t len,
 	   char *err, size_t errlen);
 
+/* DELETEs key; a missing key is not an error (0). */
+int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
+
 /*
  * Conditions on a PUT (s3_put_cond). A server that answers 412 to one
  * gives -ESTALE (if_match) or -EEXIST (if_none_match); one that answers
@@ -158,7 +166,6 @@ int s3_put_cond(struct s3 *s, const char *key, const void *buf, size_t len,
 #define S3_COND_IF_MATCH 2
 int s3_cond_support(struct s3 *s, const char *key, char *err,
 		    size_t errlen);
-int s3_delete(struct s3 *s, const char *key, char *err, size_t errlen);
 
 /*
  * Uploads size bytes of the local file fd (read with pread from offset

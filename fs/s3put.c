@@ -32,7 +32,9 @@ size_t s3i_on_upload(char *p, size_t sz, size_t nm, void *u)
 
 	if (n > q->uplen - q->uppos)
 		n = q->uplen - q->uppos;
-	if (q->upfile && n) {
+	if (!n)
+		return 0;	/* the end; an empty body may have no buffer */
+	if (q->upfile) {
 		ssize_t r = pread(q->upfd, p, n, (off_t)(q->upoff + q->uppos));
 		if (r <= 0) {
 			/* Unreadable, or shorter than announced: what would
@@ -352,6 +354,7 @@ static int send_parts(struct mp *u, char *err, size_t errlen)
 out:
 	for (int i = 0; sl && i < IN_FLIGHT; i++) {
 		if (sl[i].st == ACTIVE) {
+			atomic_fetch_add(&u->s->bytes_out, sl[i].q.uppos);
 			curl_multi_remove_handle(m, sl[i].q.e);
 			s3i_easy_put(u->s, sl[i].q.e);
 		}
@@ -463,7 +466,10 @@ static int put_multi(struct s3 *s, const char *key, int fd, uint64_t size,
 	if (!rc)
 		return 0;
 	/* AbortMultipartUpload: else the parts stay, stored and billed,
-	 * where no listing of objects shows them. */
+	 * where no listing of objects shows them. (A completion retried
+	 * after its answer was lost may get 404 NoSuchUpload although it
+	 * made the object: an error is then returned for an object that
+	 * exists, with the bytes sent.) */
 	q = (struct req){ .s = s, .key = key, .max = 1 << 20 };
 	el = err ? strlen(err) : 0;
 	char m2[1024] = "";

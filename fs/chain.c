@@ -317,6 +317,7 @@ int chain_add(struct chain *c, uint32_t id, char *err, size_t errlen)
 	struct chain_layer *L;
 	int rc;
 
+	chain_note_tree(c);	/* the caller committed: current moved */
 	pthread_rwlock_rdlock(&c->lock);
 	int known = chain_find_cur(c, id) != NULL;
 	pthread_rwlock_unlock(&c->lock);
@@ -448,6 +449,7 @@ int chain_open(struct chain **out, struct store *s,
 	}
 	ra_stop(c);
 	chain_gc(c);
+	chain_note_tree(c);
 	*out = c;
 	return 0;
 fail:

@@ -146,6 +146,9 @@ struct chain {
 	/* Lock order: lock, then pool_lock or pf_lock; none is held while
 	 * reading stored files. pool_lock, then the cache's (lending). */
 	pthread_rwlock_t lock;		/* protects cur, ncur, names, descs */
+	/* The tree's current snapshot, copied at each change: readers
+	 * (chain_current) never touch the tree, which a change frees. */
+	atomic_uint current;
 	struct chain_layer **cur;	/* current versions, parents first */
 	size_t ncur, capcur;
 	atomic_uint_fast64_t next_key;	/* for sfile.key */
@@ -230,6 +233,9 @@ int layer_index(struct chain *c, struct chain_layer *L, char *err,
 		size_t errlen);
 /* The current version of id, or NULL (c->lock held). */
 struct chain_layer *chain_find_cur(const struct chain *c, uint32_t id);
+/* fs/chmeta.c: after the store's tree changed (a commit, a reload):
+ * copies what readers take from it without a lock. */
+void chain_note_tree(struct chain *c);
 /* fs/chain.c: opens the version of tree node id from the store on top of
  * P (its parent's version; NULL for a base), indexed, unpublished. */
 int layer_open_on(struct chain *c, uint32_t id, struct chain_layer *P,

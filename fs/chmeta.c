@@ -44,6 +44,8 @@ static int commit(struct chain *c, struct tree *next, int edit, char *err,
 	}
 	rc = store_commit(c->s, next, why, sizeof(why));
 
+	if (!rc)
+		chain_note_tree(c);
 	if (rc)
 		msg_say(err, errlen, "%s", why);
 	else if (why[0])
@@ -171,6 +173,7 @@ int chain_sync(struct chain *c, char *err, size_t errlen)
 	}
 	c->cur = y.cur;
 	c->ncur = y.n;
+	chain_note_tree(c);
 	c->capcur = count ? count : 1;
 	pthread_rwlock_unlock(&c->lock);
 	for (size_t i = 0; i < nold; i++)
@@ -179,9 +182,14 @@ int chain_sync(struct chain *c, char *err, size_t errlen)
 	return 0;
 }
 
+void chain_note_tree(struct chain *c)
+{
+	atomic_store(&c->current, tree_current(store_tree(c->s)));
+}
+
 uint32_t chain_current(struct chain *c)
 {
-	return tree_current(store_tree(c->s));
+	return atomic_load(&c->current);
 }
 
 int chain_rename(struct chain *c, uint32_t id, const char *name, char *err,

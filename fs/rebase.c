@@ -412,6 +412,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		msg_say(err, errlen, "%s", why);
 		goto out;
 	}
+	chain_note_tree(c);
 	if (why[0])
 		chain_logf(c, CHAIN_LOG_WARN, "%s", why);
 	for (size_t i = 0; i < nsw; i++)

@@ -17,7 +17,12 @@
 #   5. four mounts on four cache directories (four hosts) restoring at
 #      once, against four local stores restoring at once;
 #   6. cold sequential cat throughput for s3_chunk 1M/4M/16M x s3_parallel
-#      4/8/16, against a cold local mount in the same round.
+#      4/8/16 (BENCH_REMOTE_CONFS, "CHUNK:N ..."), against a cold local
+#      mount in the same round;
+#   7. the same states written through a remote -o writer mount (cat >
+#      each, upload and commit included) into a fresh prefix, against
+#      writing them through a local mount plus uploading the stored files
+#      (s3_sync_up); one round, every snapshot compared after.
 # Every figure is the median of BENCH_REMOTE_RUNS (3) rounds; each round
 # measures a figure and its comparison back to back.
 #   BENCH_QEMU_SNAPS=16   states (shared with tests/bench/qemu.sh)
@@ -97,7 +102,9 @@ rm -rf "$S"; mkdir -p "$S"
 M=$WORK/m
 mnt "$S" "$M" || die "cannot mount $S"
 k=0
+t=$(now)
 for f in $states; do cat "$f" > "$M/snapshot_$k" || die "cannot write snapshot_$k"; k=$((k + 1)); done
+write_local_s=$(elapsed "$t")
 cmp "$M/$newest" "$plainf" || die "$newest differs from $plainf"
 umount_one "$M"
 [ -z "$(s3_missing)" ] || s3_install || die "cannot install Swift"
@@ -231,7 +238,7 @@ catmbs() { # FILE: cold cat, MB/s
 	_t=$(now); cat "$1" > /dev/null || die "cat $1 failed"; _e=$(elapsed "$_t")
 	echo "$(stat -c %s "$1") $_e" | awk '{printf "%.0f", $1 / $2 / 1e6}'
 }
-CONFS="1M:4 1M:8 1M:16 4M:4 4M:8 4M:16 16M:4 16M:8 16M:16"
+CONFS=${BENCH_REMOTE_CONFS:-"1M:4 1M:8 1M:16 4M:4 4M:8 4M:16 16M:4 16M:8 16M:16"}
 SW="$newest snapshot_0"
 for f in $SW; do
 	eval "L_$f=''"
@@ -253,6 +260,20 @@ for i in $(seq "$RUNS"); do
 	done
 done
 rm -rf "$WORK/c-sw"
+
+# --- 7. writing through a remote writer mount ---
+echo "bench: writing $n states through s3://$B/w -o writer" >&2
+rm -rf "$WORK/c-w"
+mnt "s3://$B/w" "$M" -o "cache_dir=$WORK/c-w,writer" || die "the writer mount failed"
+k=0
+t=$(now)
+for f in $states; do cat "$f" > "$M/snapshot_$k" || die "remote write of snapshot_$k failed"; k=$((k + 1)); done
+write_remote_s=$(elapsed "$t")
+uploaded=$(stat_of "$M" remote_uploaded)
+k=0
+for f in $states; do cmp "$M/snapshot_$k" "$f" || die "remote snapshot_$k differs"; k=$((k + 1)); done
+umount_one "$M"
+rm -rf "$WORK/c-w"
 
 # --- the table ---
 mr=$(med $R_rem); ml=$(med $R_loc); mg=$(med $R_get); mf=$(med $F)
@@ -311,6 +332,15 @@ for c in $CONFS; do
 		"$(ratio "$(med $x)" "$(med $l)")"
 done
 done
+echo "## writing the $n states (cat > each; encode, upload, commit included)"
+printf '%-56s %8s s\n' "through a remote -o writer mount" "$write_remote_s"
+printf '%-56s %8s s\n' "through a local mount" "$write_local_s"
+printf '%-56s %8s s\n' "  + uploading its stored files (s3_sync_up)" "$upload_s"
+printf '%-56s %12s\n' "bytes uploaded by the writer mount (remote_uploaded)" "${uploaded:-?}"
+printf '%-56s %12s\n' "the local store's stored files" "$stored"
+printf '# remote write / local write: %s; / (local write + upload): %s\n' \
+	"$(ratio "$write_remote_s" "$write_local_s")" \
+	"$(ratio "$write_remote_s" "$(echo "$write_local_s $upload_s" | awk '{print $1 + $2}')")"
 echo "# restore = QEMU migrate-incoming exec:cat FILE until completed (QEMU start excluded)"
 } | tee "$OUT"
 echo "bench: table saved in $OUT (bucket keys in $OUT.keys)" >&2

@@ -250,9 +250,14 @@ int remote_stage(struct remote *r, const struct tree *next, int tmpfd,
 				p->from, strerror(-rc));
 			return rc;
 		}
-		const char *key = exists ? p->from : p->to;
-		if (exists || uploaded(r, key, fd, &o))
-			rc = remote_upload(r, key, fd, err, errlen);
+		/* This very file uploaded as its key already (the writer's
+		 * close): done; the listing knows the key from that upload. */
+		if (uploaded(r, p->to, fd, &o) == 0) {
+			close(fd);
+			continue;
+		}
+		rc = remote_upload(r, exists ? p->from : p->to, fd, err,
+				   errlen);
 		close(fd);
 	}
 	return rc;

@@ -34,6 +34,8 @@
 #include <xxhash.h>
 
 #include "cache/dcache.h"
+#include "codec/zblob.h"
+#include "codec/zframe.h"
 #include "fs/msg.h"
 #include "fs/remote_int.h"
 #include "fs/store.h"
@@ -624,6 +626,65 @@ int remote_fetch_derived(struct remote *r, const char *sub, const char *name)
 	return rc;
 }
 
+/*
+ * Derived data read in place of stored bytes (aux files, plain copies of
+ * patches) goes up compressed, as NAME.zst in the seekable format, and is
+ * read through a zblob: every host that reads a snapshot fetches these,
+ * and an aux file (target copies materialised) is mostly repeats. Indexes
+ * and checksums are fetched whole and small: they go up as they are.
+ */
+static int compressed_sub(const char *sub)
+{
+	return !strcmp(sub, "aux") || !strcmp(sub, "plain");
+}
+
+/* Compresses the file at fd into a temporary under the mirror and
+ * uploads that as key. */
+static int put_zst(struct remote *r, int fd, const char *key,
+		   const char *name, char *m, size_t mlen)
+{
+	struct zframe_writer_opts zo = { .nthreads = 1 };
+	struct zframe_writer *zw = NULL;
+	char tmp[PATH_MAX + 64];
+	struct s3_obj o;
+	void *buf = malloc(1 << 20);
+	ssize_t n;
+	int tfd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s/%s/tmp/zup.%s", r->mirror,
+		 STORE_META_DIR, name);
+	tfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		   0600);
+	rc = !buf ? -ENOMEM : tfd < 0 ? -errno :
+	     zframe_writer_new(&zw, tfd, &zo);
+	for (uint64_t off = 0; !rc; off += (uint64_t)n) {
+		n = pread(fd, buf, 1 << 20, (off_t)off);
+		if (n <= 0) {
+			rc = n < 0 ? -errno : 0;
+			break;
+		}
+		rc = zframe_writer_write(zw, buf, (size_t)n);
+	}
+	if (!rc)
+		rc = zframe_writer_finish(zw);
+	zframe_writer_free(zw);
+	free(buf);
+	if (rc)
+		snprintf(m, mlen, "%.900s: cannot compress for upload: %s", tmp,
+			 strerror(-rc));
+	struct stat st;
+	if (!rc && fstat(tfd, &st) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = s3_put_fd(r->s3, key, tfd, (uint64_t)st.st_size, &o, m,
+			       mlen);
+	if (tfd >= 0) {
+		close(tfd);
+		unlink(tmp);
+	}
+	return rc;
+}
+
 int remote_put_derived(struct remote *r, const char *sub, const char *name)
 {
 	char key[PATH_MAX], path[PATH_MAX + 64], m[1024];
@@ -638,22 +699,59 @@ int remote_put_derived(struct remote *r, const char *sub, const char *name)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !(buf = malloc((size_t)st.st_size + 1))) {
+	snprintf(key, sizeof(key), "%s/%s/%s%s", STORE_META_DIR, sub, name,
+		 compressed_sub(sub) ? ".zst" : "");
+	if (compressed_sub(sub)) {
+		rc = put_zst(r, fd, key, name, m, sizeof(m));
 		close(fd);
-		return -ENOMEM;
+	} else {
+		if (fstat(fd, &st) < 0 ||
+		    !(buf = malloc((size_t)st.st_size + 1))) {
+			close(fd);
+			return -ENOMEM;
+		}
+		rc = pread(fd, buf, (size_t)st.st_size, 0) == st.st_size ? 0 :
+		     -EIO;
+		close(fd);
+		if (!rc)
+			rc = s3_put(r->s3, key, buf, (size_t)st.st_size, m,
+				    sizeof(m));
+		free(buf);
 	}
-	rc = pread(fd, buf, (size_t)st.st_size, 0) == st.st_size ? 0 : -EIO;
-	close(fd);
-	snprintf(key, sizeof(key), "%s/%s/%s", STORE_META_DIR, sub, name);
-	if (!rc)
-		rc = s3_put(r->s3, key, buf, (size_t)st.st_size, m, sizeof(m));
-	free(buf);
 	if (rc == -EACCES && !atomic_exchange(&r->no_upload, 1))
 		remote_say(r, LOG_WARNING, "%s: derived data is not shared with "
 		    "other hosts (they build their own): %s", r->url, m);
 	else if (rc && rc != -EACCES)
 		remote_say(r, LOG_WARNING, "%s: %s", r->url, m);
 	return rc;
+}
+
+int remote_open_derived(struct remote *r, const char *sub, const char *name,
+			const char *label, struct blob **out)
+{
+	char key[PATH_MAX];
+	struct blob *z;
+	int rc;
+
+	if (compressed_sub(sub)) {
+		snprintf(key, sizeof(key), "%s/%s/%s.zst", STORE_META_DIR, sub,
+			 name);
+		rc = remote_open_blob(r, key, &z, NULL, 0);
+		if (!rc) {
+			const char *why = "";
+			rc = zblob_open(out, z, label, &why);
+			blob_put(z);
+			if (rc)
+				remote_say(r, LOG_WARNING, "%s/%s: %s; building "
+					   "it here", r->url, key, why);
+			return rc;
+		}
+		if (rc != -ENOENT)
+			return rc;
+	}
+	/* As it is: a bucket an older snapfs wrote to, or an index. */
+	snprintf(key, sizeof(key), "%s/%s/%s", STORE_META_DIR, sub, name);
+	return remote_open_blob(r, key, out, NULL, 0);
 }
 
 void remote_get_stats(struct remote *r, struct remote_stats *st)

@@ -96,6 +96,16 @@ int remote_open_blob(struct remote *r, const char *file, struct blob **out,
  */
 int remote_fetch_derived(struct remote *r, const char *sub, const char *name);
 int remote_put_derived(struct remote *r, const char *sub, const char *name);
+/*
+ * Opens the bucket's copy of derived file .snapfs/SUB/NAME as a blob
+ * named label, read lazily through the disk cache. Aux files and plain
+ * copies are kept there compressed (NAME.zst, seekable zstd: mostly
+ * repeats, and every reading host fetches them) and read through
+ * codec/zblob; an uncompressed one (an older snapfs) is read as it is.
+ * 0, -ENOENT (none), or -errno.
+ */
+int remote_open_derived(struct remote *r, const char *sub, const char *name,
+			const char *label, struct blob **out);
 
 /*
  * Working sets (fs/rprefetch.c). A restore reads most of a snapshot's

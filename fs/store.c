@@ -340,7 +340,6 @@ void store_derived_want(struct store *s, const char *sub, const char *name)
 int store_derived_blob(struct store *s, const char *sub, const char *name,
 		       const char *label, struct blob **out)
 {
-	char key[600];
 	int fd = safefile_open(store_subdir(s, sub), name, O_RDONLY, 0, NULL,
 			       NULL);
 
@@ -348,8 +347,7 @@ int store_derived_blob(struct store *s, const char *sub, const char *name,
 		return blob_from_fd(out, fd, label);
 	if (!s->remote)
 		return fd;
-	snprintf(key, sizeof(key), "%s/%s/%s", STORE_META_DIR, sub, name);
-	return remote_open_blob(s->remote, key, out, NULL, 0);
+	return remote_open_derived(s->remote, sub, name, label, out);
 }
 
 void store_derived_saved(struct store *s, const char *sub, const char *name)

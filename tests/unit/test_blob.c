@@ -18,6 +18,7 @@
 
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
+#include "codec/zblob.h"
 #include "codec/zframe.h"
 #include "tests/unit/t.h"
 #include "tests/unit/tutil.h"
@@ -575,6 +576,86 @@ out:
 	free(tgt);
 }
 
+/*
+ * zblob: a seekable zstd file's content as a blob, as a bucket's
+ * compressed aux files are read. Every read, at odd offsets and lengths
+ * across frame edges, must give the original bytes; a damaged frame
+ * must fail the read (zstd's frame checksum), never give other bytes.
+ */
+static void test_zblob(void)
+{
+	size_t dlen = (3u << 20) + 12345;
+	uint8_t *data = malloc(dlen), *buf = malloc(1 << 20), *file = NULL;
+	struct zframe_writer_opts zo = { .frame_size = 64 << 10,
+					 .nthreads = 1 };
+	struct zframe_writer *zw = NULL;
+	struct blob *src = NULL, *zb = NULL;
+	const char *why = "";
+	int fd = t_mem_fd(NULL, 0);
+	uint64_t rng = 7;
+
+	T_CHECK(data && buf && fd >= 0);
+	if (!data || !buf || fd < 0)
+		goto out;
+	/* Repeats, like an aux file, with noise in places. */
+	for (size_t i = 0; i < dlen; i++)
+		data[i] = (uint8_t)(i % 4096 < 3000 ? i / 4096 : t_rng(&rng));
+	T_CHECK(zframe_writer_new(&zw, fd, &zo) == 0);
+	T_CHECK(zframe_writer_write(zw, data, dlen) == 0);
+	T_CHECK(zframe_writer_finish(zw) == 0);
+	zframe_writer_free(zw);
+	off_t flen = lseek(fd, 0, SEEK_END);
+	T_CHECK(flen > 0 && (size_t)flen < dlen / 2);
+	file = malloc((size_t)flen);
+	T_CHECK(file && pread(fd, file, (size_t)flen, 0) == flen);
+	if (!file)
+		goto out;
+	src = t_blob_mem(file, (size_t)flen);
+	T_CHECK(src && zblob_open(&zb, src, "aux.zst", &why) == 0);
+	if (!zb)
+		goto out;
+	T_EQ(blob_size(zb), dlen);
+	for (int k = 0; k < 200; k++) {
+		uint64_t off = t_rng(&rng) % dlen;
+		size_t len = (size_t)(t_rng(&rng) % (1 << 20)) + 1;
+		if (len > dlen - off)
+			len = (size_t)(dlen - off);
+		T_EQ(blob_pread(zb, buf, len, off), len);
+		T_CHECK(!memcmp(buf, data + off, len));
+	}
+	T_EQ(blob_pread(zb, buf, 100, dlen), 0);
+	blob_put(zb);
+	zb = NULL;
+	blob_put(src);
+	/* A byte of a frame's compressed data flipped: that frame's reads
+	 * fail, the others still read right. */
+	file[flen / 2] ^= 0x5a;
+	src = t_blob_mem(file, (size_t)flen);
+	T_CHECK(src && zblob_open(&zb, src, "aux.zst", &why) == 0);
+	if (!zb)
+		goto out;
+	int failed = 0, right = 0;
+	for (uint64_t off = 0; off < dlen; off += 64 << 10) {
+		size_t len = dlen - off < (64u << 10) ? (size_t)(dlen - off) :
+			     64u << 10;
+		ssize_t n = blob_pread(zb, buf, len, off);
+		if (n < 0)
+			failed++;
+		else if (n == (ssize_t)len && !memcmp(buf, data + off, len))
+			right++;
+	}
+	T_CHECK(failed >= 1);
+	T_EQ(failed + right, (dlen + (64 << 10) - 1) / (64 << 10));
+out:
+	blob_put(zb);
+	blob_put(src);
+	if (fd >= 0)
+		close(fd);
+	free(file);
+	free(buf);
+	free(data);
+}
+
 int main(void)
 {
 	T_RUN(test_pread_clamp);
@@ -583,5 +664,6 @@ int main(void)
 	T_RUN(test_from_fd);
 	T_RUN(test_zframe_over_blob);
 	T_RUN(test_vcdiff_over_blob);
+	T_RUN(test_zblob);
 	return t_done();
 }

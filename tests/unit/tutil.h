@@ -55,6 +55,15 @@ static inline int t_write_file(const char *path, const void *buf, size_t len)
 	return close(fd) < 0 ? -errno : 0;
 }
 
+/* xorshift64*: reproducible noise for test data (state must not be 0). */
+static inline uint64_t t_rng(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dULL;
+}
+
 /* An anonymous file holding buf (for the codec's fd APIs), or -1. */
 static inline int t_mem_fd(const void *buf, size_t len)
 {

@@ -162,8 +162,9 @@ int remote_local_blob(struct remote *r, const char *key, int fd,
 
 struct tree;
 /*
- * Before a commit's commit point (store_commit): checks the lease, then
- * puts in the bucket the files next's pending moves bring in. A file
+ * Before a commit's commit point (store_commit): puts in the bucket the
+ * files next's pending moves bring in, then proves the lease (the
+ * commit point follows at once). A file
  * from .snapfs/tmp/NAME (tmpfd) goes to its final key if the bucket has
  * none (uploaded there unless remote_upload() did), else to
  * .snapfs/tmp/NAME, copied over after the commit point: a reader never

@@ -215,7 +215,7 @@ static void copied(struct remote *r, const char *key)
 int remote_stage(struct remote *r, const struct tree *next, int tmpfd,
 		 char *err, size_t errlen)
 {
-	int rc = remote_lease_check(r, err, errlen);
+	int rc = remote_writer(r) ? 0 : remote_lease_check(r, err, errlen);
 
 	for (size_t i = 0; !rc && i < tree_npending(next); i++) {
 		const struct tree_pending *p = tree_pending_at(next, i);
@@ -260,7 +260,9 @@ int remote_stage(struct remote *r, const struct tree *next, int tmpfd,
 				   errlen);
 		close(fd);
 	}
-	return rc;
+	/* Last, after the uploads however long they took: the commit point
+	 * follows at once. */
+	return rc ? rc : remote_lease_check(r, err, errlen);
 }
 
 int remote_put_meta(struct remote *r, const char *name, char *err,

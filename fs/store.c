@@ -359,7 +359,13 @@ void store_derived_saved(struct store *s, const char *sub, const char *name)
 int store_put_new(struct store *s, const char *file, int fd, char *err,
 		  size_t errlen)
 {
-	return s->remote ? remote_upload(s->remote, file, fd, err, errlen) : 0;
+	if (!s->remote)
+		return 0;
+	/* A writer that lost the lease says so at the close, not only in
+	 * the log at the commit that follows. */
+	if (!remote_writer(s->remote))
+		return remote_lease_check(s->remote, err, errlen);
+	return remote_upload(s->remote, file, fd, err, errlen);
 }
 
 int store_new_blob(struct store *s, const char *file, int fd,

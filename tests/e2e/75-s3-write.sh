@@ -123,6 +123,18 @@ check "... and writes snapshot_4" sh -c "cat '$ST/state_4' > '$W/snapshot_4'"
 check "... byte-exact" cmp "$W/snapshot_4" "$ST/state_4"
 check "unmount the writer" snapfs_umount "$W"
 check_fails "... which lets the lease go" listed vm/.snapfs/lease
+# A lease taken over behind a writer's back (another writer, after a
+# partition): the writer notices at its next renewal and stops writing.
+check "a writer mounts again" snapfs_mount "$URL" "$W" -o writer,cache_dir="$WORK/cw3",lease_ttl=6,s3_chunk=1M
+printf 'snapfs-lease 1\nholder intruder 1\ntoken 0123456789abcdef\nttl 2\n' > "$WORK/fake"
+s3_put "$WORK/fake" "$B/vm/.snapfs/lease" >/dev/null
+sleep 3
+check_fails "after its lease was taken over, cat > fails at close" sh -c "cat '$ST/state_3' > '$W/late'"
+check "... saying the lease was lost" grep -q "lease was taken by another writer" "$WORK/snapfs.w.log"
+check "... and nothing was added" shown "$W" "current snapshot_0 snapshot_3 snapshot_4 two "
+check "unmount the writer" snapfs_umount "$W"
+check "... which leaves the other's lease alone" listed vm/.snapfs/lease
+sleep 2
 check "the reader shows snapshot_4 within 10 s" wait_until 10 test -e "$R/snapshot_4"
 
 # --- 5. a writer killed between the commit point and the roll-forward ---

@@ -209,12 +209,10 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
-static void free_extra(struct extra *x, size_t n)
+void store_free_extra(struct extra *x, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(x[i].after);
+	for (size_t i = 0; i < n; i++)
 		free(x[i].text);
-	}
 	free(x);
 }
 
@@ -315,14 +313,14 @@ int store_reload(struct store *s, char *err, size_t errlen)
 	rc = store_load(s, err, errlen);
 	if (rc) {
 		tree_free(s->tree);
-		free_extra(s->extra, s->nextra);
+		store_free_extra(s->extra, s->nextra);
 		s->tree = old;
 		s->extra = ox;
 		s->nextra = onx;
 		return rc;
 	}
 	tree_free(old);
-	free_extra(ox, onx);
+	store_free_extra(ox, onx);
 	return 0;
 }
 
@@ -394,7 +392,7 @@ void store_free(struct store *s)
 	if (!s)
 		return;
 	tree_free(s->tree);
-	free_extra(s->extra, s->nextra);
+	store_free_extra(s->extra, s->nextra);
 	for (size_t i = 0; i < NSUB; i++)
 		if (s->subfd[i] >= 0)
 			close(s->subfd[i]);

@@ -8,7 +8,8 @@
  * files (fs/store_load.c).
  *
  * increments.txt is rewritten from the tree's current line; its comment
- * and blank lines are kept, each after the layer line it followed.
+ * and blank lines are kept, each after the layer line it followed (the
+ * same snapshot, by id: its file may have been renamed meanwhile).
  */
 #include "fs/store_int.h"
 #include "fs/msg.h"
@@ -147,10 +148,9 @@ int store_fill_layers(int fd, void *arg)
 		if (!s->extra[i].after)
 			fprintf(f, "%s\n", s->extra[i].text), done[i] = 1;
 	for (size_t i = 0; i < n && i <= STORE_MAX_LAYERS; i++) {
-		const char *file = tree_get(s->tree, ids[i])->file;
-		fprintf(f, "%s\n", file);
+		fprintf(f, "%s\n", tree_get(s->tree, ids[i])->file);
 		for (size_t k = 0; k < s->nextra; k++) {
-			if (!done[k] && !strcmp(s->extra[k].after, file)) {
+			if (!done[k] && s->extra[k].after == ids[i]) {
 				fprintf(f, "%s\n", s->extra[k].text);
 				done[k] = 1;
 			}

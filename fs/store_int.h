@@ -26,17 +26,16 @@ struct remote;
 #define TMP_SUB (NSUB - 1)
 
 /* A comment or blank line of increments.txt, kept after the layer line
- * it followed (after: NULL for the top of the file). */
+ * it followed. By the snapshot's id, not the line's text: the file a
+ * line names changes (the plain layout's s.zstd read as s.patch, a
+ * rename, a rebase) while the snapshot stays. */
 struct extra {
-	char *after;
-	char *text;
-};
-
-/* A line of the layers file that names no layer, kept for rewrites. */
-struct raw_line {
+	uint32_t after;		/* 0: the top of the file; EXTRA_NOWHERE */
 	char *text;		/* without its newline */
-	size_t after;		/* layer lines above it (newest first) */
 };
+/* after for a line that followed a layer line the tree does not have
+ * (a change being finished): such lines go to the end. */
+#define EXTRA_NOWHERE UINT32_MAX
 
 struct store {
 	char *dir;
@@ -64,7 +63,11 @@ int store_stat_file(const struct store *s, const char *path,
  * is already; .snapfs has two levels). */
 uint64_t store_walk_bytes(int dfd, int depth);
 
-/* fs/store_load.c: reads snapshots.txt and increments.txt into s->tree. */
+/* fs/store.c: frees the n kept lines at x. */
+void store_free_extra(struct extra *x, size_t n);
+
+/* fs/store_load.c: reads snapshots.txt and increments.txt into s->tree,
+ * and increments.txt's other lines into s->extra. */
 int store_load(struct store *s, char *err, size_t errlen);
 
 /* fs/store_commit.c: checks what every snapshot's file name must be. */

@@ -11,7 +11,7 @@
  * from its current snapshot down, possibly with new lines on top that a
  * script appended (adopted as children of current). Comment and blank
  * lines of increments.txt are kept across rewrites, each after the layer
- * line it followed.
+ * line it followed: after that snapshot, whatever its file is called.
  */
 #include "fs/store_int.h"
 #include "fs/msg.h"
@@ -63,22 +63,72 @@ static int slurp(struct store *s, const char *name, char **out, size_t *len,
 	return 0;
 }
 
-static int add_extra(struct store *s, const char *after, const char *text)
-{
-	struct extra *e = realloc(s->extra, (s->nextra + 1) * sizeof(*e));
+/* increments.txt as read: the layer paths (newest first) and the other
+ * lines, each with how many layer lines are above it: which snapshot it
+ * follows is known only once the tree is (keep_extras). */
+struct raw_line {
+	char *text;		/* without its newline */
+	size_t above;
+};
 
-	if (!e)
+struct layers {
+	char **paths;
+	size_t n;
+	struct raw_line *raw;
+	size_t nraw;
+};
+
+static void free_layers(struct layers *L)
+{
+	for (size_t i = 0; i < L->n; i++)
+		free(L->paths[i]);
+	free(L->paths);
+	for (size_t i = 0; i < L->nraw; i++)
+		free(L->raw[i].text);
+	free(L->raw);
+	memset(L, 0, sizeof(*L));
+}
+
+static int add_raw(struct layers *L, const char *text)
+{
+	struct raw_line *r = realloc(L->raw, (L->nraw + 1) * sizeof(*r));
+
+	if (!r)
 		return -ENOMEM;
-	s->extra = e;
-	e = &s->extra[s->nextra];
-	e->after = after ? strdup(after) : NULL;
-	e->text = strdup(text);
-	if ((after && !e->after) || !e->text) {
-		free(e->after);
-		free(e->text);
+	L->raw = r;
+	r = &L->raw[L->nraw];
+	if (!(r->text = strdup(text)))
 		return -ENOMEM;
+	r->above = L->n;
+	L->nraw++;
+	return 0;
+}
+
+/*
+ * Makes L's other lines s->extra, each after the snapshot of t whose line
+ * it followed: by id, since the file t names for it may differ from the
+ * line's text (resolve_line's .zstd -> .patch), or change later. Replaces
+ * what s->extra held (an interrupted change reads the file twice). Takes
+ * the texts out of L. Returns 0 or -ENOMEM (s->extra unchanged).
+ */
+static int keep_extras(struct store *s, const struct tree *t,
+		       struct layers *L)
+{
+	struct extra *x = NULL;
+
+	if (L->nraw && !(x = calloc(L->nraw, sizeof(*x))))
+		return -ENOMEM;
+	for (size_t i = 0; i < L->nraw; i++) {
+		size_t a = L->raw[i].above;
+		const struct tree_node *nd = a && a <= L->n ?
+			tree_by_file(t, L->paths[a - 1]) : NULL;
+		x[i].after = !a ? 0 : nd ? nd->id : EXTRA_NOWHERE;
+		x[i].text = L->raw[i].text;
+		L->raw[i].text = NULL;
 	}
-	s->nextra++;
+	store_free_extra(s->extra, s->nextra);
+	s->extra = x;
+	s->nextra = L->nraw;
 	return 0;
 }
 
@@ -120,19 +170,19 @@ static void resolve_line(struct store *s, char **p, size_t k)
 }
 
 /*
- * Parses increments.txt into paths (newest first) and keeps its comment
- * and blank lines. *n = 0 and no error when the file does not exist.
+ * Parses increments.txt into L: its layer paths (newest first) and its
+ * comment and blank lines. L stays empty and no error when the file does
+ * not exist.
  */
-static int read_line(struct store *s, char ***paths, size_t *n, char *err,
+static int read_line(struct store *s, struct layers *L, char *err,
 		     size_t errlen)
 {
-	char *text = NULL, **p = NULL;
-	size_t len = 0, cap = 0, k = 0;
-	const char *last = NULL, *why = "";
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	const char *why = "";
 	int rc = slurp(s, STORE_LAYERS_FILE, &text, &len, &why);
 
-	*n = 0;
-	*paths = NULL;
+	memset(L, 0, sizeof(*L));
 	if (rc == -ENOENT)
 		return 0;
 	if (rc) {
@@ -157,27 +207,27 @@ static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 		while (*q == ' ' || *q == '\t')
 			q++;
 		if (!*q || *q == '#') {
-			rc = add_extra(s, last, line);
+			rc = add_raw(L, line);
 			if (rc)
 				goto out;
 			continue;
 		}
-		if (k == cap) {
+		if (L->n == cap) {
 			cap = cap ? 2 * cap : 16;
-			char **np = realloc(p, cap * sizeof(*np));
+			char **np = realloc(L->paths, cap * sizeof(*np));
 			if (!np) {
 				rc = -ENOMEM;
 				goto out;
 			}
-			p = np;
+			L->paths = np;
 		}
-		if (!(p[k] = strdup(q))) {
+		if (!(L->paths[L->n] = strdup(q))) {
 			rc = -ENOMEM;
 			goto out;
 		}
-		last = p[k++];
+		L->n++;
 	}
-	if (k == 0) {
+	if (L->n == 0) {
 		rc = -ENODATA;
 		msg_say(err, errlen, "%s/%s: names no layer. A store needs its base "
 			"state file on the last line (newest first, base last); "
@@ -187,22 +237,11 @@ static int read_line(struct store *s, char ***paths, size_t *n, char *err,
 out:
 	free(text);
 	if (rc) {
-		for (size_t i = 0; i < k; i++)
-			free(p[i]);
-		free(p);
+		free_layers(L);
 		return rc;
 	}
-	resolve_line(s, p, k);
-	*paths = p;
-	*n = k;
+	resolve_line(s, L->paths, L->n);
 	return 0;
-}
-
-static void free_paths(char **p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(p[i]);
-	free(p);
 }
 
 static int64_t file_mtime(struct store *s, const char *path)
@@ -238,8 +277,9 @@ static int add_line(struct store *s, struct tree *t, uint32_t parent,
 /* Reads snapshots.txt and increments.txt into s->tree (see top). */
 int store_load(struct store *s, char *err, size_t errlen)
 {
-	char **paths = NULL, *text = NULL;
-	size_t n = 0, len = 0;
+	struct layers L;
+	char *text = NULL;
+	size_t len = 0;
 	const char *swhy = "";
 	int rc, adopt = 0;
 
@@ -269,10 +309,12 @@ int store_load(struct store *s, char *err, size_t errlen)
 			return -EBUSY;
 		}
 		if (tree_npending(s->tree)) {
-			/* An interrupted change: finish it first. */
-			rc = read_line(s, &paths, &n, NULL, 0);
-			free_paths(paths, n);
-			paths = NULL;
+			/* An interrupted change: finish it first, with the
+			 * comments of the layers file it rewrites. */
+			rc = read_line(s, &L, NULL, 0);
+			if (!rc)
+				rc = keep_extras(s, s->tree, &L);
+			free_layers(&L);
 			if (!rc)
 				rc = store_roll_forward(s);
 			if (rc) {
@@ -283,16 +325,18 @@ int store_load(struct store *s, char *err, size_t errlen)
 			}
 		}
 	}
-	rc = read_line(s, &paths, &n, err, errlen);
+	rc = read_line(s, &L, err, errlen);
 	if (rc)
 		return rc;
 	if (!s->tree) {
 		rc = tree_new(&s->tree);
 		if (!rc)
-			rc = add_line(s, s->tree, 0, paths, n, 1);
+			rc = add_line(s, s->tree, 0, L.paths, L.n, 1);
 		if (rc == -EEXIST)
 			msg_say(err, errlen, "%s/%s: a file is named twice",
 				s->dir, STORE_LAYERS_FILE);
+		if (!rc)
+			rc = keep_extras(s, s->tree, &L);
 		goto out;
 	}
 	/* Both files: increments.txt must be current's line, maybe with
@@ -300,25 +344,29 @@ int store_load(struct store *s, char *err, size_t errlen)
 	uint32_t ids[STORE_MAX_LAYERS + 1];
 	size_t k = tree_line(s->tree, tree_current(s->tree), ids,
 			     STORE_MAX_LAYERS + 1);
-	if (n == 0 && tree_count(s->tree) && !(s->ro && s->remote)) {
+	if (L.n == 0 && tree_count(s->tree) && !(s->ro && s->remote)) {
 		/* increments.txt was removed: write it again. */
-		rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
-				   store_fill_layers, s);
+		rc = keep_extras(s, s->tree, &L);
+		if (!rc)
+			rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
+					   store_fill_layers, s);
 		if (!rc && s->remote)
 			rc = remote_put_meta(s->remote, STORE_LAYERS_FILE, err,
 					     errlen);
 		goto out;
 	}
-	int match = n >= k && k <= STORE_MAX_LAYERS;
+	int match = L.n >= k && k <= STORE_MAX_LAYERS;
 	for (size_t i = 0; match && i < k; i++)
-		match = !strcmp(paths[n - k + i],
+		match = !strcmp(L.paths[L.n - k + i],
 				tree_get(s->tree, ids[i])->file);
 	if (!match && s->remote && !s->ro) {
 		/* In a bucket the tree is the commit point and the layers
 		 * file follows it (fs/rwrite.c): a writer that died between
 		 * the two left an old one. The tree wins. */
-		rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
-				   store_fill_layers, s);
+		rc = keep_extras(s, s->tree, &L);
+		if (!rc)
+			rc = store_replace(s->dirfd, STORE_LAYERS_FILE,
+					   store_fill_layers, s);
 		if (!rc)
 			rc = remote_put_meta(s->remote, STORE_LAYERS_FILE, err,
 					     errlen);
@@ -334,16 +382,22 @@ int store_load(struct store *s, char *err, size_t errlen)
 		rc = -EINVAL;
 		goto out;
 	}
-	if (n > k) {
-		struct tree *next;
+	if (L.n == k) {
+		rc = keep_extras(s, s->tree, &L);
+	} else {
+		struct tree *next = NULL;
 		rc = tree_clone(s->tree, &next);
 		if (!rc)
-			rc = add_line(s, next, tree_current(s->tree), paths,
-				      n - k, 0);
+			rc = add_line(s, next, tree_current(s->tree), L.paths,
+				      L.n - k, 0);
 		if (rc == -EEXIST)
 			msg_say(err, errlen, "%s/%s: a line added on top names "
 				"a file the tree has already", s->dir,
 				STORE_LAYERS_FILE);
+		/* Comments among the adopted lines follow snapshots only
+		 * next has. */
+		if (!rc)
+			rc = keep_extras(s, next, &L);
 		if (rc) {
 			tree_free(next);
 			goto out;
@@ -360,7 +414,7 @@ int store_load(struct store *s, char *err, size_t errlen)
 		rc = store_commit(s, next, err, errlen);
 	}
 out:
-	free_paths(paths, n);
+	free_layers(&L);
 	if (!rc && !adopt)
 		rc = store_check_tree(s, s->tree, err, errlen);
 	return rc;

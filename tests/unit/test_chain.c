@@ -6,9 +6,10 @@
  * damaged layer and the ones above; the writer's three paths (in order,
  * header fix-up, jumping around) produce layers that read back exactly and
  * that stock xdelta3 decodes; an abandoned writer leaves the store as it
- * was; windowed lzma patches are read as they are (no converted copy) at
- * random offsets, and a flipped byte in a compressed section gives -EIO,
- * never wrong bytes. Data comes from a fixed seed.
+ * was; comment lines of increments.txt stay where they were through
+ * commits; windowed lzma patches are read as they are (no converted copy)
+ * at random offsets, and a flipped byte in a compressed section gives
+ * -EIO, never wrong bytes. Data comes from a fixed seed.
  */
 #include "fs/chain.h"
 
@@ -471,6 +472,84 @@ static void test_store_errors(void)
 	T_CHECK(strcmp(name, "base") == 0);
 }
 
+/* A new layer file on top of current, committed as the writer does. */
+static int commit_on_top(struct store *s, const char *file)
+{
+	struct tree *next;
+	uint32_t id;
+	char err[1024] = "";
+	int rc = tree_clone(store_tree(s), &next);
+
+	if (rc)
+		return rc;
+	rc = tree_add(next, tree_current(next), file, 0, &id);
+	if (!rc)
+		rc = tree_set_current(next, id);
+	if (rc) {
+		tree_free(next);
+		return rc;
+	}
+	rc = store_commit(s, next, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "    store_commit: %s\n", err);
+	return rc;
+}
+
+/*
+ * Comment and blank lines of increments.txt stay after the layer line
+ * they followed, through commits: where a line of the plain layout
+ * (s2.zstd, gone) is read as its patch, where a layer file is renamed,
+ * and after an interrupted change is finished at open (each once).
+ */
+static void test_layers_comments(void)
+{
+	static const char want1[] = "# top\\nn3.patch\\ns2.patch\\n# after s2\\n"
+		"s1.patch\\n\\n  # after s1\\ns0.zst\\n# after s0\\n";
+	static const char want2[] = "# top\\nn3.patch\\ns2.patch\\n# after s2\\n"
+		"r1.patch\\n\\n  # after s1\\ns0.zst\\n# after s0\\n";
+	static const char want3[] = "# top\\nn4.patch\\nn3.patch\\ns2.patch\\n"
+		"# after s2\\nr1.patch\\n\\n  # after s1\\ns0.zst\\n# after s0\\n";
+	struct store *s;
+	struct tree *next;
+	const struct tree_node *n;
+	char p[128], tp[160], err[1024] = "", *txt = NULL;
+	size_t len = 0;
+
+	snprintf(p, sizeof(p), "%s/lc", dir);
+	mkdir(p, 0755);
+	T_EQ(t_sh("cd %s && touch s2.patch s1.patch s0.zst n3.patch n4.patch && "
+		  "printf '# top\\ns2.zstd\\n# after s2\\ns1.zstd\\n \\n"
+		  "  # after s1\\ns0.zst\\n# after s0\\n' > increments.txt", p), 0);
+	T_EQ(store_open(&s, p, err, sizeof(err)), 0);
+	T_EQ(commit_on_top(s, "n3.patch"), 0);
+	T_EQ(t_sh("printf '%s' | cmp - %s/increments.txt", want1, p), 0);
+
+	/* A rename (snapctl rename, a rebase) keeps the snapshot's lines. */
+	T_EQ(tree_clone(store_tree(s), &next), 0);
+	n = tree_by_file(next, "s1.patch");
+	T_CHECK(n != NULL);
+	T_EQ(tree_set_file(next, n ? n->id : 0, "r1.patch"), 0);
+	T_EQ(tree_add_pending(next, "s1.patch", "r1.patch"), 0);
+	T_EQ(store_commit(s, next, err, sizeof(err)), 0);
+	T_EQ(t_sh("printf '%s' | cmp - %s/increments.txt", want2, p), 0);
+
+	/* A change cut short after its commit point: the open finishes it,
+	 * reading increments.txt twice. */
+	T_EQ(tree_clone(store_tree(s), &next), 0);
+	T_EQ(tree_add_pending(next, NULL, "stale.patch"), 0);
+	T_EQ(tree_format(next, &txt, &len), 0);
+	tree_free(next);
+	store_free(s);
+	snprintf(tp, sizeof(tp), "%s/%s", p, TREE_FILE);
+	T_EQ(t_write_file(tp, txt, len), 0);
+	free(txt);
+	T_EQ(store_open(&s, p, err, sizeof(err)), 0);
+	T_EQ(t_sh("printf '%s' | cmp - %s/increments.txt", want2, p), 0);
+	T_EQ(commit_on_top(s, "n4.patch"), 0);
+	T_EQ(t_sh("printf '%s' | cmp - %s/increments.txt", want3, p), 0);
+	store_free(s);
+}
+
 /* --- windowed lzma patches, read natively --- */
 
 struct mem_src {
@@ -698,6 +777,7 @@ int main(void)
 	T_RUN(test_writer);
 	T_RUN(test_writer_finish);
 	T_RUN(test_store_errors);
+	T_RUN(test_layers_comments);
 	T_RUN(test_windowed);
 	t_sh("rm -rf %s", dir);
 	for (int k = 0; k < NSTATE + 3; k++)

@@ -382,6 +382,40 @@ static uint64_t chunk_hash(const void *buf, size_t len)
 	return h ? h : 1;
 }
 
+/* A chunk whose bytes did not match their hash (torn by a crash, or
+ * damaged): forgotten, so it is fetched again. */
+static void forget_bad(struct dcache *dc, struct dcache_obj *o, uint64_t idx,
+		       uint64_t want)
+{
+	pthread_mutex_lock(&dc->lock);
+	if (o->map[idx] == want) {
+		o->map[idx] = 0;
+		o->ok[idx] = 0;
+		o->gen[idx]++;
+		o->e->bytes -= dc->chunk;
+		dc->st.used -= dc->chunk;
+		uint64_t z = 0;
+		(void)!pwrite(o->mfd, &z, 8, HDR + 8 * (off_t)idx);
+	}
+	dc->st.misses++;
+	pthread_mutex_unlock(&dc->lock);
+}
+
+static long checked(struct dcache *dc, struct dcache_obj *o, uint64_t idx,
+		    uint64_t want, uint64_t got, uint64_t len)
+{
+	if (got != want) {
+		forget_bad(dc, o, idx, want);
+		return 0;
+	}
+	pthread_mutex_lock(&dc->lock);
+	if (o->map[idx] == want)
+		o->ok[idx] = 1;
+	dc->st.hits++;
+	pthread_mutex_unlock(&dc->lock);
+	return (long)len;
+}
+
 long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf)
 {
 	struct dcache *dc = o->dc;
@@ -393,35 +427,56 @@ long dcache_read(struct dcache_obj *o, uint64_t idx, void *buf)
 	len = chunk_len(o, idx);
 	pthread_mutex_lock(&dc->lock);
 	want = o->map[idx];
+	if (!want)
+		dc->st.misses++;
 	pthread_mutex_unlock(&dc->lock);
 	if (!want)
-		goto miss;
+		return 0;
 	n = pread(o->dfd, buf, len, (off_t)(idx * dc->chunk));
-	if (n == (ssize_t)len && chunk_hash(buf, len) == want) {
+	return checked(dc, o, idx, want,
+		       n == (ssize_t)len ? chunk_hash(buf, len) : 0, len);
+}
+
+/*
+ * dcache_read's check without its copy: the chunk hashed in pieces
+ * through one small buffer (a chunk is 16 MiB by default; a buffer that
+ * large, fresh from the allocator, costs its page faults at every first
+ * use). Returns the chunk's length, 0 if it failed (forgotten), -errno.
+ */
+static long check_chunk(struct dcache_obj *o, uint64_t idx, void *piece,
+			size_t cap)
+{
+	struct dcache *dc = o->dc;
+	uint64_t len = chunk_len(o, idx), want, h;
+	XXH3_state_t *st = XXH3_createState();
+
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_lock(&dc->lock);
+	want = o->map[idx];
+	pthread_mutex_unlock(&dc->lock);
+	XXH3_64bits_reset(st);
+	int whole = 1;
+	for (uint64_t at = 0; want && at < len;) {
+		size_t n = len - at < cap ? (size_t)(len - at) : cap;
+		ssize_t r = pread(o->dfd, piece, n,
+				  (off_t)(idx * dc->chunk + at));
+		if (r != (ssize_t)n) {
+			whole = 0;	/* short: as good as damaged */
+			break;
+		}
+		XXH3_64bits_update(st, piece, n);
+		at += n;
+	}
+	h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	if (!want) {
 		pthread_mutex_lock(&dc->lock);
-		if (o->map[idx] == want)
-			o->ok[idx] = 1;
-		dc->st.hits++;
+		dc->st.misses++;
 		pthread_mutex_unlock(&dc->lock);
-		return (long)len;
+		return 0;
 	}
-	/* Torn by a crash or damaged: forget it, fetch it again. */
-	pthread_mutex_lock(&dc->lock);
-	if (o->map[idx] == want) {
-		o->map[idx] = 0;
-		o->ok[idx] = 0;
-		o->gen[idx]++;
-		o->e->bytes -= dc->chunk;
-		dc->st.used -= dc->chunk;
-		uint64_t z = 0;
-		(void)!pwrite(o->mfd, &z, 8, HDR + 8 * (off_t)idx);
-	}
-	pthread_mutex_unlock(&dc->lock);
-miss:
-	pthread_mutex_lock(&dc->lock);
-	dc->st.misses++;
-	pthread_mutex_unlock(&dc->lock);
-	return 0;
+	return checked(dc, o, idx, want, whole ? (h ? h : 1) : 0, len);
 }
 
 /* Forgets chunk i of o and frees its disk blocks (dc->lock held). */
@@ -540,6 +595,8 @@ int dcache_fill(struct dcache_obj *o, uint64_t idx, const void *buf,
 	return rc;
 }
 
+#define CHECK_PIECE ((size_t)256 << 10)
+
 long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off)
 {
 	struct dcache *dc = o->dc;
@@ -563,9 +620,9 @@ long dcache_pread(struct dcache_obj *o, void *buf, size_t len, uint64_t off)
 			goto miss;
 		if (!ok) {
 			/* First use since opened: check the chunk once. */
-			if (!tmp && !(tmp = malloc(c)))
+			if (!tmp && !(tmp = malloc(CHECK_PIECE)))
 				return -ENOMEM;
-			long n = dcache_read(o, i, tmp);
+			long n = check_chunk(o, i, tmp, CHECK_PIECE);
 			if (n <= 0) {
 				free(tmp);
 				return n;

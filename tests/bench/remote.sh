@@ -27,6 +27,9 @@
 # measures a figure and its comparison back to back.
 #   BENCH_QEMU_SNAPS=16   states (shared with tests/bench/qemu.sh)
 #   BENCH_REMOTE_RUNS=3
+#   BENCH_REMOTE_COLD_RUNS=$BENCH_REMOTE_RUNS  rounds of 2 + 3
+#   BENCH_REMOTE_SKIP="par sweep write"  leave out 5, 6 and/or 7 (their
+#       rows print empty): more rounds of the others in the same time
 # Not set -e: s3lib.sh's helpers are not written for it; steps that must
 # work end in || die.
 set -u
@@ -37,6 +40,9 @@ die() { echo "bench: $*" >&2; exit 1; }
 DATA=${BENCH_DATA:-$TOP/$BUILD/bench-data}
 NSNAP=${BENCH_QEMU_SNAPS:-16}
 RUNS=${BENCH_REMOTE_RUNS:-3}
+COLD_RUNS=${BENCH_REMOTE_COLD_RUNS:-$RUNS}
+SKIP=" ${BENCH_REMOTE_SKIP:-} "
+skip() { case $SKIP in *" $1 "*) return 0 ;; esac; return 1; }
 QS=$DATA/qemu-states-$NSNAP
 OUT=$TOP/$BUILD/bench-remote.txt
 S=$DATA/rstore
@@ -167,7 +173,7 @@ need=$((need_layers - ${replaced:-0} + copies))
 R_rem=""; R_loc=""; R_get=""; R_dl=""; R_getrt=""; R_fifo=""; F=""; BI=""
 MT_rem=""; MT_loc=""
 MKFIFO=$WORK/state.fifo
-for i in $(seq "$RUNS"); do
+for i in $(seq "$COLD_RUNS"); do
 	echo "bench: cold restores, round $i" >&2
 	rm -rf "$WORK/c-cold$i"
 	drop; t=$(now); rmnt "$WORK/c-cold$i" "$M" || die "mount failed"; MT_rem="$MT_rem $(elapsed "$t")"
@@ -218,7 +224,8 @@ par4() { # MNT-PREFIX: four restores at once; prints the wall time and the slowe
 	echo "$_w $(cat "$WORK"/par.1 "$WORK"/par.2 "$WORK"/par.3 "$WORK"/par.4 | sort -g | tail -n 1)"
 }
 C_rem=""; C_loc=""; C_remmax=""; C_locmax=""; C_f=""
-for i in $(seq "$RUNS"); do
+skip par && RUNS5=0 || RUNS5=$RUNS
+for i in $(seq "$RUNS5"); do
 	echo "bench: four at once, round $i" >&2
 	for j in 1 2 3 4; do rm -rf "$WORK/c-par$i-$j"; rmnt "$WORK/c-par$i-$j" "$WORK/p$j" || die "mount failed"; done
 	drop; set -- $(par4 "$WORK/p"); C_rem="$C_rem $1"; C_remmax="$C_remmax $2"
@@ -244,7 +251,8 @@ for f in $SW; do
 	eval "L_$f=''"
 	for c in $CONFS; do eval "T_${f}_$(echo "$c" | tr ':' '_')=''"; done
 done
-for i in $(seq "$RUNS"); do
+skip sweep && RUNS6=0 || RUNS6=$RUNS
+for i in $(seq "$RUNS6"); do
 	echo "bench: s3_chunk x s3_parallel, round $i" >&2
 	for f in $SW; do
 		drop; mnt "$S" "$M" || die "mount failed"; drop
@@ -262,6 +270,8 @@ done
 rm -rf "$WORK/c-sw"
 
 # --- 7. writing through a remote writer mount ---
+write_remote_s=""; uploaded=""
+if ! skip write; then
 echo "bench: writing $n states through s3://$B/w -o writer" >&2
 rm -rf "$WORK/c-w"
 mnt "s3://$B/w" "$M" -o "cache_dir=$WORK/c-w,writer" || die "the writer mount failed"
@@ -274,6 +284,7 @@ k=0
 for f in $states; do cmp "$M/snapshot_$k" "$f" || die "remote snapshot_$k differs"; k=$((k + 1)); done
 umount_one "$M"
 rm -rf "$WORK/c-w"
+fi
 
 # --- the table ---
 mr=$(med $R_rem); ml=$(med $R_loc); mg=$(med $R_get); mf=$(med $F)

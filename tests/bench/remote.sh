@@ -28,6 +28,7 @@
 #   BENCH_QEMU_SNAPS=16   states (shared with tests/bench/qemu.sh)
 #   BENCH_REMOTE_RUNS=3
 #   BENCH_REMOTE_COLD_RUNS=$BENCH_REMOTE_RUNS  rounds of 2 + 3
+#   BENCH_REMOTE_OPTS=...  more -o options for every remote mount
 #   BENCH_REMOTE_SKIP="par sweep write"  leave out 5, 6 and/or 7 (their
 #       rows print empty): more rounds of the others in the same time
 # Not set -e: s3lib.sh's helpers are not written for it; steps that must
@@ -87,9 +88,9 @@ mnt() {
 		sleep 0.02
 	done
 }
-rmnt() { # CACHE MNT [more -o options]: remote mount
+rmnt() { # CACHE MNT [more -o options]: remote mount (plus BENCH_REMOTE_OPTS)
 	_c=$1; _m=$2; shift 2
-	mnt "$URL" "$_m" -o "cache_dir=$_c${1:+,$1}"
+	mnt "$URL" "$_m" -o "cache_dir=$_c${1:+,$1}${BENCH_REMOTE_OPTS:+,$BENCH_REMOTE_OPTS}"
 }
 rt() { python3 tests/qemu/restore_time.py -n 1 "$1" --cmdline "$QS/qemu-cmdline" | awk '{print $3}'; }
 

@@ -23,7 +23,10 @@
  * increments.txt is rewritten, and the tree is written once more without
  * them. A crash before the commit point leaves the old store; after it,
  * the next open rolls the change forward. store_replace() is that same
- * atomic step for one file, used for derived data too.
+ * atomic step for one file, used for derived data too. A store in a
+ * bucket runs the same protocol there (fs/rwrite.c): what the change
+ * brings in is put under keys no tree names yet, then snapshots.txt is
+ * the commit point, then the pending records are done in the bucket.
  *
  * Not here: what layer files contain (the chain's business). Errors
  * become one message naming the file and what to do, in the caller's

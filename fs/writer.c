@@ -26,7 +26,9 @@
  * matching and lzma use both cores. Each window is checked against the
  * bytes written and indexed from the encoder's ops as it is written
  * (fs/wcheck.h), so the close decodes only the patch, not the parent
- * again. The encoder's memory is lent out of the block cache's budget
+ * again. The parent's index is the one its own write kept, when it
+ * can be (fs/wsidx.c): no pass over the parent before the first byte is
+ * taken. The encoder's memory is lent out of the block cache's budget
  * while the writer lives (writer_mem()). The FUSE front end writes with
  * direct_io (no page cache copy of what we store anyway).
  *

@@ -35,6 +35,7 @@
 #include "codec/vcdiff.h"
 
 struct vcdiff_enc;
+struct vcdiff_sidx;
 
 /*
  * One window as written, for opts.on_window. Every pointer is valid for
@@ -101,6 +102,14 @@ struct vcdiff_enc_opts {
 	 * for ingest speed (measured in vcdiff_ewin.c). The dictionary is
 	 * capped at the window size either way. */
 	uint32_t lzma_preset;
+	/*
+	 * Optional: the source index, built while the source itself went
+	 * by (codec/vcdiff_sidx.h), ended or loaded for exactly src_size
+	 * bytes and index_budget. Borrowed until vcdiff_enc_free. The
+	 * encoder then does not read the source to index it; the patch is
+	 * the same as without it when the index is what it would build.
+	 */
+	const struct vcdiff_sidx *sidx;
 };
 
 #define VCDIFF_LZMA_EXTREME 0x80000000u	/* = LZMA_PRESET_EXTREME */
@@ -110,7 +119,8 @@ struct vcdiff_enc_opts {
  * read_src(src_ctx, ...), and whose patch bytes go to write_out(out_ctx,
  * ...) in order. Reads and indexes the whole source before returning.
  * Callbacks and contexts must stay valid until vcdiff_enc_free. Returns 0
- * or -errno (a callback's error passes through; -EINVAL for a bad option).
+ * or -errno (a callback's error passes through; -EINVAL for a bad option,
+ * also an opts.sidx of another size or shape).
  */
 int vcdiff_enc_new(struct vcdiff_enc **out, const struct vcdiff_enc_opts *o,
 		   uint64_t src_size, vcdiff_read_fn read_src, void *src_ctx,

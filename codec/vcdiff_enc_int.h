@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec/vcdiff_enc.h"
 #include "codec/vcdiff_int.h"
@@ -128,6 +129,7 @@ struct vcdiff_enc {
 	/* --- the match stage (vcdiff_match.c) --- */
 	/* index */
 	uint64_t *tab;		/* nbuckets * BUCKET_WAYS entries */
+	int tab_borrowed;	/* opts.sidx's: not freed here */
 	uint64_t bmask;		/* nbuckets - 1 */
 	unsigned bshift;	/* log2(B) */
 	uint64_t poly_out;	/* POLY_M^(KEY_LEN-1), to roll a byte out */
@@ -179,6 +181,94 @@ static inline int put_varint(uint8_t *out, uint64_t v)
 {
 	return (int)vcdiff_varint_put(out, v);
 }
+
+/* --- the source index's keys, shared by matching (vcdiff_match.c) and
+ * an index built elsewhere (vcdiff_sidx.c): the same bytes must give the
+ * same table, whoever builds it. --- */
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint64_t fmix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+/* Polynomial hash sum t[i] * M^(K-1-i) over KEY_LEN bytes, 4 lanes. */
+static inline uint64_t key_hash(const uint8_t *t)
+{
+	const uint64_t m2 = POLY_M * POLY_M, m3 = m2 * POLY_M, m4 = m2 * m2;
+	uint64_t a = 0, b = 0, c = 0, d = 0;
+
+	for (int i = 0; i < KEY_LEN; i += 4) {
+		a = a * m4 + t[i];
+		b = b * m4 + t[i + 1];
+		c = c * m4 + t[i + 2];
+		d = d * m4 + t[i + 3];
+	}
+	return a * m3 + b * m2 + c * POLY_M + d;
+}
+
+static inline int key_is_constant(const uint8_t *t)
+{
+	uint64_t w = load64(t);
+
+	if (w != 0x0101010101010101ull * t[0])
+		return 0;
+	for (int i = 8; i < KEY_LEN; i += 8)
+		if (load64(t + i) != w)
+			return 0;
+	return 1;
+}
+
+/* Inserts block blk under m, the mixed key hash (fmix64), into a table
+ * of bmask + 1 buckets: first copy wins, a full bucket replaces one way
+ * (see vcdiff_match.c). */
+static inline void enc_table_insert(uint64_t *tab, uint64_t bmask,
+				    uint64_t m, uint64_t blk)
+{
+	uint64_t *bk = tab + (m & bmask) * BUCKET_WAYS;
+	uint32_t check = (uint32_t)(m >> 32);
+
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		if (bk[i] == 0) {
+			bk[i] = (uint64_t)check << 32 | (blk + 1);
+			return;
+		}
+		if ((uint32_t)(bk[i] >> 32) == check)
+			return;		/* same key already indexed */
+	}
+	/* Full: spread replacements over the ways. */
+	bk[blk % BUCKET_WAYS] = (uint64_t)check << 32 | (blk + 1);
+}
+
+/* A source index (vcdiff_sidx.h): the table and its shape. */
+struct vcdiff_sidx {
+	uint64_t *tab;		/* nb * BUCKET_WAYS entries */
+	uint64_t nb;		/* buckets, a power of two */
+	unsigned bshift;	/* log2(B) */
+	uint64_t size;		/* source bytes fed (builder) or indexed */
+	size_t budget;		/* index_budget it was sized for */
+	int ended;		/* vcdiff_sidx_end() succeeded, or loaded */
+	/* builder: the next key's offset, and the last bytes fed (a key
+	 * may straddle two feeds) */
+	uint64_t next_key;
+	uint8_t carry[KEY_LEN];
+	size_t carry_len;
+	/* keys hashed, their buckets prefetched, not yet inserted */
+	uint64_t bh[64], bb[64];
+	int nbatch;
+};
 
 /* --- vcdiff_enc.c --- */
 

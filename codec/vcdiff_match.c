@@ -83,54 +83,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --- small helpers --- */
-
-
-static inline uint64_t load64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static inline uint64_t fmix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
-
-/* Polynomial hash sum t[i] * M^(K-1-i) over KEY_LEN bytes, 4 lanes. */
-static inline uint64_t key_hash(const uint8_t *t)
-{
-	const uint64_t m2 = POLY_M * POLY_M, m3 = m2 * POLY_M, m4 = m2 * m2;
-	uint64_t a = 0, b = 0, c = 0, d = 0;
-
-	for (int i = 0; i < KEY_LEN; i += 4) {
-		a = a * m4 + t[i];
-		b = b * m4 + t[i + 1];
-		c = c * m4 + t[i + 2];
-		d = d * m4 + t[i + 3];
-	}
-	return a * m3 + b * m2 + c * POLY_M + d;
-}
-
-static int key_is_constant(const uint8_t *t)
-{
-	uint64_t w = load64(t);
-
-	if (w != 0x0101010101010101ull * t[0])
-		return 0;
-	for (int i = 8; i < KEY_LEN; i += 8)
-		if (load64(t + i) != w)
-			return 0;
-	return 1;
-}
-
 /* --- source cache --- */
 
 /* Returns the cached chunk holding source offset off, reading it if needed;
@@ -252,24 +204,6 @@ static size_t ext_back(struct vcdiff_enc *e, const uint8_t *t, uint64_t s,
 
 /* --- index --- */
 
-/* m: the mixed key hash (fmix64). */
-static void table_insert(struct vcdiff_enc *e, uint64_t m, uint64_t blk)
-{
-	uint64_t *bk = e->tab + (m & e->bmask) * BUCKET_WAYS;
-	uint32_t check = (uint32_t)(m >> 32);
-
-	for (int i = 0; i < BUCKET_WAYS; i++) {
-		if (bk[i] == 0) {
-			bk[i] = (uint64_t)check << 32 | (blk + 1);
-			return;
-		}
-		if ((uint32_t)(bk[i] >> 32) == check)
-			return;		/* same key already indexed */
-	}
-	/* Full: spread replacements over the ways. */
-	bk[blk % BUCKET_WAYS] = (uint64_t)check << 32 | (blk + 1);
-}
-
 static int build_index(struct vcdiff_enc *e)
 {
 	size_t bsz = (size_t)1 << e->bshift;
@@ -310,7 +244,7 @@ static int build_index(struct vcdiff_enc *e)
 				nk++;
 			}
 			for (int i = 0; i < nk; i++)
-				table_insert(e, hs[i], blk[i]);
+				enc_table_insert(e->tab, e->bmask, hs[i], blk[i]);
 		}
 		done += want;
 		if (e->o.progress)
@@ -727,7 +661,16 @@ int enc_match_init(struct vcdiff_enc *e)
 
 	uint64_t nb = enc_match_size(e->src_size, e->o.index_budget,
 				     &e->bshift);
-	if (nb) {
+	const struct vcdiff_sidx *x = e->o.sidx;
+	if (x && (!x->ended || x->size != e->src_size || x->nb != nb ||
+		  x->bshift != e->bshift || x->budget != e->o.index_budget))
+		return -EINVAL;
+	if (x && nb) {
+		/* Built while the source went by: no pass over it here. */
+		e->bmask = nb - 1;
+		e->tab = x->tab;
+		e->tab_borrowed = 1;
+	} else if (nb) {
 		e->bmask = nb - 1;
 		e->tab = calloc(nb * BUCKET_WAYS, sizeof(uint64_t));
 		if (!e->tab)
@@ -738,12 +681,13 @@ int enc_match_init(struct vcdiff_enc *e)
 		return -ENOMEM;
 	for (int i = 0; i < SC_SLOTS; i++)
 		e->sc[i].data = e->sc_mem + (size_t)i * SC_CHUNK;
-	return e->tab ? build_index(e) : 0;
+	return e->tab && !e->tab_borrowed ? build_index(e) : 0;
 }
 
 void enc_match_free(struct vcdiff_enc *e)
 {
-	free(e->tab);
+	if (!e->tab_borrowed)
+		free(e->tab);
 	free(e->sc_mem);
 	free(e->ttab);
 	free(e->ins);

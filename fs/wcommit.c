@@ -135,6 +135,7 @@ static int refix_head(struct writer *w)
 		goto out;
 	}
 	o.secondary = VCDIFF_SEC_LZMA_WINDOWED;
+	o.sidx = w->sidx_src;	/* the same parent: no second indexing */
 	rc = vcdiff_enc_new(&e, &o, w->parent_size, wr_src_read, w, fd_write, &fd);
 	if (!rc)
 		rc = vcdiff_enc_write(e, buf, (size_t)len);
@@ -234,7 +235,11 @@ static int publish(struct writer *w, char *err, size_t errlen)
 		return rc;
 	/* The file is in the store now: nothing to remove on free. */
 	w->tmp[0] = 0;
-	return chain_add(w->c, w->id, err, errlen);
+	rc = chain_add(w->c, w->id, err, errlen);
+	/* Visible first; the next write's index after (fs/wsidx.c). */
+	if (!rc)
+		wr_sidx_save(w, digest);
+	return rc;
 }
 
 /* Reads back the finished patch in tmp and decodes every window against
@@ -626,9 +631,11 @@ const char *writer_timing(struct writer *w)
 	const struct vcdiff_enc_stats *e = &w->tm.enc;
 	double all = wr_now() - w->tm.start;
 	int n = snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in "
-			 "%.2f s: parent read and indexed %.2f s, streamed "
+			 "%.2f s: parent %s %.2f s, streamed "
 			 "%.2f s, last close %.2f s (verify %.2f s)", w->name,
-			 (unsigned long long)w->size, all, w->tm.index,
+			 (unsigned long long)w->size, all, w->tm.kept ?
+			 "index loaded (kept from its write)" :
+			 "read and indexed", w->tm.index,
 			 all - w->tm.index - w->tm.finish, w->tm.finish,
 			 w->tm.verify);
 

@@ -26,7 +26,9 @@
  * matching and lzma use both cores. Each window is checked against the
  * bytes written and indexed from the encoder's ops as it is written
  * (fs/wcheck.h), so the close decodes only the patch, not the parent
- * again. The encoder's memory is lent out of the block cache's budget
+ * again. The parent's index is the one its own write kept, when it
+ * can be (fs/wsidx.c): no pass over the parent before the first byte is
+ * taken. The encoder's memory is lent out of the block cache's budget
  * while the writer lives (writer_mem()). The FUSE front end writes with
  * direct_io (no page cache copy of what we store anyway).
  *
@@ -52,6 +54,7 @@
 
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
+#include "codec/vcdiff_sidx.h"
 #include "codec/zframe.h"
 #include "fs/msg.h"
 #include "fs/names.h"
@@ -156,8 +159,8 @@ static size_t writer_mem(const struct writer *w)
 	size_t m;
 
 	enc_opts(&o);
-	m = vcdiff_enc_mem_estimate(&o, w->parent_size) + ((size_t)1 << 20) +
-	    WRITER_HEAD + 2 * TAIL;
+	m = (w->base ? 0 : vcdiff_enc_mem_estimate(&o, w->parent_size)) +
+	    ((size_t)1 << 20) + WRITER_HEAD + 2 * TAIL + wr_sidx_mem(w);
 	return m > WRITER_SPARE ? m - WRITER_SPARE : 0;
 }
 
@@ -173,6 +176,7 @@ int wr_sink_open(struct writer *w)
 	w->tmpfd = safefile_create(wr_tmpdir(w), w->tmp, 0600, NULL);
 	if (w->tmpfd < 0)
 		return w->tmpfd;
+	wr_sidx_start(w);	/* the sink starts from byte 0 again */
 	if (w->base) {
 		struct zframe_writer_opts o = { 0 };
 		rc = zframe_writer_new(&w->zw, w->tmpfd, &o);
@@ -184,6 +188,7 @@ int wr_sink_open(struct writer *w)
 		w->chk = NULL;
 		rc = wcheck_new(&w->chk, w->c, w->id, w->parent, w->digest);
 		o.win_ctx = w->chk;
+		o.sidx = w->sidx_src;
 		if (!rc)
 			rc = vcdiff_enc_new(&w->enc, &o, w->parent_size,
 					    wr_src_read, w, out_write, w);
@@ -193,8 +198,14 @@ int wr_sink_open(struct writer *w)
 
 int wr_sink_write(struct writer *w, const void *buf, size_t len)
 {
-	return w->base ? zframe_writer_write(w->zw, buf, len) :
-			 vcdiff_enc_write(w->enc, buf, len);
+	int rc = w->base ? zframe_writer_write(w->zw, buf, len) :
+			   vcdiff_enc_write(w->enc, buf, len);
+
+	/* On this thread, while the encoder's workers match and compress:
+	 * it waited for them most of the time (fs/wsidx.c). */
+	if (!rc)
+		wr_sidx_feed(w, buf, len);
+	return rc;
 }
 
 static int sink_closed(const struct writer *w)
@@ -396,12 +407,16 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->head = malloc(WRITER_HEAD);
 	w->tail = malloc(2 * TAIL);
 	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
-	if (!rc && !w->base) {
+	if (!rc) {
 		w->lent = writer_mem(w);
 		chain_cache_lend(c, w->lent);
 	}
 	if (!rc)
-		rc = wr_sink_open(w);	/* the encoder indexes the parent */
+		wr_sidx_load(w);
+	w->tm.kept = w->sidx_src != NULL;
+	if (!rc)
+		rc = wr_sink_open(w);	/* the encoder indexes the parent,
+					 * unless its index was kept */
 	w->tm.index = wr_now() - w->tm.start;
 	if (rc) {
 		msg_say(err, errlen, "%s: cannot start writing under %s/%s/tmp: %s",
@@ -547,6 +562,9 @@ void writer_free(struct writer *w)
 	}
 	wr_unreserve(w);
 	wcheck_free(w->chk);
+	/* After the encoder, which borrowed sidx_src. */
+	vcdiff_sidx_free(w->sidx_src);
+	vcdiff_sidx_free(w->sidx_new);
 	if (w->lent)
 		chain_cache_return(w->c, w->lent);
 	free(w->head);

@@ -19,6 +19,7 @@
 
 struct vcdiff_enc;
 struct vcdiff_patch;
+struct vcdiff_sidx;
 struct wcheck;
 struct zframe;
 struct zframe_writer;
@@ -72,10 +73,16 @@ struct writer {
 	 * head fix-up spliced the patch (then the finish decodes it). */
 	struct wcheck *chk;
 	size_t lent;		/* cache budget lent while writing */
+	/* fs/wsidx.c: the parent's source index kept from its own write
+	 * (borrowed by the encoder; NULL: the encoder reads the parent to
+	 * index it), and this file's, hashed as its bytes go to the sink. */
+	struct vcdiff_sidx *sidx_src;
+	struct vcdiff_sidx *sidx_new;
 	/* Seconds spent per stage, for the log line of writer_timing(). */
 	struct {
 		double start;	/* writer_new called (monotonic clock) */
 		double index;	/* writer_new: the parent read and indexed */
+		int kept;	/* its index was kept from its write */
 		double finish;	/* the last writer_finish, all of it */
 		double verify;	/* of which the verify */
 		struct vcdiff_enc_stats enc;	/* the last sink's stages */
@@ -104,6 +111,16 @@ int wr_patch_open(struct writer *w, int fd, struct vcdiff_patch **p,
 		  const char **why);
 int wr_zframe_open(struct writer *w, int fd, struct zframe **z,
 		   const char **why);
+/* fs/wsidx.c (see there): the memory the new index holds (to lend);
+ * the parent's index loaded if kept; a new builder for a fresh sink;
+ * bytes as they go to the sink; at publish, the new index kept under
+ * the snapshot's digest (a string, chain_format_digest). Best effort: a
+ * failure only means indexing the parent at the next write. */
+size_t wr_sidx_mem(const struct writer *w);
+void wr_sidx_load(struct writer *w);
+void wr_sidx_start(struct writer *w);
+void wr_sidx_feed(struct writer *w, const void *buf, size_t len);
+void wr_sidx_save(struct writer *w, const char *digest);
 /* Gives back the room kept for the publish (wcommit.c). */
 void wr_unreserve(struct writer *w);
 

@@ -307,7 +307,14 @@ check "... the answer's Date" now_near "$(field date)"
 # (the 10th part cannot be read), the file is a directory (EISDIR).
 tool -p $P8 $U put-file short "$D/big" 83886080
 check "s3_put_fd of a file shorter than the size: EIO" fails_with EIO
-check "... the message names the key, the byte and the part" said "s3://$B/up/short: PUT: the local file ends at byte 73400320 of 75497472 .*part 9 of 10"
+# Parts 9 and 10 both run past the end, four parts in flight: whichever
+# fails first is reported (part 9 at the file's end, or part 10 at its
+# start).
+said_short() {
+	said "s3://$B/up/short: PUT: the local file ends at byte 73400320 of 75497472 .*part 9 of 10" 2>/dev/null ||
+	said "s3://$B/up/short: PUT: the local file ends at byte 75497472 of 83886080 .*part 10 of 10"
+}
+check "... the message names the key, the byte and the part" said_short
 check "... and that the upload was aborted" said "the upload was aborted, nothing was stored"
 check "... no object" test "$(code HEAD /$B/up/short)" = 404
 check "... no multipart upload left (no parts)" test -z "$(uploads)"

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include <xxhash.h>
-/* For ZSTD_getFrameHeader(): exported by libzstd, only declared here. */
+/* For ZSTD_WINDOWLOG_MAX (transcode): in the static section of zstd.h. */
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>

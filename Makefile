@@ -89,7 +89,8 @@ test: deps all
 # end's fs/fuse_int.h, only the writer's fs/writer_int.h, only the remote
 # store's fs/remote_int.h, only the store's fs/store_int.h, only
 # snapctl's fs/snapctl_int.h, only the S3 client's (s3.c, s3put.c)
-# fs/s3_int.h.
+# fs/s3_int.h, only the VCDIFF decoder's codec/vcdiff_dec_int.h, only
+# zframe's codec/zframe_int.h.
 layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
@@ -106,7 +107,11 @@ layering:
 	        grep -nE '#include *"fs/snapctl_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_int)\.[ch]'); \
 	        grep -nE '#include *"fs/s3_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(s3|s3put|s3_int)\.[ch]')); \
+	          grep -vxE 'fs/(s3|s3put|s3_int)\.[ch]'); \
+	        grep -nE '#include *"codec/vcdiff_dec_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'codec/(vcdiff_patch|vcdiff_dec|vcdiff_recode|vcdiff_dec_int)\.[ch]'); \
+	        grep -nE '#include *"codec/zframe_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
+	          grep -vxE 'codec/(zframe|zframe_write|zframe_int)\.[ch]')); \
 	if [ -n "$$bad" ]; then echo "layering violation:"; echo "$$bad"; exit 1; fi; \
 	echo "layering: ok"
 

@@ -99,7 +99,7 @@ layering:
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(fuse_ops|fuse_read|fuse_tree|fuse_int)\.[ch]'); \
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(writer|wcommit|writer_int)\.[ch]'); \
+	          grep -vxE 'fs/(writer|wcommit|wsidx|writer_int)\.[ch]'); \
 	        grep -nE '#include *"fs/remote_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(remote|rprefetch|rwrite|rlease|remote_int)\.[ch]'); \
 	        grep -nE '#include *"fs/store_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \

@@ -37,21 +37,13 @@ static uint8_t *state[NSTATE + 3];
 static size_t state_len[NSTATE + 3];
 static uint64_t rng = 42;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* State k: state k-1 with a few pages rewritten and a block moved. */
 static void make_states(void)
 {
 	state_len[0] = SZ;
 	state[0] = malloc(SZ);
 	for (size_t i = 0; i < SZ; i++)
-		state[0][i] = (i / 4096) % 3 == 0 ? 0 : (uint8_t)rnd();
+		state[0][i] = (i / 4096) % 3 == 0 ? 0 : (uint8_t)t_xorshift(&rng);
 	for (int k = 1; k < NSTATE + 3; k++) {
 		size_t n = state_len[k - 1] + (k % 2 ? 4096 : 0);
 		state[k] = malloc(n);
@@ -63,9 +55,9 @@ static void make_states(void)
 		memcpy(state[k] + 8192 + (k % 2 ? 4096 : 0), state[k - 1] + 8192,
 		       state_len[k - 1] - 8192);
 		for (int j = 0; j < 20; j++) {
-			size_t p = (rnd() % (n / 4096)) * 4096;
+			size_t p = (t_xorshift(&rng) % (n / 4096)) * 4096;
 			for (int b = 0; b < 4096; b++)
-				state[k][p + b] = (uint8_t)rnd();
+				state[k][p + b] = (uint8_t)t_xorshift(&rng);
 		}
 	}
 }
@@ -175,8 +167,8 @@ static void test_read_every_layer(void)
 	/* Random ranges, some across the end. */
 	uint8_t buf[70000];
 	for (int i = 0; i < 3000; i++) {
-		size_t k = rnd() % NSTATE, off = rnd() % state_len[k];
-		size_t len = 1 + rnd() % sizeof(buf);
+		size_t k = t_xorshift(&rng) % NSTATE, off = t_xorshift(&rng) % state_len[k];
+		size_t len = 1 + t_xorshift(&rng) % sizeof(buf);
 		size_t want = off + len > state_len[k] ? state_len[k] - off : len;
 		ssize_t r = rd(c, (uint32_t)k + 1, off, buf, len, NULL);
 		if (r != (ssize_t)want || memcmp(buf, state[k] + off, want)) {
@@ -267,7 +259,7 @@ static void write_layer(struct chain *c, struct store *s, const char *name,
 	T_EQ(writer_new(&w, c, s, name, err, sizeof(err)), 0);
 	if (how == 0) {		/* in order, odd piece sizes */
 		for (size_t off = 0; off < n;) {
-			size_t len = 1 + rnd() % 100000;
+			size_t len = 1 + t_xorshift(&rng) % 100000;
 			if (len > n - off)
 				len = n - off;
 			T_EQ(writer_write(w, off, b + off, len), 0);
@@ -591,14 +583,14 @@ static void make_wstates(void)
 		wst_len[k] = n;
 		memcpy(wst[k], wst[k - 1], n);
 		for (int j = 0; j < 40; j++) {
-			size_t p = (rnd() % (n / 4096)) * 4096;
+			size_t p = (t_xorshift(&rng) % (n / 4096)) * 4096;
 			for (int b = 0; b < 4096; b += 32) {
 				char line[40];
 				snprintf(line, sizeof(line), "state %d page "
 					 "%05u line %03u %02u\n", k % 10,
 					 (unsigned)(p / 4096 % 100000),
 					 (unsigned)(b / 32),
-					 (unsigned)(rnd() % 97));
+					 (unsigned)(t_xorshift(&rng) % 97));
 				memcpy(wst[k] + p + b, line, 32);
 			}
 		}
@@ -689,8 +681,8 @@ static void test_windowed(void)
 		  STORE_META_DIR), 0);
 	uint8_t buf[70000];
 	for (int i = 0; i < 3000; i++) {
-		size_t k = 1 + rnd() % (NSTATE - 1), off = rnd() % wst_len[k];
-		size_t len = 1 + rnd() % sizeof(buf);
+		size_t k = 1 + t_xorshift(&rng) % (NSTATE - 1), off = t_xorshift(&rng) % wst_len[k];
+		size_t len = 1 + t_xorshift(&rng) % sizeof(buf);
 		size_t want = off + len > wst_len[k] ? wst_len[k] - off : len;
 		ssize_t r = rd(c, (uint32_t)k + 1, off, buf, len, NULL);
 		if (r != (ssize_t)want || memcmp(buf, wst[k] + off, want)) {
@@ -745,8 +737,8 @@ static void test_windowed(void)
 	T_CHECK(strstr(lastlog, "s2.patch") != NULL);
 	int eio = 0;
 	for (int i = 0; i < 500; i++) {
-		size_t k = 2 + rnd() % 2, off = rnd() % wst_len[k];
-		size_t len = 1 + rnd() % sizeof(buf);
+		size_t k = 2 + t_xorshift(&rng) % 2, off = t_xorshift(&rng) % wst_len[k];
+		size_t len = 1 + t_xorshift(&rng) % sizeof(buf);
 		size_t n = off + len > wst_len[k] ? wst_len[k] - off : len;
 		ssize_t r = rd(c, (uint32_t)k + 1, off, buf, len, NULL);
 		if (r == -EIO) {

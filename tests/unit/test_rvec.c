@@ -28,14 +28,6 @@ static char dir[64];
 static uint8_t *st[NST];
 static uint64_t rng = 7;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 static void make_states(void)
 {
 	for (int k = 0; k < NST; k++) {
@@ -46,9 +38,9 @@ static void make_states(void)
 			/* Zero pages (fills), data, and a few changed pages. */
 			if (!k)
 				memset(st[k] + i, (i / 4096) % 4 ? 0 : 1, 4096);
-			if (!k || rnd() % 16 == 0)
+			if (!k || t_xorshift(&rng) % 16 == 0)
 				for (size_t b = 0; b < 4096 && (i / 4096) % 4; b++)
-					st[k][i + b] = (uint8_t)rnd();
+					st[k][i + b] = (uint8_t)t_xorshift(&rng);
 		}
 	}
 }
@@ -149,9 +141,9 @@ static void check_store(const char *sub, int raw)
 	}
 	/* Random ranges, some across the end. */
 	for (int i = 0; i < 300; i++) {
-		int k = (int)(rnd() % NST);
-		uint64_t off = rnd() % SZ;
-		size_t len = 1 + rnd() % sizeof(buf);
+		int k = (int)(t_xorshift(&rng) % NST);
+		uint64_t off = t_xorshift(&rng) % SZ;
+		size_t len = 1 + t_xorshift(&rng) % sizeof(buf);
 		size_t want = off + len > SZ ? SZ - off : len;
 		ssize_t r = readv_all(c, (uint32_t)k + 1, off, len, buf, &nfd);
 		if (r != (ssize_t)want || memcmp(buf, st[k] + off, want)) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 static struct tree *reparse(const struct tree *t)
 {
@@ -150,14 +151,6 @@ static void test_bad(void)
 }
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* Random adds, removes and re-parents against a parent array. */
 static void test_model(void)
 {
@@ -174,10 +167,10 @@ static void test_model(void)
 		for (uint32_t i = 1; i <= MAXID; i++)
 			if (alive[i])
 				live[nl++] = i;
-		unsigned op = (unsigned)(rnd() % 4);
+		unsigned op = (unsigned)(t_xorshift(&rng) % 4);
 		if (op < 2 || nl < 2) {
 			char f[32];
-			uint32_t p = nl ? live[rnd() % nl] : 0, id;
+			uint32_t p = nl ? live[t_xorshift(&rng) % nl] : 0, id;
 			snprintf(f, sizeof(f), "f%d.patch", step);
 			if (tree_add(t, p, f, step, &id) || id > MAXID) {
 				bad = 1;
@@ -186,14 +179,14 @@ static void test_model(void)
 			alive[id] = 1;
 			parent[id] = p;
 		} else if (op == 2) {
-			uint32_t v = live[rnd() % nl];
+			uint32_t v = live[t_xorshift(&rng) % nl];
 			T_EQ(tree_remove(t, v), 0);
 			for (uint32_t i = 1; i <= MAXID; i++)
 				if (alive[i] && parent[i] == v)
 					parent[i] = parent[v];
 			alive[v] = 0;
 		} else {
-			uint32_t v = live[rnd() % nl], p = live[rnd() % nl];
+			uint32_t v = live[t_xorshift(&rng) % nl], p = live[t_xorshift(&rng) % nl];
 			int loop = 0;
 			for (uint32_t a = p; a; a = parent[a])
 				loop |= a == v;

@@ -44,11 +44,7 @@ static void rng_seed(uint64_t s)
 
 static uint64_t rng(void)
 {
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
+	return t_rng(&rng_state);
 }
 
 static size_t rng_below(size_t n)

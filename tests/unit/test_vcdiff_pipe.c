@@ -19,14 +19,6 @@
 
 static uint64_t rs = 1;
 
-static uint64_t rnd(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
-
 /* A source of pages (text-like, pointer-like, random, zero) and a target
  * with some pages rewritten, some words patched, some pages moved far. */
 static void make_pair(uint8_t **src, uint8_t **tgt, size_t pages)
@@ -35,7 +27,7 @@ static void make_pair(uint8_t **src, uint8_t **tgt, size_t pages)
 	uint8_t *s = malloc(n), *t = malloc(n);
 
 	for (size_t i = 0; i < n; i += 8) {
-		uint64_t x = rnd();
+		uint64_t x = t_xorshift(&rs);
 		switch ((i / 4096) % 4) {
 		case 0:	x = 0x2065687420666f20ull + (x % 7); break;
 		case 1:	x = 0xffff888000000000ull + (x % 65536) * 8; break;
@@ -46,16 +38,16 @@ static void make_pair(uint8_t **src, uint8_t **tgt, size_t pages)
 	}
 	memcpy(t, s, n);
 	for (size_t p = 0; p < pages; p++) {
-		uint64_t r = rnd() % 100;
+		uint64_t r = t_xorshift(&rs) % 100;
 		uint8_t *pg = t + p * 4096;
 		if (r < 4) {
 			for (size_t k = 0; k < 4096; k += 8) {
-				uint64_t x = rnd();
+				uint64_t x = t_xorshift(&rs);
 				memcpy(pg + k, &x, 8);
 			}
 		} else if (r < 12) {
 			for (size_t k = 0; k < 4096; k += 64) {
-				uint64_t x = rnd();
+				uint64_t x = t_xorshift(&rs);
 				memcpy(pg + k, &x, 8);
 			}
 		} else if (r < 14 && pages > 64) {

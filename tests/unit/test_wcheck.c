@@ -32,14 +32,6 @@
 static char dir[64];
 static uint64_t rs;
 
-static uint64_t rnd(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
-
 /* A page of kind k: 0 zeros, 1 text-like, 2 pointers, 3 random. */
 static void page(uint8_t *p, int k)
 {
@@ -51,13 +43,13 @@ static void page(uint8_t *p, int k)
 			return;
 		}
 		if (k == 1) {
-			const char *s = w[rnd() % 5];
+			const char *s = w[t_xorshift(&rs) % 5];
 			for (; *s && i < 4096; s++)
 				p[i++] = (uint8_t)*s;
 			continue;
 		}
-		uint64_t x = k == 2 ? 0xffff888000000000ull + (rnd() % 4096) * 8 :
-			     rnd();
+		uint64_t x = k == 2 ? 0xffff888000000000ull + (t_xorshift(&rs) % 4096) * 8 :
+			     t_xorshift(&rs);
 		size_t n = 4096 - i < 8 ? 4096 - i : 8;
 		memcpy(p + i, &x, n);
 		i += n;
@@ -75,9 +67,9 @@ static void make_pair(uint64_t seed, size_t pages, uint8_t **src,
 
 	rs = seed;
 	for (size_t i = 0; i < pages; i++)
-		page(s + i * 4096, (int)(rnd() % 4));
+		page(s + i * 4096, (int)(t_xorshift(&rs) % 4));
 	for (size_t i = 0; i < pages; i++) {
-		uint64_t r = rnd() % 100;
+		uint64_t r = t_xorshift(&rs) % 100;
 		if (i == pages / 3)
 			continue;			/* dropped */
 		if (i == pages / 2) {
@@ -86,10 +78,10 @@ static void make_pair(uint64_t seed, size_t pages, uint8_t **src,
 		}
 		memcpy(t + o, s + i * 4096, 4096);
 		if (r < 3) {
-			page(t + o, (int)(rnd() % 4));
+			page(t + o, (int)(t_xorshift(&rs) % 4));
 		} else if (r < 8) {
 			for (size_t k = 0; k < 4096; k += 64) {
-				uint64_t x = rnd();
+				uint64_t x = t_xorshift(&rs);
 				memcpy(t + o + k, &x, 8);
 			}
 		} else if (r < 10) {

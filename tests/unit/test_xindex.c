@@ -15,16 +15,9 @@
 #include <unistd.h>
 
 #include "tests/unit/t.h"
+#include "tests/unit/tutil.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* Contents of "stored file" fid at off: any fixed function will do. */
 static uint8_t file_byte(unsigned fid, uint64_t off)
 {
@@ -81,24 +74,24 @@ static void test_random_chain(void)
 
 		T_EQ(xbuild_new(&b), 0);
 		while (size < SZ) {
-			uint64_t len = 1 + rnd() % 700, r = rnd() % 4;
+			uint64_t len = 1 + t_xorshift(&rng) % 700, r = t_xorshift(&rng) % 4;
 			if (r == 0) {
-				uint64_t src = rnd() % 100000;
+				uint64_t src = t_xorshift(&rng) % 100000;
 				T_EQ(xbuild_file(b, len, (unsigned)gen, src), 0);
 				for (uint64_t k = 0; k < len; k++)
 					cm[size + k] = file_byte((unsigned)gen, src + k);
 			} else if (r == 1) {
-				uint8_t byte = (uint8_t)rnd();
+				uint8_t byte = (uint8_t)t_xorshift(&rng);
 				T_EQ(xbuild_fill(b, len, byte), 0);
 				memset(cm + size, byte, len);
 			} else if (r == 2 || size == 0) {
 				if (len > psize)
 					len = psize;
-				uint64_t from = rnd() % (psize - len + 1);
+				uint64_t from = t_xorshift(&rng) % (psize - len + 1);
 				T_EQ(xbuild_slice(b, parent, from, len), 0);
 				memcpy(cm + size, pm + from, len);
 			} else {
-				uint64_t from = rnd() % size;
+				uint64_t from = t_xorshift(&rng) % size;
 				/* Overlapping or not, copied front to back. */
 				if (xbuild_copy_self(b, from, len, 1 << 20) != 0) {
 					T_CHECK(0);
@@ -118,7 +111,7 @@ static void test_random_chain(void)
 		expand(x, got);
 		T_CHECK(memcmp(got, cm, size) == 0);
 		for (int i = 0; i < 200; i++) {
-			uint64_t off = rnd() % size;
+			uint64_t off = t_xorshift(&rng) % size;
 			size_t n, j = xindex_find(x, off);
 			const struct xext *e = xindex_ext(x, &n);
 			T_CHECK(j < n && e[j].off <= off && off < e[j + 1].off);
@@ -193,7 +186,7 @@ static void test_persist(void)
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
 	T_EQ(xbuild_new(&b), 0);
 	for (int i = 0; i < 5000; i++)
-		T_EQ(xbuild_file(b, 1 + rnd() % 4096, 1 + rnd() % 5, rnd() % 1000000), 0);
+		T_EQ(xbuild_file(b, 1 + t_xorshift(&rng) % 4096, 1 + t_xorshift(&rng) % 5, t_xorshift(&rng) % 1000000), 0);
 	T_EQ(xbuild_finish(b, &x), 0);
 	T_EQ(save(x, dfd, "a.idx", 42), 0);
 	T_EQ(xindex_load(&y, dfd, "a.idx", 42, fid_ok, NULL), 0);
@@ -269,14 +262,14 @@ static void test_remap(void)
 		 * (reused ranges included), fills. */
 		T_EQ(xbuild_new(&b), 0);
 		while (size < SZ) {
-			uint64_t len = 1 + rnd() % 500, r = rnd() % 4;
+			uint64_t len = 1 + t_xorshift(&rng) % 500, r = t_xorshift(&rng) % 4;
 			if (size + len > SZ)
 				len = SZ - size;
 			if (r == 3)
-				T_EQ(xbuild_fill(b, len, (uint8_t)rnd()), 0);
+				T_EQ(xbuild_fill(b, len, (uint8_t)t_xorshift(&rng)), 0);
 			else
 				T_EQ(xbuild_file(b, len, r == 0 ? 3 : 10 + (unsigned)(r - 1),
-						 rnd() % 3000), 0);
+						 t_xorshift(&rng) % 3000), 0);
 			size += len;
 		}
 		T_EQ(xbuild_finish(b, &p_old), 0);
@@ -300,17 +293,17 @@ static void test_remap(void)
 		T_EQ(xbuild_new(&b), 0);
 		size = 0;
 		while (size < SZ) {
-			uint64_t len = 1 + rnd() % 900, r = rnd() % 4;
+			uint64_t len = 1 + t_xorshift(&rng) % 900, r = t_xorshift(&rng) % 4;
 			if (size + len > SZ)
 				len = SZ - size;
 			if (r == 0) {
-				T_EQ(xbuild_file(b, len, 20, rnd() % 5000), 0);
+				T_EQ(xbuild_file(b, len, 20, t_xorshift(&rng) % 5000), 0);
 			} else if (r == 1) {
 				T_EQ(xbuild_fill(b, len, 0), 0);
 			} else if (r == 2 || size == 0) {
-				T_EQ(xbuild_slice(b, p_old, rnd() % (SZ - len + 1), len), 0);
+				T_EQ(xbuild_slice(b, p_old, t_xorshift(&rng) % (SZ - len + 1), len), 0);
 			} else {
-				T_EQ(xbuild_copy_self(b, rnd() % size, len, 1 << 20), 0);
+				T_EQ(xbuild_copy_self(b, t_xorshift(&rng) % size, len, 1 << 20), 0);
 			}
 			size += len;
 		}

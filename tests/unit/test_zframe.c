@@ -34,15 +34,6 @@
 static char tmpdir[256];
 static uint64_t rng;
 
-static uint64_t rnd(void)
-{
-	/* xorshift64*: reproducible, good enough for test data */
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 2685821657736338717ull;
-}
-
 /* VM-memory-like bytes: compressible on the whole, with incompressible
  * pages so that some zstd blocks are stored raw. */
 static uint8_t *gen_data(size_t len, uint64_t seed)
@@ -54,25 +45,25 @@ static uint8_t *gen_data(size_t len, uint64_t seed)
 	rng = seed * 0x9E3779B97F4A7C15ull + 1;
 	for (size_t off = 0; off < len; off += 4096) {
 		size_t n = len - off < 4096 ? len - off : 4096;
-		unsigned kind = (unsigned)(rnd() % 10);
+		unsigned kind = (unsigned)(t_rng(&rng) % 10);
 
 		if (kind < 4) {
 			memset(d + off, 0, n);
 		} else if (kind < 7) {
 			size_t i = 0;
 			while (i < n) {
-				const char *w = words[rnd() % 10];
+				const char *w = words[t_rng(&rng) % 10];
 				for (; *w && i < n; w++)
 					d[off + i++] = (uint8_t)*w;
 			}
 		} else if (kind < 9) {
-			uint64_t v = rnd();
+			uint64_t v = t_rng(&rng);
 			for (size_t i = 0; i < n; i++)
 				d[off + i] = (uint8_t)(v >> (8 * (i % 8))) ^
-					     (rnd() % 64 == 0);
+					     (t_rng(&rng) % 64 == 0);
 		} else {
 			for (size_t i = 0; i < n; i++)
-				d[off + i] = (uint8_t)rnd();
+				d[off + i] = (uint8_t)t_rng(&rng);
 		}
 	}
 	return d;
@@ -236,9 +227,9 @@ static void check_file(const char *path, const uint8_t *data, size_t len,
 	buf = malloc(zframe_max_frame(z) + 1);
 	out = malloc(len + 1);
 	for (int r = 0; r < nrange && len > 0; r++) {
-		uint64_t off = rnd() % len, n = 1 + rnd() % (len - off), pos = off;
+		uint64_t off = t_rng(&rng) % len, n = 1 + t_rng(&rng) % (len - off), pos = off;
 		if (r % 4 == 0 && n > 3 * FS_DEF)
-			n = 1 + rnd() % (3 * FS_DEF);	/* mostly short reads */
+			n = 1 + t_rng(&rng) % (3 * FS_DEF);	/* mostly short reads */
 		if (n > len - off)
 			n = len - off;
 		while (pos < off + n) {
@@ -507,7 +498,7 @@ static void test_not_zstd(void)
 
 	rng = 42;
 	for (size_t i = 0; i < sizeof(junk); i++)
-		junk[i] = (uint8_t)rnd();
+		junk[i] = (uint8_t)t_rng(&rng);
 	fd = t_mem_fd(junk, sizeof(junk));
 	T_EQ(t_zframe_open(&z, fd, &why), -EMEDIUMTYPE);
 	T_CHECK(z == NULL);
@@ -646,7 +637,7 @@ static void test_bitflips(void)
 	for (size_t at = 0; at < flen; at++) {
 		int bits = at >= table_at ? 8 : 1;
 		for (int b = 0; b < bits; b++) {
-			int bit = bits == 8 ? b : (int)(rnd() % 8), r;
+			int bit = bits == 8 ? b : (int)(t_rng(&rng) % 8), r;
 			int unused_desc = at == flen - 5 && bit < 2;
 			int seek_magic = at >= flen - 4;
 

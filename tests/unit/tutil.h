@@ -55,7 +55,17 @@ static inline int t_write_file(const char *path, const void *buf, size_t len)
 	return close(fd) < 0 ? -errno : 0;
 }
 
-/* xorshift64*: reproducible noise for test data (state must not be 0). */
+/* xorshift64 (13, 7, 17): reproducible noise for test data; the
+ * sequences the tests were written against (state must not be 0). */
+static inline uint64_t t_xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* xorshift64*: the same, with better low bits (state must not be 0). */
 static inline uint64_t t_rng(uint64_t *s)
 {
 	*s ^= *s >> 12;

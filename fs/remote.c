@@ -695,9 +695,8 @@ static int put_zst(struct remote *r, int fd, const char *key,
 
 int remote_put_derived(struct remote *r, const char *sub, const char *name)
 {
-	char key[PATH_MAX], path[PATH_MAX + 64], m[1024];
+	char key[PATH_MAX], path[PATH_MAX + 64], m[1024] = "";
 	struct stat st;
-	void *buf;
 	int fd, rc;
 
 	if (atomic_load(&r->no_upload))
@@ -709,23 +708,14 @@ int remote_put_derived(struct remote *r, const char *sub, const char *name)
 		return -errno;
 	snprintf(key, sizeof(key), "%s/%s/%s%s", STORE_META_DIR, sub, name,
 		 compressed_sub(sub) ? ".zst" : "");
-	if (compressed_sub(sub)) {
+	if (compressed_sub(sub))
 		rc = put_zst(r, fd, key, name, m, sizeof(m));
-		close(fd);
-	} else {
-		if (fstat(fd, &st) < 0 ||
-		    !(buf = malloc((size_t)st.st_size + 1))) {
-			close(fd);
-			return -ENOMEM;
-		}
-		rc = pread(fd, buf, (size_t)st.st_size, 0) == st.st_size ? 0 :
-		     -EIO;
-		close(fd);
-		if (!rc)
-			rc = s3_put(r->s3, key, buf, (size_t)st.st_size, m,
-				    sizeof(m));
-		free(buf);
-	}
+	else if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else
+		rc = s3_put_fd(r->s3, key, fd, (uint64_t)st.st_size, NULL, m,
+			       sizeof(m));
+	close(fd);
 	if (rc == -EACCES && !atomic_exchange(&r->no_upload, 1))
 		remote_say(r, LOG_WARNING, "%s: derived data is not shared with "
 		    "other hosts (they build their own): %s", r->url, m);

@@ -271,7 +271,6 @@ int remote_put_meta(struct remote *r, const char *name, char *err,
 	char path[PATH_MAX + 64], m[1024];
 	struct s3_obj o = { 0 };
 	struct stat st;
-	void *buf = NULL;
 	int fd, rc;
 
 	snprintf(path, sizeof(path), "%s/%s", r->mirror, name);
@@ -281,23 +280,15 @@ int remote_put_meta(struct remote *r, const char *name, char *err,
 		rc = s3_delete(r->s3, name, m, sizeof(m));
 		if (rc == -ENOENT)
 			rc = 0;
-	} else if (fd < 0) {
+	} else if (fd < 0 || fstat(fd, &st) < 0) {
 		rc = -errno;
 		snprintf(m, sizeof(m), "%.900s: %s", path, strerror(-rc));
 	} else {
-		rc = fstat(fd, &st) < 0 ? -errno :
-		     !(buf = malloc((size_t)st.st_size + 1)) ? -ENOMEM :
-		     fdio_pread(fd, buf, (size_t)st.st_size, 0) == st.st_size ?
-		     0 : -EIO;
-		close(fd);
-		if (rc)
-			snprintf(m, sizeof(m), "%.900s: %s", path,
-				 strerror(-rc));
-		else
-			rc = s3_put_cond(r->s3, name, buf, (size_t)st.st_size,
-					 NULL, &o, m, sizeof(m));
-		free(buf);
+		rc = s3_put_fd(r->s3, name, fd, (uint64_t)st.st_size, &o, m,
+			       sizeof(m));
 	}
+	if (fd >= 0)
+		close(fd);
 	if (rc) {
 		msg_say(err, errlen, "%s", m);
 		return rc;

@@ -147,6 +147,7 @@ void layer_put(struct chain *c, struct chain_layer *L)
 {
 	while (L && atomic_fetch_sub(&L->ref, 1) == 1) {
 		struct chain_layer *P = L->parent;
+		fcopy_free(c, L);
 		xindex_free(L->x);
 		vcdiff_patch_free(L->patch);
 		sfile_close(c, &L->data);
@@ -238,6 +239,8 @@ int layer_index(struct chain *c, struct chain_layer *L, char *err,
 	if (!rc && L->damage[0])
 		chain_logf(c, CHAIN_LOG_ERR, "%s: %s; reads of it fail with "
 			   "EIO", L->name, L->damage);
+	if (!rc)
+		fcopy_attach(c, L);
 	return rc;
 }
 
@@ -365,6 +368,8 @@ static int derived_live(struct chain *c, const char *name)
 			return stamp == L->stamp;
 		if (!strcmp(ext, "aux") || !strcmp(ext, "aux.sum"))
 			return stamp == L->aux_stamp;
+		if (!strcmp(ext, "full") || !strcmp(ext, "full.sum"))
+			return stamp == L->stamp;
 		return stamp == L->fstamp;
 	}
 	return 0;
@@ -384,7 +389,7 @@ static int gc_keep(const char *name, void *arg)
 void chain_gc(struct chain *c)
 {
 	static const char *const subs[] = { "index", "aux", "sums", "plain",
-					    "base" };
+					    "base", "full" };
 
 	pthread_rwlock_rdlock(&c->lock);
 	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
@@ -431,6 +436,8 @@ int chain_open(struct chain **out, struct store *s,
 	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_mutex_init(&c->pf_lock, NULL);
 	pthread_cond_init(&c->pf_cond, NULL);
+	pthread_mutex_init(&c->fc_lock, NULL);
+	pthread_cond_init(&c->fc_cond, NULL);
 	atomic_init(&c->next_key, 1);
 	bo.budget = c->o.cache_size;
 	rc = bcache_new(&c->cache, &bo);
@@ -461,6 +468,7 @@ void chain_free(struct chain *c)
 {
 	if (!c)
 		return;
+	fcopy_stop(c);
 	ra_stop(c);
 	/* Children first: each holds its parent. */
 	for (size_t i = c->ncur; i-- > 0;)
@@ -472,6 +480,8 @@ void chain_free(struct chain *c)
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->pf_lock);
 	pthread_cond_destroy(&c->pf_cond);
+	pthread_mutex_destroy(&c->fc_lock);
+	pthread_cond_destroy(&c->fc_cond);
 	free(c);
 }
 
@@ -620,7 +630,9 @@ ssize_t chain_read(struct chain *c, struct chain_layer *L, uint64_t off,
 		len = (size_t)(L->size - off);
 	if (st)
 		ra_note(c, st, L, off, len);
-	rc = sfile_resolve(c, L, L->x, off, buf, len);
+	struct sfile *F = fcopy_of(L);
+	rc = F ? fcopy_read(c, L, F, off, buf, len) :
+	     sfile_resolve(c, L, L->x, off, buf, len);
 	if (rc)
 		return rc;
 	atomic_fetch_add(&c->read_bytes, len);
@@ -679,7 +691,8 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\nreadahead_frames %" PRIu64 "\nreadahead_checked %" PRIu64
 		 "\nreply_splice_bytes %" PRIu64 "\nreply_pinned_bytes %"
 		 PRIu64 "\nreply_zero_bytes %" PRIu64 "\nreply_copied_bytes %"
-		 PRIu64 "\n",
+		 PRIu64 "\nfull_copies_made %" PRIu64 "\nfull_copy_read_bytes %"
+		 PRIu64 "\nfull_copies_dropped %" PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
@@ -691,7 +704,10 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 (uint64_t)atomic_load(&c->rv_fd),
 		 (uint64_t)atomic_load(&c->rv_pin),
 		 (uint64_t)atomic_load(&c->rv_zero),
-		 (uint64_t)atomic_load(&c->rv_copy));
+		 (uint64_t)atomic_load(&c->rv_copy),
+		 (uint64_t)atomic_load(&c->fc_made),
+		 (uint64_t)atomic_load(&c->fc_read),
+		 (uint64_t)atomic_load(&c->fc_dropped));
 	return 0;
 }
 

@@ -59,6 +59,11 @@ struct chain_opts {
 	int prefetch_threads;	/* frame decoders for readahead; 0 = CPUs, -1 = none */
 	int raw_base;		/* keep a decompressed copy of a zstd base under
 				 * .snapfs/base/ and read that (see README) */
+	/* -o materialize: a snapshot read whole, in order, is copied in
+	 * full under .snapfs/full/ and later read from there; the copies
+	 * take at most this many bytes (least recently used go first).
+	 * 0: none made or read. */
+	uint64_t fcopy_max;
 };
 
 /* A copy: stays valid whatever happens to the snapshot afterwards. */

@@ -16,6 +16,8 @@
  *   fs/readahead.c  ra_*              readahead threads and streams
  *   fs/rvec.c       (chain_readv)     reads as pieces for zero-copy
  *                                     replies
+ *   fs/fcopy.c      fcopy_*           full copies of whole snapshots
+ *                                     (-o materialize)
  *
  *   fs/chmeta.c     (chain_set_*...)  descriptions, current, rename,
  *                                     digests, deep checks, holes
@@ -81,6 +83,9 @@ struct sfile {
 	uint32_t *vwin;
 	uint64_t *vbase;
 	int derived;		/* under .snapfs/: rebuilt, not restored */
+	/* Damage is the caller's to handle (a full copy, read through the
+	 * index instead): read_damaged neither logs nor counts it. */
+	int fallback;
 	struct chain_layer *owner;	/* for messages */
 	char label[360];	/* for messages */
 };
@@ -129,6 +134,12 @@ struct chain_layer {
 	struct chain_ibuild *built;
 	char damage[384];		/* "" if readable */
 	atomic_uint nlogged;
+	/* A full copy of this version's bytes under .snapfs/full
+	 * (fs/fcopy.c): set once, then read instead of the index until
+	 * a read finds it damaged (fcopy_bad). Owned; freed with L. */
+	_Atomic(struct sfile *) fcopy;
+	atomic_int fcopy_bad;
+	atomic_int fcopy_queued;		/* a copy is wanted or being made */
 };
 
 /* Readahead: decode the frames of [off, off+len) of L (a reference). */
@@ -138,6 +149,8 @@ struct pf_job {
 };
 
 #define PF_QUEUE 64
+/* Snapshots waiting for a full copy (more are not queued). */
+#define FC_QUEUE 8
 
 struct chain {
 	struct store *s;
@@ -175,6 +188,17 @@ struct chain {
 	int pf_stop;
 	pthread_t *pf_threads;
 	size_t pf_nthreads;
+	/* Full copies (fs/fcopy.c): versions waiting for one, made by
+	 * one thread started at the first request. fc_lock guards the
+	 * queue, fc_stop and fc_running; taken after no other lock. */
+	pthread_mutex_t fc_lock;
+	pthread_cond_t fc_cond;
+	struct chain_layer *fc_q[FC_QUEUE];
+	size_t fc_n;
+	atomic_int fc_stop;
+	int fc_running;
+	pthread_t fc_thread;
+	atomic_uint_fast64_t fc_made, fc_read, fc_dropped;
 };
 
 /* The stored file a file id of L's index names (see the top of
@@ -251,6 +275,17 @@ void chain_gc(struct chain *c);
  * copies alike: one read path. Returns 0. */
 int sfile_raw(struct chain *c, struct chain_layer *L, struct sfile *f,
 	      struct blob *b, uint64_t size, const char *label);
+/* Reads [off, off+len) of raw file f, checked against its sums. Returns
+ * len or -EIO (logged, naming f) or -errno. */
+ssize_t sfile_pread(struct chain *c, struct sfile *f, uint64_t off,
+		    uint8_t *dst, size_t len);
+/* Saves the checksums sum of the SUM_BLOCK blocks of a size-byte file as
+ * .snapfs/sums/NAME (sum stays the caller's). 0 or -errno (logged). */
+int sfile_sums_save(struct chain *c, const char *name, const uint64_t *sum,
+		    uint64_t size);
+/* Loads f's block checksums saved as .snapfs/sums/NAME; never builds
+ * them. 0 or -errno (-ESTALE: missing or not f's). */
+int sfile_sums_load(struct chain *c, struct sfile *f, const char *name);
 /* Releases f (its blob, wfd and cached blocks) and leaves it empty. */
 void sfile_close(struct chain *c, struct sfile *f);
 /* Loads f's block checksums saved under .snapfs/sums (named after L,
@@ -342,8 +377,36 @@ void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
 	       uint64_t len);
 /* Stops and joins the readahead threads (chain_start restarts them). */
 void ra_stop(struct chain *c);
-/* Notes a read of st; submits readahead if the reader looks sequential. */
-void ra_note(struct chain *c, struct chain_stream *st,
-	     struct chain_layer *L, uint64_t off, size_t len);
+/* Notes a read of st; submits readahead if the reader looks sequential
+ * (not for a version read from its full copy: the OS reads that ahead).
+ * Returns 1 if this read ended a pass that read L in order from its
+ * first byte to its last (a restore, a cp), else 0. */
+int ra_note(struct chain *c, struct chain_stream *st,
+	    struct chain_layer *L, uint64_t off, size_t len);
+
+/* --- fs/fcopy.c: full copies (-o materialize) --- */
+
+/* L's full copy, or NULL (none, or found damaged). */
+static inline struct sfile *fcopy_of(struct chain_layer *L)
+{
+	struct sfile *F = atomic_load(&L->fcopy);
+	return F && !atomic_load(&L->fcopy_bad) ? F : NULL;
+}
+/* Opens L's full copy if one was made earlier (at layer open; needs
+ * opts.fcopy_max). A copy without its checksums, or of another size, is
+ * stale and deleted. */
+void fcopy_attach(struct chain *c, struct chain_layer *L);
+/* A reader went through all of L in order: make a full copy in the
+ * background if there is none (or mark the one there as used). */
+void fcopy_want(struct chain *c, struct chain_layer *L);
+/* Reads [off, off+len) of L from its full copy F; a damaged copy is
+ * dropped (logged) and the bytes come through the index instead. 0 or
+ * -errno, as sfile_resolve. */
+int fcopy_read(struct chain *c, struct chain_layer *L, struct sfile *F,
+	       uint64_t off, uint8_t *dst, size_t len);
+/* Frees L's full copy (layer_put). */
+void fcopy_free(struct chain *c, struct chain_layer *L);
+/* Stops the copying thread and drops the queue (chain_free). */
+void fcopy_stop(struct chain *c);
 
 #endif

@@ -47,6 +47,7 @@ struct opts {
 	char *cache_size;
 	char *log;
 	char *max_store;	/* -o max_store=SIZE: capacity bound */
+	char *materialize;	/* -o materialize=SIZE: full copies */
 	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
 	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *s3_part, *prefetch;
 	unsigned s3_parallel, s3_timeout, s3_retries;
@@ -75,6 +76,7 @@ static const struct fuse_opt opt_spec[] = {
 	{ "cache_size=%s", offsetof(struct opts, cache_size), 0 },
 	{ "log=%s", offsetof(struct opts, log), 0 },
 	{ "max_store=%s", offsetof(struct opts, max_store), 0 },
+	{ "materialize=%s", offsetof(struct opts, materialize), 0 },
 	{ "endpoint=%s", offsetof(struct opts, endpoint), 0 },
 	{ "cache_dir=%s", offsetof(struct opts, cache_dir), 0 },
 	{ "disk_cache=%s", offsetof(struct opts, disk_cache), 0 },
@@ -117,6 +119,14 @@ static void usage(const char *prog)
 	       "                           .snapfs/ (one full state of disk) "
 	       "for page-cache-\n"
 	       "                           speed reads\n"
+	       "    -o materialize=SIZE    keep a full copy of each snapshot "
+	       "read whole (a\n"
+	       "                           restore, a cp) under .snapfs/full/, "
+	       "read by later\n"
+	       "                           mounts at page-cache speed; at most "
+	       "SIZE bytes,\n"
+	       "                           least recently used deleted first "
+	       "(default: none)\n"
 	       "    -o log=FILE            log there once mounted (default when "
 	       "daemonized:\n"
 	       "                           syslog, or STORE/.snapfs/log without "
@@ -484,6 +494,14 @@ int main(int argc, char *argv[])
 			"least 1M, like 500M or 20G\n", o.max_store);
 		goto out1;
 	}
+	size_t fcopy_max = 0;
+	if (o.materialize && parse_size(o.materialize, &fcopy_max) < 0) {
+		fprintf(stderr, "snapfs: -o materialize=%s: give a size of at "
+			"least 1M, like 2G, room for the full copies of the "
+			"snapshots you restore most\n", o.materialize);
+		goto out1;
+	}
+	co.fcopy_max = fcopy_max;
 	if (log_new(&m.log) < 0)
 		goto out1;
 	lc.log = m.log;
@@ -628,6 +646,7 @@ out1:
 	free(o.max_store);
 	free(o.endpoint);
 	free(o.cache_dir);
+	free(o.materialize);
 	free(o.disk_cache);
 	free(o.s3_chunk);
 	free(o.s3_part);

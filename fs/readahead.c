@@ -45,6 +45,7 @@ struct chain_stream {
 	uint64_t next;			/* end of the last read */
 	uint64_t pf_end;		/* readahead submitted up to here */
 	unsigned run;			/* in-order reads in a row */
+	int from0;			/* in order since a read at 0 */
 	/* The version last read: compared, never followed (it may be
 	 * gone). */
 	const struct chain_layer *layer;
@@ -283,15 +284,25 @@ void chain_stream_free(struct chain_stream *st)
 	free(st);
 }
 
-void ra_note(struct chain *c, struct chain_stream *st,
-	     struct chain_layer *L, uint64_t off, size_t len)
+int ra_note(struct chain *c, struct chain_stream *st,
+	    struct chain_layer *L, uint64_t off, size_t len)
 {
 	uint64_t from = 0, want = 0;
+	int whole = 0;
 
 	pthread_mutex_lock(&st->lock);
 	int seq = st->layer == L && off + PF_SLACK >= st->next &&
 		  off <= st->next + PF_SLACK;
 	st->run = seq ? st->run + 1 : 0;
+	/* In order from the first byte to the last: a whole pass. */
+	if (off == 0)
+		st->from0 = 1;
+	else if (!seq)
+		st->from0 = 0;
+	if (st->from0 && off + len >= L->size) {
+		whole = 1;
+		st->from0 = 0;
+	}
 	if (!seq || st->pf_end < off)
 		st->pf_end = off + len;
 	if (off + len > st->next || !seq)
@@ -306,6 +317,7 @@ void ra_note(struct chain *c, struct chain_stream *st,
 		st->pf_end = from + want;
 	}
 	pthread_mutex_unlock(&st->lock);
-	if (want)
+	if (want && !fcopy_of(L))
 		ra_submit(c, L, from, want);
+	return whole;
 }

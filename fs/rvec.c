@@ -57,6 +57,9 @@ struct chain_rvec {
 	size_t npin;
 	/* Layer bytes [pend, pend_end) wait to be resolved into scratch. */
 	uint64_t pend, pend_end;
+	/* The layer's full copy (fs/fcopy.c) the read comes from, or NULL:
+	 * through the index. */
+	struct sfile *fc;
 };
 
 void sfile_mark_checked(struct sfile *f, uint64_t off, uint64_t len)
@@ -123,7 +126,7 @@ static void seg_add(struct chain_rvec *v, const void *mem, int fd,
 }
 
 /* Resolves the pending run into scratch as one piece. */
-static int flush(struct chain *c, const struct chain_layer *L,
+static int flush(struct chain *c, struct chain_layer *L,
 		 struct chain_rvec *v)
 {
 	size_t k = (size_t)(v->pend_end - v->pend);
@@ -131,7 +134,8 @@ static int flush(struct chain *c, const struct chain_layer *L,
 
 	if (!k)
 		return 0;
-	rc = sfile_resolve(c, L, L->x, v->pend, v->scratch + v->used, k);
+	rc = v->fc ? fcopy_read(c, L, v->fc, v->pend, v->scratch + v->used, k) :
+	     sfile_resolve(c, L, L->x, v->pend, v->scratch + v->used, k);
 	if (rc)
 		return rc;
 	seg_add(v, v->scratch + v->used, -1, 0, k);
@@ -152,7 +156,7 @@ static int room(const struct chain_rvec *v)
  * checked file range where that is possible; else left pending. Returns
  * 0 or -errno.
  */
-static int piece(struct chain *c, const struct chain_layer *L,
+static int piece(struct chain *c, struct chain_layer *L,
 		 struct chain_rvec *v, struct sfile *f, uint64_t src,
 		 uint64_t o, uint64_t k, int allow_fd)
 {
@@ -217,8 +221,23 @@ ssize_t chain_readv(struct chain *c, struct chain_layer *L, uint64_t off,
 		len = v->cap;
 	if (allow_fd && !atomic_load(&c->fd_replies))
 		atomic_store(&c->fd_replies, 1);
-	if (st)
-		ra_note(c, st, L, off, len);
+	/* A reader's whole pass (a restore, a cp) asks for a full copy;
+	 * other reads of the chain (digests, rebases) do not. */
+	if (st && ra_note(c, st, L, off, len))
+		fcopy_want(c, L);
+
+	v->fc = fcopy_of(L);
+	if (v->fc) {
+		v->pend = v->pend_end = off;
+		if ((rc = piece(c, L, v, v->fc, off, off, len, allow_fd)))
+			goto fail;
+		v->pend_end = off + len;
+		if ((rc = flush(c, L, v)))
+			goto fail;
+		atomic_fetch_add(&c->read_bytes, len);
+		*nsegs = v->n;
+		return (ssize_t)len;
+	}
 
 	size_t n, i = xindex_find(L->x, off);
 	const struct xext *e = xindex_ext(L->x, &n);

@@ -139,6 +139,23 @@ static int fill_sums(int fd, void *arg)
 	return rc ? rc : fdio_write(fd, o->sum, o->h->n * 8);
 }
 
+int sfile_sums_save(struct chain *c, const char *name, const uint64_t *sum,
+		    uint64_t size)
+{
+	struct sum_hdr h;
+	size_t n = (size_t)((size + SUM_BLOCK - 1) / SUM_BLOCK);
+
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, SUM_MAGIC, 8);
+	h.version = SUM_VERSION;
+	h.block = SUM_BLOCK;
+	h.size = size;
+	h.n = n;
+	h.digest = XXH3_64bits(sum, n * 8);
+	struct sums_out o = { &h, sum };
+	return chain_save_derived(c, "sums", name, fill_sums, &o);
+}
+
 /* Reads the whole file once, hashing each block; saves the result. */
 static int sums_build(struct chain *c, struct sfile *f, const char *name,
 		      const char *layer)
@@ -146,7 +163,6 @@ static int sums_build(struct chain *c, struct sfile *f, const char *name,
 	size_t n = (size_t)((f->size + SUM_BLOCK - 1) / SUM_BLOCK);
 	uint64_t *sum = malloc(n ? n * 8 : 8);
 	uint8_t *buf = malloc(16 * SUM_BLOCK);
-	struct sum_hdr h;
 	int rc = 0;
 
 	if (!sum || !buf) {
@@ -171,16 +187,8 @@ static int sums_build(struct chain *c, struct sfile *f, const char *name,
 			chain_progress(c, layer, "checksumming", off, f->size);
 	}
 	chain_progress(c, layer, "checksumming", f->size, f->size);
-	memset(&h, 0, sizeof(h));
-	memcpy(h.magic, SUM_MAGIC, 8);
-	h.version = SUM_VERSION;
-	h.block = SUM_BLOCK;
-	h.size = f->size;
-	h.n = n;
-	h.digest = XXH3_64bits(sum, n * 8);
 	/* Derived data only: a read-only store just re-sums next time. */
-	struct sums_out o = { &h, sum };
-	chain_save_derived(c, "sums", name, fill_sums, &o);
+	sfile_sums_save(c, name, sum, f->size);
 	rc = sums_set(f, sum, n);
 	if (!rc)
 		sum = NULL;
@@ -188,6 +196,12 @@ out:
 	free(sum);
 	free(buf);
 	return rc;
+}
+
+int sfile_sums_load(struct chain *c, struct sfile *f, const char *name)
+{
+	int rc = sums_load(f, store_subdir(c->s, "sums"), name);
+	return rc == -ENOENT ? -ESTALE : rc;
 }
 
 int sfile_sums_get(struct chain *c, struct chain_layer *L, struct sfile *f,
@@ -316,6 +330,8 @@ static int read_damaged(struct chain *c, const struct sfile *f, uint64_t off,
 	const char *fix = f->derived ? "it is derived data: unmount, delete "
 			  "it and mount again to rebuild it" : "restore the file";
 
+	if (f->fallback)
+		return -EIO;
 	atomic_fetch_add(&c->read_errors, 1);
 	if (atomic_fetch_add(&L->nlogged, 1) < LOG_PER_LAYER) {
 		if (w >= 0)
@@ -739,6 +755,12 @@ static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 		return r < 0 ? r : (ssize_t)len;
 	}
 	return raw_read(c, f, off, dst, len, m);
+}
+
+ssize_t sfile_pread(struct chain *c, struct sfile *f, uint64_t off,
+		    uint8_t *dst, size_t len)
+{
+	return sfile_read(c, f, off, dst, len, NULL);
 }
 
 int sfile_resolve(struct chain *c, const struct chain_layer *L,

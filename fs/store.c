@@ -30,7 +30,7 @@
 #include "codec/fdio.h"
 
 static const char *const subdirs[] = {
-	"index", "plain", "base", "sums", "aux", "tmp",
+	"index", "plain", "base", "sums", "aux", "full", "tmp",
 };
 _Static_assert(sizeof(subdirs) / sizeof(subdirs[0]) == NSUB,
 	       "NSUB in fs/store_int.h");

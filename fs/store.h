@@ -138,7 +138,7 @@ void store_unlock(struct store *s);
 const char *store_dir(const struct store *s);
 int store_dirfd(const struct store *s);
 /* fd of .snapfs/<sub> (created on open): "index", "plain", "base", "sums",
- * "aux", "tmp". Returns -1 for an unknown name. */
+ * "aux", "full", "tmp". Returns -1 for an unknown name. */
 int store_subdir(const struct store *s, const char *sub);
 
 /* The tree as committed (borrowed: valid until the next store_commit). */

@@ -22,7 +22,7 @@
 struct remote;
 
 /* The subdirectories of .snapfs (subdirs[] in fs/store.c), tmp last. */
-#define NSUB 6
+#define NSUB 7
 #define TMP_SUB (NSUB - 1)
 
 /* A comment or blank line of increments.txt, kept after the layer line

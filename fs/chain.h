@@ -92,6 +92,10 @@ struct chain_info {
  */
 int chain_open(struct chain **out, struct store *s,
 	       const struct chain_opts *o, char *err, size_t errlen);
+/* Stops the background work that writes into the store's .snapfs (full
+ * copies being made, fs/fcopy.c) and makes no more: before the store's
+ * lock goes (store_unlock). Reads go on. */
+void chain_stop_writes(struct chain *c);
 /* Frees the chain; every chain_get() must have been put. */
 void chain_free(struct chain *c);
 /* Starts the readahead threads. Call after any fork (fuse_daemonize):

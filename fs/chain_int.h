@@ -379,8 +379,9 @@ void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
 void ra_stop(struct chain *c);
 /* Notes a read of st; submits readahead if the reader looks sequential
  * (not for a version read from its full copy: the OS reads that ahead).
- * Returns 1 if this read ended a pass that read L in order from its
- * first byte to its last (a restore, a cp), else 0. */
+ * With opts.fcopy_max, returns 1 when this read was the last of L's
+ * pages st had not read yet (a restore, a cp: st read all of L), once;
+ * else 0. */
 int ra_note(struct chain *c, struct chain_stream *st,
 	    struct chain_layer *L, uint64_t off, size_t len);
 

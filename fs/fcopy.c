@@ -8,9 +8,11 @@
  * bound by decompression on this machine's two cores, which QEMU and cat
  * share; a restore from a plain file is not. Restoring one snapshot many
  * times (many VMs started from it) is the common case, so the bytes of a
- * snapshot read whole, in order (QEMU's `exec:cat`, cp), are written once
- * more as a plain file under .snapfs/full/, in the background, and the
- * next mount reads that file instead of the index.
+ * snapshot one open file read all of (QEMU's `exec:cat`, cp: ra_note keeps
+ * a bitmap of the pages each stream read, since the kernel's readahead
+ * requests arrive out of order) are written once more as a plain file
+ * under .snapfs/full/, in the background, and the next mount reads that
+ * file instead of the index.
  *
  * Decisions:
  *   - Off by default: a full copy costs a whole state of disk, in a store
@@ -334,6 +336,16 @@ static void make_copy(struct chain *c, struct chain_layer *L)
 				   STORE_META_DIR, strerror(-rc));
 		return;
 	}
+	/* Replaced while being copied (a rebase): its chain_gc may have
+	 * run before the rename, so the orphan is deleted here. A later
+	 * replacement's chain_gc sees the file. */
+	pthread_rwlock_rdlock(&c->lock);
+	current = chain_find_cur(c, L->id) == L;
+	pthread_rwlock_unlock(&c->lock);
+	if (!current) {
+		drop_files(c, name);
+		return;
+	}
 	fcopy_attach(c, L);
 	atomic_fetch_add(&c->fc_made, 1);
 	chain_logf(c, CHAIN_LOG_INFO, "%s: full copy made, %s/full/%s (%"
@@ -377,8 +389,15 @@ void fcopy_want(struct chain *c, struct chain_layer *L)
 			futimens(blob_fd(F->b), NULL);
 		return;
 	}
-	if (L->size > c->o.fcopy_max || atomic_exchange(&L->fcopy_queued, 1))
+	if (atomic_exchange(&L->fcopy_queued, 1))
 		return;
+	if (L->size > c->o.fcopy_max) {
+		/* Said once per version: fcopy_queued stays set. */
+		chain_logf(c, CHAIN_LOG_INFO, "%s: no full copy made: its %"
+			   PRIu64 " bytes do not fit -o materialize (raise "
+			   "it)", L->name, L->size);
+		return;
+	}
 	pthread_mutex_lock(&c->fc_lock);
 	if (atomic_load(&c->fc_stop) || c->fc_n == FC_QUEUE) {
 		pthread_mutex_unlock(&c->fc_lock);
@@ -411,4 +430,9 @@ void fcopy_stop(struct chain *c)
 	c->fc_running = 0;
 	while (c->fc_n)
 		layer_put(c, c->fc_q[--c->fc_n]);
+}
+
+void chain_stop_writes(struct chain *c)
+{
+	fcopy_stop(c);
 }

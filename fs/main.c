@@ -622,6 +622,7 @@ int main(int argc, char *argv[])
 		remote_prefetch_stop(m.remote);
 		remote_ws_save(m.remote);
 	}
+	chain_stop_writes(m.chain);
 	store_unlock(m.store);
 out6:
 	fuse_loop_cfg_destroy(lcfg);

@@ -39,13 +39,21 @@
  * near its previous read now and then, and an 8 MiB readahead for it
  * would only compete with its next reads (it showed as p99 latency). */
 #define PF_MIN_RUN 2
+/* The unit in which a stream's reads are remembered (seen_note). */
+#define SEEN_PAGE ((uint64_t)4 << 10)
 
 struct chain_stream {
-	pthread_mutex_t lock;		/* protects next, pf_end */
+	pthread_mutex_t lock;		/* protects the fields below */
 	uint64_t next;			/* end of the last read */
 	uint64_t pf_end;		/* readahead submitted up to here */
 	unsigned run;			/* in-order reads in a row */
-	int from0;			/* in order since a read at 0 */
+	/* With -o materialize only: which pages of seen_layer this stream
+	 * has read (a bit per SEEN_PAGE), to tell a reader that went
+	 * through all of it (fs/fcopy.c), in whatever order its requests
+	 * came: the kernel's readahead requests run on several threads. */
+	uint64_t *seen;
+	uint64_t seen_pages, seen_count;
+	const struct chain_layer *seen_layer;	/* compared, never followed */
 	/* The version last read: compared, never followed (it may be
 	 * gone). */
 	const struct chain_layer *layer;
@@ -281,7 +289,33 @@ void chain_stream_free(struct chain_stream *st)
 	if (!st)
 		return;
 	pthread_mutex_destroy(&st->lock);
+	free(st->seen);
 	free(st);
+}
+
+/* Marks the pages [off, off+len) of L read (st->lock held). Returns 1
+ * when the last unread page of L was read by this stream, once. */
+static int seen_note(struct chain_stream *st, const struct chain_layer *L,
+		     uint64_t off, size_t len)
+{
+	if (st->seen_layer != L) {
+		free(st->seen);
+		st->seen_layer = L;
+		st->seen_count = 0;
+		st->seen_pages = (L->size + SEEN_PAGE - 1) / SEEN_PAGE;
+		st->seen = calloc(st->seen_pages / 64 + 1, 8);
+	}
+	if (!st->seen || !len || st->seen_count == st->seen_pages)
+		return 0;
+	for (uint64_t p = off / SEEN_PAGE;
+	     p <= (off + len - 1) / SEEN_PAGE && p < st->seen_pages; p++) {
+		uint64_t bit = (uint64_t)1 << (p % 64);
+		if (!(st->seen[p / 64] & bit)) {
+			st->seen[p / 64] |= bit;
+			st->seen_count++;
+		}
+	}
+	return st->seen_count == st->seen_pages;
 }
 
 int ra_note(struct chain *c, struct chain_stream *st,
@@ -294,15 +328,8 @@ int ra_note(struct chain *c, struct chain_stream *st,
 	int seq = st->layer == L && off + PF_SLACK >= st->next &&
 		  off <= st->next + PF_SLACK;
 	st->run = seq ? st->run + 1 : 0;
-	/* In order from the first byte to the last: a whole pass. */
-	if (off == 0)
-		st->from0 = 1;
-	else if (!seq)
-		st->from0 = 0;
-	if (st->from0 && off + len >= L->size) {
-		whole = 1;
-		st->from0 = 0;
-	}
+	if (c->o.fcopy_max)
+		whole = seen_note(st, L, off, len);
 	if (!seq || st->pf_end < off)
 		st->pf_end = off + len;
 	if (off + len > st->next || !seq)

@@ -221,7 +221,7 @@ ssize_t chain_readv(struct chain *c, struct chain_layer *L, uint64_t off,
 		len = v->cap;
 	if (allow_fd && !atomic_load(&c->fd_replies))
 		atomic_store(&c->fd_replies, 1);
-	/* A reader's whole pass (a restore, a cp) asks for a full copy;
+	/* A reader that read all of L (a restore, a cp) asks for a full copy;
 	 * other reads of the chain (digests, rebases) do not. */
 	if (st && ra_note(c, st, L, off, len))
 		fcopy_want(c, L);

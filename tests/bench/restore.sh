@@ -18,6 +18,10 @@
 #   3. First mount (no .snapfs/, checks included) against the plain
 #      decode of the whole chain: zstd -d, then xdelta3 -d -B per patch.
 #   4. .snapfs/ derived bytes against the patches' bytes.
+#   5. -o materialize (fs/fcopy.c): the newest state read whole once by
+#      a mount that makes its full copy, then, from fresh mounts that read
+#      the copy, rows 1 and 2 again (cold read, restore, 4 restores at
+#      once) against the same comparisons; and how long the copy took.
 #
 #   BENCH_RUNS=3           runs per figure (median)
 #   BENCH_QEMU_MEM=1024    guest RAM (MiB); BENCH_QEMU_WORK=560 workload MiB
@@ -145,6 +149,31 @@ for r in $(seq "$RUNS"); do
 done
 umount_wait "$MNT"
 
+# --- 5: full copies (-o materialize) -------------------------------------------
+FCOPT="materialize=4G"
+rm -rf "$S/.snapfs/full"
+mount_fresh -o "$FCOPT,log=$DATA/fcopy.log"
+cat "$MNT/$NEW" > /dev/null
+i=0; while ! ls "$S/.snapfs/full/"*.full > /dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+umount_wait "$MNT"
+fcmade=$(sed -n 's/.*full copy made.*bytes, \([0-9.]*\) s).*/\1/p' "$DATA/fcopy.log" | tail -1)
+[ -n "$fcmade" ] || { echo "bench: no full copy was made (see $DATA/fcopy.log)" >&2; exit 1; }
+fsd=""; fmf=""; fm4=""
+for r in $(seq "$RUNS"); do
+	mount_fresh -o "$FCOPT"
+	fsd="$fsd $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
+	mount_fresh -o "$FCOPT"
+	fmf="$fmf $(rt "$MNT/$NEW")"
+	mount_fresh -o "$FCOPT"
+	fm4="$fm4 $(rt4 "$MNT/$NEW")"
+done
+mount_fresh -o "$FCOPT"; cmp "$MNT/$NEW" "$PLAIN"
+fcread=$(python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.snapfs.stats').decode())" "$MNT" | sed -n 's/^full_copy_read_bytes //p')
+umount_wait "$MNT"
+[ "${fcread:-0}" -gt 0 ] || { echo "bench: the materialized mount did not read its full copy" >&2; exit 1; }
+fcbytes=$(du -sb "$S/.snapfs/full" | cut -f1)
+rm -rf "$S/.snapfs/full"
+
 {
 printf '# issue 10 restore bench: %s QEMU states of %s bytes (guest %s MiB), stock store, %s, %s cores, medians of %s\n' \
 	6 "$(stat -c %s "$PLAIN")" "$QMEM" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$RUNS"
@@ -157,7 +186,12 @@ printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "cold seq read, -o raw_base mount / fuse
 printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  fusecat splice / fusecat copy; plain cat" "$(med $fcs)" "$(med $fcc)" "$(ratio "$(med $fcs)" "$(med $fcc)")" "cat $(med $pc) MB/s"
 printf '%-58s %9ss %9ss %7s %s\n' "first mount (checks incl.) / zstd -d + xdelta3 -d -B" "$(med $fm)" "$(med $pd)" "$(ratio "$(med $fm)" "$(med $pd)")" "<= 1.0"
 printf '%-58s %10s %10s %7s %s\n' ".snapfs/ bytes / patches' bytes" "$(med $der)" "$patches" "$(ratio "$(med $der)" "$patches")" "<= 0.5"
+printf '%-58s %9ss %9ss %7s %s\n' "-o materialize: restore, fresh mount / plain file" "$(med $fmf)" "$(med $pl)" "$(ratio "$(med $fmf)" "$(med $pl)")" "<= 1.3"
+printf '%-58s %9ss %9ss %7s %s\n' "-o materialize: 4 restores at once, fresh mount / 4 plain" "$(med $fm4)" "$(med $p4)" "$(ratio "$(med $fm4)" "$(med $p4)")" "<= 1.2"
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "-o materialize: cold seq read / fusecat copy" "$(med $fsd)" "$(med $fcc)" "$(ratio "$(med $fsd)" "$(med $fcc)")" ">= 0.9"
+printf '%-58s %9ss %9ss %7s %s\n' "  its full copy made after the first read, in the background" "$fcmade" "$(med $pl)" "$(ratio "$fcmade" "$(med $pl)")" "$fcbytes bytes on disk"
 echo "# runs: restore plain:$pl | fresh:$mf | again:$ma | 4 plain:$p4 | 4 mount:$m4"
 echo "# runs: seq default:$sd | raw_base:$sr | fusecat copy:$fcc | splice:$fcs | cat:$pc"
 echo "# runs: first mount:$fm | plain decode:$pd | .snapfs:$der; first mount printed $progress progress lines"
+echo "# runs: materialize seq:$fsd | restore:$fmf | 4 restores:$fm4"
 } | tee "$OUT"

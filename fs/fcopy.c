@@ -238,7 +238,8 @@ static int make_room(struct chain *c, uint64_t need)
 		n++;
 	}
 	if (!rc) {
-		qsort(e, n, sizeof(*e), by_use);
+		if (n)
+			qsort(e, n, sizeof(*e), by_use);
 		for (size_t i = 0; i < n && total + need > c->o.fcopy_max;
 		     i++) {
 			drop_files(c, e[i].name);

@@ -8,6 +8,8 @@
  *   fs/chain.c      chain_*, layer_*  public API, layer life cycle, messages
  *   fs/sfile.c      sfile_*           reading stored files (checksums, raw
  *                                     and zstd reads, resolve)
+ *   fs/sfile_sums.c sfile_sums_*      their block checksums under
+ *                                     .snapfs/sums
  *   fs/derive.c     derive_*          opening layers: derived files and
  *                                     conversions (seekable zstd, plain
  *                                     VCDIFF, raw base)

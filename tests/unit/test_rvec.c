@@ -6,7 +6,10 @@
  * (file ranges once checked) and patches on top; a file range is only
  * ever given for blocks a read has checked; a block changed behind our
  * back after its check is never handed out unchecked again by a copy
- * read, and a damaged block not yet checked gives -EIO.
+ * read, and a damaged block not yet checked gives -EIO. With full copies
+ * (-o materialize, fs/fcopy.c): a snapshot read whole by one stream, its
+ * pages in reverse order, gets one, and a chain opened later reads it
+ * from there, byte-exact.
  */
 #include "fs/chain.h"
 
@@ -67,10 +70,13 @@ static void make_store(const char *sub, int raw)
 		  "increments.txt", s, raw ? "s0" : "s0.zst"), 0);
 }
 
+static uint64_t fcopy_max;	/* opts.fcopy_max of open_chain */
+
 static int open_chain(const char *sub, struct store **s, struct chain **c)
 {
 	char p[128], err[1024] = "";
-	struct chain_opts o = { .prefetch_threads = 2 };
+	struct chain_opts o = { .prefetch_threads = 2,
+				.fcopy_max = fcopy_max };
 
 	snprintf(p, sizeof(p), "%s/%s", dir, sub);
 	if (store_open(s, p, err, sizeof(err)))
@@ -86,8 +92,9 @@ static int open_chain(const char *sub, struct store **s, struct chain **c)
 
 /* Reads [off, off+len) of id as pieces and puts them together in out.
  * Returns the bytes read or -errno; *nfd gets the file pieces' bytes. */
-static ssize_t readv_all(struct chain *c, uint32_t id, uint64_t off,
-			 size_t len, uint8_t *out, size_t *nfd)
+static ssize_t readv_st(struct chain *c, uint32_t id, uint64_t off,
+			size_t len, uint8_t *out, size_t *nfd,
+			struct chain_stream *cs)
 {
 	static uint8_t scratch[1 << 20];
 	struct chain_layer *L;
@@ -99,7 +106,7 @@ static ssize_t readv_all(struct chain *c, uint32_t id, uint64_t off,
 	if (chain_get(c, id, &L))
 		return -ENOENT;
 	T_EQ(chain_rvec_new(&v, scratch, sizeof(scratch)), 0);
-	r = chain_readv(c, L, off, len, NULL, 1, v, &sg, &n);
+	r = chain_readv(c, L, off, len, cs, 1, v, &sg, &n);
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		if (sg[i].mem) {
 			memcpy(out + at, sg[i].mem, sg[i].len);
@@ -116,6 +123,25 @@ static ssize_t readv_all(struct chain *c, uint32_t id, uint64_t off,
 	chain_rvec_free(v);
 	chain_put(c, L);
 	return r;
+}
+
+static ssize_t readv_all(struct chain *c, uint32_t id, uint64_t off,
+			 size_t len, uint8_t *out, size_t *nfd)
+{
+	return readv_st(c, id, off, len, out, nfd, NULL);
+}
+
+/* A counter of chain_stats. */
+static uint64_t stat_of(struct chain *c, const char *name)
+{
+	char buf[4096], *p;
+	size_t n = strlen(name);
+
+	chain_stats(c, buf, sizeof(buf));
+	for (p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (!strncmp(p, name, n) && p[n] == ' ')
+			return strtoull(p + n + 1, NULL, 10);
+	return UINT64_MAX;
 }
 
 static void check_store(const char *sub, int raw)
@@ -203,6 +229,57 @@ static void test_raw_base(void)
 	check_store("r", 1);
 }
 
+static void test_full_copy(void)
+{
+	static uint8_t buf[SZ];
+	enum { STEP = 64 << 10 };
+	struct chain_stream *cs;
+	struct store *s;
+	struct chain *c;
+	size_t nfd = 0;
+
+	make_store("f", 0);
+	fcopy_max = 64 << 20;
+	T_EQ(open_chain("f", &s, &c), 0);
+	T_EQ(chain_stream_new(&cs), 0);
+	/* Snapshot 3 (the newest), backwards: every page, in no order a
+	 * readahead would call sequential. */
+	for (size_t off = SZ; off > 0; off -= STEP) {
+		T_EQ(readv_st(c, 3, off - STEP, STEP, buf + off - STEP, &nfd,
+			      cs), (ssize_t)STEP);
+		if (off - STEP == STEP)
+			T_EQ(stat_of(c, "full_copies_made"), 0);
+	}
+	T_CHECK(memcmp(buf, st[2], SZ) == 0);
+	for (int i = 0; i < 100 && stat_of(c, "full_copies_made") == 0; i++)
+		usleep(50000);
+	T_EQ(stat_of(c, "full_copies_made"), 1);
+	/* Snapshot 2, half read: none. */
+	for (size_t off = 0; off < SZ / 2; off += STEP)
+		T_EQ(readv_st(c, 2, off, STEP, buf, &nfd, cs), (ssize_t)STEP);
+	chain_stream_free(cs);
+	chain_free(c);
+	store_free(s);
+	T_EQ(t_sh("test $(ls %s/f/.snapfs/full | wc -l) = 1", dir), 0);
+	T_EQ(open_chain("f", &s, &c), 0);
+	memset(buf, 0, SZ);
+	for (size_t off = 0; off < SZ; off += STEP)
+		T_EQ(readv_all(c, 3, off, STEP, buf + off, &nfd),
+		     (ssize_t)STEP);
+	T_CHECK(memcmp(buf, st[2], SZ) == 0);
+	T_EQ(stat_of(c, "full_copy_read_bytes"), SZ);
+	chain_free(c);
+	store_free(s);
+	/* Without the option the copy is not read. */
+	fcopy_max = 0;
+	T_EQ(open_chain("f", &s, &c), 0);
+	T_EQ(readv_all(c, 3, 0, STEP, buf, &nfd), (ssize_t)STEP);
+	T_CHECK(memcmp(buf, st[2], STEP) == 0);
+	T_EQ(stat_of(c, "full_copy_read_bytes"), 0);
+	chain_free(c);
+	store_free(s);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_rvec.XXXXXX");
@@ -212,6 +289,7 @@ int main(void)
 	T_RUN(test_zstd_base);
 	T_RUN(test_raw_base);
 	T_RUN(test_damage_unchecked);
+	T_RUN(test_full_copy);
 	t_sh("rm -rf %s", dir);
 	for (int k = 0; k < NST; k++)
 		free(st[k]);

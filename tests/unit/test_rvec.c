@@ -257,6 +257,8 @@ static void test_full_copy(void)
 	/* Snapshot 2, half read: none. */
 	for (size_t off = 0; off < SZ / 2; off += STEP)
 		T_EQ(readv_st(c, 2, off, STEP, buf, &nfd, cs), (ssize_t)STEP);
+	usleep(500000);
+	T_EQ(stat_of(c, "full_copies_made"), 1);
 	chain_stream_free(cs);
 	chain_free(c);
 	store_free(s);

@@ -84,6 +84,11 @@ struct sfile {
 	size_t nv;
 	uint32_t *vwin;
 	uint64_t *vbase;
+	/* SF_WINDOWED: those vsize bytes decoded once into a raw derived
+	 * file (.snapfs/plain/<id>.<stamp>.sect, checked like any raw
+	 * file), read instead of decoding sections; NULL: none (a read
+	 * decodes its window's section). Owned; set before readers. */
+	struct sfile *vcopy;
 	int derived;		/* under .snapfs/: rebuilt, not restored */
 	/* Damage is the caller's to handle (a full copy, read through the
 	 * index instead): read_damaged neither logs nor counts it. */
@@ -311,6 +316,12 @@ int sfile_windowed(struct sfile *f, const struct vcdiff_patch *p);
  * vcdiff_dec_ops gives it): addr itself unless f is SF_WINDOWED and w's
  * data section is compressed. */
 uint64_t sfile_add_src(const struct sfile *f, size_t w, uint64_t addr);
+/* Decodes section k of windowed f (its window vwin[k]'s data section,
+ * stored bytes checked first) into dst, which holds the section's
+ * data_plain_len bytes. 0, or -EIO (logged, naming file and window) or
+ * -ENOMEM. */
+int sfile_win_decode(struct chain *c, struct sfile *f, size_t k,
+		     uint8_t *dst);
 /* Decodes into the cache the windowed sections [src, src_end) of f
  * needs (readahead; no-op for other kinds, errors left to the reader). */
 void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,

@@ -174,7 +174,10 @@ static int piece(struct chain *c, struct chain_layer *L,
 		v->pend = v->pend_end = o + k;
 		return 0;
 	}
-	if (f->kind != SF_ZSTD && !(f->kind == SF_WINDOWED && src >= f->size))
+	/* Windowed sections pinned from the cache; not when they were
+	 * decoded into a raw copy (f->vcopy), read by the copy path. */
+	if (f->kind != SF_ZSTD &&
+	    !(f->kind == SF_WINDOWED && src >= f->size && !f->vcopy))
 		goto pending;
 	if ((rc = flush(c, L, v)))
 		return rc;

@@ -142,6 +142,10 @@ void sfile_close(struct chain *c, struct sfile *f)
 	free(f->ok);
 	free(f->vwin);
 	free(f->vbase);
+	if (f->vcopy) {
+		sfile_close(c, f->vcopy);
+		free(f->vcopy);
+	}
 	blob_put(f->b);
 	if (f->wfd >= 0)
 		close(f->wfd);
@@ -454,8 +458,23 @@ static ssize_t zstd_read(struct chain *c, struct sfile *f,
  * cache (b), decoding it on a miss from stored bytes checked first. 0 or
  * -EIO (logged, naming file and window) or -ENOMEM.
  */
-static int win_get(struct chain *c, struct sfile *f, size_t k,
-		   struct bcache_blk *b)
+/* The size prefix is the patch's word: never allocate on it beyond what
+ * a window can hold (a data section is at most its target). */
+static int win_sane(struct chain *c, struct sfile *f, size_t w,
+		    const struct vcdiff_win *wi)
+{
+	char why[200];
+
+	if (wi->data_plain_len <= VCDIFF_WIN_MAX &&
+	    wi->data_plain_len <= wi->tgt_len)
+		return 0;
+	snprintf(why, sizeof(why), "window %zu: data section claims %" PRIu32
+		 " bytes, more than its window", w, wi->data_plain_len);
+	return read_damaged(c, f, wi->data_off, why);
+}
+
+int sfile_win_decode(struct chain *c, struct sfile *f, size_t k,
+		     uint8_t *dst)
 {
 	const struct vcdiff_patch *p = f->owner->patch;
 	size_t w = f->vwin[k];
@@ -463,21 +482,10 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 	struct vcdiff_dec *d = NULL;
 	uint8_t *z = NULL;
 	char why[200];
-	int rc;
+	int rc = win_sane(c, f, w, wi);
 
-	/* The size prefix is the patch's word: never allocate on it beyond
-	 * what a window can hold (a data section is at most its target). */
-	if (wi->data_plain_len > VCDIFF_WIN_MAX ||
-	    wi->data_plain_len > wi->tgt_len) {
-		snprintf(why, sizeof(why), "window %zu: data section claims "
-			 "%" PRIu32 " bytes, more than its window", w,
-			 wi->data_plain_len);
-		return read_damaged(c, f, wi->data_off, why);
-	}
-	rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
-
-	if (rc < 0 || rc == BCACHE_HIT)
-		return rc < 0 ? rc : 0;
+	if (rc)
+		return rc;
 	z = malloc(wi->data_len ? wi->data_len : 1);
 	d = vdec_get(c);
 	if (!z || !d) {
@@ -492,25 +500,39 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 		goto fail;
 	}
 	r = vcdiff_dec_section_mem(d, p, w, VCDIFF_SECT_DATA, z,
-				   wi->data_len, b->data, wi->data_plain_len);
+				   wi->data_len, dst, wi->data_plain_len);
 	if (r != (ssize_t)wi->data_plain_len) {
 		snprintf(why, sizeof(why), "window %zu: data section does not "
 			 "decompress: %s", w, r == -ENOMEM ? "out of memory" :
 			 vcdiff_dec_reason(d));
 		rc = r == -ENOMEM ? -ENOMEM : read_damaged(c, f, wi->data_off,
 							   why);
-		goto fail;
 	}
-	vdec_put(c, d);
-	free(z);
-	bcache_publish(c->cache, b, wi->data_plain_len);
-	return 0;
 fail:
 	if (d)
 		vdec_put(c, d);
 	free(z);
-	bcache_abandon(c->cache, b);
 	return rc;
+}
+
+static int win_get(struct chain *c, struct sfile *f, size_t k,
+		   struct bcache_blk *b)
+{
+	size_t w = f->vwin[k];
+	const struct vcdiff_win *wi = vcdiff_patch_win(f->owner->patch, w);
+	int rc = win_sane(c, f, w, wi);
+
+	if (rc)
+		return rc;
+	rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
+	if (rc < 0 || rc == BCACHE_HIT)
+		return rc < 0 ? rc : 0;
+	if ((rc = sfile_win_decode(c, f, k, b->data))) {
+		bcache_abandon(c->cache, b);
+		return rc;
+	}
+	bcache_publish(c->cache, b, wi->data_plain_len);
+	return 0;
 }
 
 /* Index k of the section holding virtual offset voff (< f->vsize). */
@@ -567,7 +589,7 @@ static ssize_t win_read(struct chain *c, struct sfile *f, uint64_t voff,
 void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 			     uint64_t src_end)
 {
-	if (!f || f->kind != SF_WINDOWED || src_end <= f->size)
+	if (!f || f->kind != SF_WINDOWED || src_end <= f->size || f->vcopy)
 		return;
 	if (src < f->size)
 		src = f->size;
@@ -598,7 +620,9 @@ static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 		ssize_t r = n ? raw_read(c, f, off, dst, n, m) : 0;
 		if (r < 0)
 			return r;
-		r = win_read(c, f, off + n - f->size, dst + n, len - n);
+		r = f->vcopy ? raw_read(c, f->vcopy, off + n - f->size,
+					dst + n, len - n, m) :
+		    win_read(c, f, off + n - f->size, dst + n, len - n);
 		return r < 0 ? r : (ssize_t)len;
 	}
 	return raw_read(c, f, off, dst, len, m);

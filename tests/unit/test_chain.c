@@ -676,8 +676,11 @@ static void test_windowed(void)
 	T_EQ(open_chain("wl", &s, &c), 0);
 	for (int k = 0; k < NSTATE; k++)
 		T_CHECK(layer_equals(c, (uint32_t)k + 1, wst[k], wst_len[k]));
-	/* Read as they are: nothing converted under .snapfs/plain. */
-	T_EQ(t_sh("test -z \"$(ls -A %s/wl/%s/plain 2>/dev/null)\"", dir,
+	/* Read as they are: no converted copy under .snapfs/plain, only
+	 * each layer's decoded data sections (.sect). */
+	T_EQ(t_sh("test -z \"$(ls -A %s/wl/%s/plain | grep -v '\\.sect$')\"",
+		  dir, STORE_META_DIR), 0);
+	T_EQ(t_sh("test $(ls %s/wl/%s/plain | grep -c '\\.sect$') -ge 1", dir,
 		  STORE_META_DIR), 0);
 	uint8_t buf[70000];
 	for (int i = 0; i < 3000; i++) {
@@ -724,12 +727,24 @@ static void test_windowed(void)
 	struct timespec ts[2] = { sb.st_atim, sb.st_mtim };
 	T_EQ(futimens(fd, ts), 0);
 	close(fd);
+	/* The sections were decoded when first indexed: reads come from
+	 * that copy, right, and do not touch the damaged bytes. */
+	uint8_t *b3 = malloc(wst_len[2] + 1);
 	T_EQ(open_chain("wl", &s, &c), 0);
+	T_EQ(rd(c, 3, 0, b3, wst_len[2], NULL), (ssize_t)wst_len[2]);
+	T_CHECK(memcmp(b3, wst[2], wst_len[2]) == 0);
+	chain_free(c);
+	store_free(s);
+	/* Without the copy, making it again fails (logged), and reads
+	 * decode the sections themselves. */
+	T_EQ(t_sh("rm %s/wl/%s/plain/*.sect", dir, STORE_META_DIR), 0);
+	T_EQ(open_chain("wl", &s, &c), 0);
+	T_CHECK(strstr(lastlog, "no decoded copy of its lzma sections") !=
+		NULL);
 	struct chain_info inf;
 	T_EQ(chain_info(c, 3, &inf), 0);
 	T_CHECK(!inf.damaged);
 	lastlog[0] = 0;
-	uint8_t *b3 = malloc(wst_len[2] + 1);
 	T_EQ(rd(c, 3, 0, b3, wst_len[2], NULL), -EIO);
 	/* The window named is the first read that needed the bad 4 KiB
 	 * block: with windows this small, several share it. */

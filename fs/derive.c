@@ -4,7 +4,8 @@
  * them readable: a single-frame zstd base is transcoded once into seekable
  * zstd (or decompressed, with -o raw_base), a secondary-compressed patch is
  * converted once into plain VCDIFF (djw/fgk through stock xdelta3) unless
- * its windows decode alone (windowed lzma, read as it is: fs/sfile.c), and a
+ * its windows decode alone (windowed lzma, read as it is: fs/sfile.c; its
+ * data sections decoded once into a raw .sect copy, derive_vcopy), and a
  * saved index is loaded with its aux file. Derived files are made in
  * .snapfs/tmp and renamed into place, and are named after the layer's
  * stamp, so a replaced layer file simply misses them. They are always

@@ -27,7 +27,10 @@
  * patch file's per-4 KiB sums, because the xz blocks carry no check of
  * their own (LZMA_CHECK_NONE, as stock xdelta3 expects): bytes are never
  * served unverified. A bad section fails with -EIO naming the file and
- * window.
+ * window. Once a layer is indexed, its sections are also decoded into a
+ * raw derived file (f->vcopy, fs/derive.c derive_vcopy): the virtual
+ * range is then read from there like any raw file, and a section is
+ * decoded only when that copy is missing.
  *
  * Not here: what the extents are (fs/ibuild.c builds them), opening or
  * converting files (fs/derive.c), readahead (fs/readahead.c). Thread-safe:

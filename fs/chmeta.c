@@ -317,15 +317,18 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap)
 
 /* --- verifying stored files (snapctl check --deep) --- */
 
-/* Checks every block of f against the sums taken at index time. A zstd
- * file has no block sums here: its frames carry their own checksums,
- * checked on every decode, so reading the snapshot covers it. */
+/* Checks every block of f against the sums taken at index time: a raw
+ * file, or the stored bytes of a windowed patch and its decoded copy
+ * (reads take its literals from that copy, so they no longer touch the
+ * patch's data sections). A zstd file has no block sums here: its frames
+ * carry their own checksums, checked on every decode, so reading the
+ * snapshot covers it. */
 static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
 {
 	uint8_t *buf;
 	int rc = 0;
 
-	if (f->kind != SF_RAW || !f->sum || !f->b)
+	if ((f->kind != SF_RAW && f->kind != SF_WINDOWED) || !f->sum || !f->b)
 		return 0;
 	buf = malloc(SUM_BLOCK);
 	if (!buf)
@@ -344,11 +347,15 @@ static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
 			rc = -EIO;
 			msg_say(err, errlen, "%s: checksum mismatch in the "
 				"block at offset %" PRIu64 " (%" PRIu64
-				" bytes); restore the file", f->label, off,
-				(uint64_t)want);
+				" bytes); %s", f->label, off, (uint64_t)want,
+				f->derived ? "it is derived data: delete it "
+				"and mount again to rebuild it" :
+				"restore the file");
 		}
 	}
 	free(buf);
+	if (!rc && f->vcopy)
+		rc = verify_sfile(f->vcopy, err, errlen);
 	return rc;
 }
 

@@ -64,4 +64,8 @@ void fuse_tree_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 void fuse_tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev);
 
+/* Lets go of the readers still open after the session ended (their
+ * RELEASE will never come). fs/fuse_ops.c; called by fuse_ops_cleanup. */
+void fuse_readers_drop_all(struct snapfs_mount *m);
+
 #endif

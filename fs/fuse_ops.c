@@ -347,6 +347,15 @@ static void reader_drop(struct snapfs_mount *m, struct handle *h)
 	free(h);
 }
 
+void fuse_readers_drop_all(struct snapfs_mount *m)
+{
+	/* After the session ended: a RELEASE the kernel had queued when
+	 * the mount went away (a reader closing as fusermount -u ran)
+	 * never reaches us, so its version would stay referenced. */
+	while (m->readers)
+		reader_drop(m, m->readers);
+}
+
 /*
  * Another open for writing of the file being written, before it is
  * published: libvirt closes its save image and reopens it to write the

@@ -89,7 +89,8 @@ struct snapfs_mount {
  * what was written and closed is then visible to metadata queries. */
 void fuse_ops_settle(struct snapfs_mount *m);
 
-/* Frees the read buffers kept in m (at unmount). */
+/* Frees the read buffers kept in m and the readers still open (at
+ * unmount, before the chain is freed). */
 void fuse_ops_cleanup(struct snapfs_mount *m);
 
 const struct fuse_lowlevel_ops *fuse_ops_table(void);

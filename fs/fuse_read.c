@@ -74,6 +74,7 @@ static void buf_put(struct snapfs_mount *m, void *b)
 
 void fuse_ops_cleanup(struct snapfs_mount *m)
 {
+	fuse_readers_drop_all(m);
 	while (m->nbufs)
 		free(m->bufs[--m->nbufs]);
 }

@@ -381,6 +381,15 @@ int ibuild_index(struct chain *c, struct chain_layer *L);
  * recorded in L. */
 int ibuild_adopt(struct chain *c, struct chain_layer *L,
 		 struct chain_ibuild *ib);
+/* The decoded copy of the compressed data sections (derive_vcopy) from
+ * the sections the encoder compressed, vsize bytes, which the writer's
+ * check proved the patch decodes to (fs/wcheck.h): moved into
+ * .snapfs/plain/name, and *out (the caller's) reads it under label.
+ * -ENOENT if ib has none of that size (nothing kept, a write failed),
+ * or -errno; then the caller decodes. */
+int ibuild_sect_adopt(struct chain *c, struct chain_ibuild *ib,
+		      uint64_t vsize, const char *name, const char *label,
+		      struct blob **out);
 
 /* --- fs/readahead.c: readahead --- */
 

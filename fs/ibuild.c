@@ -30,9 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec/blob.h"
+#include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
 #include "fs/safefile.h"
@@ -409,6 +411,11 @@ struct chain_ibuild {
 	int aux_fd;		/* -1 until something is compacted */
 	uint64_t aux_size;
 	char aux_tmp[80];	/* its name in .snapfs/tmp */
+	/* The compressed data sections as the encoder had them before lzma,
+	 * in the order a .sect copy holds them (derive_vcopy): -1 until
+	 * the first, -2 once a write failed (then none is handed over). */
+	int sect_fd;
+	char sect_tmp[80];
 	int failed;		/* sticky -errno */
 };
 
@@ -430,7 +437,10 @@ int chain_ibuild_new(struct chain_ibuild **out, struct chain *c, uint32_t id,
 	layer_ref(P);
 	ib->id = id;
 	ib->aux_fd = -1;
+	ib->sect_fd = -1;
 	snprintf(ib->aux_tmp, sizeof(ib->aux_tmp), "aux.build.%u.%ld", id,
+		 (long)getpid());
+	snprintf(ib->sect_tmp, sizeof(ib->sect_tmp), "sect.build.%u.%ld", id,
 		 (long)getpid());
 	*out = ib;
 	return 0;
@@ -444,6 +454,10 @@ void chain_ibuild_free(struct chain_ibuild *ib)
 		close(ib->aux_fd);
 		unlinkat(store_subdir(ib->c->s, "tmp"), ib->aux_tmp, 0);
 	}
+	if (ib->sect_fd >= 0)
+		close(ib->sect_fd);
+	if (ib->sect_fd != -1)
+		unlinkat(store_subdir(ib->c->s, "tmp"), ib->sect_tmp, 0);
 	xbuild_free(ib->b);
 	layer_put(ib->c, ib->P);
 	free(ib);
@@ -470,6 +484,27 @@ static int build_aux_put(void *ctx, const uint8_t *buf, size_t len,
 	*off = ib->aux_size;
 	ib->aux_size += len;
 	return 0;
+}
+
+/* A compressed data section, kept for the layer's .sect copy at offset
+ * ib->vsize. Only derived data: a failure costs the copy (derive_vcopy
+ * then decodes the sections), never the index. */
+static void sect_put(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
+{
+	if (ib->sect_fd == -2 || w->data_len == 0)
+		return;
+	if (ib->sect_fd < 0) {
+		int fd = safefile_create(store_subdir(ib->c->s, "tmp"),
+					 ib->sect_tmp, 0644, NULL);
+		ib->sect_fd = fd < 0 ? -2 : fd;
+		if (fd < 0)
+			return;
+	}
+	if (fdio_pwrite(ib->sect_fd, w->data, w->data_len,
+			ib->vsize) < 0) {
+		close(ib->sect_fd);
+		ib->sect_fd = -2;	/* unlinked at free */
+	}
 }
 
 int chain_ibuild_window(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
@@ -518,8 +553,10 @@ int chain_ibuild_window(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
 	}
 	if (!rc && xbuild_size(ib->b) != w->tgt_off + w->tgt_len)
 		rc = -EBADMSG;
-	if (!rc && comp)
+	if (!rc && comp) {
+		sect_put(ib, w);
 		ib->vsize += w->data_len;
+	}
 	/* A window of RUNs only has fills, nothing to compact (ibuild_index
 	 * does the same). */
 	if (!rc && !fills)
@@ -529,6 +566,27 @@ int chain_ibuild_window(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
 out:
 	if (rc)
 		ib->failed = rc;
+	return rc;
+}
+
+int ibuild_sect_adopt(struct chain *c, struct chain_ibuild *ib,
+		      uint64_t vsize, const char *name, const char *label,
+		      struct blob **out)
+{
+	int tfd = store_subdir(c->s, "tmp"), rc;
+	struct stat sb;
+
+	if (ib->sect_fd < 0 || ib->failed || ib->vsize != vsize)
+		return -ENOENT;
+	if (fstat(ib->sect_fd, &sb) < 0 || (uint64_t)sb.st_size != vsize)
+		return -ENOENT;
+	/* As derived_open() makes one: whole on disk before its name. */
+	if (fsync(ib->sect_fd) < 0 ||
+	    renameat(tfd, ib->sect_tmp, store_subdir(c->s, "plain"), name) < 0)
+		return -errno;
+	store_derived_saved(c->s, "plain", name);
+	rc = blob_from_fd(out, ib->sect_fd, label);
+	ib->sect_fd = -1;	/* the blob's now (closed if it failed) */
 	return rc;
 }
 

@@ -192,15 +192,19 @@ static size_t slurp(const char *sub, const char *store, uint32_t id,
 	return len;
 }
 
-/* The index from ops is the index decoding builds, on several pairs. */
+/* The index from ops is the index decoding builds, on several pairs, and
+ * the .sect copy kept from the encoder's sections is the one decoding
+ * makes. */
 static void test_index_from_ops(void)
 {
+	size_t sects = 0;
+
 	static const struct { uint64_t seed; size_t pages; } pairs[] = {
 		{ 1, 6000 }, { 2, 2500 }, { 3, 200 },
 	};
 
 	for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++) {
-		uint8_t *src, *tgt, *idx1, *aux1, *idx2, *aux2;
+		uint8_t *src, *tgt, *idx1, *aux1, *idx2, *aux2, *sec1, *sec2;
 		size_t sn, tn;
 		struct store *s;
 		struct chain *c;
@@ -216,19 +220,26 @@ static void test_index_from_ops(void)
 		store_free(s);
 		size_t il1 = slurp("index", sub, 2, &idx1);
 		size_t al1 = slurp("aux", sub, 2, &aux1);
+		size_t sl1 = slurp("plain", sub, 2, &sec1);
 		T_CHECK(il1 > 0);
+		sects += sl1;
 		fprintf(stderr, "  pair %zu: %zu pages, index %zu bytes, aux "
-			"%zu bytes\n", k, pairs[k].pages, il1, al1);
+			"%zu bytes, .sect %zu bytes\n", k, pairs[k].pages, il1,
+			al1, sl1);
 
 		/* Derived data gone: the next open decodes the patch. */
-		T_EQ(t_sh("rm -f %s/%s/.snapfs/index/2.* %s/%s/.snapfs/aux/2.*",
-			  dir, sub, dir, sub), 0);
+		T_EQ(t_sh("rm -f %s/%s/.snapfs/index/2.* %s/%s/.snapfs/aux/2.* "
+			  "%s/%s/.snapfs/plain/2.* %s/%s/.snapfs/sums/2.*.sect.sum",
+			  dir, sub, dir, sub, dir, sub, dir, sub), 0);
 		T_EQ(open_chain(sub, &s, &c), 0);
 		T_CHECK(layer_is(c, 2, tgt, tn));
 		chain_free(c);
 		store_free(s);
 		size_t il2 = slurp("index", sub, 2, &idx2);
 		size_t al2 = slurp("aux", sub, 2, &aux2);
+		size_t sl2 = slurp("plain", sub, 2, &sec2);
+		T_EQ(sl2, sl1);
+		T_CHECK(sl1 == sl2 && (!sl1 || !memcmp(sec1, sec2, sl1)));
 		T_EQ(il2, il1);
 		T_EQ(al2, al1);
 		T_CHECK(il1 == il2 && !memcmp(idx1, idx2, il1));
@@ -237,9 +248,12 @@ static void test_index_from_ops(void)
 		free(idx2);
 		free(aux1);
 		free(aux2);
+		free(sec1);
+		free(sec2);
 		free(src);
 		free(tgt);
 	}
+	T_CHECK(sects > 0);	/* some pair had lzma data sections */
 }
 
 /* --- the check itself, driven directly --- */

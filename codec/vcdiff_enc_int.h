@@ -252,6 +252,18 @@ static inline void enc_table_insert(uint64_t *tab, uint64_t bmask,
 	bk[blk % BUCKET_WAYS] = (uint64_t)check << 32 | (blk + 1);
 }
 
+/*
+ * The source table's memory (vcdiff_match.c), zeroed: n entries, backed
+ * by transparent huge pages where the kernel offers them on request
+ * (Debian's default "madvise"). Every insert and lookup lands on a random
+ * entry of a table of tens of MiB, so with 4 KiB pages each is a TLB miss
+ * too. enc_table_shrink keeps the first n entries of a table of old
+ * entries. NULL on failure; free with enc_table_free(tab, n).
+ */
+uint64_t *enc_table_alloc(uint64_t n);
+void enc_table_shrink(uint64_t *tab, uint64_t old, uint64_t n);
+void enc_table_free(uint64_t *tab, uint64_t n);
+
 /* A source index (vcdiff_sidx.h): the table and its shape. */
 struct vcdiff_sidx {
 	uint64_t *tab;		/* nb * BUCKET_WAYS entries */

@@ -82,6 +82,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* --- source cache --- */
 
@@ -638,6 +639,56 @@ size_t enc_match_sc_bytes(unsigned bshift)
 	return scm;
 }
 
+/* Huge pages are 2 MiB here; a table is mapped on a multiple of that, so
+ * that the kernel can back all of it with them. */
+#define TAB_ALIGN ((size_t)2 << 20)
+
+static size_t tab_map_len(uint64_t n)
+{
+	size_t len = (size_t)n * sizeof(uint64_t);
+
+	return len < TAB_ALIGN ? (len + 4095) & ~(size_t)4095 :
+				 (len + TAB_ALIGN - 1) & ~(TAB_ALIGN - 1);
+}
+
+uint64_t *enc_table_alloc(uint64_t n)
+{
+	size_t len = tab_map_len(n ? n : 1), map = len;
+	uint8_t *p;
+
+	if (len >= TAB_ALIGN)
+		map += TAB_ALIGN;	/* room to align the start */
+	p = mmap(NULL, map, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (len >= TAB_ALIGN) {
+		size_t head = (size_t)(-(uintptr_t)p & (TAB_ALIGN - 1));
+		if (head)
+			munmap(p, head);
+		if (map - head > len)
+			munmap(p + head + len, map - head - len);
+		p += head;
+		/* Only a hint: without it, 4 KiB pages as before. */
+		madvise(p, len, MADV_HUGEPAGE);
+	}
+	return (uint64_t *)p;
+}
+
+void enc_table_shrink(uint64_t *tab, uint64_t old, uint64_t n)
+{
+	size_t a = tab_map_len(n), b = tab_map_len(old);
+
+	if (b > a)
+		munmap((uint8_t *)tab + a, b - a);
+}
+
+void enc_table_free(uint64_t *tab, uint64_t n)
+{
+	if (tab)
+		munmap(tab, tab_map_len(n ? n : 1));
+}
+
 int enc_match_init(struct vcdiff_enc *e)
 {
 	e->cont_min = CONT_MIN;
@@ -672,7 +723,7 @@ int enc_match_init(struct vcdiff_enc *e)
 		e->tab_borrowed = 1;
 	} else if (nb) {
 		e->bmask = nb - 1;
-		e->tab = calloc(nb * BUCKET_WAYS, sizeof(uint64_t));
+		e->tab = enc_table_alloc(nb * BUCKET_WAYS);
 		if (!e->tab)
 			return -ENOMEM;
 	}
@@ -687,7 +738,7 @@ int enc_match_init(struct vcdiff_enc *e)
 void enc_match_free(struct vcdiff_enc *e)
 {
 	if (!e->tab_borrowed)
-		free(e->tab);
+		enc_table_free(e->tab, (e->bmask + 1) * BUCKET_WAYS);
 	free(e->sc_mem);
 	free(e->ttab);
 	free(e->ins);

@@ -78,7 +78,7 @@ int vcdiff_sidx_new(struct vcdiff_sidx **out, uint64_t guess, size_t budget)
 	}
 	if (x->nb == 0)
 		x->nb = 1;
-	x->tab = calloc(x->nb * BUCKET_WAYS, sizeof(uint64_t));
+	x->tab = enc_table_alloc(x->nb * BUCKET_WAYS);
 	if (!x->tab) {
 		free(x);
 		return -ENOMEM;
@@ -91,7 +91,7 @@ void vcdiff_sidx_free(struct vcdiff_sidx *x)
 {
 	if (!x)
 		return;
-	free(x->tab);
+	enc_table_free(x->tab, x->nb * BUCKET_WAYS);
 	free(x);
 }
 
@@ -201,10 +201,8 @@ static int halve(struct vcdiff_sidx *x)
 					 (hi[i] & 0xffffffffu) - 1);
 		}
 	}
+	enc_table_shrink(x->tab, x->nb * BUCKET_WAYS, half * BUCKET_WAYS);
 	x->nb = half;
-	uint64_t *t = realloc(x->tab, tab_bytes(half));
-	if (t)
-		x->tab = t;
 	return 0;
 }
 
@@ -270,10 +268,11 @@ int vcdiff_sidx_load(struct vcdiff_sidx **out, int fd, uint64_t size,
 	    memcmp(h.tag, tag, VCDIFF_SIDX_TAG))
 		return -ESTALE;
 	x = calloc(1, sizeof(*x));
-	if (!x || !(x->tab = malloc((size_t)tab_bytes(nb)))) {
+	if (!x || !(x->tab = enc_table_alloc(nb * BUCKET_WAYS))) {
 		free(x);
 		return -ENOMEM;
 	}
+	x->nb = nb;	/* the table's size, for vcdiff_sidx_free */
 	r = fdio_pread(fd, x->tab, (size_t)tab_bytes(nb), sizeof(h));
 	if (r >= 0 && ((uint64_t)r != tab_bytes(nb) ||
 		       XXH3_64bits(x->tab, (size_t)tab_bytes(nb)) != h.sum))

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuse_int: what the FUSE front end's files share (fs/fuse_ops.c, the
- * file handlers and the write path; fs/fuse_tree.c, the directory and
- * the snapshot tree's operations): inode numbering and small helpers.
- * Nothing outside those two files includes it.
+ * file handlers; fs/fuse_write.c, the write path; fs/fuse_read.c, reads;
+ * fs/fuse_tree.c, the directory and the snapshot tree's operations):
+ * inode numbering, open handles and small helpers. Nothing outside
+ * those files includes it.
  */
 #ifndef SNAPFS_FS_FUSE_INT_H
 #define SNAPFS_FS_FUSE_INT_H
@@ -13,6 +14,8 @@
 #include <sys/stat.h>
 
 #include "fs/fuse_ops.h"
+
+#include <stdint.h>
 
 #define ROOT_INO FUSE_ROOT_ID
 #define LINK_INO(k) (CURRENT_INO + 1 + (fuse_ino_t)(k))
@@ -30,6 +33,20 @@ void fuse_current_name(struct snapfs_mount *m, char *buf, size_t cap);
 void fuse_log_msg(struct snapfs_mount *m, const char *msg);
 /* Replies to a lookup-like request with st, cached for t seconds. */
 void fuse_entry_reply(fuse_req_t req, const struct stat *st, double t);
+
+/* fi->fh: a reader's version and readahead stream, or the mark of a
+ * write handle. */
+struct handle {
+	int writer;
+	struct chain_layer *L;
+	struct chain_stream *st;
+	struct handle *prev, *next;	/* m->readers, protected by m->lock */
+};
+
+static inline struct handle *H(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
 
 /* Largest read and write request (1 MiB); a read buffer's size. */
 #define BLKSIZE (1u << 20)
@@ -63,6 +80,29 @@ void fuse_tree_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		    const char *newname);
 void fuse_tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev);
+
+/* fs/fuse_write.c: the write path. The handlers are FUSE's own
+ * (create, write, flush, fsync); fuse_write_setattr answers (1) only
+ * for the file being written; fuse_write_release frees a write handle
+ * and publishes at the last. Called with m->lock held:
+ * fuse_write_pending_stat (that file's attributes), fuse_write_reopen
+ * (another open of it for writing; unlocks), fuse_write_wait_commit
+ * (waits while a finished snapshot commits). */
+void fuse_write_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, struct fuse_file_info *fi);
+void fuse_write_op(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		   size_t size, off_t off, struct fuse_file_info *fi);
+int fuse_write_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set);
+void fuse_write_flush(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi);
+void fuse_write_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi);
+void fuse_write_release(fuse_req_t req, struct fuse_file_info *fi);
+void fuse_write_pending_stat(struct snapfs_mount *m, struct stat *st);
+void fuse_write_reopen(struct snapfs_mount *m, fuse_req_t req,
+		       struct fuse_file_info *fi);
+void fuse_write_wait_commit(struct snapfs_mount *m);
 
 /* Lets go of the readers still open after the session ended (their
  * RELEASE will never come). fs/fuse_ops.c; called by fuse_ops_cleanup. */

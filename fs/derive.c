@@ -451,9 +451,43 @@ int derive_save_xindex(struct chain *c, const struct chain_layer *L,
 	return chain_save_derived(c, "index", name, fill_index, &o);
 }
 
+/* The file ids L's index may name: its ancestors' (layer_fid_file), as
+ * a bitmap. A depth-100 index has millions of extents, and a binary
+ * search over 100 layer pointers for each was 65% of such a mount's time
+ * (perf record of the mount, 0.85-0.9 s). */
+struct fid_set {
+	const struct chain_layer *L;
+	uint64_t *bits;		/* NULL: ask L (ids too large for a map) */
+	uint64_t max;		/* fids above are not L's */
+};
+
+static int fid_set_init(struct fid_set *fs, const struct chain_layer *L)
+{
+	fs->L = L;
+	fs->bits = NULL;
+	fs->max = 0;
+	for (size_t i = 0; i < L->nanc; i++)
+		if (2 * (uint64_t)L->anc[i]->id + 1 > fs->max)
+			fs->max = 2 * (uint64_t)L->anc[i]->id + 1;
+	if (fs->max > ((uint64_t)1 << 24))
+		return 0;
+	fs->bits = calloc((size_t)(fs->max / 64 + 1), sizeof(uint64_t));
+	if (!fs->bits)
+		return -ENOMEM;
+	for (size_t i = 0; i < L->nanc; i++) {
+		uint64_t f = 2 * (uint64_t)L->anc[i]->id;
+		fs->bits[f / 64] |= (uint64_t)3 << (f % 64);	/* f, f + 1 */
+	}
+	return 0;
+}
+
 static int fid_ok(unsigned fid, void *arg)
 {
-	return layer_fid_file(arg, fid) != NULL;
+	const struct fid_set *fs = arg;
+
+	if (!fs->bits)
+		return layer_fid_file(fs->L, fid) != NULL;
+	return fid <= fs->max && (fs->bits[fid / 64] >> (fid % 64) & 1);
 }
 
 /*
@@ -597,8 +631,13 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		derive_vcopy(c, L);
 	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
 	store_derived_want(c->s, "index", name);
-	rc = xindex_load(&L->x, store_subdir(c->s, "index"), name, L->stamp,
-			 fid_ok, L);
+	struct fid_set fs;
+	rc = fid_set_init(&fs, L);
+	if (!rc) {
+		rc = xindex_load(&L->x, store_subdir(c->s, "index"), name,
+				 L->stamp, fid_ok, &fs);
+		free(fs.bits);
+	}
 	if (rc == 0) {
 		if (xindex_size(L->x) != L->size) {
 			xindex_free(L->x);

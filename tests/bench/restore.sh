@@ -65,8 +65,10 @@ if [ ! -f "$QS/snapshot_6" ]; then
 		sh tests/e2e/50-qemu.sh > "$DATA/qemu-${QMEM}m.log" 2>&1 ||
 		{ tail -20 "$DATA/qemu-${QMEM}m.log" >&2; exit 1; }
 fi
-# The stock-made store: what the plain scripts make.
-if [ ! -f "$S/increments.txt" ]; then
+# The stock-made store: what the plain scripts make (again if any of its
+# files is gone: a directory holding only increments.txt was found here).
+if [ ! -f "$S/increments.txt" ] || [ ! -f "$S/snapshot_1.zst" ] ||
+   [ ! -f "$S/snapshot_6.patch" ]; then
 	echo "bench: making the stock store (zstd -3 + xdelta3 -e) in $S" >&2
 	rm -rf "$S"; mkdir -p "$S"
 	zstd -q -3 "$QS/snapshot_1" -o "$S/snapshot_1.zst"

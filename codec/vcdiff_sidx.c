@@ -1,13 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vcdiff_sidx: a source index built from bytes passing by, saved and
- * loaded (see vcdiff_sidx.h). The table's layout and keys are
- * vcdiff_match.c's (the helpers are in vcdiff_enc_int.h), so that the
- * encoder uses a loaded table as its own.
- *
- * File: a header of fixed size (magic, version, shape, source size, the
- * caller's tag, an XXH3-64 of the table), then the table as it is in
- * memory (host byte order: a local derived file, never shared).
+ * vcdiff_sidx: a source index built from bytes passing by (see
+ * vcdiff_sidx.h). The table's layout and keys are vcdiff_match.c's (the
+ * helpers are in vcdiff_enc_int.h), so that the encoder uses it as its
+ * own.
  */
 #include "codec/vcdiff_sidx.h"
 #include "codec/vcdiff_enc_int.h"
@@ -15,23 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
-
-#include "codec/fdio.h"
-
-#define MAGIC "SNAPSIDX"
-#define VERSION 1u
-
-struct file_hdr {
-	char magic[8];
-	uint32_t version;
-	uint32_t bshift;
-	uint64_t nb;
-	uint64_t size;
-	uint64_t budget;
-	uint64_t sum;		/* XXH3-64 of the table */
-	uint8_t tag[VCDIFF_SIDX_TAG];
-};
 
 static uint64_t tab_bytes(uint64_t nb)
 {
@@ -227,65 +206,12 @@ int vcdiff_sidx_end(struct vcdiff_sidx *x)
 	return 0;
 }
 
-int vcdiff_sidx_save(const struct vcdiff_sidx *x, int fd, const uint8_t *tag)
+int vcdiff_sidx_fits(const struct vcdiff_sidx *x, uint64_t size,
+		     size_t budget)
 {
-	struct file_hdr h;
-	int rc;
-
-	if (!x->ended)
-		return -EINVAL;
-	memset(&h, 0, sizeof(h));
-	memcpy(h.magic, MAGIC, 8);
-	h.version = VERSION;
-	h.bshift = x->bshift;
-	h.nb = x->nb;
-	h.size = x->size;
-	h.budget = x->budget;
-	h.sum = XXH3_64bits(x->tab, (size_t)tab_bytes(x->nb));
-	memcpy(h.tag, tag, VCDIFF_SIDX_TAG);
-	rc = fdio_pwrite(fd, &h, sizeof(h), 0);
-	if (!rc)
-		rc = fdio_pwrite(fd, x->tab, (size_t)tab_bytes(x->nb), sizeof(h));
-	return rc;
-}
-
-int vcdiff_sidx_load(struct vcdiff_sidx **out, int fd, uint64_t size,
-		     size_t budget, const uint8_t *tag)
-{
-	struct vcdiff_sidx *x;
-	struct file_hdr h;
 	unsigned bs;
-	ssize_t r;
-
-	*out = NULL;
-	r = fdio_pread(fd, &h, sizeof(h), 0);
-	if (r < 0)
-		return (int)r;
 	uint64_t nb = shape(size, budget, &bs);
-	if ((size_t)r != sizeof(h) || memcmp(h.magic, MAGIC, 8) ||
-	    h.version != VERSION || h.size != size || h.budget != budget ||
-	    h.nb != nb || h.bshift != bs || nb == 0 ||
-	    memcmp(h.tag, tag, VCDIFF_SIDX_TAG))
-		return -ESTALE;
-	x = calloc(1, sizeof(*x));
-	if (!x || !(x->tab = enc_table_alloc(nb * BUCKET_WAYS))) {
-		free(x);
-		return -ENOMEM;
-	}
-	x->nb = nb;	/* the table's size, for vcdiff_sidx_free */
-	r = fdio_pread(fd, x->tab, (size_t)tab_bytes(nb), sizeof(h));
-	if (r >= 0 && ((uint64_t)r != tab_bytes(nb) ||
-		       XXH3_64bits(x->tab, (size_t)tab_bytes(nb)) != h.sum))
-		r = -ESTALE;
-	if (r < 0) {
-		vcdiff_sidx_free(x);
-		return (int)r;
-	}
-	x->nb = nb;
-	x->bshift = bs;
-	x->size = size;
-	x->budget = budget;
-	x->ended = 1;
-	*out = x;
-	return 0;
+
+	return x->ended && x->size == size && x->budget == budget &&
+	       x->nb == nb && x->bshift == bs && nb != 0;
 }

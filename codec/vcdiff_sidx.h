@@ -2,7 +2,7 @@
 /*
  * vcdiff_sidx: the encoder's source index (the block hash table of
  * vcdiff_match.c), built from bytes as they pass by instead of by reading
- * the source, and kept in a file between encodes.
+ * the source, and kept (by the caller) for the next encode.
  *
  * Why: a write into the mount encodes against the snapshot written just
  * before it. Indexing that parent at the start of the write reads it
@@ -11,8 +11,7 @@
  * of 1.4-2.1 s per 224 MB QEMU state, 1-2 s per GiB (README.md,
  * Benchmarks). The same keys can be hashed while that parent was itself
  * being written, when its bytes pass by anyway: the next encode then
- * loads the table (one read of a file the size of the table) and reads
- * the parent only along its matches.
+ * uses the table and reads the parent only along its matches.
  *
  * Fed the same bytes, a builder whose shape never had to change yields the
  * very table vcdiff_enc would build (same keys, same order of inserts),
@@ -22,11 +21,10 @@
  * is a little sparser than a fresh one), and one created too large halves
  * its table at the end. The index only proposes candidates: every match
  * is verified against the source bytes, so a stale or damaged index can
- * cost patch size, never correctness. A loaded file is still checked
- * (shape, size, the caller's tag, an XXH3-64 of the table).
+ * cost patch size, never correctness.
  *
- * Not here: where the file lives and which source it belongs to (the
- * caller's tag). Pure functions over memory and file descriptors.
+ * Not here: where the index is kept and which source it belongs to (the
+ * caller's business). Pure functions over memory.
  */
 #ifndef SNAPFS_CODEC_VCDIFF_SIDX_H
 #define SNAPFS_CODEC_VCDIFF_SIDX_H
@@ -35,8 +33,6 @@
 #include <stdint.h>
 
 struct vcdiff_sidx;
-
-#define VCDIFF_SIDX_TAG 64	/* bytes of the caller's tag in a file */
 
 /*
  * A builder for the index of a source of about guess bytes (0: unknown,
@@ -55,16 +51,10 @@ int vcdiff_sidx_end(struct vcdiff_sidx *x);
 /* Bytes of memory a builder (or a loaded index) for guess bytes holds. */
 size_t vcdiff_sidx_mem(uint64_t guess, size_t budget);
 
-/* Writes an ended index to fd (from its offset 0, which the caller made
- * empty) under tag (VCDIFF_SIDX_TAG bytes). 0 or -errno. */
-int vcdiff_sidx_save(const struct vcdiff_sidx *x, int fd, const uint8_t *tag);
-/*
- * Loads the index saved in fd if it is one of a source of size bytes
- * under tag, of the shape an encoder with index_budget budget picks.
- * 0, -ESTALE (another source, shape or tag, or damaged), or -errno.
- */
-int vcdiff_sidx_load(struct vcdiff_sidx **out, int fd, uint64_t size,
-		     size_t budget, const uint8_t *tag);
+/* 1 if x is an ended index of a source of size bytes, of the shape an
+ * encoder with index_budget budget picks (vcdiff_enc_opts.sidx), else 0. */
+int vcdiff_sidx_fits(const struct vcdiff_sidx *x, uint64_t size,
+		     size_t budget);
 
 void vcdiff_sidx_free(struct vcdiff_sidx *x);
 

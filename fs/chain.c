@@ -464,6 +464,8 @@ fail:
 	return msg_nofile_rc(rc, err, errlen, store_dir(s));
 }
 
+static void *hint_unhook(struct chain *c, void (**free_fn)(void *));
+
 void chain_free(struct chain *c)
 {
 	if (!c)
@@ -474,6 +476,10 @@ void chain_free(struct chain *c)
 	for (size_t i = c->ncur; i-- > 0;)
 		layer_put(c, c->cur[i]);
 	free(c->cur);
+	void (*hint_free)(void *) = NULL;
+	void *hint = hint_unhook(c, &hint_free);	/* no thread is left */
+	if (hint && hint_free)
+		hint_free(hint);
 	bcache_free(c->cache);
 	sfile_pools_free(c);
 	pthread_rwlock_destroy(&c->lock);
@@ -664,6 +670,60 @@ void chain_cache_return(struct chain *c, size_t bytes)
 	c->lent -= bytes < c->lent ? bytes : c->lent;
 	cache_rebudget(c);
 	pthread_mutex_unlock(&c->pool_lock);
+}
+
+/* Unhooks the hint (caller holds pool_lock); returns it. */
+static void *hint_unhook(struct chain *c, void (**free_fn)(void *))
+{
+	void *obj = c->hint;
+
+	*free_fn = c->hint_free;
+	c->lent -= c->hint_bytes < c->lent ? c->hint_bytes : c->lent;
+	c->hint = NULL;
+	c->hint_free = NULL;
+	c->hint_bytes = 0;
+	c->hint_tag[0] = 0;
+	return obj;
+}
+
+void chain_hint_put(struct chain *c, const char *tag, void *obj,
+		    size_t bytes, void (*free_fn)(void *))
+{
+	void (*old_free)(void *) = NULL;
+	void *old;
+
+	pthread_mutex_lock(&c->pool_lock);
+	old = hint_unhook(c, &old_free);
+	c->hint = obj;
+	c->hint_free = free_fn;
+	c->hint_bytes = bytes;
+	snprintf(c->hint_tag, sizeof(c->hint_tag), "%s", tag);
+	c->lent += bytes;
+	cache_rebudget(c);
+	pthread_mutex_unlock(&c->pool_lock);
+	if (old && old_free)
+		old_free(old);
+}
+
+void *chain_hint_take(struct chain *c, const char *tag)
+{
+	void (*free_fn)(void *) = NULL;
+	void *obj = NULL;
+	int match;
+
+	pthread_mutex_lock(&c->pool_lock);
+	match = c->hint && !strcmp(c->hint_tag, tag);
+	if (c->hint) {
+		obj = hint_unhook(c, &free_fn);
+		cache_rebudget(c);
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	if (obj && !match) {
+		if (free_fn)
+			free_fn(obj);
+		obj = NULL;
+	}
+	return obj;
 }
 
 int chain_stats(struct chain *c, char *buf, size_t cap)

@@ -240,6 +240,23 @@ int chain_seek_data(struct chain *c, struct chain_layer *L, uint64_t off,
 void chain_cache_lend(struct chain *c, size_t bytes);
 void chain_cache_return(struct chain *c, size_t bytes);
 
+/*
+ * One object a writer leaves for the next writer of this mount (the
+ * source index of the snapshot it wrote: fs/wsidx.c), under a tag naming
+ * what it is for (a string, at most CHAIN_HINT_TAG - 1 bytes). While it
+ * is held, its bytes are lent out of the cache budget as by
+ * chain_cache_lend. chain_hint_put takes obj: free_fn(obj) frees it when
+ * another replaces it, when a take names another tag, or at chain_free.
+ * chain_hint_take hands it over (the caller's, its bytes given back to
+ * the cache) if it was put under tag; else it drops it (a writer does
+ * not build on that snapshot now, so later ones are unlikely to) and
+ * returns NULL. Thread-safe.
+ */
+#define CHAIN_HINT_TAG 128
+void chain_hint_put(struct chain *c, const char *tag, void *obj,
+		    size_t bytes, void (*free_fn)(void *));
+void *chain_hint_take(struct chain *c, const char *tag);
+
 /* Writes human-readable counters (cache hits, misses, ...) into buf. */
 int chain_stats(struct chain *c, char *buf, size_t cap);
 

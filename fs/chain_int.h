@@ -174,6 +174,11 @@ struct chain {
 	atomic_uint_fast64_t next_key;	/* for sfile.key */
 	pthread_mutex_t pool_lock;	/* protects pool*, vpool*, lent */
 	size_t lent;			/* cache budget lent (chain_cache_lend) */
+	/* chain_hint_put, protected by pool_lock; its bytes are in lent. */
+	void *hint;
+	void (*hint_free)(void *);
+	size_t hint_bytes;
+	char hint_tag[CHAIN_HINT_TAG];
 	struct zframe_dctx **pool;
 	size_t npool, pool_cap;
 	struct vcdiff_dec **vpool;	/* for windowed patches' sections */

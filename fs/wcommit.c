@@ -634,7 +634,7 @@ const char *writer_timing(struct writer *w)
 			 "%.2f s: parent %s %.2f s, streamed "
 			 "%.2f s, last close %.2f s (verify %.2f s)", w->name,
 			 (unsigned long long)w->size, all, w->tm.kept ?
-			 "index loaded (kept from its write)" :
+			 "index taken (kept from its write)" :
 			 "read and indexed", w->tm.index,
 			 all - w->tm.index - w->tm.finish, w->tm.finish,
 			 w->tm.verify);

@@ -3,10 +3,10 @@
  * wsidx: the writer's source index (codec/vcdiff_sidx.h). While a file is
  * written into the mount, the keys of its bytes are hashed as they go to
  * the sink, into the table the next write's encoder needs for this file
- * as its parent; published, the table is kept in .snapfs/tmp/SIDX_FILE
- * under a tag naming the snapshot (id, size, digest of its full state).
- * The next writer loads it instead of reading the parent through the
- * chain only to index it.
+ * as its parent; published, the table is left to the next writer in
+ * memory (chain_hint_put) under a tag naming the snapshot (id, size,
+ * digest of its full state). The next writer takes it instead of reading
+ * the parent through the chain only to index it.
  *
  * Decision, from the profile (README.md, Benchmarks; perf record -g of
  * the daemon during a 1 GiB write): the index pass at create was a third
@@ -16,16 +16,18 @@
  * FUSE thread while the bytes stream in costs a fraction of that, on a
  * thread that otherwise waits for the encoder's workers.
  *
- * One file, for the snapshot written last: the next write is usually on
- * top of it. It is a hint: in tmp/ (cleared at each mount, so never
- * stale across a remount), written without fsync, checked at load
- * (codec: shape, size, tag, checksum), and the encoder verifies every
- * candidate against the parent's bytes anyway: a wrong table can cost
- * patch size, never a wrong patch. A head spliced after a late fix-up
- * leaves the keys of the old head in it: the same (a hint). Not kept for
- * small files (under SIDX_MIN: indexing them costs little, and the table
- * would be as large as the file), nor in a store with a capacity bound
- * (tmp/ counts against it).
+ * Kept in memory, not in a file: it was saved to .snapfs/tmp, which every
+ * store_open sweeps, so only the same process ever loaded it, and the
+ * save wrote 64 MiB of page cache in the commit (0.08-0.22 s on this
+ * machine, `dd bs=64M count=1`), which a create right after waits for.
+ * Held between writes, its 64 MiB are lent out of the block cache's
+ * budget (the writer lends them anyway while it writes), so the process
+ * stays within its budget. One hint, for the snapshot written last: a
+ * write on top of another snapshot drops it. It is a hint: the encoder
+ * verifies every candidate against the parent's bytes, so a wrong table
+ * can cost patch size, never a wrong patch. A head spliced after a late
+ * fix-up leaves the keys of the old head in it: the same (a hint). Not
+ * kept for small files (under SIDX_MIN: indexing them costs little).
  *
  * Memory: the builder's table (64 MiB for the default index budget) is
  * lent out of the block cache's budget with the encoder's (writer.c).
@@ -33,59 +35,53 @@
 #include "fs/writer.h"
 #include "fs/writer_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "codec/vcdiff_sidx.h"
-#include "fs/safefile.h"
 #include "fs/tree.h"
 
-#define SIDX_FILE "source.sidx"
 #define SIDX_MIN ((uint64_t)32 << 20)
 
-static void tag_of(uint8_t tag[VCDIFF_SIDX_TAG], uint32_t id, uint64_t size,
+static void tag_of(char tag[CHAIN_HINT_TAG], uint32_t id, uint64_t size,
 		   const char *digest)
 {
-	memset(tag, 0, VCDIFF_SIDX_TAG);
-	snprintf((char *)tag, VCDIFF_SIDX_TAG, "%u %llu %s", id,
+	snprintf(tag, CHAIN_HINT_TAG, "sidx %u %llu %s", id,
 		 (unsigned long long)size, digest);
-}
-
-static int wanted(const struct writer *w)
-{
-	return store_max(w->s) == 0;
 }
 
 size_t wr_sidx_mem(const struct writer *w)
 {
-	if (!wanted(w) || (!w->base && w->parent_size < SIDX_MIN))
+	if (!w->base && w->parent_size < SIDX_MIN)
 		return 0;
 	return vcdiff_sidx_mem(w->base ? 0 : w->parent_size, 0);
+}
+
+static void sidx_free(void *x)
+{
+	vcdiff_sidx_free(x);
 }
 
 void wr_sidx_load(struct writer *w)
 {
 	const struct tree_node *n;
-	uint8_t tag[VCDIFF_SIDX_TAG];
+	char tag[CHAIN_HINT_TAG] = "";
+	struct vcdiff_sidx *x;
 	uint32_t pid;
-	int fd;
 
-	if (w->base || !wanted(w) || w->parent_size < SIDX_MIN)
-		return;
-	pid = chain_layer_id(w->parent);
-	n = tree_get(store_tree(w->s), pid);
-	if (!n || !n->digest[0])
-		return;
-	fd = openat(wr_tmpdir(w), SIDX_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return;
-	tag_of(tag, pid, w->parent_size, n->digest);
-	if (vcdiff_sidx_load(&w->sidx_src, fd, w->parent_size, 0, tag))
-		w->sidx_src = NULL;	/* another snapshot's, or damaged */
-	close(fd);
+	if (!w->base && w->parent_size >= SIDX_MIN) {
+		pid = chain_layer_id(w->parent);
+		n = tree_get(store_tree(w->s), pid);
+		if (n && n->digest[0])
+			tag_of(tag, pid, w->parent_size, n->digest);
+	}
+	/* Taken (or dropped, if it is another's) whatever this write is. */
+	x = chain_hint_take(w->c, tag);
+	if (x && !vcdiff_sidx_fits(x, w->parent_size, 0)) {
+		vcdiff_sidx_free(x);
+		x = NULL;
+	}
+	w->sidx_src = x;
 }
 
 void wr_sidx_start(struct writer *w)
@@ -105,9 +101,7 @@ void wr_sidx_feed(struct writer *w, const void *buf, size_t len)
 
 void wr_sidx_save(struct writer *w, const char *digest)
 {
-	uint8_t tag[VCDIFF_SIDX_TAG];
-	char tmp[360];
-	int fd, rc;
+	char tag[CHAIN_HINT_TAG];
 
 	if (!w->sidx_new || w->size < SIDX_MIN ||
 	    vcdiff_sidx_end(w->sidx_new)) {
@@ -115,19 +109,8 @@ void wr_sidx_save(struct writer *w, const char *digest)
 		w->sidx_new = NULL;
 		return;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.%ld.sidx", w->file, (long)getpid());
-	fd = safefile_create(wr_tmpdir(w), tmp, 0600, NULL);
-	rc = fd < 0 ? fd : 0;
 	tag_of(tag, w->id, w->size, digest);
-	if (!rc)
-		rc = vcdiff_sidx_save(w->sidx_new, fd, tag);
-	if (fd >= 0)
-		close(fd);
-	/* The one kept replaces the last one, whole or not at all. */
-	if (!rc && renameat(wr_tmpdir(w), tmp, wr_tmpdir(w), SIDX_FILE) < 0)
-		rc = -errno;
-	if (rc && fd >= 0)
-		unlinkat(wr_tmpdir(w), tmp, 0);
-	vcdiff_sidx_free(w->sidx_new);
+	chain_hint_put(w->c, tag, w->sidx_new,
+		       vcdiff_sidx_mem(w->size, 0), sidx_free);
 	w->sidx_new = NULL;
 }

@@ -515,6 +515,48 @@ static void test_cache_lent(void)
 	free(tgt);
 }
 
+/* The next write's source index is left in the chain (fs/wsidx.c): held
+ * out of the cache budget, taken by a write on top of that snapshot (its
+ * timing says so, and the patch is right), dropped by a take for another
+ * snapshot, freed with the chain. */
+static void test_hint(void)
+{
+	uint8_t *src, *tgt;
+	size_t sn, tn;
+	struct store *s;
+	struct chain *c;
+	struct writer *w;
+	char err[1024] = "";
+
+	make_pair(6, 8500, &src, &sn, &tgt, &tn);	/* > 32 MiB */
+	T_EQ(open_chain("hint", &s, &c), 0);
+	uint64_t full = cache_budget(c);
+	T_EQ(write_state(c, s, "base", src, sn), 0);
+	uint64_t held = cache_budget(c);
+	fprintf(stderr, "  cache budget %llu, holding the hint %llu\n",
+		(unsigned long long)full, (unsigned long long)held);
+	T_CHECK(held < full);
+	T_EQ(writer_new(&w, c, s, "next", err, sizeof(err)), 0);
+	for (size_t off = 0; off < tn; off += 1 << 20)
+		T_EQ(writer_write(w, off, tgt + off, tn - off < (1u << 20) ?
+				  tn - off : (1u << 20)), 0);
+	T_EQ(writer_finish(w, err, sizeof(err)), 0);
+	T_EQ(writer_publish(w, err, sizeof(err)), 0);
+	fprintf(stderr, "  %s\n", writer_timing(w));
+	T_CHECK(strstr(writer_timing(w), "index taken") != NULL);
+	writer_free(w);
+	T_CHECK(layer_is(c, 2, tgt, tn));
+	T_CHECK(cache_budget(c) < full);	/* next's, for a write on it */
+	T_CHECK(chain_hint_take(c, "sidx 99 1 none") == NULL);
+	T_EQ(cache_budget(c), full);		/* dropped */
+	T_CHECK(chain_hint_take(c, "sidx 99 1 none") == NULL);
+	T_EQ(write_state(c, s, "third", src, sn), 0);	/* a hint again */
+	chain_free(c);		/* frees it (ASan: no leak) */
+	store_free(s);
+	free(src);
+	free(tgt);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_wcheck.XXXXXX");
@@ -524,6 +566,7 @@ int main(void)
 	T_RUN(test_sect_fallback);
 	T_RUN(test_check);
 	T_RUN(test_cache_lent);
+	T_RUN(test_hint);
 	t_sh("rm -rf %s", dir);
 	return t_done();
 }

@@ -238,7 +238,7 @@ static int publish(struct writer *w, char *err, size_t errlen)
 	rc = chain_add(w->c, w->id, err, errlen);
 	/* Visible first; the next write's index after (fs/wsidx.c). */
 	if (!rc)
-		wr_sidx_save(w, digest);
+		wr_sidx_keep(w, digest);
 	return rc;
 }
 

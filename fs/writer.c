@@ -412,7 +412,7 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 		chain_cache_lend(c, w->lent);
 	}
 	if (!rc)
-		wr_sidx_load(w);
+		wr_sidx_take(w);
 	w->tm.kept = w->sidx_src != NULL;
 	if (!rc)
 		rc = wr_sink_open(w);	/* the encoder indexes the parent,

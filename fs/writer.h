@@ -136,7 +136,7 @@ int writer_awaits_fixup(struct writer *w);
 const char *writer_note(const struct writer *w);
 
 /* A line for the log: how long the stages took (parent read and
- * indexed, or its index loaded when its own write kept it: fs/wsidx.c;
+ * indexed, or its index taken when its own write left it: fs/wsidx.c;
  * the stream, the last close and its verify). The string lives
  * until the next call or writer_free. */
 const char *writer_timing(struct writer *w);

@@ -112,15 +112,16 @@ int wr_patch_open(struct writer *w, int fd, struct vcdiff_patch **p,
 int wr_zframe_open(struct writer *w, int fd, struct zframe **z,
 		   const char **why);
 /* fs/wsidx.c (see there): the memory the new index holds (to lend);
- * the parent's index loaded if kept; a new builder for a fresh sink;
- * bytes as they go to the sink; at publish, the new index kept under
- * the snapshot's digest (a string, chain_format_digest). Best effort: a
- * failure only means indexing the parent at the next write. */
+ * the parent's index taken from the chain if its write left it there; a
+ * new builder for a fresh sink; bytes as they go to the sink; at
+ * publish, the new index left for the next write under the snapshot's
+ * digest (a string, chain_format_digest). Best effort: a failure only
+ * means indexing the parent at the next write. */
 size_t wr_sidx_mem(const struct writer *w);
-void wr_sidx_load(struct writer *w);
+void wr_sidx_take(struct writer *w);
 void wr_sidx_start(struct writer *w);
 void wr_sidx_feed(struct writer *w, const void *buf, size_t len);
-void wr_sidx_save(struct writer *w, const char *digest);
+void wr_sidx_keep(struct writer *w, const char *digest);
 /* Gives back the room kept for the publish (wcommit.c). */
 void wr_unreserve(struct writer *w);
 

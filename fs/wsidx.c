@@ -62,7 +62,7 @@ static void sidx_free(void *x)
 	vcdiff_sidx_free(x);
 }
 
-void wr_sidx_load(struct writer *w)
+void wr_sidx_take(struct writer *w)
 {
 	const struct tree_node *n;
 	char tag[CHAIN_HINT_TAG] = "";
@@ -99,7 +99,7 @@ void wr_sidx_feed(struct writer *w, const void *buf, size_t len)
 		vcdiff_sidx_feed(w->sidx_new, buf, len);
 }
 
-void wr_sidx_save(struct writer *w, const char *digest)
+void wr_sidx_keep(struct writer *w, const char *digest)
 {
 	char tag[CHAIN_HINT_TAG];
 

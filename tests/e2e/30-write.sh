@@ -127,8 +127,9 @@ check "after the kill: snapshot_8 can be written" cp "$ST/state_8" "$MNT/snapsho
 check "snapshot_8 exact" cmp "$MNT/snapshot_8" "$ST/state_8"
 check "unmount" snapfs_umount "$MNT"
 
-# Files of 32 MiB and more: each write keeps its source index for the
-# next one (fs/wsidx.c), which loads it instead of indexing its parent;
+# Files of 32 MiB and more: each write leaves its source index in memory
+# for the next one (fs/wsidx.c), which takes it instead of indexing its
+# parent;
 # a header fixed up after the stream leaves stale keys in it (a hint
 # only); the patches are exact and stock xdelta3 decodes them.
 B=$WORK/big; BM=$WORK/bigmnt
@@ -157,8 +158,10 @@ check "big: stock xdelta3 decodes b3's patch" sh -c "
 	cmp '$WORK/big_out' '$ST/big_3'"
 check "big: unmount" snapfs_umount "$BM"
 # (after the unmount: a snapshot's log line follows its publish)
-check "big: every write after the base loaded its parent's index" \
-	test "$(grep -c 'index loaded (kept from its write)' "$WORK/big.log")" = 3
+check "big: every write after the base took its parent's index" \
+	test "$(grep -c 'index taken (kept from its write)' "$WORK/big.log")" = 3
+check "big: no index file left in the store" \
+	test -z "$(find "$B/.snapfs" -name '*sidx*')"
 check "big: remount (the kept index is gone: indexed again)" snapfs_mount "$B" "$BM" -o log="$WORK/big2.log"
 check "big: b4 on top after the remount" sh -c "cat '$ST/big_0' > '$BM/b4'"
 check "big: b4 exact" cmp "$BM/b4" "$ST/big_0"

@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,36 +113,81 @@ static int make_plain(struct blob *in, int out_fd, void *arg,
 struct vcopy_ctx {
 	struct chain *c;
 	struct chain_layer *L;
+	int out_fd;
+	atomic_size_t next;	/* the next section to decode */
+	atomic_int rc;		/* the first error */
 };
 
-/* The decoded data sections of windowed patch L->data, in virtual order
- * (fs/sfile.c): what [size, size + vsize) of it reads as. */
-static int make_vcopy(struct blob *in, int out_fd, void *arg,
-		      const char **why)
+/* Decodes sections into their places in the copy until none is left or
+ * one fails. progress: the one thread that reports (chain_progress). */
+static void vcopy_work(struct vcopy_ctx *x, int progress)
 {
-	struct vcopy_ctx *x = arg;
 	struct sfile *f = &x->L->data;
 	uint8_t *buf = malloc(VCDIFF_WIN_MAX);
+	size_t k;
 	int rc = buf ? 0 : -ENOMEM;
 
-	(void)in;
-	for (size_t k = 0; !rc && k < f->nv; k++) {
+	while (!rc && !atomic_load(&x->rc) &&
+	       (k = atomic_fetch_add(&x->next, 1)) < f->nv) {
 		uint64_t end = k + 1 < f->nv ? f->vbase[k + 1] : f->vsize;
 		size_t n = (size_t)(end - f->vbase[k]);
 		if (n > VCDIFF_WIN_MAX)
 			rc = -EBADMSG;
 		else if (!(rc = sfile_win_decode(x->c, f, k, buf)))
-			rc = fdio_write(out_fd, buf, n);
-		if ((k & 63) == 0)
+			rc = fdio_pwrite(x->out_fd, buf, n, f->vbase[k]);
+		if (progress && (k & 63) == 0)
 			chain_progress(x->c, x->L->name, "decoding lzma "
 				       "sections", k, f->nv);
 	}
+	if (rc) {
+		int none = 0;
+		atomic_compare_exchange_strong(&x->rc, &none, rc);
+	}
+	free(buf);
+}
+
+static void *vcopy_worker(void *arg)
+{
+	vcopy_work(arg, 0);
+	return NULL;
+}
+
+/* How many threads decode a layer's sections: every core, up to 4. */
+#define VCOPY_THREADS 4
+
+/* The decoded data sections of windowed patch L->data, in virtual order
+ * (fs/sfile.c): what [size, size + vsize) of it reads as. Sections are
+ * decoded on every core (up to VCOPY_THREADS): the first mount of a
+ * chain written before these copies existed decodes all of them (55.9 s
+ * for a chain of 100 GiB-layers on one core). */
+static int make_vcopy(struct blob *in, int out_fd, void *arg,
+		      const char **why)
+{
+	struct vcopy_ctx *x = arg;
+	struct sfile *f = &x->L->data;
+	pthread_t t[VCOPY_THREADS - 1];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int nt = 0, rc;
+
+	(void)in;
+	x->out_fd = out_fd;
+	atomic_init(&x->next, 0);
+	atomic_init(&x->rc, 0);
+	while (nt + 1 < cores && nt + 1 < VCOPY_THREADS &&
+	       (size_t)nt + 1 < f->nv &&
+	       pthread_create(&t[nt], NULL, vcopy_worker, x) == 0)
+		nt++;
+	vcopy_work(x, 1);
+	for (int i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	rc = atomic_load(&x->rc);
+	if (!rc && ftruncate(out_fd, (off_t)f->vsize) < 0)
+		rc = -errno;	/* empty sections at the end: still vsize */
 	if (!rc)
 		chain_progress(x->c, x->L->name, "decoding lzma sections",
 			       f->nv, f->nv);
 	if (rc == -EIO || rc == -EBADMSG)
 		*why = "a section does not decode (see the log)";
-	free(buf);
 	return rc;
 }
 
@@ -158,7 +205,7 @@ static int make_vcopy(struct blob *in, int out_fd, void *arg,
 static void derive_vcopy(struct chain *c, struct chain_layer *L)
 {
 	struct sfile *f = &L->data, *v;
-	struct vcopy_ctx x = { c, L };
+	struct vcopy_ctx x = { .c = c, .L = L };
 	const char *why = NULL;
 	char name[300];
 	struct blob *b;

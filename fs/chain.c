@@ -531,6 +531,7 @@ static void fill_info(const struct chain_layer *L, struct chain_info *inf)
 	inf->depth = L->depth;
 	inf->kind = L->full ? CHAIN_KIND_FULL : L->parent ? CHAIN_KIND_PATCH :
 		    CHAIN_KIND_BASE;
+	inf->form = L->form;
 	inf->damaged = L->damage[0] != 0;
 	memcpy(inf->damage, L->damage, sizeof(inf->damage));
 }

@@ -47,6 +47,20 @@ enum { CHAIN_LOG_ERR = 0, CHAIN_LOG_WARN = 1, CHAIN_LOG_INFO = 2 };
 /* FULL: a full state file with a parent, read like a base (the plain
  * scripts' layout keeps some in the middle of a chain). */
 enum { CHAIN_KIND_BASE = 0, CHAIN_KIND_PATCH = 1, CHAIN_KIND_FULL = 2 };
+/*
+ * How a snapshot's own file is stored, as far as reading it goes. The
+ * first two are snapfs's own forms, read as they are; the others are
+ * what stock tools make, read through a copy under .snapfs/ or, for
+ * uncompressed files, stored larger than they need be (chain_compact).
+ */
+enum {
+	CHAIN_FORM_NATIVE = 0,	/* seekable zstd; a patch with windowed lzma */
+	CHAIN_FORM_ZSTD1,	/* single-frame zstd: a seekable copy kept */
+	CHAIN_FORM_RAW,		/* an uncompressed full state */
+	CHAIN_FORM_STREAM,	/* a patch whose sections share one stream
+				   (stock -S lzma, djw, fgk): a plain copy */
+	CHAIN_FORM_PLAIN,	/* a patch without secondary compression */
+};
 
 struct chain_opts {
 	size_t cache_size;	/* block cache budget in bytes; 0 = default */
@@ -80,6 +94,7 @@ struct chain_info {
 	int64_t created;	/* seconds (UTC) */
 	unsigned depth;		/* 0 for a base */
 	int kind;		/* CHAIN_KIND_* */
+	int form;		/* CHAIN_FORM_* */
 	int damaged;		/* reads give EIO; damage says why */
 	char damage[384];
 };
@@ -328,6 +343,24 @@ void chain_ibuild_free(struct chain_ibuild *ib);
  */
 int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		 size_t cap, size_t *rebased, char *err, size_t errlen);
+
+/*
+ * Stores snapshot id again in snapfs's own form (chain_remove's machinery,
+ * nothing removed): a patch re-encoded against its parent with windowed
+ * lzma, a base or full layer as seekable zstd. Stock forms need copies
+ * under .snapfs/ to be read (CHAIN_FORM_ZSTD1, _STREAM) or take more room
+ * (_RAW); those copies become garbage (chain_gc). The descendants'
+ * indexes are remapped. -EALREADY, nothing changed: a NATIVE layer (not
+ * encoded again), or a PLAIN one whose new file would not be smaller. Readers
+ * see exact bytes throughout. 0 or -errno with a message; res (never
+ * NULL) gets the form before and the file's bytes before and after.
+ */
+struct chain_compact_res {
+	int form;		/* CHAIN_FORM_* before */
+	uint64_t before, after;	/* bytes of its file */
+};
+int chain_compact(struct chain *c, uint32_t id, struct chain_compact_res *res,
+		  char *err, size_t errlen);
 
 /* Renames snapshot id (its file too: NAME.ext). -EEXIST, -EINVAL for a
  * name that cannot be a snapshot's, or -errno with a message. */

@@ -23,8 +23,9 @@
  *
  *   fs/chmeta.c     (chain_set_*...)  descriptions, current, rename,
  *                                     digests, deep checks, holes
- *   fs/rebase.c     (chain_remove)    removing a snapshot: rebasing its
- *                                     children, remapping descendants
+ *   fs/rebase.c     (chain_remove,    removing a snapshot: rebasing its
+ *                    chain_compact)   children, remapping descendants;
+ *                                     storing one again in snapfs's form
  *
  * The offset mapping and file ids (2*id data, 2*id+1 aux) are explained
  * once, at the top of fs/chain.c. Not here: anything the FUSE side or
@@ -112,6 +113,7 @@ struct chain_layer {
 	struct chain_layer *parent;	/* a reference; NULL for a base */
 	unsigned depth;			/* 0 for a base or a full layer */
 	int full;			/* a full state file with a parent */
+	int form;			/* CHAIN_FORM_*: how its file is read */
 	/* Itself and its ancestors, sorted by id: how a file id of its
 	 * index finds its stored file (layer_fid_file). */
 	struct chain_layer **anc;

@@ -362,6 +362,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 			sfile_raw(c, L, &L->data, b, 0, L->path);
 			L->data.kind = SF_ZSTD;
 			L->data.derived = 1;
+			L->form = CHAIN_FORM_ZSTD1;
 			snprintf(L->data.label, sizeof(L->data.label),
 				 "%s/base/%.200s", STORE_META_DIR, zname);
 			goto opened;
@@ -384,6 +385,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 	uint32_t m = (uint32_t)magic[0] | (uint32_t)magic[1] << 8 |
 		     (uint32_t)magic[2] << 16 | (uint32_t)magic[3] << 24;
 	if (m != 0xFD2FB528u && (m & 0xFFFFFFF0u) != 0x184D2A50u) {
+		L->form = CHAIN_FORM_RAW;
 		sfile_raw(c, L, &L->data, blob_ref(L->blob),
 			  (uint64_t)L->st.st_size, L->path);
 		rc = sfile_sums_get(c, L, &L->data, L->fstamp, "data.sum");
@@ -396,7 +398,9 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		return xindex_new_file(&L->x, fid, L->size);
 	}
 	if (c->o.raw_base) {
-		/* A full decompressed copy: disk for speed (-o raw_base). */
+		/* A full decompressed copy: disk for speed (-o raw_base). Its
+		 * form is left unprobed (NATIVE): snapctl, the only one that
+		 * asks (chain_compact), never mounts with raw_base. */
 		char name[300];
 		struct prog_ctx pc = { c, L->name, "decompressing the base "
 				       "(raw_base; first mount only)" };
@@ -441,6 +445,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		blob_put(L->data.b);
 		L->data.b = b;
 		L->data.derived = 1;
+		L->form = CHAIN_FORM_ZSTD1;
 		snprintf(L->data.label, sizeof(L->data.label), "%s/base/%s",
 			 STORE_META_DIR, name);
 		rc = zframe_open(&L->data.z, b, &why);
@@ -585,6 +590,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		if (vcdiff_patch_open(&L->patch, b, &why) == 0 &&
 		    vcdiff_patch_secondary(L->patch) == VCDIFF_SEC_NONE) {
 			have_plain = 1;
+			L->form = CHAIN_FORM_STREAM;
 			L->size = vcdiff_patch_target_size(L->patch);
 			sfile_raw(c, L, &L->data, b, blob_size(b), name);
 			L->data.derived = 1;
@@ -631,6 +637,9 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 	}
 	int sec = vcdiff_patch_secondary(L->patch);
 	int native = sec != VCDIFF_SEC_NONE && vcdiff_patch_windowed(L->patch);
+	if (!have_plain)
+		L->form = native ? CHAIN_FORM_NATIVE : sec != VCDIFF_SEC_NONE ?
+			  CHAIN_FORM_STREAM : CHAIN_FORM_PLAIN;
 	if (native) {
 		/* Its index points past the file's end (fs/sfile.c): one made
 		 * when this file was converted must not load. */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rebase: removing a snapshot from the tree (chain_remove, see chain.h).
+ * rebase: removing a snapshot from the tree (chain_remove, see chain.h),
+ * and storing one again in snapfs's own form (chain_compact: the same
+ * steps with the snapshot itself re-encoded and nothing removed).
  *
  * A leaf just goes. A snapshot with children takes three steps, all on
  * versions no reader sees until the last one:
@@ -144,16 +146,20 @@ static void new_file(char *buf, size_t cap, const char *path, int base)
 		 dot - path : (long)strlen(path)), path);
 }
 
-/* Step 1 for one child: its new file and an indexed version on it. */
+/* Step 1 for one child: its new file and an indexed version on it, a
+ * child of parent, encoded against it or, for a base or full layer
+ * (full: C stays one), as seekable zstd. */
 static int rebase_child(struct chain *c, struct swap *sw,
-			struct chain_layer *parent, char *err, size_t errlen)
+			struct chain_layer *parent, int full, char *err,
+			size_t errlen)
 {
 	struct chain_layer *C = sw->old;
+	struct chain_layer *against = full ? NULL : parent;
 	int tfd = store_subdir(c->s, "tmp"), fd;
 	struct blob *b = NULL;
 	int rc;
 
-	new_file(sw->file, sizeof(sw->file), C->path, parent == NULL);
+	new_file(sw->file, sizeof(sw->file), C->path, against == NULL);
 	snprintf(sw->tmp, sizeof(sw->tmp), "rebase.%" PRIu32 ".%ld", C->id,
 		 (long)getpid());
 	unlinkat(tfd, sw->tmp, 0);
@@ -164,8 +170,9 @@ static int rebase_child(struct chain *c, struct swap *sw,
 		goto fail;
 	}
 	chain_logf(c, CHAIN_LOG_INFO, "%s: re-encoding %s", C->name,
-		   parent ? "against its new parent" : "as the new base");
-	rc = encode(c, C, parent, fd);
+		   full ? "as seekable zstd" : parent ? "against its parent" :
+		   "as the new base");
+	rc = encode(c, C, against, fd);
 	if (rc) {
 		close(fd);
 		goto fail;
@@ -285,8 +292,17 @@ static void drop_swaps(struct chain *c, struct swap *sw, size_t n)
 	free(sw);
 }
 
-int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
-		 size_t cap, size_t *rebased, char *err, size_t errlen)
+/*
+ * What chain_remove and chain_compact share. remove: X goes, its
+ * children are re-encoded against its parent. Else (res set): X itself
+ * is stored again, against its parent or as seekable zstd, and kept only
+ * if that needs no copy or is smaller (res says which, -EALREADY if not).
+ * Either way every descendant below the re-encoded ones is remapped, and
+ * one store_commit() makes it all real.
+ */
+static int rewrite(struct chain *c, uint32_t id, int remove,
+		   struct chain_compact_res *res, uint32_t *rebased_ids,
+		   size_t cap, size_t *rebased, char *err, size_t errlen)
 {
 	struct chain_layer *X;
 	struct swap *sw = NULL;
@@ -305,7 +321,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		sw = calloc(c->ncur ? c->ncur : 1, sizeof(*sw));
 	}
 	for (size_t i = 0; X && sw && i < c->ncur; i++) {
-		if (c->cur[i]->parent == X) {
+		if (remove ? c->cur[i]->parent == X : c->cur[i] == X) {
 			sw[nsw].old = c->cur[i];
 			layer_ref(c->cur[i]);
 			nsw++;
@@ -335,14 +351,26 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		goto out;
 	}
 
-	/* 1. The children. */
+	/* 1. The children (or X). */
 	struct chain_layer *np = X->parent;
 	for (size_t i = 0; i < nchild; i++) {
-		rc = rebase_child(c, &sw[i], np, err, errlen);
+		rc = rebase_child(c, &sw[i], np, !remove && X->full, err,
+				  errlen);
 		if (rc)
 			goto out;
 		if (!np)
 			np = sw[i].new;	/* the new base; siblings on it */
+	}
+	if (!remove) {
+		res->before = X->stored;
+		res->after = blob_size(sw[0].new->blob);
+		res->form = X->form;
+		/* A copy under .snapfs/ goes with the old form; without
+		 * one, only fewer bytes are worth the change. */
+		if (X->form == CHAIN_FORM_PLAIN && res->after >= res->before) {
+			rc = -EALREADY;
+			goto out;
+		}
 	}
 	/* 2. Their descendants, each after its parent. */
 	for (size_t i = nchild; i < nsw; i++) {
@@ -368,7 +396,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	snprintf(xfile, sizeof(xfile), "%s", xn ? xn->file : "");
 	if (!rc && !xn)
 		rc = -ENOENT;
-	if (!rc)
+	if (!rc && remove)
 		rc = tree_remove(next, id);
 	for (size_t i = 0; !rc && i < nchild; i++) {
 		struct swap *s = &sw[i];
@@ -394,9 +422,9 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		if (!rc)
 			rc = tree_add_pending(next, from, s->file);
 	}
-	if (!rc)
+	if (!rc && remove)
 		rc = tree_add_pending(next, NULL, xfile);
-	if (!rc && cur == id)
+	if (!rc && remove && cur == id)
 		rc = tree_set_current(next, X->parent ? X->parent->id :
 				      nchild ? sw[0].old->id : 0);
 	if (rc) {
@@ -424,7 +452,7 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 	for (size_t i = 0; i < c->ncur; i++) {
 		struct chain_layer *L = c->cur[i];
 		struct swap *s = swapped(sw, nsw, L);
-		if (L == X) {
+		if (remove && L == X) {
 			layer_put(c, L);	/* the table's reference */
 			continue;
 		}
@@ -444,8 +472,13 @@ int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
 		if (rebased)
 			(*rebased)++;
 	}
-	chain_logf(c, CHAIN_LOG_INFO, "%s removed; %zu rebased, %zu "
-		   "remapped", X->name, nchild, nsw - nchild);
+	if (remove)
+		chain_logf(c, CHAIN_LOG_INFO, "%s removed; %zu rebased, %zu "
+			   "remapped", X->name, nchild, nsw - nchild);
+	else
+		chain_logf(c, CHAIN_LOG_INFO, "%s stored again (%" PRIu64
+			   " bytes, %" PRIu64 " before); %zu remapped",
+			   X->name, res->after, res->before, nsw - nchild);
 	chain_gc(c);
 	rc = 0;
 out:
@@ -453,4 +486,30 @@ out:
 		drop_swaps(c, sw, nsw);
 	layer_put(c, X);
 	return rc;
+}
+
+int chain_remove(struct chain *c, uint32_t id, uint32_t *rebased_ids,
+		 size_t cap, size_t *rebased, char *err, size_t errlen)
+{
+	return rewrite(c, id, 1, NULL, rebased_ids, cap, rebased, err, errlen);
+}
+
+int chain_compact(struct chain *c, uint32_t id, struct chain_compact_res *res,
+		  char *err, size_t errlen)
+{
+	struct chain_info inf;
+
+	memset(res, 0, sizeof(*res));
+	if (chain_info(c, id, &inf))
+		return -ENOENT;
+	res->form = inf.form;
+	res->before = inf.stored;
+	if (inf.damaged) {
+		msg_say(err, errlen, "%s: damaged (%s): not stored again",
+			inf.name, inf.damage);
+		return -EIO;
+	}
+	if (inf.form == CHAIN_FORM_NATIVE)
+		return -EALREADY;	/* what the encoder would write again */
+	return rewrite(c, id, 0, res, NULL, 0, NULL, err, errlen);
 }

@@ -2,7 +2,7 @@
 /*
  * snapctl: manage a snapfs store without FUSE, on the same core as the
  * mount (fs/store, fs/chain, fs/writer): list, read, add, remove, rename,
- * describe, check, import, export, prune, stats.
+ * describe, check, import, export, prune, stats, compact.
  *
  * Every change goes through the core's own calls (writer_publish,
  * chain_remove, chain_rename, chain_set_desc, chain_set_current), so a
@@ -211,6 +211,13 @@ static const struct cmd cmds[] = {
 	  "oldest snapshots beyond the newest N, or older than AGE (30d, "
 	  "12h, 2w), with rebase; never the current one", 1 },
 	{ "stats", "", "totals, depth, cache counters", 0 },
+	{ "compact", "[NAME...] [--dry-run]", "store snapshots (default: "
+	  "all) again in snapfs's own form, which needs no copy under "
+	  ".snapfs/ to be read: a single-frame zstd or raw base as seekable "
+	  "zstd, a patch with one lzma stream (stock -S lzma, djw, fgk) "
+	  "re-encoded against its parent with windowed lzma, a patch without "
+	  "secondary compression too if that is smaller. Stock zstd and "
+	  "xdelta3 still decode every file", 1 },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -355,6 +362,8 @@ int main(int argc, char **argv)
 		NEED(2, (size_t)argc);
 	else if (!strcmp(name, "prune") && (keep < 0) == (age < 0))
 		goto bad;
+	else if (dry && strcmp(name, "prune") && strcmp(name, "compact"))
+		goto bad;
 
 	/* import makes a new store: the directory may not exist yet. */
 	if (!strcmp(name, "import") && x.store_dir &&
@@ -402,6 +411,8 @@ int main(int argc, char **argv)
 		}
 	} else if (!strcmp(name, "export"))
 		rc = cmd_export(&x, ops, nops - 1, ops[nops - 1], sparse, plain);
+	else if (!strcmp(name, "compact"))
+		rc = cmd_compact(&x, ops, nops, dry);
 	else
 		rc = cmd_prune(&x, keep, age, dry);
 	if (fflush(stdout) != 0 && rc == EX_OK) {

@@ -2,7 +2,7 @@
 /*
  * snapctl_cmd: snapctl's commands over the tree: ls, tree, stats (the
  * listings), rm, mv, describe (changes through the chain's own calls),
- * check, prune, init. Not here: the command line and opening the store
+ * check, prune, compact, init. Not here: the command line and opening the store
  * (fs/snapctl.c), the commands that move snapshot bytes in or out
  * (fs/snapctl_io.c).
  */
@@ -319,6 +319,120 @@ int cmd_prune(struct ctl *x, long keep, int64_t age, int dry)
 	if (!rc)
 		fprintf(stderr, "snapctl: %zu snapshot(s) %sremoved, %zu left\n",
 			ndel, dry ? "would be " : "", left);
+	return rc;
+}
+
+/* --- compact --- */
+
+static const char *form_name(int form)
+{
+	switch (form) {
+	case CHAIN_FORM_ZSTD1:
+		return "single-frame zstd, read through a seekable copy in "
+		       ".snapfs/base";
+	case CHAIN_FORM_RAW:
+		return "uncompressed";
+	case CHAIN_FORM_STREAM:
+		return "one secondary-compression stream, read through a "
+		       "plain copy in .snapfs/plain";
+	case CHAIN_FORM_PLAIN:
+		return "no secondary compression";
+	default:
+		return "snapfs's own form";
+	}
+}
+
+/* Stores the named snapshots (none: all) again in snapfs's own form,
+ * parents first (chain_compact), and says what each took before and
+ * after and what the store and its .snapfs/ took. */
+int cmd_compact(struct ctl *x, char **names, size_t n, int dry)
+{
+	const struct tree *t = store_tree(x->s);
+	size_t nt = tree_count(t), nv = 0, done = 0, kept = 0;
+	struct { unsigned depth; uint32_t id; } *v = calloc(nt ? nt : 1,
+							    sizeof(*v));
+	uint64_t own0, meta0, own1, meta1;
+	struct chain_info inf;
+	int rc = EX_OK;
+
+	if (!v)
+		return EX_OTHER;
+	for (size_t i = 0; i < (n ? n : nt) && nv < nt; i++) {
+		uint32_t id = 0;
+		if (n && (rc = lookup(x, names[i], &id)))
+			goto out;
+		if (!n)
+			id = tree_at(t, i)->id;
+		if (chain_info(x->c, id, &inf) == 0) {
+			v[nv].depth = inf.depth;
+			v[nv++].id = id;
+		}
+	}
+	/* Parents first: insertion sort, n is small. */
+	for (size_t i = 1; i < nv; i++)
+		for (size_t j = i; j > 0 && (v[j - 1].depth > v[j].depth ||
+		     (v[j - 1].depth == v[j].depth && v[j - 1].id > v[j].id));
+		     j--) {
+			__typeof__(*v) tmp = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = tmp;
+		}
+	store_bytes(x->s, &own0, &meta0);
+	for (size_t i = 0; i < nv && rc == EX_OK; i++) {
+		struct chain_compact_res r;
+		char err[1024] = "", a[16], b[16];
+		int e;
+
+		if (chain_info(x->c, v[i].id, &inf))
+			continue;
+		if (inf.form == CHAIN_FORM_NATIVE) {
+			if (n)
+				printf("%s: already in snapfs's own form\n",
+				       inf.name);
+			continue;
+		}
+		if (dry) {
+			printf("%s: %s: would be stored again\n", inf.name,
+			       form_name(inf.form));
+			continue;
+		}
+		if (store_rewrite_room(x->s, v[i].id)) {
+			die_msg("%s: storing it again would pass --max-store "
+				"(%" PRIu64 " bytes used); nothing changed",
+				inf.name, store_used(x->s));
+			rc = EX_OTHER;
+			break;
+		}
+		e = chain_compact(x->c, v[i].id, &r, err, sizeof(err));
+		human(r.before, a, sizeof(a));
+		human(r.after, b, sizeof(b));
+		if (e == -EALREADY) {
+			printf("%s: %s: kept (%s; stored again: %s)\n",
+			       inf.name, form_name(r.form), a, b);
+			kept++;
+		} else if (e) {
+			die_msg("%s", *err ? err : strerror(-e));
+			rc = e == -EIO ? EX_DAMAGE : EX_OTHER;
+		} else {
+			printf("%s: %s -> %s: %s -> %s\n", inf.name,
+			       form_name(r.form), inf.kind == CHAIN_KIND_PATCH ?
+			       "windowed lzma" : "seekable zstd", a, b);
+			done++;
+		}
+	}
+	if (!dry) {
+		char o0[16], o1[16], m0[16], m1[16];
+		store_bytes(x->s, &own1, &meta1);
+		human(own0, o0, sizeof(o0));
+		human(own1, o1, sizeof(o1));
+		human(meta0, m0, sizeof(m0));
+		human(meta1, m1, sizeof(m1));
+		printf("%zu stored again, %zu kept; the store's files %s -> %s, "
+		       ".snapfs/ %s -> %s (%" PRIu64 " -> %" PRIu64 " bytes)\n",
+		       done, kept, o0, o1, m0, m1, meta0, meta1);
+	}
+out:
+	free(v);
 	return rc;
 }
 

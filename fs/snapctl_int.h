@@ -4,7 +4,7 @@
  * struct ctl of main(), the messages and the commands each file gives the
  * others. fs/snapctl.c is the command line (main, options, dispatch,
  * usage) and opening the store; fs/snapctl_cmd.c the commands over the
- * tree (ls, tree, stats, rm, mv, describe, check, prune, init);
+ * tree (ls, tree, stats, rm, mv, describe, check, prune, compact, init);
  * fs/snapctl_io.c those that move snapshot bytes in or out (cat, add,
  * import, export). Nothing else includes it; it is not part of
  * libsnapfs.a.
@@ -51,6 +51,7 @@ int cmd_mv(struct ctl *x, const char *from, const char *to);
 int cmd_describe(struct ctl *x, const char *name, const char *text);
 int cmd_check(struct ctl *x, int deep);
 int cmd_prune(struct ctl *x, long keep, int64_t age, int dry);
+int cmd_compact(struct ctl *x, char **names, size_t n, int dry);
 int cmd_init(const char *dir);
 
 /* fs/snapctl_io.c */

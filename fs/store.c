@@ -160,6 +160,19 @@ int store_remove_room(const struct store *s, uint32_t id)
 	return store_room(s, need);
 }
 
+int store_rewrite_room(const struct store *s, uint32_t id)
+{
+	const struct tree_node *n = tree_get(s->tree, id);
+
+	return n ? store_room(s, file_bytes(s, n->file)) : 0;
+}
+
+void store_bytes(const struct store *s, uint64_t *own, uint64_t *meta)
+{
+	*meta = store_walk_bytes(s->metafd, 1);
+	*own = store_walk_bytes(s->dirfd, 0) - *meta;
+}
+
 static int take_lock(struct store *s, char *err, size_t errlen)
 {
 	const char *why = "";

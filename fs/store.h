@@ -195,6 +195,12 @@ int store_room(const struct store *s, uint64_t extra);
 /* Whether removing id (a rebase of its children) fits under the bound,
  * by a pessimistic estimate of the patches it writes: 0 or -ENOSPC. */
 int store_remove_room(const struct store *s, uint32_t id);
+/* Whether storing id again (chain_compact: its new file beside the old
+ * one until the commit, at most as large) fits: 0 or -ENOSPC. */
+int store_rewrite_room(const struct store *s, uint32_t id);
+/* Bytes of the regular files under .snapfs/ (derived data, logs,
+ * temporaries) and of the rest of the store, walked now. */
+void store_bytes(const struct store *s, uint64_t *own, uint64_t *meta);
 
 /* The shown name for a path: its file name without the last extension. */
 int store_name_of(const char *path, char *name, size_t cap);

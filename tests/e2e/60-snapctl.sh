@@ -18,7 +18,7 @@ exact_ctl() { ctl cat "$1" | cmp - "$ST/$2"; }
 
 # --- help, usage, exit codes ---
 check "snapctl --help" "$SNAPCTL" --help
-for c in init ls tree cat add rm mv describe check import export prune stats; do
+for c in init ls tree cat add rm mv describe check import export prune stats compact; do
 	"$SNAPCTL" "$c" --help >"$WORK/help.out" 2>&1 && grep -q "usage: snapctl.* $c" "$WORK/help.out" ||
 		notok "$c --help"
 done

@@ -91,11 +91,24 @@ static int derived_open(struct chain *c, const char *sub, const char *name,
 	return blob_from_fd(out, fd, label);
 }
 
+/* Said once, when a stock form's copy is made: how to do without it. */
+static void hint_compact(const struct prog_ctx *p, const char *form)
+{
+	chain_logf(p->c, CHAIN_LOG_INFO, "%s: stored as %s, read through a "
+		   "copy under %s/: `snapctl compact` stores it in a form read "
+		   "as it is (stock tools still decode it) and drops the copy",
+		   p->layer, form, STORE_META_DIR);
+}
+
 static int make_seekable(struct blob *in, int out_fd, void *arg,
 			 const char **why)
 {
 	struct zframe_writer_opts o = { 0 };
-	return zframe_transcode(in, out_fd, &o, prog_cb, arg, why);
+	int rc = zframe_transcode(in, out_fd, &o, prog_cb, arg, why);
+
+	if (!rc)
+		hint_compact(arg, "single-frame zstd");
+	return rc;
 }
 
 static int make_raw(struct blob *in, int out_fd, void *arg, const char **why)
@@ -107,7 +120,11 @@ static int make_raw(struct blob *in, int out_fd, void *arg, const char **why)
 static int make_plain(struct blob *in, int out_fd, void *arg,
 		      const char **why)
 {
-	return vcdiff_recode_plain(in, out_fd, prog_cb, arg, why);
+	int rc = vcdiff_recode_plain(in, out_fd, prog_cb, arg, why);
+
+	if (!rc)
+		hint_compact(arg, "one lzma stream across its windows");
+	return rc;
 }
 
 struct vcopy_ctx {
@@ -324,8 +341,10 @@ static int make_plain_xdelta3(struct blob *in, int out_fd, void *arg,
 	close(in_fd);
 	if (rc)
 		return rc;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		hint_compact(pc, "djw/fgk secondary compression");
 		return 0;
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		*why = "djw/fgk secondary compression needs stock xdelta3 for a "
 		       "one-time conversion: apt-get install xdelta3";

@@ -54,6 +54,11 @@ printf '%s\n' snapshot_5.patch snapshot_4.patch snapshot_3 snapshot_2.patch \
 	snapshot_1.patch snapshot_0.zst > "$S/increments.txt"
 check "the stock files decode with stock tools" stock_exact
 
+check "mount the stock store" snapfs_mount "$S" "$MNT"
+check "every snapshot exact through the mount" all_exact "$MNT"
+check "unmount" snapfs_umount "$MNT"
+check "the first mount's log points to snapctl compact for each stock form" \
+	test "$(grep -c 'snapctl compact. stores it' "$WORK/snapfs.mnt.log")" = 4
 check "snapctl reads the stock store" all_exact ctl
 check "... which needed copies: a seekable base in .snapfs/base" test -n "$(ls "$S/.snapfs/base")"
 check "... and plain patches in .snapfs/plain" test -n "$(ls "$S/.snapfs/plain"/*.vcdiff)"

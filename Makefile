@@ -95,7 +95,7 @@ layering:
 	@bad=$$(grep -nE '#include *[<"](fs/|fuse)' codec/*.[ch] cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"codec/' cache/*.[ch] 2>/dev/null; \
 	        grep -nE '#include *"fs/chain_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(chain|chmeta|sfile|sfile_sums|derive|ibuild|readahead|rebase|rvec|fcopy)\.c'); \
+	          grep -vxE 'fs/(chain|chmeta|sfile|sfile_sums|derive|ibuild|readahead|rebase|rvec|fcopy|vcopy|dlru)\.c'); \
 	        grep -nE '#include *"fs/fuse_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(fuse_ops|fuse_read|fuse_tree|fuse_write|fuse_int)\.[ch]'); \
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \

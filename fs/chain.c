@@ -432,6 +432,7 @@ int chain_open(struct chain **out, struct store *s,
 	c->s = s;
 	if (o)
 		c->o = *o;
+	clock_gettime(CLOCK_REALTIME_COARSE, &c->opened);
 	pthread_rwlock_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_mutex_init(&c->pf_lock, NULL);
@@ -753,7 +754,8 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "\nreply_splice_bytes %" PRIu64 "\nreply_pinned_bytes %"
 		 PRIu64 "\nreply_zero_bytes %" PRIu64 "\nreply_copied_bytes %"
 		 PRIu64 "\nfull_copies_made %" PRIu64 "\nfull_copy_read_bytes %"
-		 PRIu64 "\nfull_copies_dropped %" PRIu64 "\n",
+		 PRIu64 "\nfull_copies_dropped %" PRIu64
+		 "\nsections_decoded %" PRIu64 "\n",
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
@@ -768,7 +770,8 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 (uint64_t)atomic_load(&c->rv_copy),
 		 (uint64_t)atomic_load(&c->fc_made),
 		 (uint64_t)atomic_load(&c->fc_read),
-		 (uint64_t)atomic_load(&c->fc_dropped));
+		 (uint64_t)atomic_load(&c->fc_dropped),
+		 (uint64_t)atomic_load(&c->win_decoded));
 	return 0;
 }
 

@@ -78,6 +78,11 @@ struct chain_opts {
 	 * take at most this many bytes (least recently used go first).
 	 * 0: none made or read. */
 	uint64_t fcopy_max;
+	/* -o max_decoded: with decoded_bounded, the decoded copies of
+	 * windowed patches' sections (.snapfs/plain/ *.sect, fs/vcopy.c)
+	 * take at most decoded_max bytes (0: none made); else no bound. */
+	int decoded_bounded;
+	uint64_t decoded_max;
 };
 
 /* A copy: stays valid whatever happens to the snapshot afterwards. */

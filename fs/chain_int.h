@@ -18,8 +18,11 @@
  *   fs/readahead.c  ra_*              readahead threads and streams
  *   fs/rvec.c       (chain_readv)     reads as pieces for zero-copy
  *                                     replies
+ *   fs/vcopy.c      vcopy_*           decoded copies of windowed
+ *                                     patches' lzma sections
  *   fs/fcopy.c      fcopy_*           full copies of whole snapshots
  *                                     (-o materialize)
+ *   fs/dlru.c       dlru_*            those copies within a byte bound
  *
  *   fs/chmeta.c     (chain_set_*...)  descriptions, current, rename,
  *                                     digests, deep checks, holes
@@ -164,6 +167,9 @@ struct pf_job {
 struct chain {
 	struct store *s;
 	struct chain_opts o;
+	/* When it opened (CLOCK_REALTIME_COARSE, as file times are): a
+	 * derived copy used since has an mtime at or after it (fs/dlru.c). */
+	struct timespec opened;
 	struct bcache *cache;
 	/* Lock order: lock, then pool_lock or pf_lock; none is held while
 	 * reading stored files. pool_lock, then the cache's (lending). */
@@ -191,6 +197,8 @@ struct chain {
 	 * ranges, pinned cache blocks, zero runs, copied into scratch. */
 	atomic_uint_fast64_t rv_fd, rv_pin, rv_zero, rv_copy;
 	atomic_uint_fast64_t pf_checked;	/* blocks checked ahead */
+	/* Windowed patches' sections decoded for reads (no .sect copy). */
+	atomic_uint_fast64_t win_decoded;
 	/* Set once a reader may take file ranges (chain_readv allow_fd):
 	 * only then is checking raw blocks ahead worth a core. */
 	atomic_int fd_replies;
@@ -371,10 +379,30 @@ uint64_t derive_fstamp(const struct chain_layer *L, int native);
 /* Opens L's aux file named by L->aux_stamp (an index loaded or remapped
  * points into it). 0 or -errno. */
 int derive_aux_reopen(struct chain *c, struct chain_layer *L);
+/*
+ * Opens derived file .snapfs/SUB/NAME as a blob named after it, making it
+ * with make() from in (arg passed on) into a temporary file first if it
+ * does not exist: a derived copy is read as the stored file it stands
+ * for, through the same path. *out is the caller's. 0 or -errno (make's,
+ * with *why set by it).
+ */
+int derive_made(struct chain *c, const char *sub, const char *name,
+		int (*make)(struct blob *in, int out_fd, void *arg,
+			    const char **why),
+		struct blob *in, void *arg, const char **why,
+		struct blob **out);
 /* Saves x as the index of L (named after L->stamp) under .snapfs/index/
  * (logged on failure). 0 or -errno. */
 int derive_save_xindex(struct chain *c, const struct chain_layer *L,
 		       const struct xindex *x);
+
+/* --- fs/vcopy.c: decoded sections of windowed patches --- */
+
+/* Gives windowed patch L (opened, indexed or not) its decoded copy of
+ * the data sections (f->vcopy): the one the writer's encoder kept, one
+ * made earlier, or one made now, within -o max_decoded. Without one
+ * (no room, a failure: logged) reads decode sections. */
+void vcopy_attach(struct chain *c, struct chain_layer *L);
 
 /* --- fs/ibuild.c: index building --- */
 
@@ -388,7 +416,7 @@ int ibuild_index(struct chain *c, struct chain_layer *L);
  * recorded in L. */
 int ibuild_adopt(struct chain *c, struct chain_layer *L,
 		 struct chain_ibuild *ib);
-/* The decoded copy of the compressed data sections (derive_vcopy) from
+/* The decoded copy of the compressed data sections (vcopy_attach) from
  * the sections the encoder compressed, vsize bytes, which the writer's
  * check proved the patch decodes to (fs/wcheck.h): moved into
  * .snapfs/plain/name, and *out (the caller's) reads it under label.
@@ -413,6 +441,26 @@ void ra_stop(struct chain *c);
  * else 0. */
 int ra_note(struct chain *c, struct chain_stream *st,
 	    struct chain_layer *L, uint64_t off, size_t len);
+
+/* --- fs/dlru.c: optional copies within a byte bound --- */
+
+struct dlru_kind {
+	const char *sub;	/* .snapfs/SUB */
+	const char *suffix;	/* only names ending so; NULL: every file
+				 * (anything else there is deleted too) */
+	uint64_t max;		/* the bound, in bytes on disk */
+	const char *option;	/* for the log: "-o materialize" */
+};
+/* Deletes .snapfs/SUB/NAME and its checksums .snapfs/sums/NAME.sum. */
+void dlru_drop(struct chain *c, const char *sub, const char *name);
+/*
+ * Makes room for need more bytes of kind k, deleting the copies used
+ * least recently (mtime) first; one whose mtime is at or after *spare is
+ * kept (spare NULL: none is), so that a mount does not evict what it
+ * attached itself. 0, or -ENOSPC (nothing deleted) when need cannot fit.
+ */
+int dlru_room(struct chain *c, const struct dlru_kind *k, uint64_t need,
+	      const struct timespec *spare);
 
 /* --- fs/fcopy.c: full copies (-o materialize) --- */
 

@@ -5,7 +5,7 @@
  * zstd (or decompressed, with -o raw_base), a secondary-compressed patch is
  * converted once into plain VCDIFF (djw/fgk through stock xdelta3) unless
  * its windows decode alone (windowed lzma, read as it is: fs/sfile.c; its
- * data sections decoded once into a raw .sect copy, derive_vcopy), and a
+ * data sections decoded once into a raw .sect copy, fs/vcopy.c), and a
  * saved index is loaded with its aux file. Derived files are made in
  * .snapfs/tmp and renamed into place, and are named after the layer's
  * stamp, so a replaced layer file simply misses them. They are always
@@ -22,8 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,13 +49,8 @@ static void prog_cb(void *ctx, uint64_t done, uint64_t total)
 	chain_progress(p->c, p->layer, p->what, done, total);
 }
 
-/*
- * Opens derived file `name` in subdirectory `sub` as a blob named after
- * it, making it with make() from in into a temporary file first if it
- * does not exist: a derived copy is read as the stored file it stands
- * for, through the same path. *out is the caller's. 0 or -errno.
- */
-static int derived_open(struct chain *c, const char *sub, const char *name,
+/* Declared in fs/chain_int.h. */
+int derive_made(struct chain *c, const char *sub, const char *name,
 			int (*make)(struct blob *in, int out_fd, void *arg,
 				    const char **why),
 			struct blob *in, void *arg, const char **why,
@@ -125,147 +118,6 @@ static int make_plain(struct blob *in, int out_fd, void *arg,
 	if (!rc)
 		hint_compact(arg, "one lzma stream across its windows");
 	return rc;
-}
-
-struct vcopy_ctx {
-	struct chain *c;
-	struct chain_layer *L;
-	int out_fd;
-	atomic_size_t next;	/* the next section to decode */
-	atomic_int rc;		/* the first error */
-};
-
-/* Decodes sections into their places in the copy until none is left or
- * one fails. progress: the one thread that reports (chain_progress). */
-static void vcopy_work(struct vcopy_ctx *x, int progress)
-{
-	struct sfile *f = &x->L->data;
-	uint8_t *buf = malloc(VCDIFF_WIN_MAX);
-	size_t k;
-	int rc = buf ? 0 : -ENOMEM;
-
-	while (!rc && !atomic_load(&x->rc) &&
-	       (k = atomic_fetch_add(&x->next, 1)) < f->nv) {
-		uint64_t end = k + 1 < f->nv ? f->vbase[k + 1] : f->vsize;
-		size_t n = (size_t)(end - f->vbase[k]);
-		if (n > VCDIFF_WIN_MAX)
-			rc = -EBADMSG;
-		else if (!(rc = sfile_win_decode(x->c, f, k, buf)))
-			rc = fdio_pwrite(x->out_fd, buf, n, f->vbase[k]);
-		if (progress && (k & 63) == 0)
-			chain_progress(x->c, x->L->name, "decoding lzma "
-				       "sections", k, f->nv);
-	}
-	if (rc) {
-		int none = 0;
-		atomic_compare_exchange_strong(&x->rc, &none, rc);
-	}
-	free(buf);
-}
-
-static void *vcopy_worker(void *arg)
-{
-	vcopy_work(arg, 0);
-	return NULL;
-}
-
-/* How many threads decode a layer's sections: every core, up to 4. */
-#define VCOPY_THREADS 4
-
-/* The decoded data sections of windowed patch L->data, in virtual order
- * (fs/sfile.c): what [size, size + vsize) of it reads as. Sections are
- * decoded on every core (up to VCOPY_THREADS): the first mount of a
- * chain written before these copies existed decodes all of them (55.9 s
- * for a chain of 100 GiB-layers on one core). */
-static int make_vcopy(struct blob *in, int out_fd, void *arg,
-		      const char **why)
-{
-	struct vcopy_ctx *x = arg;
-	struct sfile *f = &x->L->data;
-	pthread_t t[VCOPY_THREADS - 1];
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	int nt = 0, rc;
-
-	(void)in;
-	x->out_fd = out_fd;
-	atomic_init(&x->next, 0);
-	atomic_init(&x->rc, 0);
-	while (nt + 1 < cores && nt + 1 < VCOPY_THREADS &&
-	       (size_t)nt + 1 < f->nv &&
-	       pthread_create(&t[nt], NULL, vcopy_worker, x) == 0)
-		nt++;
-	vcopy_work(x, 1);
-	for (int i = 0; i < nt; i++)
-		pthread_join(t[i], NULL);
-	rc = atomic_load(&x->rc);
-	if (!rc && ftruncate(out_fd, (off_t)f->vsize) < 0)
-		rc = -errno;	/* empty sections at the end: still vsize */
-	if (!rc)
-		chain_progress(x->c, x->L->name, "decoding lzma sections",
-			       f->nv, f->nv);
-	if (rc == -EIO || rc == -EBADMSG)
-		*why = "a section does not decode (see the log)";
-	return rc;
-}
-
-/*
- * Windowed patch L: its lzma data sections decoded once into a raw
- * derived file, read (checked per 4 KiB like any raw file) instead of
- * decoding a whole section for each read that misses the cache.
- * Measured (tests/bench/depth.sh, 1 GiB generated states written
- * through the mount, so every patch windowed): reading the newest of
- * 101 layers decoded every layer's sections, most of whose bytes later
- * layers replace: 50 MB/s cold, random 4 KiB p99 62 ms (11 ms at depth
- * 1). The copy costs what the literals take decompressed, under
- * .snapfs/plain; without it (no room, a failure) reads decode as before.
- */
-static void derive_vcopy(struct chain *c, struct chain_layer *L)
-{
-	struct sfile *f = &L->data, *v;
-	struct vcopy_ctx x = { .c = c, .L = L };
-	const char *why = NULL;
-	char name[300];
-	struct blob *b;
-	int rc;
-
-	if (!f->vsize || f->vcopy)
-		return;
-	layer_derived_name(name, sizeof(name), L, L->fstamp, "sect");
-	/* Written into the mount: the sections the encoder compressed,
-	 * proved to decode to them, instead of decoding them again (that
-	 * had cost a QEMU write 0.1-0.2 s at commit). */
-	rc = -ENOENT;
-	if (L->built) {
-		char label[400];
-		snprintf(label, sizeof(label), "%s/plain/%s", STORE_META_DIR,
-			 name);
-		rc = ibuild_sect_adopt(c, L->built, f->vsize, name, label, &b);
-	}
-	if (rc)
-		rc = derived_open(c, "plain", name, make_vcopy, L->blob, &x,
-				  &why, &b);
-	if (rc) {
-		chain_logf(c, CHAIN_LOG_WARN, "%s: no decoded copy of its lzma "
-			   "sections (%s/plain/%s): %s; its reads decode them",
-			   L->name, STORE_META_DIR, name,
-			   why ? why : strerror(-rc));
-		return;
-	}
-	if (blob_size(b) != f->vsize || !(v = calloc(1, sizeof(*v)))) {
-		blob_put(b);
-		return;
-	}
-	v->wfd = -1;
-	sfile_raw(c, L, v, b, f->vsize, name);
-	v->derived = 1;
-	snprintf(v->label, sizeof(v->label), "%.100s (decoded sections "
-		 "%s/plain/%.200s)", L->path, STORE_META_DIR, name);
-	if (sfile_sums_get(c, L, v, L->fstamp, "sect.sum") < 0) {
-		sfile_close(c, v);
-		free(v);
-		return;
-	}
-	f->vcopy = v;
 }
 
 /*
@@ -424,7 +276,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		struct prog_ctx pc = { c, L->name, "decompressing the base "
 				       "(raw_base; first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "raw");
-		rc = derived_open(c, "base", name, make_raw, L->blob, &pc,
+		rc = derive_made(c, "base", name, make_raw, L->blob, &pc,
 				  &why, &b);
 		if (rc) {
 			layer_damage(L, "%s: cannot decompress: %s", L->path,
@@ -453,7 +305,7 @@ int derive_open_base(struct chain *c, struct chain_layer *L, char *err,
 		struct prog_ctx pc = { c, L->name, "converting base to "
 				       "seekable zstd (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "zst");
-		rc = derived_open(c, "base", name, make_seekable, L->blob,
+		rc = derive_made(c, "base", name, make_seekable, L->blob,
 				  &pc, &why, &b);
 		if (rc) {
 			layer_damage(L, "%s: cannot convert to seekable "
@@ -669,7 +521,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		struct prog_ctx pc = { c, L->name, "converting patch to plain "
 				       "VCDIFF (first mount only)" };
 		layer_derived_name(name, sizeof(name), L, L->fstamp, "vcdiff");
-		rc = derived_open(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
+		rc = derive_made(c, "plain", name, sec == VCDIFF_SEC_LZMA ?
 				  make_plain : make_plain_xdelta3, L->blob,
 				  &pc, &why, &b);
 		if (rc) {
@@ -703,7 +555,7 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
 		return 0;
 	}
 	if (native)
-		derive_vcopy(c, L);
+		vcopy_attach(c, L);
 	layer_derived_name(name, sizeof(name), L, L->stamp, "idx");
 	store_derived_want(c->s, "index", name);
 	struct fid_set fs;

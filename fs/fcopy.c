@@ -41,7 +41,6 @@
  */
 #include "fs/chain_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -78,11 +77,7 @@ static void names(const struct chain_layer *L, char *name, char *sums,
 /* Deletes a copy and its checksums (stale, damaged or evicted). */
 static void drop_files(struct chain *c, const char *name)
 {
-	char sums[300];
-
-	unlinkat(store_subdir(c->s, "full"), name, 0);
-	snprintf(sums, sizeof(sums), "%s.sum", name);
-	unlinkat(store_subdir(c->s, "sums"), sums, 0);
+	dlru_drop(c, "full", name);
 }
 
 void fcopy_attach(struct chain *c, struct chain_layer *L)
@@ -168,91 +163,16 @@ int fcopy_read(struct chain *c, struct chain_layer *L, struct sfile *F,
 
 /* --- making copies --- */
 
-struct entry {
-	char name[256];
-	uint64_t bytes;
-	struct timespec used;
-};
-
-static int by_use(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-
-	if (x->used.tv_sec != y->used.tv_sec)
-		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
-	return x->used.tv_nsec < y->used.tv_nsec ? -1 :
-	       x->used.tv_nsec > y->used.tv_nsec;
-}
-
 /*
  * Makes room for need more bytes under .snapfs/full within the bound,
- * deleting the copies used least recently (never keep, the one being
- * made). Anything there that is not a regular file goes too. 0, or
- * -ENOSPC if need does not fit even alone.
+ * deleting the copies used least recently (fs/dlru.c). 0, or -ENOSPC if
+ * need does not fit even alone.
  */
 static int make_room(struct chain *c, uint64_t need)
 {
-	int dfd = dup(store_subdir(c->s, "full"));
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	struct entry *e = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0;
-	struct dirent *de;
-	int rc = 0;
-
-	if (need > c->o.fcopy_max)
-		rc = -ENOSPC;
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
-		return rc ? rc : -EIO;
-	}
-	/* The dup shares its offset with the store's own fd. */
-	rewinddir(d);
-	while (!rc && (de = readdir(d))) {
-		struct stat st;
-		if (de->d_name[0] == '.')
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st,
-			    AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (!S_ISREG(st.st_mode) ||
-		    strlen(de->d_name) >= sizeof(e->name)) {
-			unlinkat(dirfd(d), de->d_name, 0);
-			continue;
-		}
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct entry *ne = realloc(e, nc * sizeof(*e));
-			if (!ne) {
-				rc = -ENOMEM;
-				break;
-			}
-			e = ne;
-			cap = nc;
-		}
-		snprintf(e[n].name, sizeof(e[n].name), "%s", de->d_name);
-		e[n].bytes = (uint64_t)st.st_blocks * 512;
-		e[n].used = st.st_mtim;
-		total += e[n].bytes;
-		n++;
-	}
-	if (!rc) {
-		if (n)
-			qsort(e, n, sizeof(*e), by_use);
-		for (size_t i = 0; i < n && total + need > c->o.fcopy_max;
-		     i++) {
-			drop_files(c, e[i].name);
-			total -= e[i].bytes;
-			chain_logf(c, CHAIN_LOG_INFO, "-o materialize: "
-				   "deleted the full copy %s/full/%s (used "
-				   "least recently) to make room",
-				   STORE_META_DIR, e[i].name);
-		}
-	}
-	free(e);
-	closedir(d);
-	return rc;
+	struct dlru_kind k = { "full", NULL, c->o.fcopy_max,
+			       "-o materialize" };
+	return dlru_room(c, &k, need, NULL);
 }
 
 static double now_s(void)

@@ -412,7 +412,7 @@ struct chain_ibuild {
 	uint64_t aux_size;
 	char aux_tmp[80];	/* its name in .snapfs/tmp */
 	/* The compressed data sections as the encoder had them before lzma,
-	 * in the order a .sect copy holds them (derive_vcopy): -1 until
+	 * in the order a .sect copy holds them (vcopy_attach): -1 until
 	 * the first, -2 once a write failed (then none is handed over). */
 	int sect_fd;
 	char sect_tmp[80];
@@ -487,7 +487,7 @@ static int build_aux_put(void *ctx, const uint8_t *buf, size_t len,
 }
 
 /* A compressed data section, kept for the layer's .sect copy at offset
- * ib->vsize. Only derived data: a failure costs the copy (derive_vcopy
+ * ib->vsize. Only derived data: a failure costs the copy (vcopy_attach
  * then decodes the sections), never the index. */
 static void sect_put(struct chain_ibuild *ib, const struct vcdiff_enc_win *w)
 {

@@ -48,6 +48,7 @@ struct opts {
 	char *log;
 	char *max_store;	/* -o max_store=SIZE: capacity bound */
 	char *materialize;	/* -o materialize=SIZE: full copies */
+	char *max_decoded;	/* -o max_decoded=SIZE: .sect copies */
 	/* A store in a bucket (s3://BUCKET/PREFIX): see fs/remote.h. */
 	char *endpoint, *cache_dir, *disk_cache, *s3_chunk, *s3_part, *prefetch;
 	unsigned s3_parallel, s3_timeout, s3_retries;
@@ -77,6 +78,7 @@ static const struct fuse_opt opt_spec[] = {
 	{ "log=%s", offsetof(struct opts, log), 0 },
 	{ "max_store=%s", offsetof(struct opts, max_store), 0 },
 	{ "materialize=%s", offsetof(struct opts, materialize), 0 },
+	{ "max_decoded=%s", offsetof(struct opts, max_decoded), 0 },
 	{ "endpoint=%s", offsetof(struct opts, endpoint), 0 },
 	{ "cache_dir=%s", offsetof(struct opts, cache_dir), 0 },
 	{ "disk_cache=%s", offsetof(struct opts, disk_cache), 0 },
@@ -127,6 +129,12 @@ static void usage(const char *prog)
 	       "SIZE bytes,\n"
 	       "                           least recently used deleted first "
 	       "(default: none)\n"
+	       "    -o max_decoded=SIZE    at most SIZE bytes of decoded lzma "
+	       "sections under\n"
+	       "                           .snapfs/plain/ (fast deep reads; "
+	       "without a copy a\n"
+	       "                           read decodes; 0: none; default: "
+	       "no bound)\n"
 	       "    -o log=FILE            log there once mounted (default when "
 	       "daemonized:\n"
 	       "                           syslog, or STORE/.snapfs/log without "
@@ -194,7 +202,8 @@ static int opt_proc(void *data, const char *arg, int key,
 	return 1;	/* kept for libfuse */
 }
 
-static int parse_size(const char *s, size_t *out)
+/* A size with an optional K/M/G suffix, at least min bytes. */
+static int parse_size_min(const char *s, size_t *out, unsigned long long min)
 {
 	char *end;
 	unsigned long long v;
@@ -213,10 +222,15 @@ static int parse_size(const char *s, size_t *out)
 		end++;
 	if (*end == 'B')
 		end++;
-	if (*end || v < (1u << 20))
+	if (*end || v < min)
 		return -EINVAL;
 	*out = (size_t)v;
 	return 0;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	return parse_size_min(s, out, 1u << 20);
 }
 
 /*
@@ -502,6 +516,18 @@ int main(int argc, char *argv[])
 		goto out1;
 	}
 	co.fcopy_max = fcopy_max;
+	if (o.max_decoded) {
+		size_t v = 0;
+		/* 0 is a bound too: no decoded copies at all. */
+		if (parse_size_min(o.max_decoded, &v, 0) < 0) {
+			fprintf(stderr, "snapfs: -o max_decoded=%s: give a "
+				"size, like 500M (0: none)\n",
+				o.max_decoded);
+			goto out1;
+		}
+		co.decoded_bounded = 1;
+		co.decoded_max = v;
+	}
 	if (log_new(&m.log) < 0)
 		goto out1;
 	lc.log = m.log;
@@ -648,6 +674,7 @@ out1:
 	free(o.endpoint);
 	free(o.cache_dir);
 	free(o.materialize);
+	free(o.max_decoded);
 	free(o.disk_cache);
 	free(o.s3_chunk);
 	free(o.s3_part);

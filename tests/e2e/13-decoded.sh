@@ -1,0 +1,74 @@
+#!/bin/sh
+# -o max_decoded=SIZE (fs/vcopy.c, fs/dlru.c): the decoded copies of the
+# lzma sections of patches written through the mount (.snapfs/plain/
+# *.sect) are optional derived data under a bound. Checked with ordinary
+# tools: a default mount keeps one per patch; a bound of 0 deletes them
+# and every snapshot still reads byte-exact, its reads decoding sections
+# (the stats say so); a default mount makes them again; a bound with room
+# for one keeps the oldest layer's and no more; a write into a mount
+# with a bound of 0 keeps none; a lowered bound trims what an earlier
+# mount left; the log says why a layer has none.
+. tests/e2e/lib.sh
+
+ST=$WORK/states; S=$WORK/store; MNT=$WORK/mnt
+LOG=$WORK/snapfs.mnt.log
+mkdir -p "$ST" "$S"
+for k in 0 1 2 3 4; do
+	"$SNAPGEN" --seed 13 --size 12M --index $k -o "$ST/state_$k"
+done
+stat_of() { # NAME: a counter of the mount's stats xattr
+	python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.snapfs.stats').decode())" "$MNT" |
+		sed -n "s/^$1 //p"
+}
+nsect() { find "$S/.snapfs/plain" -maxdepth 1 -type f -name '*.sect' 2>/dev/null | wc -l; }
+sect_bytes() { find "$S/.snapfs/plain" -maxdepth 1 -type f -name '*.sect' -printf '%s\n' | awk '{t+=$1} END {print t+0}'; }
+all_exact() { # [FIRST]: snapshots FIRST..3 through the mount
+	k=${1:-0}
+	while [ $k -le 3 ]; do cmp "$MNT/snapshot_$k" "$ST/state_$k" || return 1; k=$((k+1)); done
+}
+remount() { snapfs_umount "$MNT"; snapfs_mount "$S" "$MNT" "$@"; }
+
+check "mount an empty store" snapfs_mount "$S" "$MNT"
+for k in 0 1 2 3; do
+	check "cat > snapshot_$k" sh -c "cat '$ST/state_$k' > '$MNT/snapshot_$k'"
+done
+check "every snapshot exact" all_exact
+check "a default mount keeps a decoded copy per patch (3: $(nsect))" test "$(nsect)" -eq 3
+check "reads went through the copies: no section decoded ($(stat_of sections_decoded))" \
+	test "$(stat_of sections_decoded)" = 0
+total=$(sect_bytes)
+
+check "remount with -o max_decoded=0" remount -o max_decoded=0
+check "... which deleted every decoded copy ($(nsect) left)" test "$(nsect)" -eq 0
+check "every snapshot still exact" all_exact
+check "... its reads decoding sections ($(stat_of sections_decoded))" \
+	test "$(stat_of sections_decoded)" -gt 0
+check "the log says why a layer has no copy" \
+	grep -q "snapshot_3: no decoded copy of its lzma sections .*max_decoded=0" "$LOG"
+check "a snapshot written into that mount" sh -c "cat '$ST/state_4' > '$MNT/snapshot_4'"
+check "... reads back exact" cmp "$MNT/snapshot_4" "$ST/state_4"
+check "... and kept no decoded copy ($(nsect))" test "$(nsect)" -eq 0
+check "... nor left its temporary copy in .snapfs/tmp" \
+	test -z "$(find "$S/.snapfs/tmp" -name 'sect.*' 2>/dev/null)"
+check "rm snapshot_4" rm "$MNT/snapshot_4"
+
+check "remount without a bound" remount
+check "the copies are made again ($(nsect))" test "$(nsect)" -eq 3
+check "... the same bytes as before ($(sect_bytes) of $total)" test "$(sect_bytes)" = "$total"
+check "every snapshot exact" all_exact
+
+# Room for the oldest layer's copy only (the copies differ in size a
+# little; the bound is the largest copy's disk use plus half of it).
+one=$(find "$S/.snapfs/plain" -maxdepth 1 -name '*.sect' -printf '%b\n' | sort -n | tail -1)
+bound=$(( (one * 512 * 3 / 2 + 1023) / 1024 ))K
+first=$(ls "$S/.snapfs/plain" | grep '\.sect$' | sort -n | head -1)
+check "remount with -o max_decoded=$bound (room for one copy)" remount -o max_decoded=$bound
+check "one decoded copy is left ($(nsect))" test "$(nsect)" -eq 1
+check "... the oldest layer's ($first)" test -f "$S/.snapfs/plain/$first"
+check "... within the bound" test "$(find "$S/.snapfs/plain" -name '*.sect' -printf '%b\n' | awk '{t+=$1*512} END {print t}')" -le "$(( ${bound%K} * 1024 ))"
+check "every snapshot exact" all_exact
+check "unmount" snapfs_umount "$MNT"
+check "no sanitizer report" sh -c "! grep -q Sanitizer '$LOG'"
+check "a bad value is refused with a message naming the option" \
+	sh -c "'$SNAPFS' -f -o max_decoded=12X '$S' '$MNT' 2>&1 | grep -q 'max_decoded=12X: give a size'"
+e2e_done

@@ -366,7 +366,8 @@ static int derived_live(struct chain *c, const char *name)
 			continue;
 		if (!strcmp(ext, "idx"))
 			return stamp == L->stamp;
-		if (!strcmp(ext, "aux") || !strcmp(ext, "aux.sum"))
+		if (!strcmp(ext, "aux") || !strcmp(ext, "aux.sum") ||
+		    !strcmp(ext, "auxz"))
 			return stamp == L->aux_stamp;
 		if (!strcmp(ext, "full") || !strcmp(ext, "full.sum"))
 			return stamp == L->stamp;

@@ -376,6 +376,10 @@ int derive_open_patch(struct chain *c, struct chain_layer *L, char *err,
  * natively as windowed (SF_WINDOWED): its extents' offsets mean something
  * else than those of the converted copy an older snapfs made. */
 uint64_t derive_fstamp(const struct chain_layer *L, int native);
+/* Makes L->aux read b (taken), a seekable zstd aux file named label:
+ * SF_ZSTD, its frames' checksums checking it. 0 or -errno (logged). */
+int derive_aux_zstd(struct chain *c, struct chain_layer *L, struct blob *b,
+		    const char *label);
 /* Opens L's aux file named by L->aux_stamp (an index loaded or remapped
  * points into it). 0 or -errno. */
 int derive_aux_reopen(struct chain *c, struct chain_layer *L);

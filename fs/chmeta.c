@@ -371,10 +371,23 @@ int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 	rc = verify_sfile(&L->data, err, errlen);
 	if (!rc)
 		rc = verify_sfile(&L->aux, err, errlen);
-	/* The layer file itself, whole: what the store says about it. */
 	buf = rc ? NULL : malloc((size_t)1 << 20);
 	if (!rc && !buf)
 		rc = -ENOMEM;
+	/* A compressed aux file: every frame decoded, its checksum checked. */
+	for (uint64_t off = 0; !rc && L->aux.kind == SF_ZSTD &&
+	     off < L->aux.size; off += (uint64_t)1 << 20) {
+		size_t n = L->aux.size - off < ((uint64_t)1 << 20) ?
+			   (size_t)(L->aux.size - off) : (size_t)1 << 20;
+		if (sfile_pread(c, &L->aux, off, buf, n) < 0) {
+			rc = -EIO;
+			msg_say(err, errlen, "%s: does not decode in bytes %"
+				PRIu64 "-%" PRIu64 "; it is derived data: "
+				"delete it and mount again to rebuild it",
+				L->aux.label, off, off + n - 1);
+		}
+	}
+	/* The layer file itself, whole: what the store says about it. */
 	for (uint64_t off = 0; !rc && off < blob_size(L->blob);) {
 		ssize_t r = blob_pread(L->blob, buf, (size_t)1 << 20, off);
 		if (r <= 0) {

@@ -332,17 +332,46 @@ opened:
 	return xindex_new_file(&L->x, fid, L->size);
 }
 
+int derive_aux_zstd(struct chain *c, struct chain_layer *L, struct blob *b,
+		    const char *label)
+{
+	const char *why = NULL;
+	struct zframe *z = NULL;
+	int rc = zframe_open(&z, b, &why);
+
+	if (rc) {
+		chain_logf(c, CHAIN_LOG_WARN, "%s: %s", label,
+			   why ? why : strerror(-rc));
+		blob_put(b);
+		return rc;
+	}
+	sfile_raw(c, L, &L->aux, b, 0, label);
+	L->aux.kind = SF_ZSTD;
+	L->aux.z = z;
+	L->aux.size = zframe_size(z);
+	L->aux.derived = 1;
+	return 0;
+}
+
 int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 {
 	char name[300], label[sizeof(L->aux.label)];
 	struct blob *b = NULL;
 	int rc;
 
+	/* Derived, read as stored files are: the local file, or in a
+	 * bucket store another host's, read lazily (a restore reads most
+	 * of it, a mount none). Compressed since 2026-12-04 (ibuild.c
+	 * aux_store); a raw one an older snapfs made is read as it is. */
+	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
+	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
+	rc = store_derived_blob(c->s, "aux", name, label, &b);
+	if (rc == 0)
+		return derive_aux_zstd(c, L, b, label);
+	if (rc != -ENOENT)
+		return rc;
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
-	/* Derived, read as stored files are: the local file, or in a
-	 * bucket store another host's, read lazily (it is about as large
-	 * as the patch; a restore reads most of it, a mount none). */
 	rc = store_derived_blob(c->s, "aux", name, label, &b);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;

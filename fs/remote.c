@@ -639,10 +639,15 @@ int remote_fetch_derived(struct remote *r, const char *sub, const char *name)
  * patches) goes up compressed, as NAME.zst in the seekable format, and is
  * read through a zblob: every host that reads a snapshot fetches these,
  * and an aux file (target copies materialised) is mostly repeats. Indexes
- * and checksums are fetched whole and small: they go up as they are.
+ * and checksums are fetched whole and small: they go up as they are, and
+ * so do aux files made compressed already (.auxz, fs/ibuild.c).
  */
-static int compressed_sub(const char *sub)
+static int compressed_sub(const char *sub, const char *name)
 {
+	size_t n = strlen(name);
+
+	if (n > 5 && !strcmp(name + n - 5, ".auxz"))
+		return 0;
 	return !strcmp(sub, "aux") || !strcmp(sub, "plain");
 }
 
@@ -707,8 +712,8 @@ int remote_put_derived(struct remote *r, const char *sub, const char *name)
 	if (fd < 0)
 		return -errno;
 	snprintf(key, sizeof(key), "%s/%s/%s%s", STORE_META_DIR, sub, name,
-		 compressed_sub(sub) ? ".zst" : "");
-	if (compressed_sub(sub))
+		 compressed_sub(sub, name) ? ".zst" : "");
+	if (compressed_sub(sub, name))
 		rc = put_zst(r, fd, key, name, m, sizeof(m));
 	else if (fstat(fd, &st) < 0)
 		rc = -errno;
@@ -731,7 +736,7 @@ int remote_open_derived(struct remote *r, const char *sub, const char *name,
 	struct blob *z;
 	int rc;
 
-	if (compressed_sub(sub)) {
+	if (compressed_sub(sub, name)) {
 		snprintf(key, sizeof(key), "%s/%s/%s.zst", STORE_META_DIR, sub,
 			 name);
 		rc = remote_open_blob(r, key, &z, NULL, 0);

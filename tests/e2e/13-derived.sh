@@ -1,5 +1,9 @@
 #!/bin/sh
-# -o max_decoded=SIZE (fs/vcopy.c, fs/dlru.c): the decoded copies of the
+# Derived data kept small (issue 10). Aux files (fs/ibuild.c aux_store)
+# are seekable zstd that stock zstd decodes; damage in one is named by
+# snapctl check --deep and by a read's EIO, and a mount after deleting
+# .snapfs/ makes them again. -o max_decoded=SIZE (fs/vcopy.c,
+# fs/dlru.c): the decoded copies of the
 # lzma sections of patches written through the mount (.snapfs/plain/
 # *.sect) are optional derived data under a bound. Checked with ordinary
 # tools: a default mount keeps one per patch; a bound of 0 deletes them
@@ -37,6 +41,35 @@ check "a default mount keeps a decoded copy per patch (3: $(nsect))" test "$(nse
 check "reads went through the copies: no section decoded ($(stat_of sections_decoded))" \
 	test "$(stat_of sections_decoded)" = 0
 total=$(sect_bytes)
+naux=$(find "$S/.snapfs/aux" -name '*.auxz' | wc -l)
+check "aux files are kept compressed ($naux .auxz, no raw .aux)" \
+	test "$naux" -ge 1 -a -z "$(find "$S/.snapfs/aux" -name '*.aux')"
+check "... as zstd that stock zstd checks" \
+	sh -c 'for f in "$1"/*.auxz; do zstd -q -t "$f" || exit 1; done' sh "$S/.snapfs/aux"
+
+# Damage in an aux file: a bit flipped in the middle of the largest one.
+snapfs_umount "$MNT"
+aux=$(ls -S "$S/.snapfs/aux"/*.auxz | head -1)
+cp -p "$aux" "$WORK/aux.orig"
+python3 -c "
+import sys; p=sys.argv[1]; f=open(p,'r+b'); f.seek(0,2); o=f.tell()//2
+f.seek(o); b=f.read(1); f.seek(o); f.write(bytes([b[0]^0x10]))" "$aux"
+"$TOP/$BUILD/snapctl" -s "$S" check --deep > "$WORK/chk.out" 2>&1
+check "snapctl check --deep of a flipped bit in an aux file exits 1" test $? = 1
+check "... naming the aux file" grep -q "$(basename "$aux")" "$WORK/chk.out"
+check "mount over the damaged aux file" snapfs_mount "$S" "$MNT"
+bad=0
+for k in 1 2 3; do
+	cat "$MNT/snapshot_$k" > /dev/null 2>"$WORK/cat.err" || bad=$((bad + 1))
+done
+check "a read through the damaged frame fails ($bad of 3 snapshots)" test $bad -ge 1
+check "... with EIO" grep -q 'Input/output error' "$WORK/cat.err"
+check "... and the log names the aux file" grep -q "$(basename "$aux")" "$LOG"
+snapfs_umount "$MNT"
+rm -rf "$S/.snapfs"
+check "after deleting .snapfs/, a mount makes it again" snapfs_mount "$S" "$MNT"
+check "every snapshot exact" all_exact
+check "... the aux file made again is the same bytes" cmp "$aux" "$WORK/aux.orig"
 
 check "remount with -o max_decoded=0" remount -o max_decoded=0
 check "... which deleted every decoded copy ($(nsect) left)" test "$(nsect)" -eq 0

@@ -103,6 +103,13 @@ void fuse_write_pending_stat(struct snapfs_mount *m, struct stat *st);
 void fuse_write_reopen(struct snapfs_mount *m, fuse_req_t req,
 		       struct fuse_file_info *fi);
 void fuse_write_wait_commit(struct snapfs_mount *m);
+/* Waits (m->lock held) while a writer commits, and while one looks
+ * closed with its RELEASE still to come (close() returns before the
+ * kernel sends it), the latter until *until: what a listing or a new
+ * file must see first. fuse_write_deadline sets until. */
+void fuse_write_settle_locked(struct snapfs_mount *m,
+			      const struct timespec *until);
+void fuse_write_deadline(struct timespec *until);
 
 /* Lets go of the readers still open after the session ended (their
  * RELEASE will never come). fs/fuse_ops.c; called by fuse_ops_cleanup. */

@@ -48,8 +48,11 @@ void fuse_log_msg(struct snapfs_mount *m, const char *msg)
 
 void fuse_ops_settle(struct snapfs_mount *m)
 {
+	struct timespec until;
+
+	fuse_write_deadline(&until);
 	pthread_mutex_lock(&m->lock);
-	fuse_write_wait_commit(m);
+	fuse_write_settle_locked(m, &until);
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -62,6 +62,8 @@ void fuse_tree_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	/* `cat x > M/a; ls M` lists a: its RELEASE may still be coming. */
+	fuse_ops_settle(m);
 	n = chain_count(m->chain) + 8;
 	ids = malloc(n * sizeof(*ids));
 	cap = n + 4 + SNAPFS_MAX_LINKS;

@@ -39,6 +39,53 @@ void fuse_write_pending_stat(struct snapfs_mount *m, struct stat *st)
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
+/* How long a create waits for the RELEASE of a file that was written and
+ * closed (see closed_unreleased). */
+#define RELEASE_WAIT_S 5
+
+/*
+ * Whether the file being written looks closed with its RELEASE still to
+ * come: data written, all of it finished by a FLUSH, no error. close()
+ * returns once FLUSH is answered and the kernel sends RELEASE after, so
+ * `cat a > M/x; cat b > M/y` could create y before x's release, and got
+ * EBUSY (seen writing 100 snapshots back to back, tests/bench/depth.sh).
+ * A writer still open that merely flushed (fsync, a dup closed) also
+ * looks so: the wait for it is bounded. Caller holds m->lock.
+ */
+static int closed_unreleased(struct snapfs_mount *m)
+{
+	return writer_size(m->w) > 0 && !writer_dirty(m->w) &&
+	       writer_status(m->w) == 0 && !writer_awaits_fixup(m->w);
+}
+
+static int passed(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec != t->tv_sec ? now.tv_sec > t->tv_sec :
+	       now.tv_nsec >= t->tv_nsec;
+}
+
+void fuse_write_settle_locked(struct snapfs_mount *m,
+			      const struct timespec *until)
+{
+	for (;;) {
+		if (m->w && m->w_committing)
+			pthread_cond_wait(&m->changed, &m->lock);
+		else if (m->w && closed_unreleased(m) && !passed(until))
+			pthread_cond_timedwait(&m->changed, &m->lock, until);
+		else
+			return;
+	}
+}
+
+void fuse_write_deadline(struct timespec *until)
+{
+	clock_gettime(CLOCK_REALTIME, until);
+	until->tv_sec += RELEASE_WAIT_S;
+}
+
 /* Waits while a finished writer commits (caller holds m->lock). */
 void fuse_write_wait_commit(struct snapfs_mount *m)
 {
@@ -99,7 +146,9 @@ static void drop_held(struct snapfs_mount *m)
 /*
  * A new snapshot, a child of current. One at a time. A create that
  * arrives while the previous snapshot commits waits for it (saves done
- * back to back); one that arrives while it is still open gets EBUSY.
+ * back to back), as does one that arrives between the previous file's
+ * close() and its RELEASE (for up to RELEASE_WAIT_S); one that arrives
+ * while it is still open gets EBUSY.
  */
 void fuse_write_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
@@ -124,13 +173,17 @@ void fuse_write_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* The writer reads current and reserves an id: serialised with the
 	 * other changes. A commit in progress needs the change lock too, so
 	 * it is waited for without holding it. */
+	struct timespec until;
+	fuse_write_deadline(&until);
 	for (;;) {
 		pthread_mutex_lock(&m->change);
 		pthread_mutex_lock(&m->lock);
-		if (!m->w || !m->w_committing)
+		/* Past the deadline, a writer still open is refused below. */
+		if (!m->w || (!m->w_committing &&
+			      (!closed_unreleased(m) || passed(&until))))
 			break;
 		pthread_mutex_unlock(&m->change);
-		fuse_write_wait_commit(m);
+		fuse_write_settle_locked(m, &until);
 		pthread_mutex_unlock(&m->lock);
 	}
 	drop_held(m);

@@ -199,6 +199,7 @@ struct chain {
 	atomic_uint_fast64_t pf_checked;	/* blocks checked ahead */
 	/* Windowed patches' sections decoded for reads (no .sect copy). */
 	atomic_uint_fast64_t win_decoded;
+	atomic_int vc_said;	/* a layer without one was logged */
 	/* Set once a reader may take file ranges (chain_readv allow_fd):
 	 * only then is checking raw blocks ahead worth a core. */
 	atomic_int fd_replies;

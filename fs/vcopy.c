@@ -151,12 +151,13 @@ static int vcopy_room(struct chain *c, struct chain_layer *L,
 		rc = dlru_room(c, &k, (need + 4095) & ~(uint64_t)4095,
 			       &c->opened);
 	}
-	if (rc)
+	/* Once per mount: under a small bound most layers have none. */
+	if (rc && !atomic_exchange(&c->vc_said, 1))
 		chain_logf(c, CHAIN_LOG_INFO, "%s: no decoded copy of its "
-			   "lzma sections (%" PRIu64 " bytes): -o max_decoded="
-			   "%" PRIu64 " is taken by the copies of older "
-			   "layers; its reads decode them", L->name, need,
-			   c->o.decoded_max);
+			   "lzma sections (%" PRIu64 " bytes): no room under "
+			   "-o max_decoded=%" PRIu64 ", so its reads decode "
+			   "them; said once per mount (stats: sections_decoded)",
+			   L->name, need, c->o.decoded_max);
 	return rc;
 }
 

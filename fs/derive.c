@@ -361,8 +361,8 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 
 	/* Derived, read as stored files are: the local file, or in a
 	 * bucket store another host's, read lazily (a restore reads most
-	 * of it, a mount none). Compressed since 2026-12-04 (ibuild.c
-	 * aux_store); a raw one an older snapfs made is read as it is. */
+	 * of it, a mount none). Compressed (.auxz) where a mount bounds
+	 * derived data (ibuild_aux_store), else raw; either is read. */
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
 	rc = store_derived_blob(c->s, "aux", name, label, &b);
@@ -375,6 +375,17 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 	rc = store_derived_blob(c->s, "aux", name, label, &b);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
+	/* Derived data bounded: a raw one is compressed once, here. */
+	if (c->o.decoded_bounded && blob_fd(b) >= 0 &&
+	    !store_readonly(c->s) && !store_is_remote(c->s) &&
+	    ibuild_aux_store(c, L, blob_fd(b), blob_size(b)) == 0) {
+		blob_put(b);
+		unlinkat(store_subdir(c->s, "aux"), name, 0);
+		layer_derived_name(name, sizeof(name), L, L->aux_stamp,
+				   "aux.sum");
+		unlinkat(store_subdir(c->s, "sums"), name, 0);
+		return 0;
+	}
 	sfile_raw(c, L, &L->aux, b, blob_size(b), name);
 	L->aux.derived = 1;
 	snprintf(L->aux.label, sizeof(L->aux.label), "%s", label);

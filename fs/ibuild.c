@@ -90,15 +90,7 @@ static int aux_append(struct chain *c, struct chain_layer *L,
  * as fast (770 against 779 MB/s, medians), the size the base uses. */
 #define AUX_FRAME (256u << 10)
 
-/*
- * Stores the finished raw aux bytes at raw_fd (size bytes; borrowed) as
- * seekable zstd .snapfs/aux/<id>.<aux_stamp>.auxz and opens L->aux on it.
- * Why: on QEMU states the aux files were 0.82x the patches' bytes raw and
- * zstd takes them to 0.24x (issue 10: derived data <= 0.5x the patches);
- * their reads go through the cache's frames like a zstd base's. 0 or
- * -errno; then nothing is left and the caller keeps the raw file.
- */
-static int aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
+int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
 		     uint64_t size)
 {
 	struct zframe_writer_opts o = { .frame_size = AUX_FRAME };
@@ -147,8 +139,8 @@ static int aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
 	return rc;
 }
 
-/* Moves a finished aux file into place, compressed (aux_store) or else
- * raw, reads it through a blob from now on and takes its checksums;
+/* Moves a finished aux file into place, compressed (ibuild_aux_store,
+ * under -o max_decoded) or raw, reads it through a blob from now on and takes its checksums;
  * drops an unfinished one. */
 static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
 {
@@ -164,7 +156,8 @@ static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
 		return 0;
 	}
 	int wfd = L->aux.wfd;
-	if (aux_store(c, L, wfd, L->aux.size) == 0) {
+	if (c->o.decoded_bounded &&
+	    ibuild_aux_store(c, L, wfd, L->aux.size) == 0) {
 		close(wfd);	/* L->aux is the compressed file's now */
 		L->aux.wfd = -1;
 		unlinkat(tfd, tmp, 0);
@@ -684,8 +677,8 @@ int ibuild_adopt(struct chain *c, struct chain_layer *L,
 	if (ib->vsize)
 		rc = xbuild_move_file(ib->b, 2 * L->id, VIRT_BASE, L->data.size);
 	L->aux_stamp = L->stamp;
-	if (!rc && ib->aux_fd >= 0 &&
-	    aux_store(c, L, ib->aux_fd, ib->aux_size) == 0) {
+	if (!rc && ib->aux_fd >= 0 && c->o.decoded_bounded &&
+	    ibuild_aux_store(c, L, ib->aux_fd, ib->aux_size) == 0) {
 		close(ib->aux_fd);	/* L->aux is the compressed file's */
 		ib->aux_fd = -1;
 		unlinkat(tfd, ib->aux_tmp, 0);

@@ -22,6 +22,11 @@
 #      a mount that makes its full copy, then, from fresh mounts that read
 #      the copy, rows 1 and 2 again (cold read, restore, 4 restores at
 #      once) against the same comparisons; and how long the copy took.
+#   6. snapctl compact of a copy of the stock store (after its first
+#      mount): its time against the plain decode of row 3, .snapfs/ bytes
+#      after it and with -o max_decoded=0 against the new patches' bytes,
+#      the store's files before and after, and the cold read and restore
+#      of rows 1-2 from fresh mounts of the compacted store.
 #
 #   BENCH_RUNS=3           runs per figure (median)
 #   BENCH_QEMU_MEM=1024    guest RAM (MiB); BENCH_QEMU_WORK=560 workload MiB
@@ -176,6 +181,33 @@ umount_wait "$MNT"
 fcbytes=$(du -sb "$S/.snapfs/full" | cut -f1)
 rm -rf "$S/.snapfs/full"
 
+# --- 6: snapctl compact ---------------------------------------------------------
+C=$DATA/restore-compact
+umount_wait "$MNT"; rm -rf "$C"; cp -r "$S" "$C"; rm -rf "$C/.snapfs/full"
+"$SNAPFS" -o quiet "$C" "$MNT"; umount_wait "$MNT"	# .snapfs/ as mounts leave it
+cder0=$(du -sb "$C/.snapfs" | cut -f1)
+cfiles0=$(ls -p "$C" | grep -v / | sed "s|^|$C/|" | xargs cat | wc -c)
+t=$(now); "$TOP/$BUILD/snapctl" -s "$C" compact > "$DATA/compact.out"; ctime=$(elapsed "$t")
+"$SNAPFS" -o quiet "$C" "$MNT"; umount_wait "$MNT"
+cder1=$(du -sb "$C/.snapfs" | cut -f1)
+cpatches=$(cat "$C"/*.patch | wc -c)
+cfiles1=$(ls -p "$C" | grep -v / | sed "s|^|$C/|" | xargs cat | wc -c)
+"$SNAPFS" -o quiet,max_decoded=0 "$C" "$MNT"; umount_wait "$MNT"
+cder2=$(du -sb "$C/.snapfs" | cut -f1)
+cwarm() { cat "$C"/snapshot_* "$PLAIN" > /dev/null; find "$C/.snapfs" -type f -exec cat {} + > /dev/null 2>&1 || true; }
+cmount() { umount_wait "$MNT"; cwarm; "$SNAPFS" -o quiet "$@" "$C" "$MNT"; }
+csd=""; cs0=""; cmf=""
+for r in $(seq "$RUNS"); do
+	cmount
+	csd="$csd $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
+	cmount -o max_decoded=0
+	cs0="$cs0 $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
+	cmount
+	cmf="$cmf $(rt "$MNT/$NEW")"
+done
+cmount; cmp "$MNT/$NEW" "$PLAIN"; umount_wait "$MNT"
+rm -rf "$C"
+
 {
 printf '# issue 10 restore bench: %s QEMU states of %s bytes (guest %s MiB), stock store, %s, %s cores, medians of %s\n' \
 	6 "$(stat -c %s "$PLAIN")" "$QMEM" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$RUNS"
@@ -192,8 +224,16 @@ printf '%-58s %9ss %9ss %7s %s\n' "-o materialize: restore, fresh mount / plain 
 printf '%-58s %9ss %9ss %7s %s\n' "-o materialize: 4 restores at once, fresh mount / 4 plain" "$(med $fm4)" "$(med $p4)" "$(ratio "$(med $fm4)" "$(med $p4)")" "<= 1.2"
 printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "-o materialize: cold seq read / fusecat copy" "$(med $fsd)" "$(med $fcc)" "$(ratio "$(med $fsd)" "$(med $fcc)")" ">= 0.9"
 printf '%-58s %9ss %9ss %7s %s\n' "  its full copy made after the first read, in the background" "$fcmade" "$(med $pl)" "$(ratio "$fcmade" "$(med $pl)")" "$fcbytes bytes on disk"
+printf '%-58s %9ss %9ss %7s %s\n' "snapctl compact of the stock store / plain decode (row 3)" "$ctime" "$(med $pd)" "$(ratio "$ctime" "$(med $pd)")" ""
+printf '%-58s %10s %10s %7s %s\n' "  .snapfs/ bytes after it / its patches' bytes" "$cder1" "$cpatches" "$(ratio "$cder1" "$cpatches")" "<= 0.5 (before: $cder0)"
+printf '%-58s %10s %10s %7s %s\n' "  the same, -o max_decoded=0 / its patches' bytes" "$cder2" "$cpatches" "$(ratio "$cder2" "$cpatches")" "<= 0.5"
+printf '%-58s %10s %10s %7s %s\n' "  the store's files after / before" "$cfiles1" "$cfiles0" "$(ratio "$cfiles1" "$cfiles0")" ""
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  cold seq read, compacted, default / fusecat copy" "$(med $csd)" "$(med $fcc)" "$(ratio "$(med $csd)" "$(med $fcc)")" ">= 0.9"
+printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  cold seq read, compacted, max_decoded=0 / fusecat copy" "$(med $cs0)" "$(med $fcc)" "$(ratio "$(med $cs0)" "$(med $fcc)")" ""
+printf '%-58s %9ss %9ss %7s %s\n' "  restore, fresh mount of it / plain file" "$(med $cmf)" "$(med $pl)" "$(ratio "$(med $cmf)" "$(med $pl)")" "<= 1.3"
 echo "# runs: restore plain:$pl | fresh:$mf | again:$ma | 4 plain:$p4 | 4 mount:$m4"
 echo "# runs: seq default:$sd | raw_base:$sr | fusecat copy:$fcc | splice:$fcs | cat:$pc"
 echo "# runs: first mount:$fm | plain decode:$pd | .snapfs:$der; first mount printed $progress progress lines"
 echo "# runs: materialize seq:$fsd | restore:$fmf | 4 restores:$fm4"
+echo "# runs: compacted seq:$csd | max_decoded=0 seq:$cs0 | restore:$cmf"
 } | tee "$OUT"

@@ -503,7 +503,8 @@ int chain_ibuild_new(struct chain_ibuild **out, struct chain *c, uint32_t id,
 	layer_ref(P);
 	ib->id = id;
 	ib->aux_fd = -1;
-	ib->sect_fd = -1;
+	/* -o max_decoded=0 keeps no decoded sections: none are written. */
+	ib->sect_fd = c->o.decoded_bounded && !c->o.decoded_max ? -2 : -1;
 	snprintf(ib->aux_tmp, sizeof(ib->aux_tmp), "aux.build.%u.%ld", id,
 		 (long)getpid());
 	snprintf(ib->sect_tmp, sizeof(ib->sect_tmp), "sect.build.%u.%ld", id,

@@ -83,6 +83,10 @@ struct chain_opts {
 	 * take at most decoded_max bytes (0: none made); else no bound. */
 	int decoded_bounded;
 	uint64_t decoded_max;
+	/* Attach the decoded copies there are, make none (snapctl: a
+	 * one-shot command does not spend minutes writing derived data a
+	 * mount makes when it wants it, or bounds away). */
+	int decoded_keep_only;
 };
 
 /* A copy: stays valid whatever happens to the snapshot afterwards. */

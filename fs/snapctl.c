@@ -100,6 +100,7 @@ static int ctl_open(struct ctl *x, int rw)
 	co.log = log_cb;
 	co.ctx = x;
 	co.prefetch_threads = 0;
+	co.decoded_keep_only = 1;
 	rc = chain_open(&x->c, x->s, &co, err, sizeof(err));
 	if (rc) {
 		die_msg("%s", err);

@@ -173,6 +173,12 @@ void vcopy_attach(struct chain *c, struct chain_layer *L)
 	if (!f->vsize || f->vcopy)
 		return;
 	layer_derived_name(name, sizeof(name), L, L->fstamp, "sect");
+	if (c->o.decoded_keep_only && !L->built) {
+		struct stat st;
+		if (fstatat(store_subdir(c->s, "plain"), name, &st,
+			    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			return;
+	}
 	if (c->o.decoded_bounded && !store_is_remote(c->s) &&
 	    vcopy_room(c, L, name, f->vsize))
 		return;

@@ -67,8 +67,12 @@ check "... nor left its temporary copy in .snapfs/tmp" \
 check "... nor a raw aux file" test -z "$(find "$S/.snapfs/aux" -name '*.aux')"
 check "rm snapshot_4" rm "$MNT/snapshot_4"
 
-# Damage in an aux file: a bit flipped in the middle of the largest one.
 snapfs_umount "$MNT"
+check "snapctl cat of the deepest snapshot, with no decoded copies, is exact" \
+	sh -c "'$TOP/$BUILD/snapctl' -s '$S' cat snapshot_3 | cmp - '$ST/state_3'"
+check "... and made none of its own ($(nsect))" test "$(nsect)" -eq 0
+
+# Damage in an aux file: a bit flipped in the middle of the largest one.
 aux=$(ls -S "$S/.snapfs/aux"/*.auxz | head -1)
 zstd -q -d -c "$aux" > "$WORK/aux.raw"
 python3 -c "

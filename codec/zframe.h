@@ -101,6 +101,14 @@ int zframe_writer_finish(struct zframe_writer *w);
 void zframe_writer_free(struct zframe_writer *w);
 
 /*
+ * Compresses the bytes of src_fd from offset 0 to its end into out_fd at
+ * its offset, as a seekable stream with options o. Both fds are borrowed.
+ * Returns 0 or -errno.
+ */
+int zframe_compress_fd(int src_fd, int out_fd,
+		       const struct zframe_writer_opts *o);
+
+/*
  * Decompresses the zstd file src (borrowed for the call; any framing) and
  * writes it to out_fd (borrowed, a local output) as a seekable stream with
  * the given options (or plain, if o->raw). progress as in

@@ -477,3 +477,26 @@ out:
 		*why = reason;
 	return rc;
 }
+
+int zframe_compress_fd(int src_fd, int out_fd,
+		       const struct zframe_writer_opts *o)
+{
+	struct zframe_writer *w = NULL;
+	uint8_t *buf = malloc((size_t)1 << 20);
+	int rc = buf ? zframe_writer_new(&w, out_fd, o) : -ENOMEM;
+
+	for (uint64_t off = 0; !rc;) {
+		ssize_t n = fdio_pread(src_fd, buf, (size_t)1 << 20, off);
+		if (n <= 0) {
+			rc = (int)n;
+			break;
+		}
+		rc = zframe_writer_write(w, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	if (!rc)
+		rc = zframe_writer_finish(w);
+	zframe_writer_free(w);
+	free(buf);
+	return rc;
+}

@@ -110,8 +110,7 @@ static void check_ahead(struct chain *c, struct sfile *f, uint64_t src,
  * src_end) of f needs; checks ahead the blocks of a local raw file (the
  * OS reads those ahead itself). */
 static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
-			  uint64_t src_end, uint64_t *done_from,
-			  uint64_t *done_to)
+			  uint64_t src_end)
 {
 	if (f && f->kind == SF_RAW && f->ok && f->b && f->wfd < 0 &&
 	    blob_fd(f->b) >= 0) {
@@ -128,7 +127,6 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 	}
 	if (!f || f->kind != SF_ZSTD)
 		return;
-	*done_from = *done_to = src;
 	while (src < src_end) {
 		struct bcache_blk blk;
 		size_t k = zframe_find(f->z, src);
@@ -136,8 +134,6 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 		if (k >= zframe_count(f->z))
 			return;
 		const struct zframe_entry *fe = zframe_frame(f->z, k);
-		if (*done_from == *done_to)
-			*done_from = fe->raw_off;
 		int rc = bcache_get(c->cache, f->key, k, fe->raw_len, &blk);
 		if (rc < 0)
 			return;
@@ -159,7 +155,6 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 		}
 		bcache_put(c->cache, &blk);
 		src = fe->raw_off + fe->raw_len;
-		*done_to = src;
 	}
 }
 
@@ -170,10 +165,6 @@ static void prefetch(struct chain *c, const struct pf_job *j)
 	size_t n, i;
 	const struct xext *e;
 	uint64_t off = j->off, end;
-	/* The frames the last extent's file had cached: an aux file's runs
-	 * come many to a frame, and each would look the frame up again. */
-	const struct sfile *lf = NULL;
-	uint64_t lfrom = 0, lto = 0;
 
 	if (L->damage[0] || off >= L->size)
 		return;
@@ -186,15 +177,7 @@ static void prefetch(struct chain *c, const struct pf_job *j)
 		uint64_t a = e[i].off > off ? e[i].off : off;
 		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
 		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
-		if (f && f == lf && src >= lfrom && src + (b - a) <= lto)
-			continue;
-		uint64_t from = 0, to = 0;
-		prefetch_file(c, f, src, src + (b - a), &from, &to);
-		if (to > from) {
-			lf = f;
-			lfrom = from;
-			lto = to;
-		}
+		prefetch_file(c, f, src, src + (b - a));
 	}
 }
 

@@ -657,31 +657,15 @@ static int put_zst(struct remote *r, int fd, const char *key,
 		   const char *name, char *m, size_t mlen)
 {
 	struct zframe_writer_opts zo = { .nthreads = 1 };
-	struct zframe_writer *zw = NULL;
 	char tmp[PATH_MAX + 64];
 	struct s3_obj o;
-	void *buf = malloc(1 << 20);
-	ssize_t n;
 	int tfd, rc;
 
 	snprintf(tmp, sizeof(tmp), "%s/%s/tmp/zup.%s", r->mirror,
 		 STORE_META_DIR, name);
 	tfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		   0600);
-	rc = !buf ? -ENOMEM : tfd < 0 ? -errno :
-	     zframe_writer_new(&zw, tfd, &zo);
-	for (uint64_t off = 0; !rc; off += (uint64_t)n) {
-		n = pread(fd, buf, 1 << 20, (off_t)off);
-		if (n <= 0) {
-			rc = n < 0 ? -errno : 0;
-			break;
-		}
-		rc = zframe_writer_write(zw, buf, (size_t)n);
-	}
-	if (!rc)
-		rc = zframe_writer_finish(zw);
-	zframe_writer_free(zw);
-	free(buf);
+	rc = tfd < 0 ? -errno : zframe_compress_fd(fd, tfd, &zo);
 	if (rc)
 		snprintf(m, mlen, "%.900s: cannot compress for upload: %s", tmp,
 			 strerror(-rc));

@@ -28,7 +28,7 @@
  * their own (LZMA_CHECK_NONE, as stock xdelta3 expects): bytes are never
  * served unverified. A bad section fails with -EIO naming the file and
  * window. Once a layer is indexed, its sections are also decoded into a
- * raw derived file (f->vcopy, fs/vcopy.c): the virtual
+ * raw derived file (f->vcopy, fs/derive.c derive_vcopy): the virtual
  * range is then read from there like any raw file, and a section is
  * decoded only when that copy is missing.
  *
@@ -291,13 +291,6 @@ struct rawmemo {
 		uint8_t data[SUM_BLOCK];
 	} slot[MEMO_SLOTS];
 	unsigned next;
-	/* The zstd frame last read, kept pinned: consecutive short extents
-	 * into one frame (an aux file's runs) cost a memcpy each, not a
-	 * cache lookup (that had made cold reads 9% slower once aux files
-	 * were compressed). zf NULL: none. */
-	const struct sfile *zf;
-	struct bcache_blk zb;
-	uint64_t zoff;		/* raw offset of zb's first byte */
 };
 
 /* Checks the blocks first_blk.. that buf (len bytes, block-aligned start)
@@ -440,36 +433,23 @@ int sfile_zstd_pin(struct chain *c, struct sfile *f, uint64_t off,
 }
 
 static ssize_t zstd_read(struct chain *c, struct sfile *f,
-			 uint64_t off, uint8_t *dst, size_t len,
-			 struct rawmemo *m)
+			 uint64_t off, uint8_t *dst, size_t len)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		struct bcache_blk b;
 		uint64_t raw_off;
-		int rc;
+		int rc = sfile_zstd_pin(c, f, off, &b, &raw_off);
 
-		if (m && m->zf == f && off >= m->zoff &&
-		    off - m->zoff < m->zb.len) {
-			b = m->zb;
-			raw_off = m->zoff;
-		} else if ((rc = sfile_zstd_pin(c, f, off, &b, &raw_off))) {
+		if (rc)
 			return rc;
-		} else if (m) {
-			if (m->zf)
-				bcache_put(c->cache, &m->zb);
-			m->zf = f;
-			m->zb = b;
-			m->zoff = raw_off;
-		}
 		uint64_t foff = off - raw_off;
 		size_t n = b.len - (size_t)foff;
 		if (n > len - done)
 			n = len - done;
 		memcpy(dst + done, b.data + foff, n);
-		if (!m)
-			bcache_put(c->cache, &b);
+		bcache_put(c->cache, &b);
 		done += n;
 		off += n;
 	}
@@ -554,7 +534,6 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 		bcache_abandon(c->cache, b);
 		return rc;
 	}
-	atomic_fetch_add(&c->win_decoded, 1);
 	bcache_publish(c->cache, b, wi->data_plain_len);
 	return 0;
 }
@@ -638,7 +617,7 @@ static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 		return read_damaged(c, f, off, "extent beyond the end of "
 				    "the file");
 	if (f->kind == SF_ZSTD)
-		return zstd_read(c, f, off, dst, len, m);
+		return zstd_read(c, f, off, dst, len);
 	if (f->kind == SF_WINDOWED && off + len > f->size) {
 		size_t n = off < f->size ? (size_t)(f->size - off) : 0;
 		ssize_t r = n ? raw_read(c, f, off, dst, n, m) : 0;
@@ -658,15 +637,19 @@ ssize_t sfile_pread(struct chain *c, struct sfile *f, uint64_t off,
 	return sfile_read(c, f, off, dst, len, NULL);
 }
 
-/* sfile_resolve, with the caller's memo (its pin the caller's to put). */
-static int resolve(struct chain *c, const struct chain_layer *L,
-		   const struct xindex *x, uint64_t off, uint8_t *dst,
-		   size_t len, struct rawmemo *m)
+int sfile_resolve(struct chain *c, const struct chain_layer *L,
+		  const struct xindex *x, uint64_t off, uint8_t *dst,
+		  size_t len)
 {
 	size_t n, i = xindex_find(x, off);
 	const struct xext *e = xindex_ext(x, &n);
+	struct rawmemo memo;
 	unsigned last_fid = UINT_MAX;
 	struct sfile *f = NULL;
+
+	for (unsigned k = 0; k < MEMO_SLOTS; k++)
+		memo.slot[k].f = NULL;
+	memo.next = 0;
 
 	while (len) {
 		uint64_t end = e[i + 1].off;
@@ -689,7 +672,7 @@ static int resolve(struct chain *c, const struct chain_layer *L,
 				return -EIO;
 			}
 			ssize_t r = sfile_read(c, f, xext_src(&e[i]) +
-					       (off - e[i].off), dst, k, m);
+					       (off - e[i].off), dst, k, &memo);
 			if (r < 0)
 				return (int)r;
 		}
@@ -699,21 +682,4 @@ static int resolve(struct chain *c, const struct chain_layer *L,
 		i++;
 	}
 	return 0;
-}
-
-int sfile_resolve(struct chain *c, const struct chain_layer *L,
-		  const struct xindex *x, uint64_t off, uint8_t *dst,
-		  size_t len)
-{
-	struct rawmemo memo;
-	int rc;
-
-	for (unsigned k = 0; k < MEMO_SLOTS; k++)
-		memo.slot[k].f = NULL;
-	memo.next = 0;
-	memo.zf = NULL;
-	rc = resolve(c, L, x, off, dst, len, &memo);
-	if (memo.zf)
-		bcache_put(c->cache, &memo.zb);
-	return rc;
 }

@@ -320,9 +320,9 @@ int chain_digest(struct chain *c, uint32_t id, char *buf, size_t cap)
 /* Checks every block of f against the sums taken at index time: a raw
  * file, or the stored bytes of a windowed patch and its decoded copy
  * (reads take its literals from that copy, so they no longer touch the
- * patch's data sections). A zstd file has no block sums here: its frames
- * carry their own checksums, checked on every decode, so reading the
- * snapshot covers it. */
+ * patch's data sections). A zstd file (a base, a compressed aux file) has
+ * no block sums here: its frames carry their own checksums, checked on
+ * every decode, and reading the snapshot decodes every frame it uses. */
 static int verify_sfile(const struct sfile *f, char *err, size_t errlen)
 {
 	uint8_t *buf;
@@ -371,23 +371,10 @@ int chain_verify_stored(struct chain *c, uint32_t id, char *err,
 	rc = verify_sfile(&L->data, err, errlen);
 	if (!rc)
 		rc = verify_sfile(&L->aux, err, errlen);
+	/* The layer file itself, whole: what the store says about it. */
 	buf = rc ? NULL : malloc((size_t)1 << 20);
 	if (!rc && !buf)
 		rc = -ENOMEM;
-	/* A compressed aux file: every frame decoded, its checksum checked. */
-	for (uint64_t off = 0; !rc && L->aux.kind == SF_ZSTD &&
-	     off < L->aux.size; off += (uint64_t)1 << 20) {
-		size_t n = L->aux.size - off < ((uint64_t)1 << 20) ?
-			   (size_t)(L->aux.size - off) : (size_t)1 << 20;
-		if (sfile_pread(c, &L->aux, off, buf, n) < 0) {
-			rc = -EIO;
-			msg_say(err, errlen, "%s: does not decode in bytes %"
-				PRIu64 "-%" PRIu64 "; it is derived data: "
-				"delete it and mount again to rebuild it",
-				L->aux.label, off, off + n - 1);
-		}
-	}
-	/* The layer file itself, whole: what the store says about it. */
 	for (uint64_t off = 0; !rc && off < blob_size(L->blob);) {
 		ssize_t r = blob_pread(L->blob, buf, (size_t)1 << 20, off);
 		if (r <= 0) {

@@ -28,7 +28,7 @@
  * their own (LZMA_CHECK_NONE, as stock xdelta3 expects): bytes are never
  * served unverified. A bad section fails with -EIO naming the file and
  * window. Once a layer is indexed, its sections are also decoded into a
- * raw derived file (f->vcopy, fs/derive.c derive_vcopy): the virtual
+ * raw derived file (f->vcopy, fs/vcopy.c): the virtual
  * range is then read from there like any raw file, and a section is
  * decoded only when that copy is missing.
  *
@@ -534,6 +534,7 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 		bcache_abandon(c->cache, b);
 		return rc;
 	}
+	atomic_fetch_add(&c->win_decoded, 1);
 	bcache_publish(c->cache, b, wi->data_plain_len);
 	return 0;
 }

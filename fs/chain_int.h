@@ -412,7 +412,7 @@ void vcopy_attach(struct chain *c, struct chain_layer *L);
 /* --- fs/ibuild.c: index building --- */
 
 /*
- * Stores the raw aux bytes at raw_fd (size bytes; borrowed) as seekable
+ * Stores the raw aux file at raw_fd (all of it; borrowed) as seekable
  * zstd .snapfs/aux/<id>.<aux_stamp>.auxz and opens L->aux on it. Done
  * where derived data is bounded (-o max_decoded): on the 1 GiB QEMU
  * guest's states aux files were 0.82x the patches' bytes raw and are
@@ -421,8 +421,7 @@ void vcopy_attach(struct chain *c, struct chain_layer *L);
  * decoding a frame; sequential reads as fast). 0 or -errno; then nothing
  * of it is left and the raw file stays.
  */
-int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
-		     uint64_t size);
+int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd);
 
 /* Builds L's index from its parent's and its plain patch, checking each
  * window's adler32; the aux file is made under .snapfs/tmp and moved into

@@ -361,24 +361,27 @@ int derive_aux_reopen(struct chain *c, struct chain_layer *L)
 
 	/* Derived, read as stored files are: the local file, or in a
 	 * bucket store another host's, read lazily (a restore reads most
-	 * of it, a mount none). Compressed (.auxz) where a mount bounds
-	 * derived data (ibuild_aux_store), else raw; either is read. */
-	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
-	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
-	rc = store_derived_blob(c->s, "aux", name, label, &b);
-	if (rc == 0)
-		return derive_aux_zstd(c, L, b, label);
-	if (rc != -ENOENT)
-		return rc;
+	 * of it, a mount none). Raw, as mounts make them by default, or
+	 * compressed (.auxz) where a mount bounds derived data
+	 * (ibuild_aux_store): looked for second, so a default mount of a
+	 * bucket store asks for nothing more than before. */
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
 	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
 	rc = store_derived_blob(c->s, "aux", name, label, &b);
+	if (rc == -ENOENT) {
+		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
+		snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR,
+			 name);
+		rc = store_derived_blob(c->s, "aux", name, label, &b);
+		if (rc == 0)
+			return derive_aux_zstd(c, L, b, label);
+	}
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
 	/* Derived data bounded: a raw one is compressed once, here. */
 	if (c->o.decoded_bounded && blob_fd(b) >= 0 &&
 	    !store_readonly(c->s) && !store_is_remote(c->s) &&
-	    ibuild_aux_store(c, L, blob_fd(b), blob_size(b)) == 0) {
+	    ibuild_aux_store(c, L, blob_fd(b)) == 0) {
 		blob_put(b);
 		unlinkat(store_subdir(c->s, "aux"), name, 0);
 		layer_derived_name(name, sizeof(name), L, L->aux_stamp,

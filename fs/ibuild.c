@@ -90,36 +90,19 @@ static int aux_append(struct chain *c, struct chain_layer *L,
  * as fast (770 against 779 MB/s, medians), the size the base uses. */
 #define AUX_FRAME (256u << 10)
 
-int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
-		     uint64_t size)
+int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd)
 {
 	struct zframe_writer_opts o = { .frame_size = AUX_FRAME };
-	struct zframe_writer *w = NULL;
 	int tfd = store_subdir(c->s, "tmp"), fd, rc;
 	char name[300], tmp[320], label[400];
-	uint8_t *buf = malloc(1u << 20);
 	struct blob *b;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
 	snprintf(tmp, sizeof(tmp), "aux.%s", name);
-	fd = buf ? safefile_create(tfd, tmp, 0644, NULL) : -ENOMEM;
-	if (fd < 0) {
-		free(buf);
+	fd = safefile_create(tfd, tmp, 0644, NULL);
+	if (fd < 0)
 		return fd;
-	}
-	rc = zframe_writer_new(&w, fd, &o);
-	for (uint64_t off = 0; !rc && off < size;) {
-		size_t n = size - off < (1u << 20) ? (size_t)(size - off) :
-			   (1u << 20);
-		ssize_t r = fdio_pread(raw_fd, buf, n, off);
-		rc = r < 0 ? (int)r : r != (ssize_t)n ? -EIO :
-		     zframe_writer_write(w, buf, n);
-		off += n;
-	}
-	if (!rc)
-		rc = zframe_writer_finish(w);
-	zframe_writer_free(w);
-	free(buf);
+	rc = zframe_compress_fd(raw_fd, fd, &o);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (!rc && renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0)
@@ -139,42 +122,62 @@ int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd,
 	return rc;
 }
 
-/* Moves a finished aux file into place, compressed (ibuild_aux_store,
- * under -o max_decoded) or raw, reads it through a blob from now on and takes its checksums;
- * drops an unfinished one. */
-static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
+/*
+ * Puts a finished aux file in place: fd (taken), .snapfs/tmp/tmp, size
+ * bytes, compressed where a mount bounds derived data (ibuild_aux_store)
+ * or else moved as it is; L->aux reads it from then on, raw ones with
+ * their checksums. For an index built by decoding and one built from the
+ * encoder's ops alike. 0 or -errno; the temporary is gone either way.
+ */
+static int aux_place(struct chain *c, struct chain_layer *L, int fd,
+		     const char *tmp, uint64_t size)
 {
-	char name[300], tmp[320];
-	int tfd = store_subdir(c->s, "tmp"), rc = 0;
+	char name[300], label[sizeof(L->aux.label)];
+	int tfd = store_subdir(c->s, "tmp"), rc;
+	struct blob *b;
 
-	if (L->aux.wfd < 0)
+	if (c->o.decoded_bounded && ibuild_aux_store(c, L, fd) == 0) {
+		close(fd);
+		unlinkat(tfd, tmp, 0);
 		return 0;
+	}
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
-	snprintf(tmp, sizeof(tmp), "aux.%s", name);
-	if (!ok) {
-		unlinkat(tfd, tmp, 0);
-		return 0;
-	}
-	int wfd = L->aux.wfd;
-	if (c->o.decoded_bounded &&
-	    ibuild_aux_store(c, L, wfd, L->aux.size) == 0) {
-		close(wfd);	/* L->aux is the compressed file's now */
-		L->aux.wfd = -1;
-		unlinkat(tfd, tmp, 0);
-		return 0;
-	}
-	if (fsync(L->aux.wfd) < 0 ||
+	if (fsync(fd) < 0 ||
 	    renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0) {
 		rc = -errno;
+		close(fd);
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
 	store_derived_saved(c->s, "aux", name);
-	rc = blob_from_fd(&L->aux.b, L->aux.wfd, L->aux.label);
-	L->aux.wfd = -1;	/* the blob's now (closed if it failed) */
+	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
+	rc = blob_from_fd(&b, fd, label);	/* takes fd */
 	if (rc)
 		return rc;
+	sfile_raw(c, L, &L->aux, b, size, name);
+	L->aux.derived = 1;
+	snprintf(L->aux.label, sizeof(L->aux.label), "%s", label);
 	return sfile_sums_get(c, L, &L->aux, L->aux_stamp, "aux.sum");
+}
+
+/* Puts the aux file built by decoding in place (aux_place), or drops an
+ * unfinished one. */
+static int aux_finish(struct chain *c, struct chain_layer *L, int ok)
+{
+	char name[300], tmp[320];
+	int fd = L->aux.wfd;
+
+	if (fd < 0)
+		return 0;
+	L->aux.wfd = -1;	/* aux_place's, or closed here */
+	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
+	snprintf(tmp, sizeof(tmp), "aux.%s", name);
+	if (!ok) {
+		close(fd);
+		unlinkat(store_subdir(c->s, "tmp"), tmp, 0);
+		return 0;
+	}
+	return aux_place(c, L, fd, tmp, L->aux.size);
 }
 
 /* A target copy too fragmented to keep as extents: write its bytes out. */
@@ -660,8 +663,7 @@ int ibuild_sect_adopt(struct chain *c, struct chain_ibuild *ib,
 int ibuild_adopt(struct chain *c, struct chain_layer *L,
 		 struct chain_ibuild *ib)
 {
-	char name[300];
-	int tfd = store_subdir(c->s, "tmp"), rc = ib->failed;
+	int rc = ib->failed;
 
 	if (!rc && (ib->P != L->parent || ib->id != L->id ||
 		    ib->nwin != vcdiff_patch_nwin(L->patch) ||
@@ -678,32 +680,9 @@ int ibuild_adopt(struct chain *c, struct chain_layer *L,
 	if (ib->vsize)
 		rc = xbuild_move_file(ib->b, 2 * L->id, VIRT_BASE, L->data.size);
 	L->aux_stamp = L->stamp;
-	if (!rc && ib->aux_fd >= 0 && c->o.decoded_bounded &&
-	    ibuild_aux_store(c, L, ib->aux_fd, ib->aux_size) == 0) {
-		close(ib->aux_fd);	/* L->aux is the compressed file's */
-		ib->aux_fd = -1;
-		unlinkat(tfd, ib->aux_tmp, 0);
-	}
 	if (!rc && ib->aux_fd >= 0) {
-		layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
-		if (fsync(ib->aux_fd) < 0 ||
-		    renameat(tfd, ib->aux_tmp, store_subdir(c->s, "aux"),
-			     name) < 0)
-			rc = -errno;
-		if (!rc) {
-			/* As aux_finish() does for one built by decoding. */
-			sfile_raw(c, L, &L->aux, NULL, ib->aux_size, name);
-			L->aux.derived = 1;
-			snprintf(L->aux.label, sizeof(L->aux.label), "%s/aux/%s",
-				 STORE_META_DIR, name);
-			store_derived_saved(c->s, "aux", name);
-			rc = blob_from_fd(&L->aux.b, ib->aux_fd, L->aux.label);
-			ib->aux_fd = -1;	/* the blob's now (closed if it
-						 * failed) */
-			if (!rc)
-				rc = sfile_sums_get(c, L, &L->aux, L->aux_stamp,
-						    "aux.sum");
-		}
+		rc = aux_place(c, L, ib->aux_fd, ib->aux_tmp, ib->aux_size);
+		ib->aux_fd = -1;	/* aux_place's */
 	}
 	if (!rc) {
 		rc = xbuild_finish(ib->b, &L->x);

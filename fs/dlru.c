@@ -8,7 +8,7 @@
  * copy; a copy's block checksums (.snapfs/sums/NAME.sum) go with it.
  *
  * Not here: what a copy holds, making or attaching one (fs/fcopy.c,
- * fs/derive.c). Not thread-safe for one subdirectory: each kind calls it
+ * fs/vcopy.c). Not thread-safe for one subdirectory: each kind calls it
  * from one thread at a time (fcopy's worker; layer open, which the chain
  * serialises).
  */
@@ -29,20 +29,18 @@ struct entry {
 	struct timespec used;
 };
 
-static int by_use(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-
-	if (x->used.tv_sec != y->used.tv_sec)
-		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
-	return x->used.tv_nsec < y->used.tv_nsec ? -1 :
-	       x->used.tv_nsec > y->used.tv_nsec;
-}
-
 static int ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec != b->tv_sec ? a->tv_sec < b->tv_sec :
 	       a->tv_nsec < b->tv_nsec;
+}
+
+static int by_use(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	return ts_before(&x->used, &y->used) ? -1 :
+	       ts_before(&y->used, &x->used);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -113,7 +111,7 @@ int dlru_room(struct chain *c, const struct dlru_kind *k, uint64_t need,
 		n++;
 	}
 	/* Nothing is deleted for a copy that would not fit anyway. */
-	if (!rc && (need > k->max || kept + need > k->max))
+	if (!rc && kept + need > k->max)
 		rc = -ENOSPC;
 	if (!rc) {
 		if (n)

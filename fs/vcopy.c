@@ -42,7 +42,6 @@
 #include "codec/blob.h"
 #include "codec/fdio.h"
 #include "codec/vcdiff_dec.h"
-#include "fs/safefile.h"
 
 struct vcopy_ctx {
 	struct chain *c;
@@ -125,26 +124,20 @@ static int make_vcopy(struct blob *in, int out_fd, void *arg,
 	return rc;
 }
 
-/* Under the bound, whether L's copy name may be kept (already there:
- * bytes on disk) or made (need bytes): 0, or -ENOSPC (logged). An
- * existing copy that does not fit is deleted. */
+/* Under the bound, whether L's copy name may be kept (there: on disk
+ * already) or made (need bytes): 0, or -ENOSPC (logged). An existing
+ * copy that does not fit is deleted. */
 static int vcopy_room(struct chain *c, struct chain_layer *L,
-		      const char *name, uint64_t need)
+		      const char *name, int there, uint64_t need)
 {
 	struct dlru_kind k = { "plain", ".sect", c->o.decoded_max,
 			       "-o max_decoded" };
 	int dfd = store_subdir(c->s, "plain");
-	struct stat st;
 	int rc;
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISREG(st.st_mode)) {
+	if (there) {
 		/* There: marked used, so counted as this mount's. */
-		int fd = safefile_open(dfd, name, O_RDONLY, 0, NULL, NULL);
-		if (fd >= 0) {
-			futimens(fd, NULL);
-			close(fd);
-		}
+		utimensat(dfd, name, NULL, AT_SYMLINK_NOFOLLOW);
 		rc = dlru_room(c, &k, 0, &c->opened);
 		if (rc)
 			dlru_drop(c, "plain", name);
@@ -174,14 +167,13 @@ void vcopy_attach(struct chain *c, struct chain_layer *L)
 	if (!f->vsize || f->vcopy)
 		return;
 	layer_derived_name(name, sizeof(name), L, L->fstamp, "sect");
-	if (c->o.decoded_keep_only && !L->built) {
-		struct stat st;
-		if (fstatat(store_subdir(c->s, "plain"), name, &st,
-			    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-			return;
-	}
+	struct stat st;
+	int there = fstatat(store_subdir(c->s, "plain"), name, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	if (c->o.decoded_keep_only && !L->built && !there)
+		return;
 	if (c->o.decoded_bounded && !store_is_remote(c->s) &&
-	    vcopy_room(c, L, name, f->vsize))
+	    vcopy_room(c, L, name, there, f->vsize))
 		return;
 	/* Written into the mount: the sections the encoder compressed,
 	 * proved to decode to them, instead of decoding them again (that

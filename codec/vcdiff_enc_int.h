@@ -33,7 +33,7 @@
 #define KEY_LEN 32			/* bytes hashed per key (K) */
 #define MIN_BLOCK_SHIFT 5		/* B >= 32 = K */
 #define BUCKET_WAYS 4
-#define INDEX_LOAD 2			/* blocks per table entry, at most */
+#define INDEX_LOAD 1			/* blocks per table entry, at most */
 #define DEFAULT_BUDGET ((size_t)64 << 20)
 #define DEFAULT_WIN (8u << 20)
 #define SC_SHIFT 12			/* source cache chunk: 4 KiB */

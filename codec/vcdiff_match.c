@@ -5,7 +5,7 @@
  *
  * Index. At creation the whole source is read once, sequentially, and one
  * key per fixed-size block (block size B, a power of two >= 32, the
- * smallest with at most INDEX_LOAD = 2 blocks per entry of a table that
+ * smallest with at most INDEX_LOAD = 1 block per entry of a table that
  * fits index_budget) is put in a bucketed hash table: 4
  * entries of 8 bytes (32-bit check | 32-bit block number + 1) per 32-byte
  * bucket, so a lookup costs one cache line and the check bits reject almost
@@ -15,9 +15,17 @@
  * bucket is not added twice (first copy wins), so zero pages or other
  * repeated blocks cannot flood the table; a full bucket replaces one of its
  * ways, so an overfull table keeps a sample spread over the whole source.
- * Measured at 860 MB (64 MiB table): load <= 2 with B = 64 gave a 1% smaller
- * patch than load <= 1 with B = 128, load <= 4 (B = 32) and keep-first were
- * worse. Inserts are hashed in batches and their buckets prefetched (they
+ * Load <= 1: with the far-candidate check and lzma (below), a denser key
+ * spacing that the table then cannot hold stopped paying. bench_patch,
+ * load <= 2 -> <= 1, 2026-12-04: real QEMU states of the 1 GiB guest
+ * (535 MB, B 32 -> 64), three pairs, patches -0.06%, -0.0004%, -0.01%,
+ * encode 2.43 / 2.35 / 2.92 s -> 1.73 / 1.66 / 2.24 s; snapgen 1 GiB
+ * (B 64 -> 128) -0.04%; snapgen 256 MiB +0.5%; bench_enc's generated 860
+ * MB pair +0.9% (12.61 -> 12.72 MB), its index pass 0.50 -> 0.28 s. Half
+ * the keys is also half of what a write into the mount hashes for the next
+ * write's index (codec/vcdiff_sidx.h). Earlier, without those two,
+ * load <= 2 had given 1% smaller patches than <= 1 at 860 MB; load <= 4 and
+ * keep-first were worse. Inserts are hashed in batches and their buckets prefetched (they
  * are cache misses).
  *
  * Matching, per target window. At position p, in this order:

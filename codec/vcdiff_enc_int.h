@@ -266,20 +266,25 @@ void enc_table_free(uint64_t *tab, uint64_t n);
 
 /* A source index (vcdiff_sidx.h): the table and its shape. */
 struct vcdiff_sidx {
-	uint64_t *tab;		/* nb * BUCKET_WAYS entries */
+	uint64_t *tab;		/* nb * BUCKET_WAYS entries, once built */
 	uint64_t nb;		/* buckets, a power of two */
 	unsigned bshift;	/* log2(B) */
 	uint64_t size;		/* source bytes fed (builder) or indexed */
 	size_t budget;		/* index_budget it was sized for */
-	int ended;		/* vcdiff_sidx_end() succeeded, or loaded */
+	int ended;		/* vcdiff_sidx_end() succeeded */
 	/* builder: the next key's offset, and the last bytes fed (a key
 	 * may straddle two feeds) */
 	uint64_t next_key;
 	uint8_t carry[KEY_LEN];
 	size_t carry_len;
-	/* keys hashed, their buckets prefetched, not yet inserted */
-	uint64_t bh[64], bb[64];
-	int nbatch;
+	/* keys[j]: the mixed hash (fmix64) of block j's key, 0 for none
+	 * (a constant key); room for cap blocks */
+	uint64_t *keys;
+	uint64_t cap;
+	/* the table's build, on a thread of its own after end */
+	pthread_t thr;
+	int building;		/* thr runs or has not been joined */
+	int build_rc;		/* its result */
 };
 
 /* --- vcdiff_enc.c --- */

@@ -721,7 +721,8 @@ int enc_match_init(struct vcdiff_enc *e)
 	uint64_t nb = enc_match_size(e->src_size, e->o.index_budget,
 				     &e->bshift);
 	const struct vcdiff_sidx *x = e->o.sidx;
-	if (x && (!x->ended || x->size != e->src_size || x->nb != nb ||
+	if (x && (!x->ended || x->building || !x->tab ||
+		  x->size != e->src_size || x->nb != nb ||
 		  x->bshift != e->bshift || x->budget != e->o.index_budget))
 		return -EINVAL;
 	if (x && nb) {

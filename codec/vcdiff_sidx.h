@@ -13,18 +13,22 @@
  * being written, when its bytes pass by anyway: the next encode then
  * uses the table and reads the parent only along its matches.
  *
- * Fed the same bytes, a builder whose shape never had to change yields the
- * very table vcdiff_enc would build (same keys, same order of inserts),
- * so the patch is the same byte for byte. A builder created for a size
- * guess that turns out too small doubles B on the way (keeps the keys at
- * even blocks; a few lost to full buckets earlier stay lost: the table
- * is a little sparser than a fresh one), and one created too large halves
- * its table at the end. The index only proposes candidates: every match
- * is verified against the source bytes, so a stale or damaged index can
- * cost patch size, never correctness.
+ * The feed only hashes, into a list with one key per block; the table,
+ * whose every insert is a cache miss, is built from the list once the
+ * size is known (vcdiff_sidx_end), on a thread of its own, so that the
+ * writer's CPU goes to the write while it streams. Fed the same bytes, a
+ * builder yields the very table vcdiff_enc would build (same keys, same
+ * order of inserts, the shape a fresh index of that size has), so the
+ * patch is the same byte for byte; a builder whose size guess was too
+ * small doubles B on the way, keeping the keys at even blocks, which is
+ * what hashing at that B gives. The index only proposes candidates:
+ * every match is verified against the source bytes, so a stale or
+ * damaged index can cost patch size, never correctness.
  *
  * Not here: where the index is kept and which source it belongs to (the
- * caller's business). Pure functions over memory.
+ * caller's business). Threads: one thread at a time per index; the build
+ * thread that vcdiff_sidx_end starts is the index's own, joined by
+ * vcdiff_sidx_ready or vcdiff_sidx_free.
  */
 #ifndef SNAPFS_CODEC_VCDIFF_SIDX_H
 #define SNAPFS_CODEC_VCDIFF_SIDX_H
@@ -45,9 +49,17 @@ void vcdiff_sidx_feed(struct vcdiff_sidx *x, const void *buf, size_t len);
 /*
  * Ends the builder: from now on it is the index of the bytes fed. 0, or
  * -ESTALE when its shape cannot become the one the encoder picks for that
- * size (the guess was far too small): then it is of no use.
+ * size (the guess was far too small): then it is of no use. On 0 the
+ * table is being built on a thread of its own (the feed only hashed);
+ * vcdiff_sidx_ready waits for it.
  */
 int vcdiff_sidx_end(struct vcdiff_sidx *x);
+/*
+ * Waits for the table's build that vcdiff_sidx_end started. 0: x may be
+ * given to an encoder (vcdiff_enc_opts.sidx); -ENOMEM or -ESTALE (not
+ * ended): it is of no use.
+ */
+int vcdiff_sidx_ready(struct vcdiff_sidx *x);
 /* Bytes of memory a builder (or a loaded index) for guess bytes holds. */
 size_t vcdiff_sidx_mem(uint64_t guess, size_t budget);
 

@@ -29,8 +29,13 @@
  * fix-up leaves the keys of the old head in it: the same (a hint). Not
  * kept for small files (under SIDX_MIN: indexing them costs little).
  *
- * Memory: the builder's table (64 MiB for the default index budget) is
- * lent out of the block cache's budget with the encoder's (writer.c).
+ * Memory: the builder's key list, then its table (64 MiB each for the
+ * default index budget), is lent out of the block cache's budget with the
+ * encoder's (writer.c). The table is built at the commit, on a thread of
+ * the index's own (codec/vcdiff_sidx.h), once the parent's table is
+ * freed: list and table then coexist, in place of the parent's table and
+ * the list while the bytes streamed. The next write waits for the build
+ * if it comes before the build ends (wr_sidx_take).
  */
 #include "fs/writer.h"
 #include "fs/writer_int.h"
@@ -77,7 +82,10 @@ void wr_sidx_take(struct writer *w)
 	}
 	/* Taken (or dropped, if it is another's) whatever this write is. */
 	x = chain_hint_take(w->c, tag);
-	if (x && !vcdiff_sidx_fits(x, w->parent_size, 0)) {
+	/* Its table was built after the parent's close (vcdiff_sidx_end);
+	 * by now, unless this write came right after. */
+	if (x && (vcdiff_sidx_ready(x) ||
+		  !vcdiff_sidx_fits(x, w->parent_size, 0))) {
 		vcdiff_sidx_free(x);
 		x = NULL;
 	}
@@ -109,6 +117,12 @@ void wr_sidx_keep(struct writer *w, const char *digest)
 		w->sidx_new = NULL;
 		return;
 	}
+	/* The parent's table goes first: the new one is being built now,
+	 * next to its key list, and the three together would be 64 MiB
+	 * over what the write itself held. A later encode of this writer
+	 * (an append after this commit) indexes the parent itself. */
+	vcdiff_sidx_free(w->sidx_src);
+	w->sidx_src = NULL;
 	tag_of(tag, w->id, w->size, digest);
 	chain_hint_put(w->c, tag, w->sidx_new,
 		       vcdiff_sidx_mem(w->size, 0), sidx_free);

@@ -97,9 +97,9 @@ struct vcdiff_enc_opts {
 	 */
 	int secondary;
 	/* liblzma preset 1..9 for VCDIFF_SEC_LZMA_WINDOWED, optionally
-	 * | VCDIFF_LZMA_EXTREME; 0 = the default: preset 0 (256 KiB
-	 * dictionary) with the hc4 match finder and nice_len 32, chosen
-	 * for ingest speed (measured in vcdiff_ewin.c). The dictionary is
+	 * | VCDIFF_LZMA_EXTREME; 0 = the default: preset 0 with a 32 KiB
+	 * dictionary, the hc4 match finder and nice_len 32, chosen for
+	 * ingest speed (measured in vcdiff_ewin.c). The dictionary is
 	 * capped at the window size either way. */
 	uint32_t lzma_preset;
 	/*

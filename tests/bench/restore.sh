@@ -62,14 +62,8 @@ cleanup() { umount_wait "$MNT"; umount_wait "$FMNT"; rm -rf "$DATA/rplain"; }
 trap cleanup EXIT
 sh contrib/deps.sh qemu
 
-if [ ! -f "$QS/snapshot_6" ]; then
-	echo "bench: saving 6 states of a ${QMEM} MiB guest into $QS" >&2
-	rm -rf "$QS"
-	SNAPFS_MOUNT_CMD= SNAPFS_QEMU_MEM=$QMEM SNAPFS_QEMU_WORK_MB=$QWORK \
-		SNAPFS_QEMU_SNAPS=5 SNAPFS_QEMU_KEEP="$QS" BUILD=$BUILD \
-		sh tests/e2e/50-qemu.sh > "$DATA/qemu-${QMEM}m.log" 2>&1 ||
-		{ tail -20 "$DATA/qemu-${QMEM}m.log" >&2; exit 1; }
-fi
+. tests/bench/states.sh
+qemu_states "$QS" 6 "$QMEM" "$QWORK"
 # The stock-made store: what the plain scripts make (again if any of its
 # files is gone: a directory holding only increments.txt was found here).
 if [ ! -f "$S/increments.txt" ] || [ ! -f "$S/snapshot_1.zst" ] ||

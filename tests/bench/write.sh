@@ -15,6 +15,10 @@
 #                        after row each
 #   BENCH_REPEAT=1       rounds (each: every build, then xdelta3)
 #   BENCH_SIZE_TABLE=1   0: skip the patch-size table (tests/bench/size.sh)
+#   BENCH_QEMU=1         0: without BENCH_STATES, only the generated pair;
+#                        else then also issue 11's pairs, the six states of
+#                        the 1 GiB guest that restore.sh uses (saved first
+#                        if missing, a few minutes), into bench-write-qemu.txt
 set -eu
 BUILD=${BUILD:-build-bench}
 TOP=$(pwd)
@@ -24,7 +28,7 @@ SNAPFS=$TOP/$BUILD/snapfs
 SNAPGEN=$TOP/$BUILD/snapgen
 W=$DATA/write
 MNT=$W/mnt
-OUT=$TOP/$BUILD/bench-write.txt
+OUT=${BENCH_WRITE_OUT:-$TOP/$BUILD/bench-write.txt}
 REPEAT=${BENCH_REPEAT:-1}
 
 now() { date +%s.%N; }
@@ -128,15 +132,25 @@ echo "# the writer's own per-stage times (snapfs log, this build):"
 grep -h "bytes in" "$W"/log.snapfs.* 2>/dev/null | sed 's/^/#   /' || true
 } | tee "$OUT"
 
-[ "${BENCH_SIZE_TABLE:-1}" = 0 ] && exit 0
-# Patch size with windowed lzma (tests/bench/size.sh) on the same pairs,
-# and on the real QEMU states an earlier `make bench` kept
-# (tests/bench/qemu.sh runs after this script), their first 6.
-BENCH_STATES="$STATES" BENCH_SIZE_OUT=$TOP/$BUILD/bench-size.txt \
-	BUILD=$BUILD sh tests/bench/size.sh
-qs=$(ls -d "$DATA"/qemu-states-* 2>/dev/null | head -1)
-if [ -n "$qs" ] && [ -z "${BENCH_STATES:-}" ]; then
-	BENCH_STATES="$(ls "$qs"/snapshot_* | sort -t_ -k2 -n | head -6)" \
-	BENCH_SIZE_OUT=$TOP/$BUILD/bench-size-qemu.txt \
+if [ "${BENCH_SIZE_TABLE:-1}" != 0 ]; then
+	# Patch size with windowed lzma (tests/bench/size.sh) on the same pairs,
+	# and on the real QEMU states an earlier `make bench` kept
+	# (tests/bench/qemu.sh runs after this script), their first 6.
+	BENCH_STATES="$STATES" BENCH_SIZE_OUT=$TOP/$BUILD/bench-size.txt \
 		BUILD=$BUILD sh tests/bench/size.sh
+	qs=$(ls -d "$DATA"/qemu-states-* 2>/dev/null | head -1)
+	if [ -n "$qs" ] && [ -z "${BENCH_STATES:-}" ]; then
+		BENCH_STATES="$(ls "$qs"/snapshot_* | sort -t_ -k2 -n | head -6)" \
+		BENCH_SIZE_OUT=$TOP/$BUILD/bench-size-qemu.txt \
+			BUILD=$BUILD sh tests/bench/size.sh
+	fi
+fi
+if [ -z "${BENCH_STATES:-}" ] && [ "${BENCH_QEMU:-1}" != 0 ]; then
+	. tests/bench/states.sh
+	QS=$DATA/qemu-1024m
+	qemu_states "$QS" 6 1024 560	# as restore.sh saves them
+	trap - EXIT; umount_wait "$SNAPFS"; rm -rf "$W"
+	BENCH_STATES="$(ls "$QS"/snapshot_* | sort -t_ -k2 -n)" \
+	BENCH_WRITE_OUT=$TOP/$BUILD/bench-write-qemu.txt BENCH_SIZE_TABLE=0 BUILD=$BUILD \
+		sh tests/bench/write.sh
 fi

@@ -86,8 +86,8 @@ void fuse_tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
  * for the file being written; fuse_write_release frees a write handle
  * and publishes at the last. Called with m->lock held:
  * fuse_write_pending_stat (that file's attributes), fuse_write_reopen
- * (another open of it for writing; unlocks), fuse_write_wait_commit
- * (waits while a finished snapshot commits). */
+ * (another open of it for writing; unlocks), fuse_write_settle_locked
+ * (below). */
 void fuse_write_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, struct fuse_file_info *fi);
 void fuse_write_op(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -102,11 +102,11 @@ void fuse_write_release(fuse_req_t req, struct fuse_file_info *fi);
 void fuse_write_pending_stat(struct snapfs_mount *m, struct stat *st);
 void fuse_write_reopen(struct snapfs_mount *m, fuse_req_t req,
 		       struct fuse_file_info *fi);
-void fuse_write_wait_commit(struct snapfs_mount *m);
 /* Waits (m->lock held) while a writer commits, and while one looks
  * closed with its RELEASE still to come (close() returns before the
  * kernel sends it), the latter until *until: what a listing or a new
- * file must see first. fuse_write_deadline sets until. */
+ * file must see first. fuse_write_deadline sets until; NULL: only a
+ * commit is waited for. */
 void fuse_write_settle_locked(struct snapfs_mount *m,
 			      const struct timespec *until);
 void fuse_write_deadline(struct timespec *until);

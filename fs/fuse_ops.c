@@ -346,7 +346,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		int busy = m->w && ino == m->w_ino && m->w_opens > 0;
 		if (!busy)
-			fuse_write_wait_commit(m);
+			fuse_write_settle_locked(m, NULL);
 		pthread_mutex_unlock(&m->lock);
 		if (busy) {
 			fuse_reply_err(req, EBUSY);

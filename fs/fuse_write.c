@@ -73,7 +73,8 @@ void fuse_write_settle_locked(struct snapfs_mount *m,
 	for (;;) {
 		if (m->w && m->w_committing)
 			pthread_cond_wait(&m->changed, &m->lock);
-		else if (m->w && closed_unreleased(m) && !passed(until))
+		else if (until && m->w && closed_unreleased(m) &&
+			 !passed(until))
 			pthread_cond_timedwait(&m->changed, &m->lock, until);
 		else
 			return;
@@ -84,13 +85,6 @@ void fuse_write_deadline(struct timespec *until)
 {
 	clock_gettime(CLOCK_REALTIME, until);
 	until->tv_sec += RELEASE_WAIT_S;
-}
-
-/* Waits while a finished writer commits (caller holds m->lock). */
-void fuse_write_wait_commit(struct snapfs_mount *m)
-{
-	while (m->w && m->w_committing)
-		pthread_cond_wait(&m->changed, &m->lock);
 }
 
 /*

@@ -167,14 +167,19 @@ void vcopy_attach(struct chain *c, struct chain_layer *L)
 	if (!f->vsize || f->vcopy)
 		return;
 	layer_derived_name(name, sizeof(name), L, L->fstamp, "sect");
-	struct stat st;
-	int there = fstatat(store_subdir(c->s, "plain"), name, &st,
-			    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-	if (c->o.decoded_keep_only && !L->built && !there)
-		return;
-	if (c->o.decoded_bounded && !store_is_remote(c->s) &&
-	    vcopy_room(c, L, name, there, f->vsize))
-		return;
+	/* Whether the copy is there matters only to a bound or to snapctl:
+	 * a default mount opens or makes it below without asking. */
+	int bounded = c->o.decoded_bounded && !store_is_remote(c->s);
+	if (bounded || c->o.decoded_keep_only) {
+		struct stat st;
+		int there = fstatat(store_subdir(c->s, "plain"), name, &st,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode);
+		if (c->o.decoded_keep_only && !L->built && !there)
+			return;
+		if (bounded && vcopy_room(c, L, name, there, f->vsize))
+			return;
+	}
 	/* Written into the mount: the sections the encoder compressed,
 	 * proved to decode to them, instead of decoding them again (that
 	 * had cost a QEMU write 0.1-0.2 s at commit). */

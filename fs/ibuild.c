@@ -90,11 +90,35 @@ static int aux_append(struct chain *c, struct chain_layer *L,
  * as fast (770 against 779 MB/s, medians), the size the base uses. */
 #define AUX_FRAME (256u << 10)
 
+/*
+ * Publishes the finished file at fd (taken), .snapfs/tmp/tmp, as
+ * .snapfs/aux/name: synced, renamed, recorded as derived data, and
+ * opened as a blob (*out) labelled with its store path (label, cap
+ * bytes). 0, or -errno with the temporary gone.
+ */
+static int aux_publish(struct chain *c, int fd, const char *tmp,
+		       const char *name, char *label, size_t cap,
+		       struct blob **out)
+{
+	int tfd = store_subdir(c->s, "tmp");
+
+	if (fsync(fd) < 0 ||
+	    renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0) {
+		int rc = -errno;
+		close(fd);
+		unlinkat(tfd, tmp, 0);
+		return rc;
+	}
+	store_derived_saved(c->s, "aux", name);
+	snprintf(label, cap, "%s/aux/%.300s", STORE_META_DIR, name);
+	return blob_from_fd(out, fd, label);	/* takes fd */
+}
+
 int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd)
 {
 	struct zframe_writer_opts o = { .frame_size = AUX_FRAME };
 	int tfd = store_subdir(c->s, "tmp"), fd, rc;
-	char name[300], tmp[320], label[400];
+	char name[300], tmp[320], label[sizeof(L->aux.label)];
 	struct blob *b;
 
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "auxz");
@@ -103,18 +127,12 @@ int ibuild_aux_store(struct chain *c, struct chain_layer *L, int raw_fd)
 	if (fd < 0)
 		return fd;
 	rc = zframe_compress_fd(raw_fd, fd, &o);
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	if (!rc && renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0)
-		rc = -errno;
 	if (rc) {
 		close(fd);
 		unlinkat(tfd, tmp, 0);
 		return rc;
 	}
-	store_derived_saved(c->s, "aux", name);
-	snprintf(label, sizeof(label), "%s/aux/%s", STORE_META_DIR, name);
-	rc = blob_from_fd(&b, fd, label);	/* takes fd */
+	rc = aux_publish(c, fd, tmp, name, label, sizeof(label), &b);
 	if (!rc)
 		rc = derive_aux_zstd(c, L, b, label);
 	if (rc)		/* the raw one goes in its place */
@@ -133,25 +151,16 @@ static int aux_place(struct chain *c, struct chain_layer *L, int fd,
 		     const char *tmp, uint64_t size)
 {
 	char name[300], label[sizeof(L->aux.label)];
-	int tfd = store_subdir(c->s, "tmp"), rc;
 	struct blob *b;
+	int rc;
 
 	if (c->o.decoded_bounded && ibuild_aux_store(c, L, fd) == 0) {
 		close(fd);
-		unlinkat(tfd, tmp, 0);
+		unlinkat(store_subdir(c->s, "tmp"), tmp, 0);
 		return 0;
 	}
 	layer_derived_name(name, sizeof(name), L, L->aux_stamp, "aux");
-	if (fsync(fd) < 0 ||
-	    renameat(tfd, tmp, store_subdir(c->s, "aux"), name) < 0) {
-		rc = -errno;
-		close(fd);
-		unlinkat(tfd, tmp, 0);
-		return rc;
-	}
-	store_derived_saved(c->s, "aux", name);
-	snprintf(label, sizeof(label), "%s/aux/%.300s", STORE_META_DIR, name);
-	rc = blob_from_fd(&b, fd, label);	/* takes fd */
+	rc = aux_publish(c, fd, tmp, name, label, sizeof(label), &b);
 	if (rc)
 		return rc;
 	sfile_raw(c, L, &L->aux, b, size, name);

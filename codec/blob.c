@@ -86,6 +86,25 @@ int blob_from_dup(struct blob **out, int fd, const char *name)
 	return blob_from_fd(out, d, name);
 }
 
+int blob_from_dup_prefix(struct blob **out, int fd, uint64_t size,
+			 const char *name)
+{
+	struct stat st;
+	int d, rc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < size)
+		return -EINVAL;
+	st.st_size = (off_t)size;
+	if ((d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -errno;
+	rc = blob_new(out, &fd_ops, (void *)(intptr_t)d, &st, name);
+	if (!rc)
+		(*out)->fd = d;
+	return rc;
+}
+
 int blob_from_dup_as(struct blob **out, int fd, const struct stat *ident,
 		     const char *name)
 {

@@ -59,6 +59,11 @@ int blob_from_fd(struct blob **out, int fd, const char *name);
  * closed as it likes. For local files read through the codec's blob
  * path (a temporary being checked, a derived copy). 0 or -errno. */
 int blob_from_dup(struct blob **out, int fd, const char *name);
+/* As blob_from_dup, over the file's first size bytes only (-EINVAL if it
+ * is shorter): a file still being appended to, whose prefix is final (a
+ * patch checked window by window while it is encoded). */
+int blob_from_dup_prefix(struct blob **out, int fd, uint64_t size,
+			 const char *name);
 /* As blob_from_dup, but blob_stat() gives ident (whose st_size must be
  * the file's: -EINVAL otherwise): a local copy of a file kept elsewhere
  * (an upload to a bucket), named as that file. 0 or -errno. */

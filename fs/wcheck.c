@@ -9,7 +9,9 @@
 #include "fs/wcheck.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +36,30 @@ struct wrec {
 struct wcheck {
 	struct chain *c;
 	struct chain_layer *P;
+	int fd;			/* a dup of the caller's patch file */
 	XXH3_state_t *digest;	/* the caller's: the bytes written */
 	XXH3_state_t *file;	/* the bytes of the patch written */
 	XXH3_state_t *ops;	/* scratch for ops_hash */
 	uint64_t file_len;
 	struct chain_ibuild *ib;
-	struct wrec *rec;
-	size_t nrec, cap;
 	uint64_t next_tgt;
 	uint8_t *scratch;	/* SCRATCH bytes */
 	int bad;		/* the first problem, -errno; sticky */
 	const char *why;
+
+	/* The windows written, and the early decode of them (see
+	 * early_worker): mu guards rec, nrec, cap and the early_ fields;
+	 * the output thread appends, the early worker reads. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct wrec *rec;
+	size_t nrec, cap;
+	pthread_t early;
+	int early_on;
+	atomic_int early_stop;
+	size_t early_done;	/* windows [0, early_done) decoded and equal */
+	int early_bad;		/* as bad, for the early decode */
+	const char *early_why;
 };
 
 /* The fields of an op that mean something, in a fixed layout. */
@@ -76,8 +91,10 @@ static XXH128_hash_t ops_hash(XXH3_state_t *st, const struct vcdiff_op *ops,
 	return XXH3_128bits_digest(st);
 }
 
+static void *early_worker(void *arg);
+
 int wcheck_new(struct wcheck **out, struct chain *c, uint32_t id,
-	       struct chain_layer *P, XXH3_state_t *digest)
+	       struct chain_layer *P, int fd, XXH3_state_t *digest)
 {
 	struct wcheck *k = calloc(1, sizeof(*k));
 	int rc = -ENOMEM;
@@ -87,10 +104,15 @@ int wcheck_new(struct wcheck **out, struct chain *c, uint32_t id,
 	k->c = c;
 	k->P = P;
 	k->digest = digest;
+	k->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->cv, NULL);
 	k->file = XXH3_createState();
 	k->ops = XXH3_createState();
 	k->scratch = malloc(SCRATCH);
-	if (k->file && k->ops && k->scratch)
+	if (k->fd < 0)
+		rc = -errno;
+	else if (k->file && k->ops && k->scratch)
 		rc = chain_ibuild_new(&k->ib, c, id, P);
 	if (rc) {
 		wcheck_free(k);
@@ -98,19 +120,45 @@ int wcheck_new(struct wcheck **out, struct chain *c, uint32_t id,
 	}
 	XXH3_64bits_reset(k->file);
 	XXH3_128bits_reset(k->digest);
+	/* Without the thread, the close decodes every window itself. */
+	k->early_on = pthread_create(&k->early, NULL, early_worker, k) == 0;
 	*out = k;
 	return 0;
+}
+
+/* Stops the early decode and waits for it: at close, or to free. */
+static void early_stop(struct wcheck *k)
+{
+	if (!k->early_on)
+		return;
+	pthread_mutex_lock(&k->mu);
+	atomic_store(&k->early_stop, 1);
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	/* It may sit in the middle of a window at idle priority while the
+	 * close's own decode keeps both cores busy: let it finish that one
+	 * as a normal thread (best effort; a thread may always go back to
+	 * the policy it was started with where RLIMIT_NICE allows). */
+	struct sched_param sp = { .sched_priority = 0 };
+	(void)pthread_setschedparam(k->early, SCHED_OTHER, &sp);
+	pthread_join(k->early, NULL);
+	k->early_on = 0;
 }
 
 void wcheck_free(struct wcheck *k)
 {
 	if (!k)
 		return;
+	early_stop(k);
 	chain_ibuild_free(k->ib);
 	XXH3_freeState(k->file);
 	XXH3_freeState(k->ops);
 	free(k->rec);
 	free(k->scratch);
+	if (k->fd >= 0)
+		close(k->fd);
+	pthread_cond_destroy(&k->cv);
+	pthread_mutex_destroy(&k->mu);
 	free(k);
 }
 
@@ -225,14 +273,6 @@ int wcheck_window(void *ctx, const struct vcdiff_enc_win *w)
 
 	if (k->bad)
 		return 0;
-	if (k->nrec == k->cap) {
-		size_t cap = k->cap ? 2 * k->cap : 256;
-		struct wrec *r = realloc(k->rec, cap * sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		k->rec = r;
-		k->cap = cap;
-	}
 	why = check_ops(k, w, &rc);
 	if (!why && (rc = chain_ibuild_window(k->ib, w)))
 		why = rc == -EBADMSG ? "its instructions do not index" :
@@ -242,7 +282,7 @@ int wcheck_window(void *ctx, const struct vcdiff_enc_win *w)
 		k->why = why;
 		return 0;
 	}
-	k->rec[k->nrec++] = (struct wrec){
+	struct wrec r = {
 		.tgt_off = w->tgt_off, .patch_off = w->patch_off,
 		.tgt_len = w->tgt_len, .patch_len = w->patch_len,
 		.adler = w->adler32, .data_len = w->data_len,
@@ -250,6 +290,20 @@ int wcheck_window(void *ctx, const struct vcdiff_enc_win *w)
 		.h_ops = ops_hash(k->ops, w->ops, w->nops),
 		.h_data = XXH3_128bits(w->data, w->data_len),
 	};
+	pthread_mutex_lock(&k->mu);
+	if (k->nrec == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 256;
+		struct wrec *nr = realloc(k->rec, cap * sizeof(*nr));
+		if (!nr) {
+			pthread_mutex_unlock(&k->mu);
+			return -ENOMEM;
+		}
+		k->rec = nr;
+		k->cap = cap;
+	}
+	k->rec[k->nrec++] = r;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mu);
 	XXH3_128bits_update(k->digest, w->tgt, w->tgt_len);
 	k->next_tgt = w->tgt_off + w->tgt_len;
 	return 0;
@@ -303,6 +357,13 @@ struct dec_job {
 	const char *why;	/* set by the one that sets rc */
 };
 
+static int header_is(const struct wrec *r, const struct vcdiff_win *wi)
+{
+	return wi->hdr_off == r->patch_off && wi->tgt_off == r->tgt_off &&
+	       wi->tgt_len == r->tgt_len && wi->del_ind == r->del_ind &&
+	       (wi->win_ind & VCDIFF_WIN_ADLER32) && wi->adler32 == r->adler;
+}
+
 /* Window i of the file, decoded, is what was recorded. */
 static const char *decoded_is(const struct wrec *r,
 			      const struct vcdiff_patch *p, size_t i,
@@ -315,9 +376,7 @@ static const char *decoded_is(const struct wrec *r,
 	size_t n, dlen;
 
 	*rc = -EBADMSG;
-	if (wi->hdr_off != r->patch_off || wi->tgt_off != r->tgt_off ||
-	    wi->tgt_len != r->tgt_len || wi->del_ind != r->del_ind ||
-	    !(wi->win_ind & VCDIFF_WIN_ADLER32) || wi->adler32 != r->adler)
+	if (!header_is(r, wi))
 		return "a window header is not as written";
 	if ((*rc = vcdiff_dec_ops(d, p, i, &ops, &n)))
 		return vcdiff_dec_reason(d);
@@ -355,14 +414,97 @@ static void *dec_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * The early decode: the windows already in the file are decoded, as the
+ * close would, while the rest is still being encoded. The stream leaves
+ * one core idle about a fifth of the time (the workers wait on each
+ * other), so the thread runs at SCHED_IDLE: it takes that time and never
+ * the workers'. What it has not done when the close comes, the close
+ * does. The file grows while this reads it, so each round opens the
+ * prefix that ends with the last window recorded: a patch cut at a window
+ * boundary is a valid patch (vcdiff_dec.h), and that prefix no longer
+ * changes. The close then proves the whole file is the bytes written
+ * (file_is_written), so a window decoded here was decoded from the bytes
+ * the patch keeps.
+ */
+static void *early_worker(void *arg)
+{
+	struct wcheck *k = arg;
+	struct sched_param sp = { .sched_priority = 0 };
+	struct vcdiff_dec *d = NULL;
+	XXH3_state_t *st = XXH3_createState();
+	struct wrec *batch = NULL;
+	size_t bcap = 0;
+	int rc = st ? vcdiff_dec_new(&d) : -ENOMEM;
+	const char *why = "decoding the patch";
+
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	pthread_mutex_lock(&k->mu);
+	while (!rc) {
+		while (!atomic_load(&k->early_stop) &&
+		       k->early_done == k->nrec)
+			pthread_cond_wait(&k->cv, &k->mu);
+		if (atomic_load(&k->early_stop))
+			break;
+		size_t from = k->early_done, to = k->nrec;
+		if (to - from > bcap) {
+			struct wrec *nb = realloc(batch, (to - from) *
+						  sizeof(*nb));
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			batch = nb;
+			bcap = to - from;
+		}
+		memcpy(batch, k->rec + from, (to - from) * sizeof(*batch));
+		pthread_mutex_unlock(&k->mu);
+
+		struct vcdiff_patch *p = NULL;
+		struct blob *b = NULL;
+		uint64_t end = batch[to - from - 1].patch_off +
+			       batch[to - from - 1].patch_len;
+		rc = blob_from_dup_prefix(&b, k->fd, end, "the new patch");
+		if (!rc)
+			rc = vcdiff_patch_open(&p, b, &why);
+		blob_put(b);
+		if (!rc && vcdiff_patch_nwin(p) != to) {
+			why = "the patch has other windows than were written";
+			rc = -EBADMSG;
+		}
+		size_t done = from;
+		while (!rc && done < to && !atomic_load_explicit(
+			       &k->early_stop, memory_order_relaxed)) {
+			why = decoded_is(&batch[done - from], p, done, d, st,
+					 &rc);
+			done += !rc;
+		}
+		vcdiff_patch_free(p);
+		pthread_mutex_lock(&k->mu);
+		k->early_done = done;
+	}
+	/* A patch that differs is a finding; anything else (memory, a
+	 * read) the close meets again if it is real, and says so. */
+	if (rc == -EBADMSG) {
+		k->early_bad = rc;
+		k->early_why = why;
+	}
+	pthread_mutex_unlock(&k->mu);
+	free(batch);
+	vcdiff_dec_free(d);
+	XXH3_freeState(st);
+	return NULL;
+}
+
 int wcheck_finish(struct wcheck *k, int fd, uint64_t size, const char **why)
 {
 	struct vcdiff_patch *p = NULL;
 	int rc;
 
-	if (k->bad) {
-		*why = k->why;
-		return k->bad;
+	early_stop(k);
+	if (k->bad || k->early_bad) {
+		*why = k->bad ? k->why : k->early_why;
+		return k->bad ? k->bad : k->early_bad;
 	}
 	if (k->next_tgt != size) {
 		*why = "the patch does not build as many bytes as were written";
@@ -385,11 +527,18 @@ int wcheck_finish(struct wcheck *k, int fd, uint64_t size, const char **why)
 		*why = "the patch has other windows than were written";
 		rc = -EBADMSG;
 	}
+	/* The windows decoded early: their headers are still the file's. */
+	for (size_t i = 0; !rc && i < k->early_done; i++) {
+		if (!header_is(&k->rec[i], vcdiff_patch_win(p, i))) {
+			*why = "a window header is not as written";
+			rc = -EBADMSG;
+		}
+	}
 	if (!rc) {
-		/* Every window decoded, on two threads: mostly lzma. */
+		/* Every other window decoded, on two threads: mostly lzma. */
 		struct dec_job j = { .k = k, .p = p };
 		pthread_t t;
-		atomic_init(&j.next, 0);
+		atomic_init(&j.next, k->early_done);
 		atomic_init(&j.rc, 0);
 		int two = pthread_create(&t, NULL, dec_worker, &j) == 0;
 		dec_worker(&j);
@@ -401,6 +550,16 @@ int wcheck_finish(struct wcheck *k, int fd, uint64_t size, const char **why)
 	}
 	vcdiff_patch_free(p);
 	return rc;
+}
+
+size_t wcheck_early(struct wcheck *k, size_t *of)
+{
+	pthread_mutex_lock(&k->mu);
+	size_t n = k->early_done;
+	if (of)
+		*of = k->nrec;
+	pthread_mutex_unlock(&k->mu);
+	return n;
 }
 
 struct chain_ibuild *wcheck_index(struct wcheck *k)

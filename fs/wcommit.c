@@ -356,6 +356,7 @@ static int prepare_checked(struct writer *w, const char **why, char *buf,
 	char label[400];
 	int rc = wcheck_finish(w->chk, w->tmpfd, w->size, why);
 
+	w->tm.early = wcheck_early(w->chk, &w->tm.wins);
 	if (rc)
 		return rc;
 	snprintf(label, sizeof(label), "%s/tmp/%s", STORE_META_DIR, w->tmp);
@@ -632,12 +633,13 @@ const char *writer_timing(struct writer *w)
 	double all = wr_now() - w->tm.start;
 	int n = snprintf(w->timing, sizeof(w->timing), "%s: %llu bytes in "
 			 "%.2f s: parent %s %.2f s, streamed "
-			 "%.2f s, last close %.2f s (verify %.2f s)", w->name,
+			 "%.2f s, last close %.2f s (verify %.2f s, %zu of %zu "
+			 "windows decoded before it)", w->name,
 			 (unsigned long long)w->size, all, w->tm.kept ?
 			 "index taken (kept from its write)" :
 			 "read and indexed", w->tm.index,
 			 all - w->tm.index - w->tm.finish, w->tm.finish,
-			 w->tm.verify);
+			 w->tm.verify, w->tm.early, w->tm.wins);
 
 	if (!w->base && n > 0 && (size_t)n < sizeof(w->timing))
 		snprintf(w->timing + n, sizeof(w->timing) - (size_t)n,

@@ -186,7 +186,8 @@ int wr_sink_open(struct writer *w)
 		o.on_window = wcheck_window;
 		wcheck_free(w->chk);
 		w->chk = NULL;
-		rc = wcheck_new(&w->chk, w->c, w->id, w->parent, w->digest);
+		rc = wcheck_new(&w->chk, w->c, w->id, w->parent, w->tmpfd,
+				 w->digest);
 		o.win_ctx = w->chk;
 		o.sidx = w->sidx_src;
 		if (!rc)

@@ -85,6 +85,8 @@ struct writer {
 		int kept;	/* its index was kept from its write */
 		double finish;	/* the last writer_finish, all of it */
 		double verify;	/* of which the verify */
+		size_t early, wins;	/* windows decoded before the close,
+					 * of all (fs/wcheck.h) */
 		struct vcdiff_enc_stats enc;	/* the last sink's stages */
 	} tm;
 	char timing[512];

@@ -21,7 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/blob.h"
 #include "codec/fdio.h"
+#include "codec/vcdiff_dec.h"
 #include "codec/vcdiff_enc.h"
 #include "fs/chain.h"
 #include "fs/store.h"
@@ -391,7 +393,7 @@ static int rig_encode(struct rig *r, int spoil)
 	snprintf(p, sizeof(p), "%s/rig.patch", dir);
 	r->fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	T_CHECK(r->fd >= 0);
-	T_EQ(wcheck_new(&r->k, r->c, 99, r->P, r->digest), 0);
+	T_EQ(wcheck_new(&r->k, r->c, 99, r->P, r->fd, r->digest), 0);
 	rc = vcdiff_enc_new(&e, &o, r->sn, rig_src, r, rig_write, r);
 	for (size_t off = 0; !rc && off < r->tn; off += 300000)
 		rc = vcdiff_enc_write(e, r->tgt + off, r->tn - off < 300000 ?
@@ -401,6 +403,32 @@ static int rig_encode(struct rig *r, int spoil)
 	vcdiff_enc_free(e);
 	T_EQ(rc, 0);
 	return rc;
+}
+
+/* Waits for the idle thread to decode every window of the rig's patch
+ * (up to 60 s, or until it has stopped short); 1 if it did. */
+static int rig_early_all(struct rig *r)
+{
+	struct vcdiff_patch *p = NULL;
+	struct blob *b = NULL;
+	size_t n = 0;
+
+	if (blob_from_dup(&b, r->fd, "rig") == 0 &&
+	    vcdiff_patch_open(&p, b, NULL) == 0)
+		n = vcdiff_patch_nwin(p);
+	vcdiff_patch_free(p);
+	blob_put(b);
+	/* Until it has them all, or has not moved for 2 s. */
+	size_t last = 0;
+	for (int i = 0, still = 0; n && i < 6000 && still < 200; i++) {
+		size_t e = wcheck_early(r->k, NULL);
+		if (e == n)
+			break;
+		still = e == last ? still + 1 : 0;
+		last = e;
+		usleep(10000);
+	}
+	return n > 1 && wcheck_early(r->k, NULL) == n;
 }
 
 static void rig_done(struct rig *r)
@@ -421,7 +449,13 @@ static void test_check(void)
 	T_EQ(write_state(r.c, r.s, "base", r.src, r.sn), 0);
 	T_EQ(chain_get(r.c, 1, &r.P), 0);
 
-	/* Untouched: passes, and the digest is that of the bytes. */
+	/* Untouched: passes, and the digest is that of the bytes; once with
+	 * every window decoded by the idle thread, once by the close. */
+	rig_encode(&r, 0);
+	T_CHECK(rig_early_all(&r));
+	T_EQ(wcheck_finish(r.k, r.fd, r.tn, &why), 0);
+	rig_done(&r);
+	XXH3_128bits_reset(r.digest);
 	rig_encode(&r, 0);
 	T_EQ(wcheck_finish(r.k, r.fd, r.tn, &why), 0);
 	XXH128_hash_t want = XXH3_128bits(r.tgt, r.tn);
@@ -443,11 +477,24 @@ static void test_check(void)
 		T_CHECK(strstr(why, expect[spoil]) != NULL);
 		rig_done(&r);
 	}
+	/* The idle thread finds the section byte itself: it stops at that
+	 * window, and the close says what it found. */
+	rig_encode(&r, 4);
+	T_CHECK(r.spoiled);
+	T_CHECK(!rig_early_all(&r));	/* it stopped short */
+	why = "";
+	T_EQ(wcheck_finish(r.k, r.fd, r.tn, &why), -EBADMSG);
+	fprintf(stderr, "  spoiled 4, early: %zu windows passed, %s\n",
+		wcheck_early(r.k, NULL), why);
+	T_CHECK(why[0] != 0);
+	rig_done(&r);
 
 	/* The file damaged after it was written: start, middle, end. */
 	for (int where = 0; where < 3; where++) {
 		struct stat st;
 		rig_encode(&r, 0);
+		/* After the idle thread has passed every window. */
+		T_CHECK(rig_early_all(&r));
 		T_EQ(fstat(r.fd, &st), 0);
 		off_t off = where == 0 ? 0 : where == 1 ? st.st_size / 2 :
 			    st.st_size - 1;

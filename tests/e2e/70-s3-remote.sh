@@ -147,11 +147,11 @@ python3 "$TOP/tests/e2e/faultproxy.py" "$PPORT" "$UPORT" "$CTL" &
 PROXY=$!
 sleep 0.5
 EP=http://127.0.0.1:$PPORT
-check "mount through the fault proxy" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c5",endpoint="$EP",s3_retries=2,s3_timeout=2,s3_chunk=1M,prefetch=none
+check "mount through the fault proxy" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/c5",endpoint="$EP",s3_retries=2,s3_timeout=1,s3_chunk=1M,prefetch=none
 echo "cut 70000" > "$CTL"
 check "truncated responses: the read fails with EIO" sh -c "! cat '$M/snapshot_3' > /dev/null 2>/dev/null"
 check "... after retries (logged, naming the object)" grep -q "s3://$B/stores/vm1/.*GET" "$WORK/snapfs.m.log"
-echo "slow 6" > "$CTL"
+echo "slow 3" > "$CTL"
 check "stalled responses time out: EIO" sh -c "! cat '$M/snapshot_2' > /dev/null 2>/dev/null"
 check "... the log says it timed out" grep -qi "timeout\|timed out" "$WORK/snapfs.m.log"
 echo pass > "$CTL"

@@ -9,7 +9,10 @@ Bytes are forwarded unchanged (the Host header the client signed stays as
 it is, so the server's signature check still applies). Before each new
 client connection and each response chunk, the proxy reads CONTROL_FILE:
   pass           forward as is
-  slow SECONDS   hold every response that long before its first byte
+  slow SECONDS   hold every chunk of every response that long (a stall;
+                 per chunk, not per connection, because the client keeps
+                 connections alive and a later response on one would
+                 otherwise pass at full speed)
   cut BYTES      forward BYTES bytes of each response, then close both
                  sides (a truncated response)
   refuse         close new connections at once
@@ -52,16 +55,14 @@ def pipe_up(c, u):
 
 def pipe_down(u, c):
     sent = 0
-    first = True
     try:
         while True:
             b = u.recv(65536)
             if not b:
                 break
             m, v = mode()
-            if m == "slow" and first:
+            if m == "slow":
                 time.sleep(v)
-            first = False
             if m == "cut":
                 room = int(v) - sent
                 if room <= 0:

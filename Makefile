@@ -101,7 +101,7 @@ layering:
 	        grep -nE '#include *"fs/writer_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(writer|wcommit|wsidx|writer_int)\.[ch]'); \
 	        grep -nE '#include *"fs/remote_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(remote|rprefetch|rwrite|rlease|remote_int)\.[ch]'); \
+	          grep -vxE 'fs/(remote|rblob|rprefetch|rwrite|rlease|remote_int)\.[ch]'); \
 	        grep -nE '#include *"fs/store_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(store|store_load|store_commit|store_int)\.[ch]'); \
 	        grep -nE '#include *"fs/snapctl_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \

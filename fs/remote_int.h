@@ -60,6 +60,11 @@ struct remote {
 	pthread_mutex_t ws_lock;
 	struct ws_rec *recs;		/* under ws_lock */
 	atomic_uint_fast64_t fetched;
+	/* After a read's fetch timed out through all its retries (a stalled
+	 * store), reads that need the network fail at once until this
+	 * CLOCK_MONOTONIC millisecond (rb_pread); 0: not stalled. */
+	_Atomic int64_t stall_until;
+	int64_t stall_ms;	/* how long: the request timeout */
 };
 
 struct rblob {
@@ -67,6 +72,13 @@ struct rblob {
 	struct dcache_obj *obj;
 	pthread_mutex_t fetch;
 	uint64_t size, next;	/* next: where a forward reader goes on */
+	/* Reads' fetches done (rb_pread), and the number of the last one
+	 * that failed with its error: a reader compares them with the count
+	 * it saw before it queued. Written under fetch; fetches is read
+	 * without it. */
+	_Atomic uint64_t fetches;
+	uint64_t failed_fetch;
+	int fail_rc;
 	char etag[128];
 	char key[];
 };

@@ -8,7 +8,8 @@
 # mount is read-only. Faults: wrong credentials, a missing store, a
 # missing layer object, the server stopped mid-read (EIO naming the
 # object, recovery when it is back), truncated and stalled responses
-# (through tests/e2e/faultproxy.py), an object replaced under the mount,
+# (through tests/e2e/faultproxy.py; after a stall the reads that need the
+# store fail at once for s3_timeout, then recover), an object replaced under the mount,
 # a cache bound smaller than a snapshot and a cache directory that fills
 # up. No wrong byte is ever served: every read that succeeds is compared.
 . tests/e2e/lib.sh
@@ -154,7 +155,9 @@ check "... after retries (logged, naming the object)" grep -q "s3://$B/stores/vm
 echo "slow 3" > "$CTL"
 check "stalled responses time out: EIO" sh -c "! cat '$M/snapshot_2' > /dev/null 2>/dev/null"
 check "... the log says it timed out" grep -qi "timeout\|timed out" "$WORK/snapfs.m.log"
+check "... and that reads needing the store fail at once for a while" grep -q "stalled.*fail at once for 1 s" "$WORK/snapfs.m.log"
 echo pass > "$CTL"
+sleep 1.5	# that while: one s3_timeout
 check "healthy again: every snapshot byte-exact" cmp_all "$M"
 check "unmount" snapfs_umount "$M"
 kill $PROXY 2>/dev/null

@@ -12,7 +12,8 @@
 #      and 4 QEMUs at once through one fresh mount, each against the plain
 #      file (4 QEMUs at once on the plain file for the last).
 #   2. Cold sequential read (fresh mount, store files page-cached) of the
-#      newest state at default options and with -o raw_base, next to
+#      newest state at default options and with -o raw_base, its time to
+#      first byte at default options (open + first read), next to
 #      tests/gen/fusecat (a trivial libfuse filesystem preading the
 #      page-cached plain file; copy and splice variants) and plain cat.
 #   3. First mount (no .snapfs/, checks included) against the plain
@@ -112,10 +113,12 @@ done
 progress=$(tr '\r' '\n' < "$DATA/firstmount.err" | grep -c . || true)
 
 # --- 2: cold sequential reads -------------------------------------------------
-sd=""; sr=""; fcc=""; fcs=""; pc=""; sdc=""; fccc=""; zdc=""; pcc=""
+tt=""; fct=""; sd=""; sr=""; fcc=""; fcs=""; pc=""; sdc=""; fccc=""; zdc=""; pcc=""
 mb=$(stat -c %s "$PLAIN" | awk '{print $1 / 1e6}')
 per_mb() { echo "$1 $2 $3" | awk '{printf "%.3f", 1000 * ($2 - $1) / $3}'; }	# CPU ms per MB
 for r in $(seq "$RUNS"); do
+	mount_fresh
+	tt="$tt $("$RB" ttfb "$MNT/$NEW" | sed 's/.*=//')"
 	mount_fresh
 	b=$(busy)
 	sd="$sd $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
@@ -135,6 +138,7 @@ for r in $(seq "$RUNS"); do
 		# raise_readahead): the kernel's default for FUSE is 128 KiB.
 		dev=$(awk -v m="$FMNT" '$5 == m {print $3}' /proc/self/mountinfo)
 		echo 1024 > "/sys/class/bdi/$dev/read_ahead_kb" 2>/dev/null || true
+		[ $v = copy ] && fct="$fct $("$RB" ttfb "$FMNT/data" | sed 's/.*=//')"
 		b=$(busy)
 		m=$("$RB" seq "$FMNT/data" | sed 's/.*mbps=//')
 		if [ $v = splice ]; then fcs="$fcs $m"; else fcc="$fcc $m"; fccc="$fccc $(per_mb "$b" "$(busy)" "$mb")"; fi
@@ -224,6 +228,7 @@ printf '%-58s %10s %10s %7s %s\n' row figure compare ratio target
 printf '%-58s %9ss %9ss %7s %s\n' "restore, fresh default mount / plain file" "$(med $mf)" "$(med $pl)" "$(ratio "$(med $mf)" "$(med $pl)")" "<= 1.3"
 printf '%-58s %9ss %9ss %7s %s\n' "restore, same mount again / plain file" "$(med $ma)" "$(med $pl)" "$(ratio "$(med $ma)" "$(med $pl)")" "<= 1.05"
 printf '%-58s %9ss %9ss %7s %s\n' "4 restores at once, one fresh mount / 4 from plain file" "$(med $m4)" "$(med $p4)" "$(ratio "$(med $m4)" "$(med $p4)")" "<= 1.2"
+printf '%-58s %8sms %8sms %7s %s\n' "time to first byte, fresh default mount / fusecat copy" "$(med $tt)" "$(med $fct)" "$(ratio "$(med $tt)" "$(med $fct)")" "no regression"
 printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "cold seq read, default mount / fusecat copy" "$(med $sd)" "$(med $fcc)" "$(ratio "$(med $sd)" "$(med $fcc)")" ">= 0.9"
 # The most a default mount could give on these cores: the CPU the copy
 # ceiling spends per MB, less its pread from the page cache (a plain
@@ -249,6 +254,7 @@ printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  cold seq read, compacted, default / f
 printf '%-58s %8sMB/s %8sMB/s %7s %s\n' "  cold seq read, compacted, max_decoded=0 / fusecat copy" "$(med $cs0)" "$(med $fcc)" "$(ratio "$(med $cs0)" "$(med $fcc)")" ""
 printf '%-58s %9ss %9ss %7s %s\n' "  restore, fresh mount of it / plain file" "$(med $cmf)" "$(med $pl)" "$(ratio "$(med $cmf)" "$(med $pl)")" "<= 1.3"
 echo "# runs: restore plain:$pl | fresh:$mf | again:$ma | 4 plain:$p4 | 4 mount:$m4"
+echo "# runs: ttfb ms default:$tt | fusecat copy:$fct"
 echo "# runs: seq default:$sd | raw_base:$sr | fusecat copy:$fcc | splice:$fcs | cat:$pc"
 echo "# runs: CPU ms/MB default:$sdc | fusecat copy:$fccc | zstd -d:$zdc | plain read:$pcc"
 echo "# runs: first mount:$fm | plain decode:$pd | .snapfs:$der; first mount printed $progress progress lines"

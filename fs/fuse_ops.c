@@ -69,7 +69,13 @@ static void info_stat(const struct chain_info *i, struct stat *st, int nlink)
 	st->st_gid = inf.gid;
 	st->st_size = (off_t)inf.size;
 	st->st_blocks = (blkcnt_t)((inf.stored + 511) / 512);
-	st->st_blksize = BLKSIZE;
+	/* A page, as a plain file says: cat (QEMU's exec:cat) then reads and
+	 * feeds its pipe 128 KiB at a time, as from a plain file, where 1 MiB
+	 * made restores slower, even from page cache: QEMU restores of the
+	 * 540 MB state from a mount that had read it, medians of 14
+	 * alternating, 0.45 s with 1 MiB, 0.39 s with this, 0.51 s from the
+	 * plain file. The kernel still asks us for 1 MiB (max_readahead). */
+	st->st_blksize = 4096;
 	/* ls -l shows when the snapshot was taken. */
 	st->st_mtim.tv_sec = (time_t)inf.created;
 	st->st_ctim = inf.mtime;

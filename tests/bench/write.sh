@@ -70,6 +70,9 @@ write_series() { # BINARY LABEL ROUND
 			prev=$cur; continue
 		fi
 		k=$((k + 1))
+		# The peak while writing this one, not the reads before it
+		# (cmp below, the base's read): 5 resets VmHWM (proc(5)).
+		echo 5 > /proc/$pid/clear_refs
 		t=$(now); cat "$cur" > "$MNT/snap$k"; w_s=$(elapsed "$t")
 		t=$(now); head -c1 "$MNT/snap$k" > /dev/null; c_s=$(elapsed "$t")
 		rss=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' /proc/$pid/status)
@@ -126,7 +129,7 @@ END {
 	}
 	for (k in xb) printf "# xdelta3 round.pair %s: -e %.2f s (%d bytes), -e -9 -B %.2f s (%d bytes)\n", k, xd[k], xds[k], xb[k], xbs[k]
 }' "$rows"
-echo "# RSS: snapfs peak (VmHWM) in MiB at the end of the write; cache budget 256 MiB."
+echo "# RSS: snapfs peak (VmHWM, reset before the write) in MiB at the end of the write and its commit; cache budget 256 MiB."
 echo "# stock xdelta3 -d decoded every snapfs patch to the exact bytes; every snapshot read back exact."
 echo "# the writer's own per-stage times (snapfs log, this build):"
 grep -h "bytes in" "$W"/log.snapfs.* 2>/dev/null | sed 's/^/#   /' || true

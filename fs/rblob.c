@@ -179,35 +179,19 @@ static ssize_t rb_pread(void *impl, void *buf, size_t len, uint64_t off)
 		return got;
 	}
 	atomic_fetch_add(&b->r->waiting, 1);	/* prefetch pauses */
-	uint64_t seen = atomic_load(&b->fetches);
 	pthread_mutex_lock(&b->fetch);
 	/* remote_fetch serves each chunk another reader fetched meanwhile
 	 * from the cache, and fetches only the rest. Read-ahead is for a
 	 * reader going forwards, not for a probe (a magic number, a
-	 * footer) that happens to start at 0.
-	 * A reader that queued behind a fetch which then failed, after all
-	 * its retries, shares that failure instead of starting the whole
-	 * sequence again for the bytes it lacks: against a stalled server
-	 * each sequence costs (s3_retries + 1) x s3_timeout, and the kernel
-	 * and our readahead queue several reads behind the first, so a `cat`
-	 * waited for one sequence after another before its EIO. A read that
-	 * starts after the failure, or after a later fetch succeeded, tries
-	 * again: that is how a mount recovers. */
-	int shared = b->fail_rc && b->failed_fetch > seen &&
-		     b->failed_fetch == atomic_load(&b->fetches);
-	if (shared || stalled(b->r)) {
+	 * footer) that happens to start at 0. A reader that queued behind
+	 * a fetch that stalled finds the store marked stalled (stalled()). */
+	if (stalled(b->r)) {
 		got = dcache_pread(b->obj, buf, len, off);
-		rc = got == (long)len ? (ssize_t)len :
-		     shared ? b->fail_rc : -ETIMEDOUT;
+		rc = got == (long)len ? (ssize_t)len : -ETIMEDOUT;
 	} else {
 		rc = remote_fetch(b, buf, len, off,
 				  b->next && off == b->next, 1);
-		uint64_t n = atomic_fetch_add(&b->fetches, 1) + 1;
 		note_fetch(b->r, b->key, rc);
-		if (rc < 0) {
-			b->fail_rc = (int)rc;
-			b->failed_fetch = n;
-		}
 	}
 	b->next = off + len;
 	pthread_mutex_unlock(&b->fetch);

@@ -72,13 +72,6 @@ struct rblob {
 	struct dcache_obj *obj;
 	pthread_mutex_t fetch;
 	uint64_t size, next;	/* next: where a forward reader goes on */
-	/* Reads' fetches done (rb_pread), and the number of the last one
-	 * that failed with its error: a reader compares them with the count
-	 * it saw before it queued. Written under fetch; fetches is read
-	 * without it. */
-	_Atomic uint64_t fetches;
-	uint64_t failed_fetch;
-	int fail_rc;
 	char etag[128];
 	char key[];
 };

@@ -115,6 +115,7 @@ progress=$(tr '\r' '\n' < "$DATA/firstmount.err" | grep -c . || true)
 # --- 2: cold sequential reads -------------------------------------------------
 tt=""; fct=""; sd=""; sr=""; fcc=""; fcs=""; pc=""; sdc=""; fccc=""; zdc=""; pcc=""
 mb=$(stat -c %s "$PLAIN" | awk '{print $1 / 1e6}')
+zmb=$(stat -c %s "$QS/snapshot_1" | awk '{print $1 / 1e6}')	# the base, decoded
 per_mb() { echo "$1 $2 $3" | awk '{printf "%.3f", 1000 * ($2 - $1) / $3}'; }	# CPU ms per MB
 for r in $(seq "$RUNS"); do
 	mount_fresh
@@ -124,7 +125,6 @@ for r in $(seq "$RUNS"); do
 	sd="$sd $("$RB" seq "$MNT/$NEW" | sed 's/.*mbps=//')"
 	sdc="$sdc $(per_mb "$b" "$(busy)" "$mb")"
 	# What decoding the base costs one core, per MB of output.
-	zmb=$(zstd -q -d -c "$S/snapshot_1.zst" | wc -c | awk '{print $1 / 1e6}')
 	b=$(busy); zstd -q -d -c "$S/snapshot_1.zst" > /dev/null
 	zdc="$zdc $(per_mb "$b" "$(busy)" "$zmb")"
 	mount_fresh -o raw_base

@@ -40,8 +40,8 @@
  * `ahead` missing chunks after last, and copies [off, off + len) into
  * buf from what was fetched or cached. b->fetch held.
  */
-ssize_t remote_fetch(struct rblob *b, void *buf, size_t len, uint64_t off,
-		     int forward, int note)
+static ssize_t fetch_chunks(struct rblob *b, void *buf, size_t len,
+			    uint64_t off, int forward, int note)
 {
 	struct remote *r = b->r;
 	uint64_t c = r->o.chunk, first = off / c, last = (off + len - 1) / c;
@@ -166,6 +166,26 @@ static void note_fetch(struct remote *r, const char *key, ssize_t rc)
 	}
 }
 
+/*
+ * fetch_chunks behind the stall mark: every fetch of a blob, the
+ * reader's and the working-set prefetch's, both marks the store stalled
+ * and obeys the mark, so a reader queued behind a fetch that stalled
+ * fails at once instead of trying again. b->fetch held.
+ */
+static ssize_t fetch(struct rblob *b, void *buf, size_t len, uint64_t off,
+		     int forward, int note)
+{
+	ssize_t rc;
+
+	if (stalled(b->r)) {
+		long got = dcache_pread(b->obj, buf, len, off);
+		return got == (long)len ? (ssize_t)len : -ETIMEDOUT;
+	}
+	rc = fetch_chunks(b, buf, len, off, forward, note);
+	note_fetch(b->r, b->key, rc);
+	return rc;
+}
+
 static ssize_t rb_pread(void *impl, void *buf, size_t len, uint64_t off)
 {
 	struct rblob *b = impl;
@@ -180,19 +200,11 @@ static ssize_t rb_pread(void *impl, void *buf, size_t len, uint64_t off)
 	}
 	atomic_fetch_add(&b->r->waiting, 1);	/* prefetch pauses */
 	pthread_mutex_lock(&b->fetch);
-	/* remote_fetch serves each chunk another reader fetched meanwhile
-	 * from the cache, and fetches only the rest. Read-ahead is for a
-	 * reader going forwards, not for a probe (a magic number, a
-	 * footer) that happens to start at 0. A reader that queued behind
-	 * a fetch that stalled finds the store marked stalled (stalled()). */
-	if (stalled(b->r)) {
-		got = dcache_pread(b->obj, buf, len, off);
-		rc = got == (long)len ? (ssize_t)len : -ETIMEDOUT;
-	} else {
-		rc = remote_fetch(b, buf, len, off,
-				  b->next && off == b->next, 1);
-		note_fetch(b->r, b->key, rc);
-	}
+	/* fetch() serves each chunk another reader fetched meanwhile from
+	 * the cache, and fetches only the rest. Read-ahead is for a reader
+	 * going forwards, not for a probe (a magic number, a footer) that
+	 * happens to start at 0. */
+	rc = fetch(b, buf, len, off, b->next && off == b->next, 1);
 	b->next = off + len;
 	pthread_mutex_unlock(&b->fetch);
 	atomic_fetch_sub(&b->r->waiting, 1);
@@ -220,15 +232,19 @@ static void rb_advise(void *impl, uint64_t off, uint64_t len)
 	if (!(tmp = malloc(c)))
 		return;
 	/* The first missing chunk and the next missing ones with it, in
-	 * parallel (remote_fetch's read-ahead), until the range is in. */
+	 * parallel (fetch's read-ahead), until the range is in or the
+	 * store stalls. */
 	for (uint64_t a = a0; a < off + len; a += c) {
 		if (dcache_has(b->obj, a / c))
 			continue;
 		size_t l = (size_t)(b->size - a < c ? b->size - a : c);
+		ssize_t rc = 0;
 		pthread_mutex_lock(&b->fetch);
 		if (!dcache_has(b->obj, a / c))
-			(void)remote_fetch(b, tmp, l, a, 1, 0);
+			rc = fetch(b, tmp, l, a, 1, 0);
 		pthread_mutex_unlock(&b->fetch);
+		if (rc == -ETIMEDOUT)
+			break;
 	}
 	free(tmp);
 }

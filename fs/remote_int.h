@@ -60,9 +60,9 @@ struct remote {
 	pthread_mutex_t ws_lock;
 	struct ws_rec *recs;		/* under ws_lock */
 	atomic_uint_fast64_t fetched;
-	/* After a read's fetch timed out through all its retries (a stalled
-	 * store), reads that need the network fail at once until this
-	 * CLOCK_MONOTONIC millisecond (rb_pread); 0: not stalled. */
+	/* After a fetch timed out through all its retries (a stalled store),
+	 * fetches fail at once until this CLOCK_MONOTONIC millisecond
+	 * (fetch() in rblob.c); 0: not stalled. */
 	_Atomic int64_t stall_until;
 	int64_t stall_ms;	/* how long: the request timeout */
 };
@@ -100,16 +100,6 @@ int remote_lease_take(struct remote *r, char *err, size_t errlen);
 void remote_lease_drop(struct remote *r);
 /* fs/rwrite.c: forgets remote_upload's records (remote_free). */
 void uploads_free(struct remote *r);
-
-/*
- * Fetches the chunks of [off, off + len) that the cache lacks (plus up
- * to o.ahead more missing chunks after it if forward) in parallel ranged
- * GETs, fills the cache, and copies the range into buf. note: a reader's
- * fetch, recorded in the working set (not the prefetch's own). b->fetch
- * held. Returns len or -errno.
- */
-ssize_t remote_fetch(struct rblob *b, void *buf, size_t len, uint64_t off,
-		     int forward, int note);
 
 /* fs/rprefetch.c: notes a range fetched for a reader (the record of the
  * snapshot being read), frees the records. */

@@ -42,6 +42,7 @@ struct bcache_stats {
 	uint64_t bytes_used;	/* capacity of live blocks, may pass budget */
 	uint64_t budget;
 	uint64_t blocks;	/* blocks in the index */
+	uint64_t recycled;	/* misses that took a read-once block's buffer */
 };
 
 enum { BCACHE_HIT = 1, BCACHE_MISS = 0 };
@@ -64,6 +65,15 @@ void bcache_free(struct bcache *c);
  */
 int bcache_get(struct bcache *c, uint64_t k1, uint64_t k2, size_t cap,
 	       struct bcache_blk *b);
+/*
+ * bcache_get for a readahead: the block is wanted by a reader soon, not
+ * by this caller. A miss is filled as with bcache_get, but the block
+ * counts as read once only when a reader gets it, and a block read once
+ * after its readahead is the first whose buffer a later miss takes over
+ * (see cache/bcache.c, "Read once, ahead"). A hit changes nothing.
+ */
+int bcache_get_ahead(struct bcache *c, uint64_t k1, uint64_t k2, size_t cap,
+		     struct bcache_blk *b);
 /* Marks a missed block filled with len (<= cap) bytes. Still pinned. */
 void bcache_publish(struct bcache *c, struct bcache_blk *b, size_t len);
 /* Gives up a missed block (fill failed); it is dropped and unpinned. */

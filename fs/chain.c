@@ -748,7 +748,8 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 "layers %zu\nextents %zu\nreads %" PRIu64 "\nread_bytes %"
 		 PRIu64 "\nread_errors %" PRIu64 "\ncache_hits %" PRIu64
 		 "\ncache_misses %" PRIu64 "\ncache_evictions %" PRIu64
-		 "\ncache_waits %" PRIu64 "\ncache_bytes %" PRIu64
+		 "\ncache_waits %" PRIu64 "\ncache_recycled %" PRIu64
+		 "\ncache_bytes %" PRIu64
 		 "\ncache_budget %" PRIu64 "\ncache_blocks %" PRIu64
 		 "\nreadahead_jobs %" PRIu64 "\nreadahead_dropped %" PRIu64
 		 "\nreadahead_frames %" PRIu64 "\nreadahead_checked %" PRIu64
@@ -760,7 +761,7 @@ int chain_stats(struct chain *c, char *buf, size_t cap)
 		 n, ext, (uint64_t)atomic_load(&c->reads),
 		 (uint64_t)atomic_load(&c->read_bytes),
 		 (uint64_t)atomic_load(&c->read_errors), st.hits, st.misses,
-		 st.evictions, st.waits, st.bytes_used, st.budget, st.blocks,
+		 st.evictions, st.waits, st.recycled, st.bytes_used, st.budget, st.blocks,
 		 (uint64_t)atomic_load(&c->pf_jobs),
 		 (uint64_t)atomic_load(&c->pf_dropped),
 		 (uint64_t)atomic_load(&c->pf_frames),

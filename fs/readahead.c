@@ -134,7 +134,8 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 		if (k >= zframe_count(f->z))
 			return;
 		const struct zframe_entry *fe = zframe_frame(f->z, k);
-		int rc = bcache_get(c->cache, f->key, k, fe->raw_len, &blk);
+		int rc = bcache_get_ahead(c->cache, f->key, k, fe->raw_len,
+					  &blk);
 		if (rc < 0)
 			return;
 		if (rc == BCACHE_MISS) {

@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -518,8 +519,9 @@ fail:
 	return rc;
 }
 
+/* ahead: for a readahead (bcache_get_ahead), not for a reader. */
 static int win_get(struct chain *c, struct sfile *f, size_t k,
-		   struct bcache_blk *b)
+		   struct bcache_blk *b, bool ahead)
 {
 	size_t w = f->vwin[k];
 	const struct vcdiff_win *wi = vcdiff_patch_win(f->owner->patch, w);
@@ -527,7 +529,8 @@ static int win_get(struct chain *c, struct sfile *f, size_t k,
 
 	if (rc)
 		return rc;
-	rc = bcache_get(c->cache, f->key, w, wi->data_plain_len, b);
+	rc = (ahead ? bcache_get_ahead : bcache_get)(c->cache, f->key, w,
+						    wi->data_plain_len, b);
 	if (rc < 0 || rc == BCACHE_HIT)
 		return rc < 0 ? rc : 0;
 	if ((rc = sfile_win_decode(c, f, k, b->data))) {
@@ -562,7 +565,7 @@ int sfile_win_pin(struct chain *c, struct sfile *f, uint64_t voff,
 	size_t k = vsect_find(f, voff);
 
 	*sect_off = f->vbase[k];
-	return win_get(c, f, k, b);
+	return win_get(c, f, k, b, false);
 }
 
 /* Reads [voff, voff+len) of f's decompressed sections (within vsize). */
@@ -574,7 +577,7 @@ static ssize_t win_read(struct chain *c, struct sfile *f, uint64_t voff,
 	while (done < len) {
 		size_t k = vsect_find(f, voff);
 		struct bcache_blk b;
-		int rc = win_get(c, f, k, &b);
+		int rc = win_get(c, f, k, &b, false);
 
 		if (rc)
 			return rc;
@@ -602,7 +605,7 @@ void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 	for (uint64_t v = src - f->size; v < src_end - f->size;) {
 		size_t k = vsect_find(f, v);
 		struct bcache_blk b;
-		if (win_get(c, f, k, &b))
+		if (win_get(c, f, k, &b, true))
 			return;		/* the reader will hit it and report */
 		bcache_put(c->cache, &b);
 		v = k + 1 < f->nv ? f->vbase[k + 1] : f->vsize;

@@ -24,6 +24,8 @@
 #include "tests/unit/t.h"
 
 #define KIB ((size_t)1 << 10)
+/* cache/bcache.c's ONCE_SCAN: how far the once list is searched. */
+#define ONCE_SCAN_T 16
 #define MIB ((size_t)1 << 20)
 
 /* --- helpers --- */
@@ -723,6 +725,74 @@ static void test_rss_bounded(void)
 #endif
 }
 
+/* Fills (k1, k2) as a readahead does, and puts it. */
+static void ahead(struct bcache *c, uint64_t k1, uint64_t k2, size_t len)
+{
+	struct bcache_blk b;
+	int rc = bcache_get_ahead(c, k1, k2, len, &b);
+
+	T_CHECK(rc >= 0);
+	if (rc == BCACHE_MISS) {
+		fill(b.data, len, k1, k2);
+		bcache_publish(c, &b, len);
+	}
+	if (rc >= 0)
+		bcache_put(c, &b);
+}
+
+/*
+ * A stream read once behind its readahead stays near the once list's
+ * share of the budget instead of filling it; a block read again later
+ * leaves the list and survives the stream; blocks decoded ahead but not
+ * read yet are never taken; random readers' blocks fill the budget as
+ * before.
+ */
+static void test_read_once_ahead(void)
+{
+	const size_t blk = 64 << 10, budget = 64 * blk;	/* share: 8 */
+	struct bcache *c = mk(budget);
+
+	/* A stream: readahead 4 blocks ahead, each block got 3 times by
+	 * its reader (one request, several extents). */
+	for (uint64_t i = 0; i < 200; i++) {
+		ahead(c, 1, i + 4, blk);
+		for (int r = 0; r < 3; r++)
+			T_EQ(touch(c, 1, i, blk), i < 4 && r == 0 ?
+			     BCACHE_MISS : BCACHE_HIT);
+	}
+	struct bcache_stats st = stats(c);
+	T_CHECK(st.recycled > 150);
+	T_EQ(st.evictions, 0);
+	/* The share (8 blocks), the ahead ones, the search's slack and the
+	 * stream's first blocks (got without a readahead). */
+	T_CHECK(st.bytes_used <= (8 + 4 + ONCE_SCAN_T + 4) * blk);
+	T_EQ(touch(c, 1, 100, blk), BCACHE_MISS);
+	/* Its last block, read again after more than the share was
+	 * filled (by a random reader here), is an ordinary block now. */
+	for (uint64_t i = 0; i < 10; i++)
+		T_EQ(touch(c, 5, i, blk), BCACHE_MISS);
+	T_EQ(touch(c, 1, 199, blk), BCACHE_HIT);
+	/* Decoded ahead, never read: kept while newer read ones go. */
+	ahead(c, 2, 0, blk);
+	for (uint64_t i = 0; i < 100; i++) {
+		ahead(c, 3, i, blk);
+		touch(c, 3, i, blk);
+	}
+	T_EQ(touch(c, 2, 0, blk), BCACHE_HIT);
+	T_EQ(touch(c, 1, 199, blk), BCACHE_HIT);
+	T_EQ(touch(c, 3, 10, blk), BCACHE_MISS);
+	bcache_free(c);
+	/* Random readers: no readahead, so the budget fills as before. */
+	c = mk(budget);
+	for (uint64_t i = 0; i < 64; i++)
+		T_EQ(touch(c, 4, i, blk), BCACHE_MISS);
+	for (uint64_t i = 0; i < 64; i++)
+		T_EQ(touch(c, 4, i, blk), BCACHE_HIT);
+	T_EQ(stats(c).recycled, 0);
+	T_EQ(stats(c).bytes_used, budget);
+	bcache_free(c);
+}
+
 int main(void)
 {
 	T_RUN(test_new_defaults);
@@ -741,5 +811,6 @@ int main(void)
 	T_RUN(test_drop_wakes_waiter);
 	T_RUN(test_stress);
 	T_RUN(test_rss_bounded);
+	T_RUN(test_read_once_ahead);
 	return t_done();
 }

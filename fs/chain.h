@@ -170,6 +170,11 @@ int chain_check(struct chain *c, struct chain_layer *L);
  */
 struct chain_stream;
 int chain_stream_new(struct chain_stream **out);
+/* Before the stream's first read: what its readahead decodes will be
+ * read again a little later by someone else (the writer's check reads
+ * its parent's bytes behind the matcher), so it is cached as an
+ * ordinary block, not recycled as read once (cache/bcache.c). */
+void chain_stream_reread(struct chain_stream *st);
 void chain_stream_free(struct chain_stream *st);
 
 /*

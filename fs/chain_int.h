@@ -40,6 +40,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -158,6 +159,7 @@ struct chain_layer {
 struct pf_job {
 	struct chain_layer *L;
 	uint64_t off, len;
+	bool once;	/* read once (bcache_get_ahead), see ra_submit */
 };
 
 #define PF_QUEUE 64
@@ -339,9 +341,10 @@ uint64_t sfile_add_src(const struct sfile *f, size_t w, uint64_t addr);
 int sfile_win_decode(struct chain *c, struct sfile *f, size_t k,
 		     uint8_t *dst);
 /* Decodes into the cache the windowed sections [src, src_end) of f
- * needs (readahead; no-op for other kinds, errors left to the reader). */
+ * needs (readahead; no-op for other kinds, errors left to the reader);
+ * once as for ra_submit. */
 void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
-			     uint64_t src_end);
+			     uint64_t src_end, bool once);
 /* Reads [off, off+len) of the layer described by x (len within size),
  * whose file ids are L's (x is L's index, or one being built for L).
  * 0, or -EIO for damaged stored bytes (logged), or -errno. */
@@ -446,9 +449,11 @@ int ibuild_sect_adopt(struct chain *c, struct chain_ibuild *ib,
 /* --- fs/readahead.c: readahead --- */
 
 /* Queues decoding of [off, off+len) of L (no-op without threads; dropped
- * when the queue is full). Queued jobs hold a reference on L. */
+ * when the queue is full). Queued jobs hold a reference on L. once: the
+ * blocks will be read once, soon after (a stream; cache/bcache.c's
+ * "Read once, ahead"); 0 where another read of them follows later. */
 void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
-	       uint64_t len);
+	       uint64_t len, bool once);
 /* Stops and joins the readahead threads (chain_start restarts them). */
 void ra_stop(struct chain *c);
 /* Notes a read of st; submits readahead if the reader looks sequential

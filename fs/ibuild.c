@@ -329,7 +329,7 @@ int ibuild_index(struct chain *c, struct chain_layer *L)
 			if (nx->win_ind & VCDIFF_WIN_SOURCE)
 				ra_submit(c, P, nx->cpy_off,
 					  nx->cpy_len < ((uint64_t)32 << 20) ?
-					  nx->cpy_len : (uint64_t)32 << 20);
+					  nx->cpy_len : (uint64_t)32 << 20, true);
 		}
 		rc = vcdiff_dec_ops(d, L->patch, w, &ops, &nops);
 		if (rc) {

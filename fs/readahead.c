@@ -45,6 +45,7 @@
 struct chain_stream {
 	pthread_mutex_t lock;		/* protects the fields below */
 	uint64_t next;			/* end of the last read */
+	bool reread;			/* chain_stream_reread; immutable */
 	uint64_t pf_end;		/* readahead submitted up to here */
 	unsigned run;			/* in-order reads in a row */
 	/* With -o materialize only: which pages of seen_layer this stream
@@ -110,7 +111,7 @@ static void check_ahead(struct chain *c, struct sfile *f, uint64_t src,
  * src_end) of f needs; checks ahead the blocks of a local raw file (the
  * OS reads those ahead itself). */
 static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
-			  uint64_t src_end)
+			  uint64_t src_end, bool once)
 {
 	if (f && f->kind == SF_RAW && f->ok && f->b && f->wfd < 0 &&
 	    blob_fd(f->b) >= 0) {
@@ -122,7 +123,7 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 	}
 	if (f && f->kind == SF_WINDOWED) {
 		/* Its decompressed lzma sections, a window each. */
-		sfile_prefetch_windowed(c, f, src, src_end);
+		sfile_prefetch_windowed(c, f, src, src_end, once);
 		return;
 	}
 	if (!f || f->kind != SF_ZSTD)
@@ -134,8 +135,8 @@ static void prefetch_file(struct chain *c, struct sfile *f, uint64_t src,
 		if (k >= zframe_count(f->z))
 			return;
 		const struct zframe_entry *fe = zframe_frame(f->z, k);
-		int rc = bcache_get_ahead(c->cache, f->key, k, fe->raw_len,
-					  &blk);
+		int rc = (once ? bcache_get_ahead : bcache_get)(
+			c->cache, f->key, k, fe->raw_len, &blk);
 		if (rc < 0)
 			return;
 		if (rc == BCACHE_MISS) {
@@ -178,7 +179,7 @@ static void prefetch(struct chain *c, const struct pf_job *j)
 		uint64_t a = e[i].off > off ? e[i].off : off;
 		uint64_t b = e[i + 1].off < end ? e[i + 1].off : end;
 		uint64_t src = xext_src(&e[i]) + (a - e[i].off);
-		prefetch_file(c, f, src, src + (b - a));
+		prefetch_file(c, f, src, src + (b - a), j->once);
 	}
 }
 
@@ -207,7 +208,7 @@ static void *pf_worker(void *arg)
 
 /* Queues readahead in chunks, so several workers share one window. */
 void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
-	       uint64_t len)
+	       uint64_t len, bool once)
 {
 	const uint64_t chunk = (uint64_t)1 << 20;
 
@@ -224,6 +225,7 @@ void ra_submit(struct chain *c, struct chain_layer *L, uint64_t off,
 		j->L = L;
 		j->off = o;
 		j->len = chunk;
+		j->once = once;
 		c->pf_count++;
 		atomic_fetch_add(&c->pf_jobs, 1);
 	}
@@ -283,6 +285,11 @@ int chain_stream_new(struct chain_stream **out)
 	pthread_mutex_init(&st->lock, NULL);
 	*out = st;
 	return 0;
+}
+
+void chain_stream_reread(struct chain_stream *st)
+{
+	st->reread = true;
 }
 
 void chain_stream_free(struct chain_stream *st)
@@ -352,6 +359,6 @@ int ra_note(struct chain *c, struct chain_stream *st,
 	}
 	pthread_mutex_unlock(&st->lock);
 	if (want && !fcopy_of(L))
-		ra_submit(c, L, from, want);
+		ra_submit(c, L, from, want, !st->reread);
 	return whole;
 }

@@ -594,7 +594,7 @@ static ssize_t win_read(struct chain *c, struct sfile *f, uint64_t voff,
 }
 
 void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
-			     uint64_t src_end)
+			     uint64_t src_end, bool once)
 {
 	if (!f || f->kind != SF_WINDOWED || src_end <= f->size || f->vcopy)
 		return;
@@ -605,7 +605,7 @@ void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 	for (uint64_t v = src - f->size; v < src_end - f->size;) {
 		size_t k = vsect_find(f, v);
 		struct bcache_blk b;
-		if (win_get(c, f, k, &b, true))
+		if (win_get(c, f, k, &b, once))
 			return;		/* the reader will hit it and report */
 		bcache_put(c->cache, &b);
 		v = k + 1 < f->nv ? f->vbase[k + 1] : f->vsize;

@@ -408,9 +408,8 @@ int writer_new(struct writer **out, struct chain *c, struct store *s,
 	w->head = malloc(WRITER_HEAD);
 	w->tail = malloc(2 * TAIL);
 	rc = w->head && w->tail ? chain_stream_new(&w->src_st) : -ENOMEM;
-	if (!rc)
-		chain_stream_reread(w->src_st);
 	if (!rc) {
+		chain_stream_reread(w->src_st);
 		w->lent = writer_mem(w);
 		chain_cache_lend(c, w->lent);
 	}

@@ -14,6 +14,9 @@
 #                            real QEMU guest's, from tests/bench/qemu.sh)
 #                            instead of the generator
 #   BENCH_TAG=name           output names: $BUILD/bench-<name>.txt/.png
+#   BENCH_RUNS=5             sequential reads per depth (median); the
+#                            runs go round the depths in turn, so a noisy
+#                            spell on this shared machine hits every depth
 #
 # The chain is made by writing the generator's states into a snapfs
 # mount (the write path), so building a depth-100 chain takes minutes,
@@ -31,6 +34,7 @@ SNAPGEN=$TOP/$BUILD/snapgen
 MAX=0
 for d in $DEPTHS; do [ "$d" -gt "$MAX" ] && MAX=$d; done
 TAG=${BENCH_TAG:-depth}
+RUNS=${BENCH_RUNS:-5}
 if [ -n "${BENCH_STATES:-}" ]; then
 	CHAIN=$DATA/wchain-$TAG-d$MAX
 	SIZE="$(basename "$BENCH_STATES")"
@@ -44,7 +48,7 @@ mkdir -p "$DATA" "$MNT"
 # The plot is drawn from the table: BENCH_PLOT_ONLY=1 redraws it from a
 # saved table without measuring again.
 plot() {
-	awk '$1 ~ /^[0-9]+$/ { print $1, $3, $8, $9, $10 }' "$OUT" > "$OUT.dat"
+	awk '$1 ~ /^[0-9]+$/ { print $1, $3, $9, $10, $11 }' "$OUT" > "$OUT.dat"
 	gnuplot <<GNUPLOT
 set terminal png size 900,560
 set output "$PNG"
@@ -114,21 +118,46 @@ store_of() {
 {
 printf '# snapfs depth benchmark, %s states, %s, %s cores\n' "$SIZE" \
 	"$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)"
-printf '%-5s %8s %9s %8s %8s %8s %9s %10s %10s %10s\n' depth mount-s \
-	seq-MB/s ttfb-ms rnd-p99 idx-KiB idx-%size plain-MB/s merge-MB/s cat-MB/s
+printf '%-5s %8s %9s %7s %8s %8s %8s %9s %10s %10s %10s\n' depth mount-s \
+	seq-MB/s vs-min ttfb-ms rnd-p99 idx-KiB idx-%size plain-MB/s merge-MB/s cat-MB/s
 } | tee "$OUT"
+
+# "cold": a fresh mount, the store's files (derived ones included) in
+# the OS page cache.
+warm_store() {
+	cat "$1"/snapshot_* > /dev/null
+	find "$1/.snapfs" -type f -exec cat {} + > /dev/null 2>&1 || true
+}
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# Sequential reads first, round the depths in turn: one read per depth
+# is too noisy here to compare depths (a single depth-1 read ranged
+# 440-1440 MB/s in six fresh mounts by hand).
+SEQS=$DATA/seq-$TAG.runs
+: > "$SEQS"
+for d in $DEPTHS; do warm_store "$(store_of "$d")"; done
+r=0
+while [ $r -lt "$RUNS" ]; do
+	for d in $DEPTHS; do
+		s=$(store_of "$d")
+		umount_wait; "$SNAPFS" -o quiet "$s" "$MNT"
+		echo "$d $("$RB" seq "$MNT/snapshot_$d" | sed 's/.*mbps=//')" >> "$SEQS"
+	done
+	r=$((r+1))
+done
+umount_wait
+first=; base_seq=
 
 for d in $DEPTHS; do
 	s=$(store_of "$d")
 	newest=snapshot_$d
-	# "cold": a fresh mount, the store's files (derived ones included)
-	# in the OS page cache.
-	cat "$s"/snapshot_* > /dev/null
-	find "$s/.snapfs" -type f -exec cat {} + > /dev/null 2>&1 || true
+	warm_store "$s"
 	t=$(now); umount_wait; "$SNAPFS" -o quiet "$s" "$MNT"; mnt_s=$(elapsed "$t")
 	ttfb=$("$RB" ttfb "$MNT/$newest" | sed 's/.*=//')
-	umount_wait; "$SNAPFS" -o quiet "$s" "$MNT"
-	seq=$("$RB" seq "$MNT/$newest" | sed 's/.*mbps=//')
+	seq=$(awk -v d="$d" '$1 == d {print $2}' "$SEQS" | median)
+	# vs-min: this depth's median over the shallowest depth's.
+	if [ -z "$first" ]; then first=$d; base_seq=$seq; fi
+	vs=$(echo "$seq $base_seq" | awk '{printf "%.2f", $1 / $2}')
 	umount_wait; "$SNAPFS" -o quiet "$s" "$MNT"
 	p99=$("$RB" rand "$MNT/$newest" 2000 | sed 's/.*p99_ms=\([^ ]*\).*/\1/')
 	full=$(stat -c %s "$MNT/$newest")
@@ -162,11 +191,13 @@ for d in $DEPTHS; do
 		catmb=$("$RB" seq "$DATA/plain/cur" | sed 's/.*mbps=//')
 		rm -rf "$DATA/plain"
 	fi
-	printf '%-5s %8s %9s %8s %8s %8s %9s %10s %10s %10s\n' "$d" "$mnt_s" "$seq" \
-		"$ttfb" "$p99" "$idx" "$idxpct" "$plain" "$merge" "$catmb" | tee -a "$OUT"
+	printf '%-5s %8s %9s %7s %8s %8s %8s %9s %10s %10s %10s\n' "$d" "$mnt_s" "$seq" \
+		"$vs" "$ttfb" "$p99" "$idx" "$idxpct" "$plain" "$merge" "$catmb" | tee -a "$OUT"
 done
 {
-echo "# seq: cold sequential MB/s through a fresh mount (store in page cache);"
+echo "# seq: cold sequential MB/s through a fresh mount (store in page cache),"
+echo "# median of $RUNS reads taken round the depths in turn (every run in"
+echo "# $SEQS); vs-min: that median over the first depth's;"
 echo "# idx-KiB: index + aux of the newest layer on disk; idx-%size: index"
 echo "# file / full size; plain: contrib/snapfs-decode (zstd -d + xdelta3 -d"
 echo "# per patch); merge: xdelta3 merge of all patches + one xdelta3 -d;"

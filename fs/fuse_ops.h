@@ -79,6 +79,10 @@ struct snapfs_mount {
 	/* Replies may splice checked file ranges (set once at init, see
 	 * op_init in fs/fuse_ops.c). */
 	int splice;
+	/* Random, set before the session starts: the root answers it as
+	 * STORE_TOKEN_XATTR, so snapctl knows this mount serves the store
+	 * whose lock file names it (fs/store.h store_note_mount). */
+	char token[40];
 	/* Read buffers (BLKSIZE each) for reuse; lock order: leaf. */
 	pthread_mutex_t buf_lock;
 	void *bufs[16];		/* protected by buf_lock */

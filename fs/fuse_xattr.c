@@ -88,6 +88,10 @@ void fuse_xattr_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int rc;
 
 	if (ino == FUSE_ROOT_ID) {
+		if (!strcmp(name, STORE_TOKEN_XATTR) && m->token[0]) {
+			reply(req, m->token, strlen(m->token), size);
+			return;
+		}
 		if (strcmp(name, STATS_XATTR)) {
 			fuse_reply_err(req, ENODATA);
 			return;

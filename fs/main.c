@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -352,6 +353,33 @@ static void raise_nofile(void)
 }
 
 /*
+ * Writes where the store is mounted into its lock file, with a fresh
+ * token the root answers (fs/store.h), so that snapctl can route its
+ * changes through this mount. After fuse_daemonize: the pid written is
+ * the daemon's. A failure only costs snapctl the route: logged.
+ */
+static void note_mount(struct snapfs_mount *m, const char *mountpoint)
+{
+	unsigned char r[16];
+	char real[PATH_MAX];
+	int rc;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		rc = -errno;
+	} else {
+		for (size_t i = 0; i < sizeof(r); i++)
+			snprintf(m->token + 2 * i, 3, "%02x", r[i]);
+		rc = realpath(mountpoint, real) ? store_note_mount(m->store,
+			real, m->token) : -errno;
+	}
+	if (rc)
+		log_say(m->log, LOG_WARNING, "%s/%s/lock: cannot note the "
+			"mountpoint (%s): snapctl will refuse changes while "
+			"this mount is up", store_dir(m->store),
+			STORE_META_DIR, strerror(-rc));
+}
+
+/*
  * Where the log goes once mounted: -o log=FILE (opened beneath its
  * directory, resolved now, before the daemon leaves the working
  * directory); daemonized, syslog if /dev/log exists, else
@@ -605,6 +633,7 @@ int main(int argc, char *argv[])
 	fuse_daemonize(cl.foreground);
 	log_say(m.log, LOG_INFO, "%s mounted on %s (%zu snapshots)",
 		store_dir(m.store), cl.mountpoint, chain_count(m.chain));
+	note_mount(&m, cl.mountpoint);
 	if (chain_start(m.chain) < 0)
 		log_say(m.log, LOG_WARNING, "cannot start readahead threads: "
 			"reading without readahead");

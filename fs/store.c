@@ -176,7 +176,7 @@ void store_bytes(const struct store *s, uint64_t *own, uint64_t *meta)
 static int take_lock(struct store *s, char *err, size_t errlen)
 {
 	const char *why = "";
-	char buf[32];
+	char buf[PATH_MAX + 128];
 	int n;
 
 	s->lockfd = safefile_open(s->metafd, "lock", O_RDWR | O_CREAT, 0644,
@@ -204,12 +204,18 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
+		char *on = strstr(buf, "\nmount ");	/* store_note_mount */
+		if (on) {
+			on += 7;
+			on[strcspn(on, "\n")] = 0;
+		}
 		buf[strcspn(buf, "\n")] = 0;
 		if (e == EWOULDBLOCK)
 			msg_say(err, errlen, "%s: store is in use by another "
-				"snapfs (pid %s, still holding %s/lock after 5 "
-				"s); unmount that first", s->dir, *buf ? buf :
-				"?", STORE_META_DIR);
+				"snapfs (pid %s%s%s, still holding %s/lock "
+				"after 5 s); unmount that first", s->dir,
+				*buf ? buf : "?", on ? ", mounted on " : "",
+				on ? on : "", STORE_META_DIR);
 		else
 			msg_say(err, errlen, "%s/%s/lock: %s", s->dir,
 				STORE_META_DIR, strerror(e));
@@ -442,6 +448,61 @@ void store_unlock(struct store *s)
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	s->lockfd = -1;
+}
+
+int store_note_mount(struct store *s, const char *mountpoint,
+		     const char *token)
+{
+	char buf[PATH_MAX + 128];
+	int n;
+
+	if (s->lockfd < 0)
+		return -EBADF;
+	if (strchr(mountpoint, '\n') || strchr(token, '\n'))
+		return -EINVAL;
+	n = snprintf(buf, sizeof(buf), "%ld\nmount %s\ntoken %s\n",
+		     (long)getpid(), mountpoint, token);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	if (ftruncate(s->lockfd, 0) < 0 ||
+	    pwrite(s->lockfd, buf, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
+}
+
+int store_mount_of(const char *dir, char *mnt, size_t mcap, char *token,
+		   size_t tcap)
+{
+	char buf[PATH_MAX + 128], path[PATH_MAX];
+	const char *why = "";
+	ssize_t n;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+
+	if (dfd < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/lock", STORE_META_DIR);
+	fd = safefile_open(dfd, path, O_RDONLY, 0, NULL, &why);
+	close(dfd);
+	if (fd < 0)
+		return fd;
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = 0;
+	char *m = strstr(buf, "\nmount "), *t = strstr(buf, "\ntoken ");
+	if (!m || !t)
+		return -ENOENT;
+	m += 7;
+	t += 7;
+	size_t ml = strcspn(m, "\n"), tl = strcspn(t, "\n");
+	if (!ml || !tl || ml >= mcap || tl >= tcap)
+		return -ENOENT;
+	memcpy(mnt, m, ml);
+	mnt[ml] = 0;
+	memcpy(token, t, tl);
+	token[tl] = 0;
+	return 0;
 }
 
 const struct tree *store_tree(const struct store *s)

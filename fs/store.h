@@ -135,6 +135,23 @@ int store_readonly(const struct store *s);
  * slower teardown). The store must not be changed afterwards. */
 void store_unlock(struct store *s);
 
+/*
+ * The lock file also says where the store is mounted, so that snapctl
+ * can make its changes through the mount (fs/snapctl_mnt.c): the mount
+ * writes "PID\nmount PATH\ntoken TOKEN\n" there, and answers TOKEN as
+ * the root's STORE_TOKEN_XATTR. A token the mount does not answer (a
+ * stale file, a path another mount now covers) routes nothing.
+ */
+#define STORE_TOKEN_XATTR "user.snapfs.mount_token"
+/* Notes mountpoint (absolute, no newline) and token in the held lock file;
+ * 0 or -errno (-EINVAL for a path with a newline). */
+int store_note_mount(struct store *s, const char *mountpoint,
+		     const char *token);
+/* Reads what store_note_mount wrote into dir's lock file (never follows
+ * a symlink, takes no lock). 0, or -ENOENT (nothing noted) or -errno. */
+int store_mount_of(const char *dir, char *mnt, size_t mcap, char *token,
+		   size_t tcap);
+
 const char *store_dir(const struct store *s);
 int store_dirfd(const struct store *s);
 /* fd of .snapfs/<sub> (created on open): "index", "plain", "base", "sums",

@@ -67,6 +67,7 @@ check "bad cache_size is refused" refused "$WORK/cs" cache_size -o cache_size=12
 good_store "$WORK/busy"
 check "first mount" snapfs_mount "$WORK/busy" "$WORK/m1"
 check "second mount of the same store: refused (in use)" refused "$WORK/busy" "in use"
+check "... naming where it is mounted" refused "$WORK/busy" "mounted on $(realpath "$WORK/m1")"
 check "first mount still reads" cmp "$WORK/m1/snapshot_3" "$ST/state_3"
 check "unmount" snapfs_umount "$WORK/m1"
 

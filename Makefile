@@ -28,7 +28,7 @@ LDFLAGS += $(SAN)
 
 CODEC_SRC := $(wildcard codec/*.c)
 CACHE_SRC := $(wildcard cache/*.c)
-FS_CTL    := fs/snapctl.c fs/snapctl_cmd.c fs/snapctl_io.c
+FS_CTL    := fs/snapctl.c fs/snapctl_cmd.c fs/snapctl_io.c fs/snapctl_mnt.c
 FS_FRONT  := fs/main.c fs/fuse_ops.c fs/fuse_read.c fs/fuse_tree.c fs/fuse_write.c fs/fuse_xattr.c fs/rpoll.c $(FS_CTL)
 FS_SRC    := $(filter-out $(FS_FRONT),$(wildcard fs/*.c))
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CODEC_SRC) $(CACHE_SRC) $(FS_SRC))
@@ -105,7 +105,7 @@ layering:
 	        grep -nE '#include *"fs/store_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(store|store_load|store_commit|store_int)\.[ch]'); \
 	        grep -nE '#include *"fs/snapctl_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
-	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_int)\.[ch]'); \
+	          grep -vxE 'fs/(snapctl|snapctl_cmd|snapctl_io|snapctl_mnt|snapctl_int)\.[ch]'); \
 	        grep -nE '#include *"fs/s3_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \
 	          grep -vxE 'fs/(s3|s3put|s3_int)\.[ch]'); \
 	        grep -nE '#include *"codec/vcdiff_dec_int\.h"' $$(ls */*.[ch] */*/*.[ch] 2>/dev/null | \

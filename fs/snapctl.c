@@ -9,10 +9,11 @@
  * change made here is exactly the change the mount makes for the
  * corresponding file operation, with the same crash safety. A store that
  * is mounted is opened read-only (store_open_ro: no lock taken, nothing of
- * the mount's touched) for the commands that only read; a changing
- * command is refused there (exit 3) with the file operation to use in the
- * mount instead, because two processes changing one store would each
- * work from a tree the other just replaced.
+ * the mount's touched); add, rm, mv, describe and prune then make their
+ * changes as file operations on the mount (fs/snapctl_mnt.c), because two
+ * processes changing one store would each work from a tree the other just
+ * replaced. init, import and compact, which have no file operation, are
+ * refused there (exit 3).
  *
  * Not here: anything about the formats (the core's business). One process,
  * one command; the only state is the struct ctl of main().
@@ -86,10 +87,13 @@ static int ctl_open(struct ctl *x, int rw)
 	if (rc == -EBUSY) {
 		die_msg("%s", err);
 		if (rw)
-			die_msg("the store is mounted: make the change through "
-				"the mount (cp FILE M/NAME, rm M/NAME, mv M/A "
-				"M/B, setfattr -n user.description -v TEXT "
-				"M/NAME, ln -sfn NAME M/current)");
+			die_msg("the store is locked by a mount snapctl cannot "
+				"reach (another user's, or one that does not "
+				"answer): make the change in that mount (cp FILE "
+				"M/NAME, rm M/NAME, mv M/A M/B, setfattr -n "
+				"user.description -v TEXT M/NAME, ln -sfn NAME "
+				"M/current), or unmount it; compact and import "
+				"need it unmounted");
 		return EX_BUSY;
 	}
 	if (rc) {
@@ -181,44 +185,45 @@ struct cmd {
 	const char *name;
 	const char *args;
 	const char *help;
-	int rw;		/* changes the store: refused while mounted */
+	int rw;		/* changes the store */
+	int routed;	/* ...and can, through the mount, while mounted */
 };
 
 static const struct cmd cmds[] = {
-	{ "init", "DIR", "make DIR a new, empty store", 1 },
+	{ "init", "DIR", "make DIR a new, empty store", 1, 0 },
 	{ "ls", "[--tsv]", "list snapshots: full size, stored size, ratio, "
-	  "creation time (UTC), parent, description; * marks current", 0 },
-	{ "tree", "", "the same, indented under each parent", 0 },
-	{ "cat", "NAME", "write snapshot NAME to stdout", 0 },
+	  "creation time (UTC), parent, description; * marks current", 0, 0 },
+	{ "tree", "", "the same, indented under each parent", 0, 0 },
+	{ "cat", "NAME", "write snapshot NAME to stdout", 0, 0 },
 	{ "add", "NAME FILE [--parent P]", "add FILE (raw or zstd; - for "
 	  "stdin) as NAME, a child of P (default: current); NAME becomes "
-	  "current", 1 },
+	  "current", 1, 1 },
 	{ "rm", "NAME", "remove NAME; its children are rebased onto its "
-	  "parent", 1 },
-	{ "mv", "A B", "rename snapshot A to B", 1 },
-	{ "describe", "NAME TEXT", "set NAME's description", 1 },
+	  "parent", 1, 1 },
+	{ "mv", "A B", "rename snapshot A to B", 1, 1 },
+	{ "describe", "NAME TEXT", "set NAME's description", 1, 1 },
 	{ "check", "[--deep]", "read every snapshot, verifying every "
 	  "window's adler32 and the stored blocks' checksums; --deep also "
-	  "re-reads every stored file whole. Exit 1 on damage", 0 },
+	  "re-reads every stored file whole. Exit 1 on damage", 0, 0 },
 	{ "import", "FILE... | --layers LAYERSFILE", "make an empty store "
 	  "from full state files (raw or zstd), oldest first; each is a child "
 	  "of the one before. LAYERSFILE: increments.txt order (newest "
-	  "first)", 1 },
+	  "first)", 1, 0 },
 	{ "export", "NAME... DIR [--sparse] | --plain NAME DIR", "write full "
 	  "state files DIR/NAME (--sparse: zero blocks left as holes); "
 	  "--plain: the base and patches of NAME's line plus increments.txt, "
-	  "a store for snapfs-decode", 0 },
+	  "a store for snapfs-decode", 0, 0 },
 	{ "prune", "--keep N | --older-than AGE [--dry-run]", "remove the "
 	  "oldest snapshots beyond the newest N, or older than AGE (30d, "
-	  "12h, 2w), with rebase; never the current one", 1 },
-	{ "stats", "", "totals, depth, cache counters", 0 },
+	  "12h, 2w), with rebase; never the current one", 1, 1 },
+	{ "stats", "", "totals, depth, cache counters", 0, 0 },
 	{ "compact", "[NAME...] [--dry-run]", "store snapshots (default: "
 	  "all) again in snapfs's own form, which needs no copy under "
 	  ".snapfs/ to be read: a single-frame zstd or raw base as seekable "
 	  "zstd, a patch with one lzma stream (stock -S lzma, djw, fgk) "
 	  "re-encoded against its parent with windowed lzma, a patch without "
 	  "secondary compression too if that is smaller. Stock zstd and "
-	  "xdelta3 still decode every file", 1 },
+	  "xdelta3 still decode every file", 1, 0 },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -232,16 +237,18 @@ static void usage(FILE *f)
 		"-o max_store): a write or rebase that would pass it fails "
 		"with ENOSPC, nothing lost.\n");
 	fprintf(f, "\nsnapctl COMMAND --help says more. Exit codes: 0 ok, 1 "
-		"damage found, 2 usage, 3 store busy (mounted: change it "
-		"through the mount), 4 other error.\n");
+		"damage found, 2 usage, 3 store busy (mounted, and the "
+		"change cannot be made through the mount), 4 other "
+		"error.\n");
 }
 
 static void cmd_usage(FILE *f, const struct cmd *c)
 {
 	fprintf(f, "usage: snapctl [-s STORE] %s %s\n  %s\n%s", c->name,
-		c->args, c->help, c->rw && strcmp(c->name, "init") ?
-		"  Changes the store: refused (exit 3) while it is mounted.\n" :
-		"");
+		c->args, c->help, c->routed ? "  On a mounted store, made "
+		"through the mount (its max_store applies).\n" :
+		c->rw && strcmp(c->name, "init") ? "  Changes the store: "
+		"refused (exit 3) while it is mounted.\n" : "");
 }
 
 int main(int argc, char **argv)
@@ -373,7 +380,16 @@ int main(int argc, char **argv)
 		free(ops);
 		return EX_OTHER;
 	}
-	rc = ctl_open(&x, c->rw);
+	/* Mounted: the mount makes the change (fs/snapctl_mnt.c). */
+	int rw = c->rw;
+	if (c->routed && mnt_find(&x)) {
+		fprintf(stderr, "snapctl: %s is mounted on %s: changing it "
+			"through the mount%s\n", x.store_dir, x.mnt,
+			x.max_store ? " (its max_store applies, not "
+			"--max-store)" : "");
+		rw = 0;
+	}
+	rc = ctl_open(&x, rw);
 	if (rc) {
 		free(ops);
 		return rc;

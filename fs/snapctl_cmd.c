@@ -151,6 +151,8 @@ int cmd_rm(struct ctl *x, const char *name)
 	char err[1024] = "";
 	uint32_t id;
 	int rc = lookup(x, name, &id);
+	if (x->mnt[0])
+		return mnt_rm(x, name);
 
 	if (rc)
 		return rc;
@@ -174,6 +176,8 @@ int cmd_mv(struct ctl *x, const char *from, const char *to)
 	char err[1024] = "";
 	uint32_t id;
 	int rc = lookup(x, from, &id);
+	if (x->mnt[0])
+		return mnt_mv(x, from, to);
 
 	if (rc)
 		return rc;
@@ -191,6 +195,8 @@ int cmd_describe(struct ctl *x, const char *name, const char *text)
 	char err[1024] = "";
 	uint32_t id;
 	int rc = lookup(x, name, &id);
+	if (x->mnt[0])
+		return mnt_describe(x, name, text);
 
 	if (rc)
 		return rc;

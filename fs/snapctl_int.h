@@ -6,14 +6,18 @@
  * usage) and opening the store; fs/snapctl_cmd.c the commands over the
  * tree (ls, tree, stats, rm, mv, describe, check, prune, compact, init);
  * fs/snapctl_io.c those that move snapshot bytes in or out (cat, add,
- * import, export). Nothing else includes it; it is not part of
+ * import, export); fs/snapctl_mnt.c the changes made through the store's
+ * mount while it is mounted. Nothing else includes it; it is not part of
  * libsnapfs.a.
  */
 #ifndef SNAPFS_FS_SNAPCTL_INT_H
 #define SNAPFS_FS_SNAPCTL_INT_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <zstd.h>
 
 struct chain;
 struct store;
@@ -23,7 +27,7 @@ enum {
 	EX_OK = 0,
 	EX_DAMAGE = 1,	/* check found damage, or a read hit it */
 	EX_USAGE = 2,
-	EX_BUSY = 3,	/* store mounted / locked: change it in the mount */
+	EX_BUSY = 3,	/* store locked and no mount to route through */
 	EX_OTHER = 4,
 };
 
@@ -36,6 +40,9 @@ struct ctl {
 	struct chain *c;
 	unsigned long errors;	/* ERR messages the chain logged */
 	int quiet_log;		/* check prints them itself */
+	/* Where the store is mounted, if it is and the mount answered the
+	 * lock file's token (mnt_find): the changes go through it. "" no. */
+	char mnt[PATH_MAX];
 };
 
 /* fs/snapctl.c */
@@ -55,6 +62,20 @@ int cmd_compact(struct ctl *x, char **names, size_t n, int dry);
 int cmd_init(const char *dir);
 
 /* fs/snapctl_io.c */
+/* A file to add, raw or zstd ("-": stdin, taken as raw): opened by
+ * src_open (src_close frees, also after a failed open), read decoded. */
+struct src {
+	int fd;
+	ZSTD_DStream *z;	/* NULL: raw */
+	uint8_t *in;
+	ZSTD_inBuffer ib;
+	int eof;
+	int need;	/* the frame being decoded has not ended */
+};
+int src_open(struct src *r, const char *path);
+/* Up to cap decoded bytes into buf; 0 at the end, -EINVAL bad zstd. */
+ssize_t src_read(struct src *r, uint8_t *buf, size_t cap);
+void src_close(struct src *r);
 int cmd_cat(struct ctl *x, const char *name);
 int cmd_add(struct ctl *x, const char *name, const char *path,
 	    const char *parent);
@@ -62,5 +83,13 @@ int read_layers(const char *file, char ***paths, size_t *n);
 int cmd_import(struct ctl *x, char **files, size_t n);
 int cmd_export(struct ctl *x, char **names, size_t n,
 	       const char *dir, int sparse, int plain);
+
+/* fs/snapctl_mnt.c: the same changes, through the store's mount. */
+int mnt_find(struct ctl *x);	/* 1: mounted, x->mnt set; 0: not */
+int mnt_rm(struct ctl *x, const char *name);
+int mnt_mv(struct ctl *x, const char *from, const char *to);
+int mnt_describe(struct ctl *x, const char *name, const char *text);
+int mnt_add(struct ctl *x, const char *name, const char *path,
+	    const char *parent);
 
 #endif

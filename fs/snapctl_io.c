@@ -110,15 +110,7 @@ int cmd_cat(struct ctl *x, const char *name)
 
 /* --- adding a snapshot from a file (raw or zstd) --- */
 
-struct src {
-	int fd;
-	ZSTD_DStream *z;	/* NULL: raw */
-	uint8_t *in;
-	ZSTD_inBuffer ib;
-	int eof;
-};
-
-static int src_open(struct src *r, const char *path)
+int src_open(struct src *r, const char *path)
 {
 	uint8_t magic[4];
 	ssize_t n;
@@ -143,7 +135,7 @@ static int src_open(struct src *r, const char *path)
 }
 
 /* Up to cap bytes of the decoded file into buf; 0 at the end. */
-static ssize_t src_read(struct src *r, uint8_t *buf, size_t cap)
+ssize_t src_read(struct src *r, uint8_t *buf, size_t cap)
 {
 	if (!r->z) {
 		size_t got = 0;
@@ -161,33 +153,39 @@ static ssize_t src_read(struct src *r, uint8_t *buf, size_t cap)
 	}
 	ZSTD_outBuffer ob = { buf, cap, 0 };
 	while (ob.pos < ob.size) {
-		if (r->ib.pos == r->ib.size) {
-			if (r->eof)
-				break;
+		if (r->ib.pos == r->ib.size && !r->eof) {
 			ssize_t n = read(r->fd, r->in, ZSTD_DStreamInSize());
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0)
 				return -errno;
-			if (n == 0) {
-				r->eof = 1;
-				break;
-			}
+			r->eof = n == 0;
 			r->ib.src = r->in;
 			r->ib.size = (size_t)n;
 			r->ib.pos = 0;
 		}
+		size_t before = ob.pos, in = r->ib.pos;
 		size_t z = ZSTD_decompressStream(r->z, &ob, &r->ib);
 		if (ZSTD_isError(z))
 			return -EINVAL;
+		if (ob.pos != before || r->ib.pos != in)
+			r->need = z != 0;	/* 0: a frame just ended */
+		/* At the end of the input, once nothing more comes out: a
+		 * frame cut short is damage, not a shorter state. */
+		else if (r->eof) {
+			if (r->need)
+				return -EINVAL;
+			break;
+		}
 	}
 	return (ssize_t)ob.pos;
 }
 
-static void src_close(struct src *r)
+void src_close(struct src *r)
 {
 	if (r->fd > 0)
 		close(r->fd);
+	r->fd = -1;
 	ZSTD_freeDStream(r->z);
 	free(r->in);
 }
@@ -267,6 +265,8 @@ int cmd_add(struct ctl *x, const char *name, const char *path,
 	char err[1024] = "";
 	uint32_t id;
 	int rc;
+	if (x->mnt[0])
+		return mnt_add(x, name, path, parent);
 
 	if (parent) {
 		rc = lookup(x, parent, &id);

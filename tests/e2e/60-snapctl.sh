@@ -1,7 +1,8 @@
 #!/bin/sh
 # snapctl, the offline tool, on real stores: import then export through
 # stock zstd and xdelta3 (snapfs-decode); check naming the damaged layer
-# file and offset; ls/cat beside a mount and changes refused there;
+# file and offset; ls/cat beside a mount and changes made through it
+# (a forged mount token refused, compact refused);
 # add/rm/mv/describe/prune with every snapshot compared after each step;
 # 50 unmount-and-remount cycles with reads in between.
 . tests/e2e/lib.sh
@@ -80,16 +81,56 @@ done
 check "state_2's parent is now state_0" sh -c "'$SNAPCTL' -s '$S' ls --tsv | grep -q '^state_2	.*	state_0	'"
 check "check: a sound store passes" ctl check --deep
 
-# --- mounted: readers work, changes are refused with exit 3 ---
+# --- mounted: readers work beside it, changes go through it ---
 check "mount" snapfs_mount "$S" "$MNT"
 check "ls beside the mount" ctl ls
 check "cat beside the mount is exact" exact_ctl s4 state_4
 check "check beside the mount" ctl check
+zstd -q "$ST/state_1" -o "$WORK/state_1.zst"
+ctl add r5 "$WORK/state_1.zst" --parent state_2 2>"$WORK/route.out"
+check "add --parent while mounted" test $? = 0
+check "... says it went through the mount" grep -q "mounted on .*through the mount" "$WORK/route.out"
+check "... r5 appears in the mount, exact" cmp "$MNT/r5" "$ST/state_1"
+check "... as a child of state_2" test "$(getfattr --only-values -n user.snapfs.parent "$MNT/r5" 2>/dev/null)" = state_2
+check "... and is current" test "$(readlink "$MNT/current")" = r5
+check "describe while mounted" ctl describe r5 "saved beside a mount"
+check "... the mount shows it" test "$(getfattr --only-values -n user.description "$MNT/r5" 2>/dev/null)" = "saved beside a mount"
+check "mv while mounted" ctl mv r5 r6
+check "... the mount has r6 and not r5" sh -c "test -f '$MNT/r6' && ! test -e '$MNT/r5'"
+ctl mv r6 ../escaped >/dev/null 2>&1
+check "mv to a name with '/' exits 2" test $? = 2
+check "... nothing left the mount" sh -c "! test -e '$WORK/escaped' && test -f '$MNT/r6'"
+ctl mv r6 s4 >/dev/null 2>&1
+check "mv onto a taken name exits 2" test $? = 2
+head -c 200000 "$WORK/state_1.zst" >"$WORK/cut.zst"
+ctl add cut "$WORK/cut.zst" >"$WORK/cut.out" 2>&1
+check "add of a cut-short zstd file through the mount fails" test $? != 0
+check "... naming the file" grep -q "cut.zst: not a valid zstd file" "$WORK/cut.out"
+check "... and adds nothing" sh -c "! test -e '$MNT/cut' && ! '$SNAPCTL' -s '$S' ls --tsv | grep -q '^cut	'"
+check "ln -sfn s4 current in the mount" ln -sfn s4 "$MNT/current"
+check "rm while mounted" ctl rm r6
+check "... gone from the mount" sh -c "! test -e '$MNT/r6'"
+check "prune --keep 3 while mounted (removes the base, rebasing two)" ctl prune --keep 3
+check "... the mount lists three" test "$(ls "$MNT" | grep -vx current | wc -l)" = 3
+for p in state_2:state_2 branch3:state_3 s4:state_4; do
+	check "after the routed changes: ${p%%:*} exact in the mount" cmp "$MNT/${p%%:*}" "$ST/${p#*:}"
+done
+# A lock file whose token the mount does not answer routes nothing: the
+# change is refused (exit 3), never made through whatever is mounted there.
+lock=$S/.snapfs/lock
+cp "$lock" "$WORK/lock.saved"
+python3 -c "
+import sys; f=open(sys.argv[1],'r+'); t=f.read().replace('token ','token 0',1)
+f.seek(0); f.truncate(); f.write(t)" "$lock"
 ctl rm s4 >"$WORK/busy.out" 2>&1
-check "rm while mounted exits 3" test $? = 3
-check "... and says to use the mount" grep -q "through the mount" "$WORK/busy.out"
-check "... and nothing was removed" exact_ctl s4 state_4
-check "the mount still reads s4" cmp "$MNT/s4" "$ST/state_4"
+check "a forged mount token: rm exits 3" test $? = 3
+check "... and says to use the mount" grep -q "make the change in that mount" "$WORK/busy.out"
+check "... and nothing was removed" cmp "$MNT/s4" "$ST/state_4"
+python3 -c "
+import sys; f=open(sys.argv[1],'r+'); t=open(sys.argv[2]).read()
+f.seek(0); f.truncate(); f.write(t)" "$lock" "$WORK/lock.saved"
+ctl compact >"$WORK/busy.out" 2>&1
+check "compact while mounted exits 3" test $? = 3
 
 # --- 50 unmount-and-remount cycles, reads in between ---
 fails=0; cyc=0
@@ -103,8 +144,10 @@ check "no refusal in the logs" sh -c "! grep -q 'in use by another' '$WORK'/snap
 check "unmount" snapfs_umount "$MNT"
 
 # --- prune ---
-check "prune --keep 2 --dry-run changes nothing" sh -c "'$SNAPCTL' -s '$S' prune --keep 2 --dry-run >/dev/null 2>&1 && test \$('$SNAPCTL' -s '$S' ls --tsv | wc -l) = 4"
-check "prune --keep 2" ctl prune --keep 2
+check "prune --keep 2 --dry-run changes nothing" sh -c "'$SNAPCTL' -s '$S' prune --keep 2 --dry-run >/dev/null 2>&1 && test \$('$SNAPCTL' -s '$S' ls --tsv | wc -l) = 3"
+ctl prune --keep 2 2>"$WORK/prune.out"
+check "prune --keep 2 (unmounted: the stale lock file routes nothing)" test $? = 0
+check "... made directly" sh -c "! grep -q 'through the mount' '$WORK/prune.out'"
 check "two snapshots left" test "$(ctl ls --tsv | wc -l)" = 2
 cur=$(ctl ls | awk '$1=="*"{print $2}')
 check "the current one (s4) is kept" test "$cur" = s4

@@ -278,9 +278,17 @@ struct vcdiff_sidx {
 	uint8_t carry[KEY_LEN];
 	size_t carry_len;
 	/* keys[j]: the mixed hash (fmix64) of block j's key, 0 for none
-	 * (a constant key); room for cap blocks */
+	 * (a constant key); room for cap blocks, in a mapping of keys_n
+	 * entries (more if it was another index's spare) */
 	uint64_t *keys;
-	uint64_t cap;
+	uint64_t cap, keys_n;
+	uint64_t tab_n;		/* entries of tab's mapping */
+	/* Memory passed from index to index instead of fresh pages
+	 * (vcdiff_sidx.h): the key list kept after the build (contents
+	 * undefined), and the old table that end handed to the build. */
+	uint64_t *spare, *reuse;
+	uint64_t spare_n, reuse_n;
+	size_t held;		/* vcdiff_sidx_held once ended */
 	/* the table's build, on a thread of its own after end */
 	pthread_t thr;
 	int building;		/* thr runs or has not been joined */

@@ -36,12 +36,13 @@ size_t vcdiff_sidx_mem(uint64_t guess, size_t budget)
 	unsigned bs;
 	uint64_t nb = guess ? shape(guess, budget, &bs) : max_nb(budget);
 
-	/* The key list and the table are the same size and live together
-	 * only while the table is built, after the feeding. */
+	/* The key list and the table are the same size: this is either
+	 * (an ended index also holds its spare: vcdiff_sidx_held). */
 	return (size_t)tab_bytes(nb) + sizeof(struct vcdiff_sidx);
 }
 
-int vcdiff_sidx_new(struct vcdiff_sidx **out, uint64_t guess, size_t budget)
+int vcdiff_sidx_new(struct vcdiff_sidx **out, uint64_t guess, size_t budget,
+		    struct vcdiff_sidx *from)
 {
 	struct vcdiff_sidx *x = calloc(1, sizeof(*x));
 
@@ -61,7 +62,17 @@ int vcdiff_sidx_new(struct vcdiff_sidx **out, uint64_t guess, size_t budget)
 		x->nb = 1;
 	/* As many blocks as the table may hold (INDEX_LOAD per entry). */
 	x->cap = INDEX_LOAD * x->nb * BUCKET_WAYS + 1;
-	x->keys = enc_table_alloc(x->cap);
+	if (from && from->spare && from->spare_n >= x->cap) {
+		/* Not zeroed: every slot build reads was fed first (keys
+		 * of blocks 0 .. nblk - 1, decimate keeping them so). */
+		x->keys = from->spare;
+		x->keys_n = from->spare_n;
+		from->spare = NULL;
+		from->spare_n = 0;
+	} else {
+		x->keys = enc_table_alloc(x->cap);
+		x->keys_n = x->cap;
+	}
 	if (!x->keys) {
 		free(x);
 		return -ENOMEM;
@@ -70,13 +81,23 @@ int vcdiff_sidx_new(struct vcdiff_sidx **out, uint64_t guess, size_t budget)
 	return 0;
 }
 
+size_t vcdiff_sidx_held(const struct vcdiff_sidx *x)
+{
+	/* Once ended, the build thread moves the memory: the sum was
+	 * taken before it started. */
+	return x->ended ? x->held : sizeof(*x) + (size_t)x->keys_n *
+	       sizeof(uint64_t);
+}
+
 void vcdiff_sidx_free(struct vcdiff_sidx *x)
 {
 	if (!x)
 		return;
 	vcdiff_sidx_ready(x);
-	enc_table_free(x->keys, x->cap);
-	enc_table_free(x->tab, x->nb * BUCKET_WAYS);
+	enc_table_free(x->keys, x->keys_n);
+	enc_table_free(x->tab, x->tab_n);
+	enc_table_free(x->reuse, x->reuse_n);
+	enc_table_free(x->spare, x->spare_n);
 	free(x);
 }
 
@@ -166,10 +187,22 @@ void vcdiff_sidx_feed(struct vcdiff_sidx *x, const void *buf, size_t len)
  * already, so a batch is only prefetched, then inserted. */
 static int build(struct vcdiff_sidx *x)
 {
-	uint64_t *tab = enc_table_alloc(x->nb * BUCKET_WAYS);
-	uint64_t bmask = x->nb - 1, nblk = 0;
+	uint64_t n = x->nb * BUCKET_WAYS, tab_n = n;
+	uint64_t *tab, bmask = x->nb - 1, nblk = 0;
 	enum { BATCH = 32 };
 
+	if (x->reuse && x->reuse_n >= n) {
+		/* The old table's memory, mapped already: rewriting it
+		 * costs a hundredth of fresh pages (vcdiff_sidx.h). */
+		tab = x->reuse;
+		tab_n = x->reuse_n;
+		memset(tab, 0, n * sizeof(*tab));
+	} else {
+		enc_table_free(x->reuse, x->reuse_n);
+		tab = enc_table_alloc(n);
+	}
+	x->reuse = NULL;
+	x->reuse_n = 0;
 	if (!tab)
 		return -ENOMEM;
 	if (x->size >= KEY_LEN)
@@ -183,9 +216,13 @@ static int build(struct vcdiff_sidx *x)
 			if (x->keys[i])
 				enc_table_insert(tab, bmask, x->keys[i], i);
 	}
-	enc_table_free(x->keys, x->cap);
+	/* Kept for the next builder (vcdiff_sidx_new's from). */
+	x->spare = x->keys;
+	x->spare_n = x->keys_n;
 	x->keys = NULL;
+	x->keys_n = 0;
 	x->tab = tab;
+	x->tab_n = tab_n;
 	return 0;
 }
 
@@ -197,20 +234,45 @@ static void *build_main(void *arg)
 	return NULL;
 }
 
-int vcdiff_sidx_end(struct vcdiff_sidx *x)
+/* old's table memory for x's build (the rest of old freed). */
+static void take_old(struct vcdiff_sidx *x, struct vcdiff_sidx *old)
+{
+	if (!old)
+		return;
+	vcdiff_sidx_ready(old);
+	if (old->tab && !x->reuse) {
+		x->reuse = old->tab;
+		x->reuse_n = old->tab_n;
+		old->tab = NULL;
+		old->tab_n = 0;
+	}
+	vcdiff_sidx_free(old);
+}
+
+int vcdiff_sidx_end(struct vcdiff_sidx *x, struct vcdiff_sidx *old)
 {
 	unsigned bs;
 	uint64_t nb;
 
-	if (x->ended)
+	if (x->ended) {
+		vcdiff_sidx_free(old);
 		return 0;
+	}
 	nb = shape(x->size, x->budget, &bs);
-	if (nb == 0)
+	if (nb == 0) {
+		vcdiff_sidx_free(old);
 		return -ESTALE;
+	}
 	while (overfull(x, x->size))
 		decimate(x);
-	if (x->bshift != bs)
+	if (x->bshift != bs) {
+		vcdiff_sidx_free(old);
 		return -ESTALE;	/* B already coarser than a fresh index's */
+	}
+	take_old(x, old);
+	uint64_t tn = nb * BUCKET_WAYS;
+	x->held = sizeof(*x) + (size_t)(x->keys_n + (x->reuse_n >= tn ?
+					x->reuse_n : tn)) * sizeof(uint64_t);
 	/* The list is as long as the guess's table allows; the table gets
 	 * the shape a fresh index of this size has. */
 	x->nb = nb;

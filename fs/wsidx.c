@@ -96,8 +96,10 @@ void wr_sidx_start(struct writer *w)
 {
 	vcdiff_sidx_free(w->sidx_new);
 	w->sidx_new = NULL;
+	/* The parent's index lends its spare key list: no fresh memory
+	 * (codec/vcdiff_sidx.h). */
 	if (wr_sidx_mem(w) && vcdiff_sidx_new(&w->sidx_new, w->base ? 0 :
-					      w->parent_size, 0))
+					      w->parent_size, 0, w->sidx_src))
 		w->sidx_new = NULL;	/* only a hint: go without */
 }
 
@@ -111,20 +113,25 @@ void wr_sidx_keep(struct writer *w, const char *digest)
 {
 	char tag[CHAIN_HINT_TAG];
 
-	if (!w->sidx_new || w->size < SIDX_MIN ||
-	    vcdiff_sidx_end(w->sidx_new)) {
-		vcdiff_sidx_free(w->sidx_new);
-		w->sidx_new = NULL;
+	/* The parent's table goes (vcdiff_sidx_end frees it, in any case):
+	 * its memory becomes the new table, being built now next to the
+	 * key list, so that the two are what the write itself held. A
+	 * later encode of this writer (an append after this commit)
+	 * indexes the parent itself. */
+	struct vcdiff_sidx *old = w->sidx_src, *x = w->sidx_new;
+
+	w->sidx_src = w->sidx_new = NULL;
+	if (!x || w->size < SIDX_MIN) {
+		vcdiff_sidx_free(old);
+		vcdiff_sidx_free(x);
 		return;
 	}
-	/* The parent's table goes first: the new one is being built now,
-	 * next to its key list, and the three together would be 64 MiB
-	 * over what the write itself held. A later encode of this writer
-	 * (an append after this commit) indexes the parent itself. */
-	vcdiff_sidx_free(w->sidx_src);
-	w->sidx_src = NULL;
+	if (vcdiff_sidx_end(x, old)) {	/* old freed in any case */
+		vcdiff_sidx_free(x);
+		return;
+	}
+	/* Lent while held: the table and the spare key list the next
+	 * write's builder takes. */
 	tag_of(tag, w->id, w->size, digest);
-	chain_hint_put(w->c, tag, w->sidx_new,
-		       vcdiff_sidx_mem(w->size, 0), sidx_free);
-	w->sidx_new = NULL;
+	chain_hint_put(w->c, tag, x, vcdiff_sidx_held(x), sidx_free);
 }

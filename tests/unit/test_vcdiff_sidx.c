@@ -151,9 +151,9 @@ static void test_same_patch(void)
 	uint64_t ra = 0, rb = 0;
 
 	make_pair(&src, &tgt, n, 11);
-	T_EQ(vcdiff_sidx_new(&x, n, 0), 0);
+	T_EQ(vcdiff_sidx_new(&x, n, 0, NULL), 0);
 	feed(x, src, n);
-	T_EQ(vcdiff_sidx_end(x), 0);
+	T_EQ(vcdiff_sidx_end(x, NULL), 0);
 	T_EQ(vcdiff_sidx_ready(x), 0);
 	T_EQ(encode(&a, src, n, tgt, 0, NULL, &ra), 0);
 	T_EQ(encode(&b, src, n, tgt, 0, x, &rb), 0);
@@ -195,9 +195,9 @@ static void test_wrong_guess(void)
 	for (int i = 0; i < 4; i++) {
 		struct vcdiff_sidx *x;
 		T_EQ(encode(&a, src, n, tgt, c[i].budget, NULL, NULL), 0);
-		T_EQ(vcdiff_sidx_new(&x, c[i].guess, c[i].budget), 0);
+		T_EQ(vcdiff_sidx_new(&x, c[i].guess, c[i].budget, NULL), 0);
 		feed(x, src, n);
-		T_EQ(vcdiff_sidx_end(x), c[i].rc);
+		T_EQ(vcdiff_sidx_end(x, NULL), c[i].rc);
 		T_EQ(vcdiff_sidx_ready(x), c[i].rc);
 		if (c[i].rc) {
 			T_EQ(encode(&b, src, n, tgt, c[i].budget, x, NULL),
@@ -226,10 +226,10 @@ static void test_fits(void)
 	struct out a, b;
 
 	make_pair(&src, &tgt, n, 13);
-	T_EQ(vcdiff_sidx_new(&x, n, 0), 0);
+	T_EQ(vcdiff_sidx_new(&x, n, 0, NULL), 0);
 	feed(x, src, n);
 	T_EQ(vcdiff_sidx_fits(x, n, 0), 0);	/* not ended */
-	T_EQ(vcdiff_sidx_end(x), 0);
+	T_EQ(vcdiff_sidx_end(x, NULL), 0);
 	T_EQ(vcdiff_sidx_fits(x, n, 0), 1);
 	T_EQ(vcdiff_sidx_fits(x, n - 1, 0), 0);
 	T_EQ(vcdiff_sidx_fits(x, n, (size_t)1 << 20), 0);
@@ -246,6 +246,47 @@ static void test_fits(void)
 	free(tgt);
 }
 
+/* Memory passed on along a chain of writes (each index's spare key list
+ * to the next builder, its table to the next build): each index still
+ * gives the patch a fresh one gives, though it starts on the last one's
+ * keys and entries; also with an unknown size, where B doubles over
+ * them. vcdiff_sidx_held counts the table and the spare. */
+static void test_passed_on(void)
+{
+	static const size_t budget[] = { 0, (size_t)64 << 10 };
+	size_t n = (size_t)4 << 20;
+
+	for (int b = 0; b < 2; b++) {
+		struct vcdiff_sidx *prev = NULL;
+		for (uint64_t k = 0; k < 3; k++) {
+			uint8_t *src, *tgt;
+			struct vcdiff_sidx *x;
+			struct out a, o;
+			uint64_t guess = budget[b] ? 0 : n, rb = 0;
+
+			make_pair(&src, &tgt, n, 20 + k);
+			T_EQ(vcdiff_sidx_new(&x, guess, budget[b], prev), 0);
+			feed(x, src, n);
+			T_EQ(vcdiff_sidx_end(x, prev), 0);	/* frees prev */
+			T_EQ(vcdiff_sidx_ready(x), 0);
+			/* a table for n bytes and a list at least as long
+			 * (less the struct counted twice) */
+			T_CHECK(vcdiff_sidx_held(x) + 1024 >=
+				2 * vcdiff_sidx_mem(n, budget[b]));
+			T_EQ(encode(&a, src, n, tgt, budget[b], NULL, NULL), 0);
+			T_EQ(encode(&o, src, n, tgt, budget[b], x, &rb), 0);
+			T_EQ(rb, 0);
+			T_CHECK(a.n == o.n && !memcmp(a.p, o.p, a.n));
+			prev = x;
+			free(a.p);
+			free(o.p);
+			free(src);
+			free(tgt);
+		}
+		vcdiff_sidx_free(prev);
+	}
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_vcdiff_sidx.XXXXXX");
@@ -256,6 +297,7 @@ int main(void)
 	T_RUN(test_same_patch);
 	T_RUN(test_wrong_guess);
 	T_RUN(test_fits);
+	T_RUN(test_passed_on);
 	t_sh("rm -rf %s", tmpdir);
 	return t_done();
 }

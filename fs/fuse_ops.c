@@ -388,21 +388,23 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&m->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/*
-	 * Straight to the reader (direct_io) unless -o page_cache. Through
-	 * the page cache, every byte of a cold read is copied once more,
-	 * into pages the kernel must allocate for this file: fresh
-	 * restores and cold reads are what snapfs is for, and they pay for
-	 * a copy that only a second read of the same snapshot uses. Cold
-	 * reads of the 540 MB QEMU state (readbench seq, fresh mounts, five
-	 * alternating, 2026-12-05): 1892-1976 MB/s and 0.38-0.44 s of the
-	 * machine's CPU against 943-1619 MB/s and 0.58-0.97 s. The price:
-	 * a second read decodes again (the block cache keeps what fits),
-	 * and a MAP_SHARED mmap fails with ENODEV (libfuse 3.14 cannot
-	 * offer the kernel's FUSE_DIRECT_IO_ALLOW_MMAP); MAP_PRIVATE works.
-	 * -o page_cache gives both back. keep_cache then keeps the pages
-	 * across opens: snapshots never change.
+	 * Through the kernel's page cache unless -o direct_read. Straight
+	 * to the reader (direct_io), a cold read skips a copy into pages
+	 * the kernel allocates for this file: the 540 MB QEMU state read
+	 * cold at 1892-1976 MB/s with 0.38-0.44 s of the machine's CPU,
+	 * against 943-1958 MB/s and 0.58-0.97 s (readbench seq, fresh
+	 * mounts, 2026-12-05). But QEMU restores got slower (restore.sh,
+	 * medians of 5: fresh mount 2.05x the plain file against 1.34x,
+	 * the same mount again 2.02x against 1.01x): cat waits for each
+	 * 128 KiB read in turn, where the kernel's readahead runs 1 MiB
+	 * ahead of it through the page cache, and a second read decodes
+	 * again. A MAP_SHARED mmap fails with ENODEV too (libfuse 3.14
+	 * cannot offer FUSE_DIRECT_IO_ALLOW_MMAP; MAP_PRIVATE works). So
+	 * the page cache is the default; the option is for large-block
+	 * readers that should leave the cores to others. keep_cache keeps
+	 * the pages across opens: snapshots never change.
 	 */
-	fi->direct_io = !m->page_cache;
+	fi->direct_io = m->direct_read;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {

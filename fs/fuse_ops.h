@@ -76,9 +76,9 @@ struct snapfs_mount {
 	gid_t w_gid;		/* protected by lock */
 	mode_t w_mode;		/* protected by lock: as shown, no write bits */
 	pid_t w_pid;		/* protected by lock: for the EBUSY message */
-	/* -o page_cache: snapshot reads go through the kernel's page cache
-	 * instead of straight to the reader (op_open in fs/fuse_ops.c). */
-	int page_cache;
+	/* -o direct_read: snapshot reads go straight to the reader instead
+	 * of through the kernel's page cache (op_open in fs/fuse_ops.c). */
+	int direct_read;
 	/* Replies may splice checked file ranges (set once at init, see
 	 * op_init in fs/fuse_ops.c). */
 	int splice;

@@ -40,6 +40,8 @@ struct handle {
 	int writer;
 	struct chain_layer *L;
 	struct chain_stream *st;
+	uint32_t id;		/* the snapshot, for remote_read_done */
+	int remote_reading;	/* remote_reading was said for it */
 	struct handle *prev, *next;	/* m->readers, protected by m->lock */
 };
 

@@ -315,6 +315,8 @@ static void reader_drop(struct snapfs_mount *m, struct handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&m->lock);
+	if (h->remote_reading)
+		remote_read_done(m->remote, h->id);
 	chain_stream_free(h->st);
 	chain_put(m->chain, h->L);
 	free(h);
@@ -363,9 +365,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 	}
-	int rc = chain_check(m->chain, L);
-	if (!rc && m->remote)	/* its fetches make its working set */
+	/* Its fetches make its working set, from the checks on. */
+	if (m->remote)
 		remote_reading(m->remote, ID_OF(ino));
+	int rc = chain_check(m->chain, L);
 	/* Snapshots are immutable; a new one is made by creating a file. */
 	if (!rc && ((fi->flags & O_ACCMODE) != O_RDONLY ||
 		    (fi->flags & O_TRUNC)))
@@ -375,11 +378,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = h ? chain_stream_new(&h->st) : -ENOMEM;
 	if (rc) {
 		free(h);
+		if (m->remote)
+			remote_read_done(m->remote, ID_OF(ino));
 		chain_put(m->chain, L);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	h->L = L;	/* kept until release, even if the snapshot goes */
+	h->id = ID_OF(ino);
+	h->remote_reading = m->remote != NULL;
 	pthread_mutex_lock(&m->lock);
 	h->next = m->readers;
 	if (h->next)

@@ -114,17 +114,19 @@ int remote_open_derived(struct remote *r, const char *sub, const char *name,
  * PREFIX/.snapfs/ws/ID.ws ("OFFSET LENGTH KEY" lines, in fetch order),
  * so later mounts on any host can fetch them first, in parallel.
  *
- * remote_reading(): snapshot id is being opened for reading; fetches
- * from now on are recorded as its (attribution by the last open: one
- * restore at a time is the case recorded; concurrent restores of
- * different snapshots mix their records, which only costs prefetching
- * a little more). A snapshot that already has a record in the bucket is
- * not recorded again. remote_ws_save() uploads the records (at
+ * remote_reading(): snapshot id is being opened for reading, until the
+ * matching remote_read_done(); fetches meanwhile are recorded as its,
+ * and as those of every other snapshot open then (concurrent restores
+ * of different snapshots each record what both fetched, which only
+ * costs prefetching a little more). A snapshot that already has a
+ * record in the bucket is not recorded again. remote_ws_save() uploads
+ * the records (at
  * unmount). remote_prefetch_start() starts a thread that fetches id's
  * working set, then (rest) the remaining chunks of the same objects,
  * pausing while readers wait for a fetch; remote_free() stops it.
  */
 void remote_reading(struct remote *r, uint32_t id);
+void remote_read_done(struct remote *r, uint32_t id);
 int remote_ws_save(struct remote *r);
 int remote_prefetch_start(struct remote *r, uint32_t id, int rest);
 void remote_prefetch_stop(struct remote *r);

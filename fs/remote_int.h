@@ -19,6 +19,7 @@
 
 struct dcache;
 struct dcache_obj;
+#define WS_READING_MAX 16	/* snapshots recorded at once */
 struct ws_rec;
 
 /* One key of the listing taken at open. */
@@ -52,7 +53,10 @@ struct remote {
 	atomic_int fill_warned;	/* one warning per mount */
 	/* Working sets (fs/rprefetch.c). */
 	atomic_uint waiting;		/* readers waiting on a fetch */
-	atomic_uint reading;		/* snapshot last opened, for the record */
+	/* Snapshots open for reading, and how many opens each: a fetch
+	 * goes into the record of each (fs/rprefetch.c). Under ws_lock. */
+	uint32_t rd_id[WS_READING_MAX];
+	unsigned rd_opens[WS_READING_MAX];
 	atomic_uint_fast64_t prefetched;
 	atomic_int stop;		/* the prefetch thread must end */
 	int prefetching;		/* a prefetch thread was started */

@@ -83,17 +83,36 @@ static void ws_key(char *buf, size_t cap, uint32_t id)
 	snprintf(buf, cap, "%s/ws/%" PRIu32 ".ws", STORE_META_DIR, id);
 }
 
+/*
+ * Attribution: a fetch belongs to every snapshot open for reading when
+ * it happens. Restores of two snapshots at once then both record the
+ * ranges of both (their common layers are what both need anyway; the
+ * other's own patch ranges are a little more to prefetch), where the
+ * last open alone took every fetch and left the first snapshot's record
+ * short of what its restore read after the second began.
+ */
 void remote_reading(struct remote *r, uint32_t id)
 {
 	struct ws_rec *w;
-	int known;
+	int known, slot = -1, first = 1;
 	char key[64];
 	struct s3_obj o;
 
-	if (atomic_exchange(&r->reading, id) == id)
-		return;
 	pthread_mutex_lock(&r->ws_lock);
-	w = rec_get(r, id);
+	for (int i = 0; i < WS_READING_MAX; i++) {
+		if (r->rd_opens[i] && r->rd_id[i] == id) {
+			slot = i;
+			first = 0;
+			break;
+		}
+		if (!r->rd_opens[i] && slot < 0)
+			slot = i;
+	}
+	if (slot >= 0) {	/* beyond WS_READING_MAX at once: not recorded */
+		r->rd_id[slot] = id;
+		r->rd_opens[slot]++;
+	}
+	w = first ? rec_get(r, id) : NULL;
 	known = !w || w->len || w->last_len || w->off;
 	pthread_mutex_unlock(&r->ws_lock);
 	if (known)
@@ -107,25 +126,42 @@ void remote_reading(struct remote *r, uint32_t id)
 	pthread_mutex_unlock(&r->ws_lock);
 }
 
+void remote_read_done(struct remote *r, uint32_t id)
+{
+	pthread_mutex_lock(&r->ws_lock);
+	for (int i = 0; i < WS_READING_MAX; i++)
+		if (r->rd_opens[i] && r->rd_id[i] == id) {
+			r->rd_opens[i]--;
+			break;
+		}
+	pthread_mutex_unlock(&r->ws_lock);
+}
+
+/* Appends a fetched range to w's open line, or starts a new one. */
+static void rec_note(struct ws_rec *w, const char *key, uint64_t off,
+		     uint64_t len)
+{
+	if (w->off)
+		return;
+	if (w->last_len && !strcmp(w->last_key, key) &&
+	    w->last_off + w->last_len == off) {
+		w->last_len += len;
+	} else {
+		rec_flush(w);
+		snprintf(w->last_key, sizeof(w->last_key), "%s", key);
+		w->last_off = off;
+		w->last_len = len;
+	}
+}
+
 void ws_note(struct remote *r, const char *key, uint64_t off, uint64_t len)
 {
-	uint32_t id = atomic_load(&r->reading);
-	struct ws_rec *w;
-
-	if (!id)
-		return;
 	pthread_mutex_lock(&r->ws_lock);
-	w = rec_get(r, id);
-	if (w && !w->off) {
-		if (w->last_len && !strcmp(w->last_key, key) &&
-		    w->last_off + w->last_len == off) {
-			w->last_len += len;
-		} else {
-			rec_flush(w);
-			snprintf(w->last_key, sizeof(w->last_key), "%s", key);
-			w->last_off = off;
-			w->last_len = len;
-		}
+	for (int i = 0; i < WS_READING_MAX; i++) {
+		struct ws_rec *w = r->rd_opens[i] ? rec_get(r, r->rd_id[i]) :
+			NULL;
+		if (w)
+			rec_note(w, key, off, len);
 	}
 	pthread_mutex_unlock(&r->ws_lock);
 }

@@ -94,6 +94,33 @@ check "... every snapshot byte-exact" cmp_all "$M"
 check "... fetching no layer bytes" test "$(stat_of "$M" remote_fetched)" = 0
 check "unmount" snapfs_umount "$M"
 
+# --- working sets of two restores at once: each records what it read ---
+# (A fetch belongs to every snapshot open then; the last open alone used
+# to take them all, leaving the other with no record. This store's small
+# patches come with the mount's own first chunks: the reads fetch the
+# base.)
+ws_keys() { s3 GET "/$B?list-type=2&prefix=stores%2Fvm1%2F.snapfs%2Fws%2F" | tr '<' '\n' | sed -n 's/^Key>//p'; }
+for k in $(ws_keys); do s3 DELETE "/$B/$k" > /dev/null; done
+check "the working-set records are cleared" test -z "$(ws_keys)"
+check "a fourth host mounts (fresh cache)" snapfs_mount "$URL" "$M" -o cache_dir="$WORK/cws",s3_chunk=1M,prefetch=none
+both() { python3 -c "
+import sys
+f = [open(p, 'rb') for p in sys.argv[1:3]]
+got = [bytearray(), bytearray()]
+while True:
+    parts = [x.read(1 << 20) for x in f]
+    for g, b in zip(got, parts):
+        g += b
+    if not any(parts):
+        break
+sys.exit(0 if all(g == open(p, 'rb').read() for g, p in zip(got, sys.argv[3:5])) else 1)" \
+	"$M/snapshot_1" "$M/snapshot_2" "$ST/state_1" "$ST/state_2"; }
+check "... reads snapshot_1 and snapshot_2 at once, interleaved, byte-exact" both
+check "unmount (the records are saved)" snapfs_umount "$M"
+check "two records were saved, one per snapshot read: $(ws_keys | tr '\n' ' ')" test "$(ws_keys | wc -l)" = 2
+ws_names() { for k in $(ws_keys); do s3 GET "/$B/$k" | grep -c "$1" || true; done | grep -c -v '^0$'; }
+check "... both with the base's ranges" test "$(ws_names '.snapfs/base/')" = 2
+
 # --- 3. refused mounts say why ---
 refused() { # what-to-grep args...
 	_w=$1; shift

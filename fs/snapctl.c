@@ -437,6 +437,7 @@ int main(int argc, char **argv)
 		rc = EX_OTHER;
 	}
 	ctl_close(&x);
+	mnt_close(&x);
 	free(ops);
 	return rc;
 bad:

@@ -41,8 +41,10 @@ struct ctl {
 	unsigned long errors;	/* ERR messages the chain logged */
 	int quiet_log;		/* check prints them itself */
 	/* Where the store is mounted, if it is and the mount answered the
-	 * lock file's token (mnt_find): the changes go through it. "" no. */
+	 * lock file's token (mnt_find): the changes go through it, relative
+	 * to mntfd, its root opened and checked once. "" no. */
 	char mnt[PATH_MAX];
+	int mntfd;
 };
 
 /* fs/snapctl.c */
@@ -86,6 +88,7 @@ int cmd_export(struct ctl *x, char **names, size_t n,
 
 /* fs/snapctl_mnt.c: the same changes, through the store's mount. */
 int mnt_find(struct ctl *x);	/* 1: mounted, x->mnt set; 0: not */
+void mnt_close(struct ctl *x);
 int mnt_rm(struct ctl *x, const char *name);
 int mnt_mv(struct ctl *x, const char *from, const char *to);
 int mnt_describe(struct ctl *x, const char *name, const char *text);

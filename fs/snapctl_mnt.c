@@ -11,17 +11,29 @@
  * root there answers that token, so a stale lock file or a path another
  * filesystem now covers routes nothing (snapctl then refuses, exit 3).
  *
- * Every name put into a path is either a snapshot the read-only chain
- * knows or one names_check accepts: no '/', no "..", so no path built
- * here leaves the mount. Not here: the direct changes (fs/snapctl_cmd.c,
- * fs/snapctl_io.c), the option parsing (fs/snapctl.c).
+ * The lock file is the store's, and a store may be writable by someone
+ * snapctl (often root) must not act for: its words could name any path,
+ * a directory with a forged user.snapfs.mount_token, or one behind a
+ * symlink swapped in later. So the mountpoint is opened once, without
+ * following any symlink (openat2 RESOLVE_NO_SYMLINKS), must be a FUSE
+ * filesystem's (fstatfs) answering the token on that very descriptor,
+ * and every change is made relative to it (unlinkat, renameat, ...)
+ * with a name that is a snapshot the read-only chain knows or one
+ * names_check accepts: no '/', no "..". The worst a forged lock file
+ * can then do is route the change into a FUSE mount its writer owns.
+ * Not here: the direct changes (fs/snapctl_cmd.c, fs/snapctl_io.c),
+ * the option parsing (fs/snapctl.c).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -30,31 +42,45 @@
 #include "fs/snapctl_int.h"
 #include "fs/store.h"
 
+#define FUSE_SUPER_MAGIC 0x65735546
+
 int mnt_find(struct ctl *x)
 {
 	char mnt[PATH_MAX], token[64], got[64];
+	struct open_how how = {
+		.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	struct statfs sf;
 	ssize_t n;
+	int fd;
 
 	x->mnt[0] = 0;
+	x->mntfd = -1;
 	if (!x->store_dir ||
 	    store_mount_of(x->store_dir, mnt, sizeof(mnt), token,
-			   sizeof(token)))
+			   sizeof(token)) || mnt[0] != '/')
 		return 0;
-	n = getxattr(mnt, STORE_TOKEN_XATTR, got, sizeof(got) - 1);
-	if (n <= 0 || (size_t)n != strlen(token) ||
-	    memcmp(got, token, (size_t)n))
+	fd = (int)syscall(SYS_openat2, AT_FDCWD, mnt, &how, sizeof(how));
+	if (fd < 0)
 		return 0;
+	n = fgetxattr(fd, STORE_TOKEN_XATTR, got, sizeof(got) - 1);
+	if (fstatfs(fd, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC || n <= 0 ||
+	    (size_t)n != strlen(token) || memcmp(got, token, (size_t)n)) {
+		close(fd);
+		return 0;
+	}
 	snprintf(x->mnt, sizeof(x->mnt), "%s", mnt);
+	x->mntfd = fd;
 	return 1;
 }
 
-/* MNT/NAME into path; -ENAMETOOLONG past PATH_MAX. */
-static int mnt_path(const struct ctl *x, const char *name, char *path,
-		    size_t cap)
+void mnt_close(struct ctl *x)
 {
-	int n = snprintf(path, cap, "%s/%s", x->mnt, name);
-
-	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+	if (x->mnt[0] && x->mntfd >= 0)
+		close(x->mntfd);
+	x->mnt[0] = 0;
+	x->mntfd = -1;
 }
 
 /* A new name: the same rules the mount applies, said here first. */
@@ -103,20 +129,19 @@ static int said(const struct ctl *x, const char *what, const char *name,
 
 int mnt_rm(struct ctl *x, const char *name)
 {
-	char path[PATH_MAX];
 	uint32_t id;
 	int rc = lookup(x, name, &id);
 
 	if (rc)
 		return rc;
-	if (mnt_path(x, name, path, sizeof(path)) || unlink(path) < 0)
+	if (unlinkat(x->mntfd, name, 0) < 0)
 		return said(x, "remove", name, errno);
 	return EX_OK;
 }
 
 int mnt_mv(struct ctl *x, const char *from, const char *to)
 {
-	char a[PATH_MAX], b[PATH_MAX];
+	struct stat st;
 	uint32_t id;
 	int rc = lookup(x, from, &id);
 
@@ -124,29 +149,31 @@ int mnt_mv(struct ctl *x, const char *from, const char *to)
 		rc = new_name(to);
 	if (rc)
 		return rc;
-	if (mnt_path(x, from, a, sizeof(a)) || mnt_path(x, to, b, sizeof(b)))
-		return said(x, "rename", from, ENAMETOOLONG);
-	/* RENAME_NOREPLACE is the mount's rule anyway; say it the same way
-	 * the direct path does. */
-	if (access(b, F_OK) == 0) {
-		die_msg("%s: the new name is taken", b);
+	/* Never replacing a snapshot is the mount's rule anyway; said the
+	 * way the direct path says it. */
+	if (fstatat(x->mntfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		die_msg("%s/%s: the new name is taken", x->mnt, to);
 		return EX_USAGE;
 	}
-	if (rename(a, b) < 0)
+	if (renameat(x->mntfd, from, x->mntfd, to) < 0)
 		return said(x, "rename", from, errno);
 	return EX_OK;
 }
 
 int mnt_describe(struct ctl *x, const char *name, const char *text)
 {
-	char path[PATH_MAX];
+	char path[64 + NAMES_MAX];
 	uint32_t id;
 	int rc = lookup(x, name, &id);
 
 	if (rc)
 		return rc;
-	if (mnt_path(x, name, path, sizeof(path)) ||
-	    setxattr(path, "user.description", text, strlen(text), 0) < 0)
+	/* Through the checked descriptor: /proc/self/fd/N is that very
+	 * directory, whatever its path has become. */
+	if (snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", x->mntfd,
+		     name) >= (int)sizeof(path))
+		return said(x, "describe", name, ENAMETOOLONG);
+	if (lsetxattr(path, "user.description", text, strlen(text), 0) < 0)
 		return said(x, "describe", name, errno);
 	return EX_OK;
 }
@@ -154,17 +181,14 @@ int mnt_describe(struct ctl *x, const char *name, const char *text)
 /* ln -sfn PARENT MNT/current: a temporary link renamed over current. */
 static int mnt_set_current(struct ctl *x, const char *parent)
 {
-	char tmp[PATH_MAX], cur[PATH_MAX], t[64];
+	char t[64];
 
 	snprintf(t, sizeof(t), ".snapctl-current-%ld", (long)getpid());
-	if (mnt_path(x, t, tmp, sizeof(tmp)) ||
-	    mnt_path(x, "current", cur, sizeof(cur)))
-		return said(x, "make current", parent, ENAMETOOLONG);
-	if (symlink(parent, tmp) < 0)
+	if (symlinkat(parent, x->mntfd, t) < 0)
 		return said(x, "make current", parent, errno);
-	if (rename(tmp, cur) < 0) {
+	if (renameat(x->mntfd, t, x->mntfd, "current") < 0) {
 		int e = errno;
-		unlink(tmp);
+		unlinkat(x->mntfd, t, 0);
 		return said(x, "make current", parent, e);
 	}
 	return EX_OK;
@@ -215,7 +239,6 @@ out:
 int mnt_add(struct ctl *x, const char *name, const char *path,
 	    const char *parent)
 {
-	char dst[PATH_MAX];
 	struct src r;
 	uint32_t id;
 	int rc = new_name(name), fd;
@@ -239,13 +262,12 @@ int mnt_add(struct ctl *x, const char *name, const char *path,
 	 * another writer moving current in between would change the
 	 * parent, the same race as `ln -sfn P current; cp F NAME`. */
 	rc = parent ? mnt_set_current(x, parent) : EX_OK;
-	if (!rc && mnt_path(x, name, dst, sizeof(dst)))
-		rc = said(x, "add", name, ENAMETOOLONG);
 	if (rc) {
 		src_close(&r);
 		return rc;
 	}
-	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = openat(x->mntfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0644);
 	if (fd < 0) {
 		src_close(&r);
 		return said(x, "add", name, errno);
@@ -256,8 +278,9 @@ int mnt_add(struct ctl *x, const char *name, const char *path,
 		/* Closed with nothing in it, the mount adds no snapshot
 		 * (fs/fuse_write.c): never a half-copied one. */
 		if (ftruncate(fd, 0) < 0)
-			die_msg("%s: %s: cannot drop the partial copy; remove "
-				"it with rm", dst, strerror(errno));
+			die_msg("%s/%s: %s: cannot drop the partial copy; "
+				"remove it with rm", x->mnt, name,
+				strerror(errno));
 		close(fd);
 		return rc;
 	}

@@ -126,6 +126,17 @@ ctl rm s4 >"$WORK/busy.out" 2>&1
 check "a forged mount token: rm exits 3" test $? = 3
 check "... and says to use the mount" grep -q "make the change in that mount" "$WORK/busy.out"
 check "... and nothing was removed" cmp "$MNT/s4" "$ST/state_4"
+# The right token, but the mountpoint reached through a symlink (a path
+# the store's writer could swap): not routed either.
+ln -s "$MNT" "$WORK/mntlink"
+python3 -c "
+import sys; t=open(sys.argv[2]).read(); f=open(sys.argv[1],'r+')
+f.seek(0); f.truncate(); f.write(t.replace('mount '+sys.argv[3], 'mount '+sys.argv[4]))" \
+	"$lock" "$WORK/lock.saved" "$(realpath "$MNT")" "$WORK/mntlink"
+check "the lock file now names a symlink to the mount" grep -q "mount $WORK/mntlink" "$lock"
+ctl rm s4 >"$WORK/busy.out" 2>&1
+check "a mountpoint behind a symlink: rm exits 3" test $? = 3
+check "... and nothing was removed" cmp "$MNT/s4" "$ST/state_4"
 python3 -c "
 import sys; f=open(sys.argv[1],'r+'); t=open(sys.argv[2]).read()
 f.seek(0); f.truncate(); f.write(t)" "$lock" "$WORK/lock.saved"
@@ -142,6 +153,17 @@ done
 check "50 remounts right after unmount, none refused, reads exact" test $fails = 0
 check "no refusal in the logs" sh -c "! grep -q 'in use by another' '$WORK'/snapfs.*.log"
 check "unmount" snapfs_umount "$MNT"
+
+# --- a lock file naming a plain directory with a forged token: a root
+# snapctl must not act there for whoever can write the store ---
+mkdir -p "$WORK/decoy"
+: > "$WORK/decoy/state_2"
+setfattr -n user.snapfs.mount_token -v forged "$WORK/decoy"
+printf '1\nmount %s\ntoken forged\n' "$WORK/decoy" > "$S/.snapfs/lock"
+ctl describe state_2 "made directly" 2>"$WORK/decoy.out"
+check "describe with a forged lock file works, directly" test $? = 0
+check "... not through the named directory" sh -c "! grep -q 'through the mount' '$WORK/decoy.out' && ! getfattr -n user.description '$WORK/decoy/state_2' >/dev/null 2>&1"
+check "... and the store has the description" sh -c "'$SNAPCTL' -s '$S' ls --tsv | grep -q '^state_2	.*	made directly'"
 
 # --- prune ---
 check "prune --keep 2 --dry-run changes nothing" sh -c "'$SNAPCTL' -s '$S' prune --keep 2 --dry-run >/dev/null 2>&1 && test \$('$SNAPCTL' -s '$S' ls --tsv | wc -l) = 3"

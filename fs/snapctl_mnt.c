@@ -61,6 +61,9 @@ int mnt_find(struct ctl *x)
 	    store_mount_of(x->store_dir, mnt, sizeof(mnt), token,
 			   sizeof(token)) || mnt[0] != '/')
 		return 0;
+	for (const char *p = mnt; *p; p++)	/* printed in messages */
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return 0;
 	fd = (int)syscall(SYS_openat2, AT_FDCWD, mnt, &how, sizeof(how));
 	if (fd < 0)
 		return 0;

@@ -204,6 +204,13 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
+		/* The store's words, shown to whoever mounts: no control
+		 * characters reach their terminal or log. */
+		for (char *p = buf; *p; p++)
+			if ((unsigned char)*p < 0x20 && *p != '\n')
+				*p = '?';
+			else if ((unsigned char)*p == 0x7f)
+				*p = '?';
 		char *on = strstr(buf, "\nmount ");	/* store_note_mount */
 		if (on) {
 			on += 7;

@@ -496,9 +496,21 @@ int store_mount_of(const char *dir, char *mnt, size_t mcap, char *token,
 	close(fd);
 	if (n < 0)
 		return -EIO;
-	buf[n] = 0;
-	char *m = strstr(buf, "\nmount "), *t = strstr(buf, "\ntoken ");
-	if (!m || !t)
+	return store_parse_lock(buf, (size_t)n, mnt, mcap, token, tcap);
+}
+
+int store_parse_lock(const char *buf, size_t n, char *mnt, size_t mcap,
+		     char *token, size_t tcap)
+{
+	char tmp[PATH_MAX + 128];
+
+	/* The store's bytes: bounded, made a string, NULs cut it short. */
+	if (n >= sizeof(tmp))
+		n = sizeof(tmp) - 1;
+	memcpy(tmp, buf, n);
+	tmp[n] = 0;
+	char *m = strstr(tmp, "\nmount "), *t = strstr(tmp, "\ntoken ");
+	if (!m || !t || !mcap || !tcap)
 		return -ENOENT;
 	m += 7;
 	t += 7;

@@ -151,6 +151,10 @@ int store_note_mount(struct store *s, const char *mountpoint,
  * a symlink, takes no lock). 0, or -ENOENT (nothing noted) or -errno. */
 int store_mount_of(const char *dir, char *mnt, size_t mcap, char *token,
 		   size_t tcap);
+/* The parse of store_mount_of, on n bytes of a lock file (fuzzed:
+ * tests/fuzz/fuzz_lock.c). Pure. */
+int store_parse_lock(const char *buf, size_t n, char *mnt, size_t mcap,
+		     char *token, size_t tcap);
 
 const char *store_dir(const struct store *s);
 int store_dirfd(const struct store *s);

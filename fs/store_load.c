@@ -170,6 +170,44 @@ static void resolve_line(struct store *s, char **p, size_t k)
 }
 
 /*
+ * The same rule on the tree: a snapshot whose full file snapshots.txt
+ * names was deleted since (the scripts delete a full file once the patch
+ * that recreates it is made) is the .patch beside it, a patch against
+ * its parent, the state before it in the scripts' line. In memory only:
+ * snapshots.txt says so at the next change, and until then every open
+ * resolves it again. Without this the tree and the resolved
+ * increments.txt disagreed and the store did not open.
+ */
+static int resolve_tree(struct store *s)
+{
+	struct stat st;
+
+	for (size_t i = 0; i < tree_count(s->tree); i++) {
+		const struct tree_node *n = tree_at(s->tree, i);
+		const char *dot = strrchr(n->file, '.');
+		if (!n->parent || !dot || strchr(dot, '/') ||
+		    (strcmp(dot, ".zstd") && strcmp(dot, ".zst")))
+			continue;
+		if (store_stat_file(s, n->file, &st) == 0 || errno != ENOENT)
+			continue;
+		size_t stem = (size_t)(dot - n->file);
+		char *alt = malloc(stem + sizeof(".patch"));
+		if (!alt)
+			return -ENOMEM;
+		memcpy(alt, n->file, stem);
+		memcpy(alt + stem, ".patch", sizeof(".patch"));
+		int rc = 0;
+		if (store_stat_file(s, alt, &st) == 0 && S_ISREG(st.st_mode) &&
+		    !tree_by_file(s->tree, alt))
+			rc = tree_set_file(s->tree, n->id, alt);
+		free(alt);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
  * Parses increments.txt into L: its layer paths (newest first) and its
  * comment and blank lines. L stays empty and no error when the file does
  * not exist.
@@ -324,6 +362,11 @@ int store_load(struct store *s, char *err, size_t errlen)
 				return rc;
 			}
 		}
+	}
+	if (s->tree && (rc = resolve_tree(s))) {
+		msg_say(err, errlen, "%s/%s: %s", s->dir, TREE_FILE,
+			strerror(-rc));
+		return rc;
 	}
 	rc = read_line(s, &L, err, errlen);
 	if (rc)

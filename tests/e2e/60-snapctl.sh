@@ -203,7 +203,21 @@ check "snapshot_1 is a patch" test "$(getfattr --only-values -n user.snapfs.kind
 check "snapshot_2 (its full file still there) is a full layer" test "$(getfattr --only-values -n user.snapfs.kind "$PM/snapshot_2" 2>/dev/null)" = full
 check "... with its parent recorded" test "$(getfattr --only-values -n user.snapfs.parent "$PM/snapshot_2" 2>/dev/null)" = snapshot_1
 check "... and it cuts the depth: snapshot_4 is at depth 2" test "$(getfattr --only-values -n user.snapfs.depth "$PM/snapshot_4" 2>/dev/null)" = 2
+check "a description (the first change: snapfs writes snapshots.txt)" setfattr -n user.description -v "kept" "$PM/snapshot_3"
 check "unmount the scripts' layout" snapfs_umount "$PM"
+# The scripts delete snapshot_2.zstd later, now that snapfs has written
+# snapshots.txt naming it: its patch takes its place.
+check "snapshots.txt names snapshot_2.zstd" grep -q 'snapshot_2.zstd' "$P/snapshots.txt"
+rm "$P/snapshot_2.zstd"
+check "the layout mounts after the full file of a middle snapshot is deleted" snapfs_mount "$P" "$PM"
+check "... snapshot_2 is now its patch" test "$(getfattr --only-values -n user.snapfs.kind "$PM/snapshot_2" 2>/dev/null)" = patch
+check "... snapshot_4 at depth 4" test "$(getfattr --only-values -n user.snapfs.depth "$PM/snapshot_4" 2>/dev/null)" = 4
+for k in 2 3 4; do
+	check "... snapshot_$k exact" cmp "$PM/snapshot_$k" "$ST/state_$k"
+done
+check "... the description kept" test "$(getfattr --only-values -n user.description "$PM/snapshot_3" 2>/dev/null)" = kept
+check "unmount" snapfs_umount "$PM"
+check "snapctl check of it" "$SNAPCTL" -s "$P" check
 # Without any later full file: every middle layer is its patch.
 rm "$WORK/plainlay2/snapshot_2.zstd"
 check "the scripts' layout with only the base's full file: snapctl check" "$SNAPCTL" -s "$WORK/plainlay2" check

@@ -20,20 +20,21 @@
  * per reader thread); rather that than a deadlock. The next miss or put
  * evicts back under the budget.
  *
- * Memory: block buffers of 64 KiB and more are mmap()ed and munmap()ed
- * directly, never malloc()ed. glibc raises its mmap threshold to the size
- * of the largest freed mmap()ed chunk (up to 32 MiB), after which 256 KiB
- * blocks come from the heap and freed ones stay in RSS for good, so hours
- * of reading would let RSS drift far above the budget. With our own
- * mmap, freed memory goes back to the kernel at once and RSS stays at the
- * budget plus small change. To keep the common case free of syscalls and
- * page faults, a miss over budget takes over the buffer of the block it
- * evicts when both are in the same size class (8 classes per power of
+ * Memory: block buffers of 64 KiB and more come from cache/bslab.c:
+ * huge-page slabs, and every buffer given back there returns to the
+ * kernel at once (glibc's malloc would keep them: it raises its mmap
+ * threshold to the size of the largest freed mmap()ed chunk, up to 32
+ * MiB, after which 256 KiB blocks come from the heap and freed ones stay
+ * in RSS for good, so hours of reading would let RSS drift far above the
+ * budget). Huge pages because a fresh mount's cache fills new memory and
+ * 4 KiB pages cost a fault each (bslab.h has the figures). To keep the
+ * common case free of syscalls and page faults, a miss over budget takes
+ * over the buffer of the block it evicts when both are in the same size class (8 classes per power of
  * two, page-rounded: at most 12.5% slack; a 256 KiB zstd frame is exactly
  * one class), so a steady stream of same-sized misses never maps or
  * unmaps anything. Buffers below 64 KiB come from malloc (below glibc's
- * threshold, reused from its free lists). munmap and free run after the
- * lock is dropped.
+ * threshold, reused from its free lists). Buffers are given back after
+ * the lock is dropped.
  *
  * Read once, ahead. A block decoded ahead of a sequential reader
  * (bcache_get_ahead) and then read once is what a cold stream leaves
@@ -62,8 +63,9 @@
  * is broadcast when a FILLING block is published, abandoned or dropped
  * (waits are rare: only concurrent misses of one key), and woken getters
  * look the key up again. The lock is never held while a caller fills a
- * block, nor around mmap/munmap. There is no other lock, so no lock order
- * to get wrong; callers may hold their own locks across our calls.
+ * block, nor around getting or giving back a buffer (bslab's own lock,
+ * a leaf, is only taken without c->lock), so there is no lock order to
+ * get wrong; callers may hold their own locks across our calls.
  *
  * Not here: knowing what a block means (codec, fs), readahead, lock
  * striping. bench_bcache measured a hit (get+put) at 30-100 ns alone and
@@ -73,6 +75,7 @@
  * otherwise. An adaptive mutex measured no better.
  */
 #include "cache/bcache.h"
+#include "cache/bslab.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -80,7 +83,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* uthash must report a failed table allocation, not exit the daemon. */
@@ -95,7 +97,7 @@
  * take over (pinned, unread or of another size class are skipped). */
 #define ONCE_SCAN 16
 
-/* Buffers at least this large are mmap()ed (see the file-top comment). */
+/* Buffers at least this large come from bslab (see the file top). */
 #define MMAP_MIN ((size_t)64 << 10)
 /* Larger requests fail with -ENOMEM before any size arithmetic. */
 #define CAP_MAX (SIZE_MAX >> 2)
@@ -140,6 +142,7 @@ struct bcache {
 	pthread_cond_t filled;	/* with c->lock: a FILLING block changed */
 	size_t budget;		/* protected by lock (bcache_set_budget) */
 	size_t page;		/* immutable */
+	struct bslab *slab;	/* immutable; buffers of MMAP_MIN and up */
 	struct ent *index;	/* protected by c->lock (uthash head) */
 	struct ent *hand;	/* protected by c->lock: CLOCK hand */
 	/* Protected by c->lock: the once list (see file top), oldest
@@ -167,35 +170,25 @@ static size_t class_size(const struct bcache *c, size_t cap)
 	return (cap + step - 1) & ~(step - 1);
 }
 
-/*
- * MAP_POPULATE: the filler writes every page anyway; faulting them in one
- * go in the kernel costs about 2/3 of taking 64 faults one at a time.
- */
-static uint8_t *buf_alloc(size_t cap)
+static uint8_t *buf_alloc(struct bcache *c, size_t cap)
 {
-	if (cap < MMAP_MIN)
-		return malloc(cap);
-	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	return cap < MMAP_MIN ? malloc(cap) : bslab_get(c->slab, cap);
 }
 
-static void buf_free(uint8_t *p, size_t cap)
+static void buf_free(struct bcache *c, uint8_t *p, size_t cap)
 {
-	if (!p)
-		return;
 	if (cap < MMAP_MIN)
 		free(p);
 	else
-		munmap(p, cap);
+		bslab_put(c->slab, p, cap);
 }
 
 /* Frees a list of unlinked, unpinned blocks; call without c->lock. */
-static void free_list(struct ent *fl)
+static void free_list(struct bcache *c, struct ent *fl)
 {
 	while (fl) {
 		struct ent *n = fl->free_next;
-		buf_free(fl->data, fl->cap);
+		buf_free(c, fl->data, fl->cap);
 		free(fl);
 		fl = n;
 	}
@@ -389,6 +382,12 @@ int bcache_new(struct bcache **out, const struct bcache_opts *o)
 	rc = -pthread_cond_init(&c->filled, NULL);
 	if (rc)
 		goto fail_mutex;
+	c->slab = bslab_new();
+	if (!c->slab) {
+		rc = -ENOMEM;
+		pthread_cond_destroy(&c->filled);
+		goto fail_mutex;
+	}
 	c->budget = o && o->budget ? o->budget : BCACHE_DEFAULT_BUDGET;
 	long pg = sysconf(_SC_PAGESIZE);
 	c->page = pg > 0 ? (size_t)pg : 4096;
@@ -412,11 +411,12 @@ void bcache_free(struct bcache *c)
 		assert(e->pins == 0);
 		HASH_DEL(c->index, e);
 		c->bytes_used -= e->cap;
-		buf_free(e->data, e->cap);
+		buf_free(c, e->data, e->cap);
 		free(e);
 	}
 	/* Anything left is a dropped block that was never put. */
 	assert(c->bytes_used == 0);
+	bslab_free(c->slab);
 	pthread_cond_destroy(&c->filled);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -498,9 +498,9 @@ static int get(struct bcache *c, uint64_t k1, uint64_t k2, size_t cap,
 	e->data = data;
 	pthread_mutex_unlock(&c->lock);
 
-	free_list(fl);
+	free_list(c, fl);
 	if (!data) {
-		data = buf_alloc(cls);
+		data = buf_alloc(c, cls);
 		if (!data) {
 			pthread_mutex_lock(&c->lock);
 			if (e->hashed)
@@ -565,7 +565,7 @@ void bcache_abandon(struct bcache *c, struct bcache_blk *b)
 		pthread_cond_broadcast(&c->filled);
 	pthread_mutex_unlock(&c->lock);
 	e->free_next = NULL;
-	free_list(e);
+	free_list(c, e);
 	b->data = NULL;
 	b->len = 0;
 	b->priv_ = NULL;
@@ -586,7 +586,7 @@ void bcache_put(struct bcache *c, struct bcache_blk *b)
 	if (c->bytes_used > c->budget)
 		make_room(c, 0, &fl);
 	pthread_mutex_unlock(&c->lock);
-	free_list(fl);
+	free_list(c, fl);
 	b->data = NULL;
 	b->priv_ = NULL;
 }
@@ -613,7 +613,7 @@ void bcache_drop(struct bcache *c, uint64_t k1)
 		pthread_cond_broadcast(&c->filled);
 	assert(sanity_locked(c));
 	pthread_mutex_unlock(&c->lock);
-	free_list(fl);
+	free_list(c, fl);
 }
 
 void bcache_set_budget(struct bcache *c, size_t budget)
@@ -624,7 +624,7 @@ void bcache_set_budget(struct bcache *c, size_t budget)
 	c->budget = budget;
 	make_room(c, 0, &fl);
 	pthread_mutex_unlock(&c->lock);
-	free_list(fl);
+	free_list(c, fl);
 }
 
 void bcache_stats(struct bcache *c, struct bcache_stats *st)

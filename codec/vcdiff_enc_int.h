@@ -257,7 +257,7 @@ static inline void enc_table_insert(uint64_t *tab, uint64_t bmask,
  * by transparent huge pages where the kernel offers them on request
  * (Debian's default "madvise"). Every insert and lookup lands on a random
  * entry of a table of tens of MiB, so with 4 KiB pages each is a TLB miss
- * too. enc_table_shrink keeps the first n entries of a table of old
+ * too. Also the target slots' memory (vcdiff_enc.c), for the page faults. enc_table_shrink keeps the first n entries of a table of old
  * entries. NULL on failure; free with enc_table_free(tab, n).
  */
 uint64_t *enc_table_alloc(uint64_t n);

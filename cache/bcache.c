@@ -26,8 +26,10 @@
  * threshold to the size of the largest freed mmap()ed chunk, up to 32
  * MiB, after which 256 KiB blocks come from the heap and freed ones stay
  * in RSS for good, so hours of reading would let RSS drift far above the
- * budget). Huge pages because a fresh mount's cache fills new memory and
- * 4 KiB pages cost a fault each (bslab.h has the figures). To keep the
+ * budget). Huge pages for blocks decoded ahead of a stream, because a
+ * fresh mount's cache fills new memory and 4 KiB pages cost a fault each;
+ * a random reader's miss gets pages of its own, so that it never waits
+ * for a whole new huge page (bslab.h has the figures). To keep the
  * common case free of syscalls and page faults, a miss over budget takes
  * over the buffer of the block it evicts when both are in the same size class (8 classes per power of
  * two, page-rounded: at most 12.5% slack; a 256 KiB zstd frame is exactly
@@ -170,9 +172,10 @@ static size_t class_size(const struct bcache *c, size_t cap)
 	return (cap + step - 1) & ~(step - 1);
 }
 
-static uint8_t *buf_alloc(struct bcache *c, size_t cap)
+/* ahead: a stream's block, whose buffer may come from a slab. */
+static uint8_t *buf_alloc(struct bcache *c, size_t cap, bool ahead)
 {
-	return cap < MMAP_MIN ? malloc(cap) : bslab_get(c->slab, cap);
+	return cap < MMAP_MIN ? malloc(cap) : bslab_get(c->slab, cap, ahead);
 }
 
 static void buf_free(struct bcache *c, uint8_t *p, size_t cap)
@@ -500,7 +503,7 @@ static int get(struct bcache *c, uint64_t k1, uint64_t k2, size_t cap,
 
 	free_list(c, fl);
 	if (!data) {
-		data = buf_alloc(c, cls);
+		data = buf_alloc(c, cls, ahead);
 		if (!data) {
 			pthread_mutex_lock(&c->lock);
 			if (e->hashed)

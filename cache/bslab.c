@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bslab: huge-page slabs for the block cache's buffers (see bslab.h for
- * why). Each slab holds SLAB / size slots of one size, at most 64 (sizes
+ * why and which). Each slab holds SLAB / size slots of one size, at most 64 (sizes
  * below SLAB / 64 are not asked for: bcache mallocs under 64 KiB), with a
  * bit per slot. Slabs with a free slot hang on their size's list; every
  * slab is found from a buffer's address by its aligned base, in a uthash
@@ -145,20 +145,20 @@ static uint8_t *slot_take(struct bslab *a, struct size_list *l, struct slab *s)
 	return s->base + (size_t)i * s->size;
 }
 
+/* A buffer of its own: pages faulted in one go (about 2/3 of the cost
+ * of taking the faults one at a time). */
+static uint8_t *map_own(size_t cap)
+{
+	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static uint8_t *get_large(struct bslab *a, size_t cap)
 {
-	uint8_t *p;
+	/* Under a huge page, none fits. */
+	uint8_t *p = cap >= SLAB ? map_aligned(cap) : map_own(cap);
 
-	if (cap >= SLAB) {
-		p = map_aligned(cap);
-	} else {
-		/* No huge page fits; fault the pages in one go (about 2/3
-		 * of the cost of taking the faults one at a time). */
-		p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-		if (p == MAP_FAILED)
-			p = NULL;
-	}
 	if (p) {
 		pthread_mutex_lock(&a->lock);
 		a->large++;
@@ -167,7 +167,7 @@ static uint8_t *get_large(struct bslab *a, size_t cap)
 	return p;
 }
 
-uint8_t *bslab_get(struct bslab *a, size_t cap)
+uint8_t *bslab_get(struct bslab *a, size_t cap, bool bulk)
 {
 	struct size_list *l;
 	struct slab *s;
@@ -175,8 +175,12 @@ uint8_t *bslab_get(struct bslab *a, size_t cap)
 
 	if (cap == 0)
 		return NULL;
-	if (cap > SLAB / 2 || SLAB / cap > MAX_SLOTS)
-		return cap > SLAB / 2 ? get_large(a, cap) : NULL;
+	if (cap > SLAB / 2)
+		return get_large(a, cap);
+	if (SLAB / cap > MAX_SLOTS)
+		return NULL;
+	if (!bulk)
+		return map_own(cap);	/* bslab_put tells it from a slot */
 
 	pthread_mutex_lock(&a->lock);
 	HASH_FIND(hh, a->sizes, &cap, sizeof(cap), l);
@@ -226,13 +230,21 @@ uint8_t *bslab_get(struct bslab *a, size_t cap)
  * or NULL if p is not one (never handed out, the wrong size, or given back
  * already).
  */
-static struct slab *slot_find(struct bslab *a, uint8_t *p, size_t cap,
-			      unsigned *slot)
+static struct slab *slab_of(struct bslab *a, uint8_t *p)
 {
 	uint8_t *base = (uint8_t *)((uintptr_t)p & ~(uintptr_t)(SLAB - 1));
 	struct slab *s;
 
 	HASH_FIND(hh, a->slabs, &base, sizeof(base), s);
+	return s;
+}
+
+static struct slab *slot_find(struct bslab *a, uint8_t *p, size_t cap,
+			      unsigned *slot)
+{
+	struct slab *s = slab_of(a, p);
+	uint8_t *base = s ? s->base : NULL;
+
 	if (!s || s->size != cap)
 		return NULL;
 	size_t i = (size_t)(p - base) / cap;
@@ -259,11 +271,15 @@ void bslab_put(struct bslab *a, uint8_t *p, size_t cap)
 		pthread_mutex_unlock(&a->lock);
 		return;
 	}
-	/* A buffer that is not one is a caller bug: leak rather than zero
-	 * someone else's bytes. */
+	/* Outside every slab: a buffer of its own. Inside one but not a
+	 * slot handed out: a caller bug; leak rather than zero someone
+	 * else's bytes. */
 	pthread_mutex_lock(&a->lock);
+	bool in_slab = slab_of(a, p) != NULL;
 	s = slot_find(a, p, cap, &i);
 	pthread_mutex_unlock(&a->lock);
+	if (!in_slab)
+		munmap(p, cap);
 	if (!s)
 		return;
 	/* Returned to the kernel while the slot is still marked used: once

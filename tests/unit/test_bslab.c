@@ -5,7 +5,8 @@
  * full; a buffer given back is zero when handed out again; a slab whose
  * last buffer comes back is unmapped (the counts, and mincore on the
  * pages: the memory really went back); large buffers are mapped on their
- * own; a buffer given back twice or never handed out changes nothing; and
+ * own, and so are single (not bulk) buffers, which never make a slab; a
+ * buffer given back twice or never handed out changes nothing; and
  * threads getting and putting at once keep every buffer's bytes their own.
  *
  * Not here: size classes and budgets (test_bcache).
@@ -57,7 +58,7 @@ static void test_one_size_shares_a_slab(void)
 
 	T_CHECK(a != NULL);
 	for (int i = 0; i < 9; i++) {
-		b[i] = bslab_get(a, 256 * KIB);
+		b[i] = bslab_get(a, 256 * KIB, true);
 		T_CHECK(b[i] != NULL);
 		T_EQ((uintptr_t)b[i] % 4096, 0);
 		T_CHECK(all_byte(b[i], 256 * KIB, 0));
@@ -75,7 +76,7 @@ static void test_one_size_shares_a_slab(void)
 
 	/* One back and out again: the same slot, zeroed, no new slab. */
 	bslab_put(a, b[3], 256 * KIB);
-	uint8_t *again = bslab_get(a, 256 * KIB);
+	uint8_t *again = bslab_get(a, 256 * KIB, true);
 	T_CHECK(again == b[3]);
 	T_CHECK(again && all_byte(again, 256 * KIB, 0));
 	bslab_get_stats(a, &st);
@@ -99,7 +100,8 @@ static void test_one_size_shares_a_slab(void)
 static void test_given_back_memory_leaves(void)
 {
 	struct bslab *a = bslab_new();
-	uint8_t *x = bslab_get(a, 512 * KIB), *y = bslab_get(a, 512 * KIB);
+	uint8_t *x = bslab_get(a, 512 * KIB, true);
+	uint8_t *y = bslab_get(a, 512 * KIB, true);
 
 	T_CHECK(x && y);
 	memset(x, 1, 512 * KIB);
@@ -123,7 +125,7 @@ static void test_sizes_apart(void)
 
 	for (int s = 0; s < 4; s++)
 		for (int k = 0; k < 3; k++) {
-			p[s][k] = bslab_get(a, sizes[s]);
+			p[s][k] = bslab_get(a, sizes[s], true);
 			T_CHECK(p[s][k] != NULL);
 			if (p[s][k])
 				memset(p[s][k], s * 3 + k + 1, sizes[s]);
@@ -146,7 +148,8 @@ static void test_large(void)
 {
 	struct bslab *a = bslab_new();
 	struct bslab_stats st;
-	uint8_t *m = bslab_get(a, 1536 * KIB), *l = bslab_get(a, 5 * MIB);
+	uint8_t *m = bslab_get(a, 1536 * KIB, false);
+	uint8_t *l = bslab_get(a, 5 * MIB, true);
 
 	T_CHECK(m && l);
 	bslab_get_stats(a, &st);
@@ -170,7 +173,8 @@ static void test_bad_puts(void)
 {
 	struct bslab *a = bslab_new();
 	struct bslab_stats st;
-	uint8_t *x = bslab_get(a, 128 * KIB), *y = bslab_get(a, 128 * KIB);
+	uint8_t *x = bslab_get(a, 128 * KIB, true);
+	uint8_t *y = bslab_get(a, 128 * KIB, true);
 
 	T_CHECK(x && y);
 	memset(y, 5, 128 * KIB);
@@ -184,9 +188,35 @@ static void test_bad_puts(void)
 	T_EQ(st.slabs, 1);
 	/* y was not touched by any of it. */
 	T_CHECK(all_byte(y + 8192, 128 * KIB - 8192, 5));
-	T_CHECK(bslab_get(a, 0) == NULL);
-	T_CHECK(bslab_get(a, 4 * KIB) == NULL);	/* under a 64th of a slab */
+	T_CHECK(bslab_get(a, 0, true) == NULL);
+	T_CHECK(bslab_get(a, 4 * KIB, true) == NULL);	/* under a 64th of a slab */
 	bslab_put(a, y, 128 * KIB);
+	bslab_free(a);
+}
+
+/* A random reader's buffer: its own pages, never a slab's (a new slab
+ * would cost its whole huge page at once), unmapped when given back. */
+static void test_single(void)
+{
+	struct bslab *a = bslab_new();
+	struct bslab_stats st;
+	uint8_t *bulk = bslab_get(a, 256 * KIB, true);
+	uint8_t *one = bslab_get(a, 256 * KIB, false);
+
+	T_CHECK(bulk && one);
+	T_CHECK(one && all_byte(one, 256 * KIB, 0));
+	if (one)
+		memset(one, 3, 256 * KIB);
+	bslab_get_stats(a, &st);
+	T_EQ(st.slabs, 1);
+	T_EQ(st.slots_used, 1);	/* the bulk one only */
+	uintptr_t slab = (uintptr_t)bulk & ~(uintptr_t)(2 * MIB - 1);
+	T_CHECK((uintptr_t)one < slab || (uintptr_t)one >= slab + 2 * MIB);
+	bslab_put(a, one, 256 * KIB);
+	T_EQ(resident(one, 256 * KIB), (size_t)-1);	/* unmapped */
+	bslab_put(a, bulk, 256 * KIB);
+	bslab_get_stats(a, &st);
+	T_EQ(st.slabs, 0);
 	bslab_free(a);
 }
 
@@ -196,8 +226,8 @@ static void test_free_with_buffers_out(void)
 {
 	struct bslab *a = bslab_new();
 
-	T_CHECK(bslab_get(a, 64 * KIB) != NULL);
-	T_CHECK(bslab_get(a, 3 * MIB) != NULL);
+	T_CHECK(bslab_get(a, 64 * KIB, true) != NULL);
+	T_CHECK(bslab_get(a, 3 * MIB, true) != NULL);
 	bslab_free(a);
 	bslab_free(NULL);
 }
@@ -227,7 +257,7 @@ static void *mt_run(void *arg)
 			continue;
 		}
 		cap[i] = sizes[rand_r(&m->seed) % 5];
-		held[i] = bslab_get(m->a, cap[i]);
+		held[i] = bslab_get(m->a, cap[i], (it & 1) != 0);
 		if (!held[i] || !all_byte(held[i], cap[i], 0)) {
 			m->bad++;
 			continue;
@@ -271,6 +301,7 @@ int main(void)
 	T_RUN(test_given_back_memory_leaves);
 	T_RUN(test_sizes_apart);
 	T_RUN(test_large);
+	T_RUN(test_single);
 	T_RUN(test_bad_puts);
 	T_RUN(test_free_with_buffers_out);
 	T_RUN(test_threads);

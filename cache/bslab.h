@@ -4,11 +4,13 @@
  *
  * Why. A fresh mount's cache fills new memory, and each 4 KiB page of it
  * costs a page fault on first touch, which on some VMs (this project's
- * 2-core test machine: shadow paging) is most of the cost: touching fresh
+ * 2-core test machine, a PVM guest) is most of the cost: touching fresh
  * 4 KiB pages ran at 400 MB/s there, transparent huge pages at 9-12 GB/s
- * (2026-12-06). Measured on a cold read of a 544 MB state through a fresh
- * mount: the daemon spent 33% of its samples in the kernel's copy out of
- * such pages, and 15-18% less CPU and a 12-17% faster read with huge pages.
+ * once the host had backed them (2026-12-06, a C loop over 256 MiB). A
+ * cold read of a 544 MB state through a fresh mount spent 33% of the
+ * daemon's samples in the kernel's copy out of such pages; with stream
+ * buffers in huge pages, the daemon's CPU for that read was 64-83
+ * jiffies against 75-160 (four fresh mounts each, alternating).
  *
  * What. Buffers asked for in bulk (a stream's blocks decoded ahead) of
  * up to half a slab (SLAB = 2 MiB, one x86-64 huge page) are carved from
@@ -22,7 +24,7 @@
  * 4.2-4.4 ms when every buffer came from slabs). A buffer that is put
  * back is returned to the kernel at once (MADV_DONTNEED; munmap when it
  * was its slab's last), so resident memory stays what the caller holds
- * plus at most one slab's slack per size in use; the caller's own reuse
+ * plus the slabs' unused tails (bslab.c); the caller's own reuse
  * of buffers (bcache recycles them) is what keeps the huge pages. Where
  * THP is off, the slabs are ordinary pages and nothing else changes.
  *

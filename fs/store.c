@@ -204,25 +204,23 @@ static int take_lock(struct store *s, char *err, size_t errlen)
 		/* The holder's pid and host, for the message. */
 		n = (int)pread(s->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = 0;
-		/* The store's words, shown to whoever mounts: no control
-		 * characters reach their terminal or log. */
-		for (char *p = buf; *p; p++)
-			if ((unsigned char)*p < 0x20 && *p != '\n')
-				*p = '?';
-			else if ((unsigned char)*p == 0x7f)
-				*p = '?';
 		char *on = strstr(buf, "\nmount ");	/* store_note_mount */
 		if (on) {
 			on += 7;
 			on[strcspn(on, "\n")] = 0;
 		}
 		buf[strcspn(buf, "\n")] = 0;
+		/* The store's words, shown to whoever mounts: escaped, so
+		 * that no control byte reaches their terminal or log. */
+		char who[64], where[PATH_MAX];
+		msg_escape(*buf ? buf : "?", who, sizeof(who));
+		msg_escape(on ? on : "", where, sizeof(where));
 		if (e == EWOULDBLOCK)
 			msg_say(err, errlen, "%s: store is in use by another "
 				"snapfs (pid %s%s%s, still holding %s/lock "
 				"after 5 s); unmount that first", s->dir,
-				*buf ? buf : "?", on ? ", mounted on " : "",
-				on ? on : "", STORE_META_DIR);
+				who, on ? ", mounted on " : "", where,
+				STORE_META_DIR);
 		else
 			msg_say(err, errlen, "%s/%s/lock: %s", s->dir,
 				STORE_META_DIR, strerror(e));

@@ -395,4 +395,22 @@ check "the same on a first mount (derived data being built)" \
 check "and with 5 more descriptors inherited" \
 	many_fds "$S" "too many open files.*raise the limit"
 PFX=
+
+# A second mount refused while the lock is held quotes the lock file's
+# words (the holder's pid and mountpoint): the store's bytes, so escaped.
+S=$WORK/s_lockmsg
+good_store "$S"
+mkdir -p "$S/.snapfs"
+printf '1\033[2J\nmount /x\033]0;owned\007\ntoken t\n' > "$S/.snapfs/lock"
+flock -o "$S/.snapfs/lock" sleep 60 &
+holder=$!
+sleep 0.3
+refused "$S" 'in use by another snapfs (pid 1\\x1b\[2J, mounted on /x\\x1b]0;owned\\x07' \
+	> "$WORK/lockmsg.out"
+check "a held lock: the mount is refused, naming the holder, escaped" test $? = 0
+check "... and no control byte from the lock file in the message" \
+	sh -c "! grep -q \"\$(printf '\\033')\" '$WORK/lockmsg.out'"
+pkill -P $holder 2>/dev/null
+kill $holder 2>/dev/null
+wait $holder 2>/dev/null
 e2e_done

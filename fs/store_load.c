@@ -133,6 +133,37 @@ static int keep_extras(struct store *s, const struct tree *t,
 }
 
 /*
+ * The rule of the scripts' layout for one file name: if name is a
+ * .zst/.zstd file that is gone and the .patch beside it is a regular
+ * file, returns that patch's name (malloc'd, the caller frees); else
+ * NULL, with *nomem set if it was an allocation that failed.
+ */
+static char *patch_of_deleted(struct store *s, const char *name, int *nomem)
+{
+	const char *dot = strrchr(name, '.');
+	struct stat st;
+
+	*nomem = 0;
+	if (!dot || strchr(dot, '/') ||
+	    (strcmp(dot, ".zstd") && strcmp(dot, ".zst")))
+		return NULL;
+	if (store_stat_file(s, name, &st) == 0 || errno != ENOENT)
+		return NULL;
+	size_t stem = (size_t)(dot - name);
+	char *alt = malloc(stem + sizeof(".patch"));
+	if (!alt) {
+		*nomem = 1;
+		return NULL;
+	}
+	memcpy(alt, name, stem);
+	memcpy(alt + stem, ".patch", sizeof(".patch"));
+	if (store_stat_file(s, alt, &st) == 0 && S_ISREG(st.st_mode))
+		return alt;
+	free(alt);
+	return NULL;
+}
+
+/*
  * The plain scripts' own layout: increments.txt names the full state
  * files (`ls -t snapshot_*.zstd > increments.txt`), and the later ones are
  * usually deleted once snapshot_K.patch, which recreates them, is made.
@@ -145,26 +176,12 @@ static int keep_extras(struct store *s, const struct tree *t,
  */
 static void resolve_line(struct store *s, char **p, size_t k)
 {
-	struct stat st;
-
 	for (size_t i = 0; i + 1 < k; i++) {
-		char *dot = strrchr(p[i], '.');
-		if (!dot || strchr(dot, '/') || (strcmp(dot, ".zstd") &&
-						  strcmp(dot, ".zst")))
-			continue;
-		if (store_stat_file(s, p[i], &st) == 0 || errno != ENOENT)
-			continue;
-		size_t stem = (size_t)(dot - p[i]);
-		char *alt = malloc(stem + sizeof(".patch"));
-		if (!alt)
-			continue;
-		memcpy(alt, p[i], stem);
-		memcpy(alt + stem, ".patch", sizeof(".patch"));
-		if (store_stat_file(s, alt, &st) == 0 && S_ISREG(st.st_mode)) {
+		int nomem;
+		char *alt = patch_of_deleted(s, p[i], &nomem);
+		if (alt) {
 			free(p[i]);
 			p[i] = alt;
-		} else {
-			free(alt);
 		}
 	}
 }
@@ -180,25 +197,15 @@ static void resolve_line(struct store *s, char **p, size_t k)
  */
 static int resolve_tree(struct store *s)
 {
-	struct stat st;
-
 	for (size_t i = 0; i < tree_count(s->tree); i++) {
 		const struct tree_node *n = tree_at(s->tree, i);
-		const char *dot = strrchr(n->file, '.');
-		if (!n->parent || !dot || strchr(dot, '/') ||
-		    (strcmp(dot, ".zstd") && strcmp(dot, ".zst")))
-			continue;
-		if (store_stat_file(s, n->file, &st) == 0 || errno != ENOENT)
-			continue;
-		size_t stem = (size_t)(dot - n->file);
-		char *alt = malloc(stem + sizeof(".patch"));
-		if (!alt)
+		int nomem, rc = 0;
+		if (!n->parent)
+			continue;	/* the base is never replaced */
+		char *alt = patch_of_deleted(s, n->file, &nomem);
+		if (nomem)
 			return -ENOMEM;
-		memcpy(alt, n->file, stem);
-		memcpy(alt + stem, ".patch", sizeof(".patch"));
-		int rc = 0;
-		if (store_stat_file(s, alt, &st) == 0 && S_ISREG(st.st_mode) &&
-		    !tree_by_file(s->tree, alt))
+		if (alt && !tree_by_file(s->tree, alt))
 			rc = tree_set_file(s->tree, n->id, alt);
 		free(alt);
 		if (rc)

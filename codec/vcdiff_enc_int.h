@@ -257,8 +257,10 @@ static inline void enc_table_insert(uint64_t *tab, uint64_t bmask,
  * by transparent huge pages where the kernel offers them on request
  * (Debian's default "madvise"). Every insert and lookup lands on a random
  * entry of a table of tens of MiB, so with 4 KiB pages each is a TLB miss
- * too. Also the target slots' memory (vcdiff_enc.c), for the page faults. enc_table_shrink keeps the first n entries of a table of old
- * entries. NULL on failure; free with enc_table_free(tab, n).
+ * too. The encoder's target slots (vcdiff_enc.c) use it as well: fresh
+ * memory for each write, where huge pages save the page faults.
+ * enc_table_shrink keeps the first n entries of a table of old entries.
+ * NULL on failure; free with enc_table_free(tab, n).
  */
 uint64_t *enc_table_alloc(uint64_t n);
 void enc_table_shrink(uint64_t *tab, uint64_t old, uint64_t n);

@@ -16,7 +16,7 @@ OPT ?= -O2 -g
 SAN ?=
 WERROR ?=
 
-PKGS := fuse3 libzstd liblzma libdeflate libxxhash libcurl
+PKGS := fuse3 libzstd liblzma libdeflate libxxhash libcurl liburing
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
        -Wpointer-arith -Wcast-align -Wformat=2 -Wundef -Wwrite-strings -Wvla
 CFLAGS ?=
@@ -134,7 +134,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CODEC_SRC) $(CACHE_SRC) $(FS_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ \
-		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash libcurl) -lpthread
+		$(shell $(PKG_CONFIG) --libs libzstd liblzma libdeflate libxxhash libcurl liburing) -lpthread
 
 # Each target runs FUZZ_SECONDS on its kept corpus (tests/fuzz/corpus/,
 # read-only here) and seeds; what it finds goes to $(BUILD)/fuzz/corpus/.

@@ -85,6 +85,38 @@ const char *blob_name(const struct blob *b);
  * none. Owned by the blob. */
 int blob_fd(const struct blob *b);
 
+/*
+ * Batched reads: many small reads of page-cached local files in one system
+ * call (io_uring), because a deep layer's bytes come in ~2 KB pieces of
+ * many files and, measured on this project's 2-core PVM host, a 4 KiB
+ * pread cost 2.1-3.1 us while io_uring took 0.9 us a read in batches of
+ * 32. Where the kernel refuses io_uring (disabled, seccomp, an old
+ * kernel), a batch falls back to pread, read by read, with the same
+ * results; remote blobs always take their own pread.
+ *
+ * A batch is one thread's at a time (keep them in a pool); blobs in it
+ * may be shared.
+ */
+struct blob_batch;
+
+struct blob_req {
+	struct blob *b;
+	void *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t res;		/* out: what blob_pread would return */
+};
+
+/* A new batch; *out owns an io_uring if the kernel gives one. 0 or
+ * -ENOMEM (a kernel without io_uring is not an error). */
+int blob_batch_new(struct blob_batch **out);
+void blob_batch_free(struct blob_batch *bb);
+/* 1 if bb reads through io_uring, 0 if through pread. */
+int blob_batch_uring(const struct blob_batch *bb);
+/* Does the n reads of r (in any order, all of them), setting each
+ * r[i].res. The buffers are the caller's and must not overlap. */
+void blob_batch_read(struct blob_batch *bb, struct blob_req *r, size_t n);
+
 /* References: blob_ref returns b; blob_put(NULL) does nothing. */
 struct blob *blob_ref(struct blob *b);
 void blob_put(struct blob *b);

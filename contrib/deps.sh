@@ -11,7 +11,7 @@ set -eu
 pkgs=""
 for g in "$@"; do
 	case $g in
-	build) pkgs="$pkgs gcc make pkg-config libfuse3-dev fuse3 libzstd-dev liblzma-dev libdeflate-dev libxxhash-dev uthash-dev libcurl4-openssl-dev" ;;
+	build) pkgs="$pkgs gcc make pkg-config libfuse3-dev fuse3 libzstd-dev liblzma-dev libdeflate-dev libxxhash-dev uthash-dev libcurl4-openssl-dev liburing-dev" ;;
 	test)  pkgs="$pkgs xdelta3 zstd clang util-linux attr xxhash swift-proxy swift-object swift-container swift-account python3-swift" ;;
 	qemu)  pkgs="$pkgs qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio python3" ;;
 	libvirt) pkgs="$pkgs libvirt-daemon-system libvirt-clients" ;;

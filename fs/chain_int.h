@@ -57,6 +57,7 @@ struct vcdiff_patch;
 struct xindex;
 struct zframe;
 struct zframe_dctx;
+struct sres;
 
 /* Raw stored files are checked in blocks of this size (fs/sfile.c). */
 #define SUM_BLOCK ((uint64_t)4 << 10)
@@ -182,7 +183,7 @@ struct chain {
 	struct chain_layer **cur;	/* current versions, parents first */
 	size_t ncur, capcur;
 	atomic_uint_fast64_t next_key;	/* for sfile.key */
-	pthread_mutex_t pool_lock;	/* protects pool*, vpool*, lent */
+	pthread_mutex_t pool_lock;	/* protects pool*, vpool*, rpool*, lent */
 	size_t lent;			/* cache budget lent (chain_cache_lend) */
 	/* chain_hint_put, protected by pool_lock; its bytes are in lent. */
 	void *hint;
@@ -193,6 +194,8 @@ struct chain {
 	size_t npool, pool_cap;
 	struct vcdiff_dec **vpool;	/* for windowed patches' sections */
 	size_t nvpool, vpool_cap;
+	struct sres **rpool;		/* sfile_resolve's (fs/sresolve.c) */
+	size_t nrpool, rpool_cap;
 	atomic_uint_fast64_t reads, read_bytes, read_errors;
 	atomic_uint_fast64_t pf_jobs, pf_dropped, pf_frames;
 	/* chain_readv's pieces by kind, in bytes (fs/rvec.c): spliced file
@@ -345,12 +348,21 @@ int sfile_win_decode(struct chain *c, struct sfile *f, size_t k,
  * once as for ra_submit. */
 void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 			     uint64_t src_end, bool once);
+/* Logs damage of f at off (why: what is wrong) as the other reads do,
+ * and returns -EIO. */
+int sfile_damaged(struct chain *c, const struct sfile *f, uint64_t off,
+		  const char *why);
+
+/* --- fs/sresolve.c: a layer's range into bytes --- */
+
 /* Reads [off, off+len) of the layer described by x (len within size),
  * whose file ids are L's (x is L's index, or one being built for L).
  * 0, or -EIO for damaged stored bytes (logged), or -errno. */
 int sfile_resolve(struct chain *c, const struct chain_layer *L,
 		  const struct xindex *x, uint64_t off, uint8_t *dst,
 		  size_t len);
+/* Frees the pooled resolve contexts (chain_close, no reader left). */
+void sfile_rpool_free(struct chain *c);
 
 /* Marks the blocks of raw file f overlapping [off, off+len) checked
  * (every one was hashed whole and matched). */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sfile: reading the chain's stored files (a base, a plain patch, an aux
- * file) for the extents of a composed index: sfile_resolve() turns a range
- * of a layer into bytes.
+ * file) for the extents of a composed index; sfile_resolve()
+ * (fs/sresolve.c) turns a range of a layer into bytes with these reads.
  *
  * Every file is read through its blob (codec/blob.h): the layer files of
  * the store, local or remote, and the derived copies under .snapfs/ alike.
@@ -33,9 +33,9 @@
  * decoded only when that copy is missing.
  *
  * Not here: what the extents are (fs/ibuild.c builds them), opening or
- * converting files (fs/derive.c), readahead (fs/readahead.c). Thread-safe:
- * any number of threads may read; the dctx pool has its own lock, and the
- * read memo lives on each caller's stack.
+ * converting files (fs/derive.c), readahead (fs/readahead.c), batching
+ * small pieces (fs/sresolve.c). Thread-safe: any number of threads may
+ * read; the decoder pools have their own lock.
  */
 #include "fs/chain_int.h"
 
@@ -274,24 +274,8 @@ void sfile_pools_free(struct chain *c)
 	c->pool = NULL;
 	c->vpool = NULL;
 	c->npool = c->nvpool = 0;
+	sfile_rpool_free(c);
 }
-
-/*
- * The last few checked partial blocks of one sfile_resolve() call. Deep layers
- * interleave ~2 KB pieces of many aux files, and consecutive pieces of
- * one file often share a 4 KiB block: without this every piece re-read
- * and re-hashed its block. Lives on the caller's stack: no sharing.
- */
-#define MEMO_SLOTS 8
-struct rawmemo {
-	struct {
-		const struct sfile *f;	/* NULL: empty slot */
-		uint64_t blk;
-		size_t len;
-		uint8_t data[SUM_BLOCK];
-	} slot[MEMO_SLOTS];
-	unsigned next;
-};
 
 /* Checks the blocks first_blk.. that buf (len bytes, block-aligned start)
  * holds. Returns the index of the first bad block, or -1. */
@@ -308,28 +292,15 @@ static long raw_check(const struct sfile *f, uint64_t first_blk,
 	return -1;
 }
 
-/* Reads one partial block, checked, and copies the part wanted; the block
- * goes through the memo when there is one. */
+/* Reads one partial block, checked, and copies the part wanted. (Many
+ * small pieces go through fs/sresolve.c's batches instead.) */
 static int raw_partial(struct chain *c, struct sfile *f,
-		       uint64_t off, uint8_t *dst, size_t len,
-		       struct rawmemo *m)
+		       uint64_t off, uint8_t *dst, size_t len)
 {
-	uint8_t scratch[SUM_BLOCK], *blk = scratch;
+	uint8_t blk[SUM_BLOCK];
 	uint64_t start = off - off % SUM_BLOCK, bi = start / SUM_BLOCK;
 	size_t want = (size_t)(f->size - start < SUM_BLOCK ? f->size - start :
 			       SUM_BLOCK);
-
-	if (m) {
-		for (unsigned k = 0; k < MEMO_SLOTS; k++) {
-			if (m->slot[k].f == f && m->slot[k].blk == bi) {
-				memcpy(dst, m->slot[k].data + (off - start), len);
-				return 0;
-			}
-		}
-		unsigned k = m->next++ % MEMO_SLOTS;
-		m->slot[k].f = NULL;	/* filled below if it checks out */
-		blk = m->slot[k].data;
-	}
 	ssize_t r = blob_pread(f->b, blk, want, start);
 	/* Damage is reported at off, the first byte wanted, not at the
 	 * block's start: that names the window the reader needed (a block
@@ -341,12 +312,6 @@ static int raw_partial(struct chain *c, struct sfile *f,
 		return read_damaged(c, f, off, "stored bytes changed since "
 				    "they were indexed (checksum mismatch)");
 	sfile_mark_checked(f, start, want);
-	if (m) {
-		unsigned k = (m->next - 1) % MEMO_SLOTS;
-		m->slot[k].f = f;
-		m->slot[k].blk = bi;
-		m->slot[k].len = want;
-	}
 	memcpy(dst, blk + (off - start), len);
 	return 0;
 }
@@ -354,8 +319,7 @@ static int raw_partial(struct chain *c, struct sfile *f,
 /* Reads [off, off+len) of a raw file: whole blocks straight into dst,
  * the partial ones at either end through a scratch block. */
 static ssize_t raw_read(struct chain *c, struct sfile *f,
-			uint64_t off, uint8_t *dst, size_t len,
-			struct rawmemo *m)
+			uint64_t off, uint8_t *dst, size_t len)
 {
 	uint64_t end = off + len;
 	uint64_t a = (off + SUM_BLOCK - 1) / SUM_BLOCK * SUM_BLOCK;
@@ -375,12 +339,12 @@ static ssize_t raw_read(struct chain *c, struct sfile *f,
 	if (a >= b) {		/* within one block (or two partial ones) */
 		uint64_t mid = (off / SUM_BLOCK + 1) * SUM_BLOCK;
 		size_t n1 = mid < end ? (size_t)(mid - off) : len;
-		rc = raw_partial(c, f, off, dst, n1, m);
+		rc = raw_partial(c, f, off, dst, n1);
 		if (!rc && n1 < len)
-			rc = raw_partial(c, f, mid, dst + n1, len - n1, m);
+			rc = raw_partial(c, f, mid, dst + n1, len - n1);
 		return rc ? rc : (ssize_t)len;
 	}
-	if (a > off && (rc = raw_partial(c, f, off, dst, (size_t)(a - off), m)))
+	if (a > off && (rc = raw_partial(c, f, off, dst, (size_t)(a - off))))
 		return rc;
 	ssize_t r = blob_pread(f->b, dst + (a - off), (size_t)(b - a), a);
 	if (r != (ssize_t)(b - a))
@@ -393,7 +357,7 @@ static ssize_t raw_read(struct chain *c, struct sfile *f,
 				    "indexed (checksum mismatch)");
 	sfile_mark_checked(f, a, b - a);
 	if (b < end && (rc = raw_partial(c, f, b, dst + (b - off),
-					 (size_t)(end - b), m)))
+					 (size_t)(end - b))))
 		return rc;
 	return (ssize_t)len;
 }
@@ -497,7 +461,7 @@ int sfile_win_decode(struct chain *c, struct sfile *f, size_t k,
 	}
 	/* Checked against the sums before lzma sees a byte: a flipped bit
 	 * in an unchecked xz block would decode to wrong bytes. */
-	ssize_t r = raw_read(c, f, wi->data_off, z, wi->data_len, NULL);
+	ssize_t r = raw_read(c, f, wi->data_off, z, wi->data_len);
 	if (r < 0) {
 		rc = (int)r;
 		goto fail;
@@ -611,8 +575,8 @@ void sfile_prefetch_windowed(struct chain *c, struct sfile *f, uint64_t src,
 	}
 }
 
-static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
-			  uint8_t *dst, size_t len, struct rawmemo *m)
+ssize_t sfile_pread(struct chain *c, struct sfile *f, uint64_t off,
+		    uint8_t *dst, size_t len)
 {
 	uint64_t end = f->kind == SF_WINDOWED ? f->size + f->vsize : f->size;
 
@@ -623,66 +587,19 @@ static ssize_t sfile_read(struct chain *c, struct sfile *f, uint64_t off,
 		return zstd_read(c, f, off, dst, len);
 	if (f->kind == SF_WINDOWED && off + len > f->size) {
 		size_t n = off < f->size ? (size_t)(f->size - off) : 0;
-		ssize_t r = n ? raw_read(c, f, off, dst, n, m) : 0;
+		ssize_t r = n ? raw_read(c, f, off, dst, n) : 0;
 		if (r < 0)
 			return r;
 		r = f->vcopy ? raw_read(c, f->vcopy, off + n - f->size,
-					dst + n, len - n, m) :
+					dst + n, len - n) :
 		    win_read(c, f, off + n - f->size, dst + n, len - n);
 		return r < 0 ? r : (ssize_t)len;
 	}
-	return raw_read(c, f, off, dst, len, m);
+	return raw_read(c, f, off, dst, len);
 }
 
-ssize_t sfile_pread(struct chain *c, struct sfile *f, uint64_t off,
-		    uint8_t *dst, size_t len)
+int sfile_damaged(struct chain *c, const struct sfile *f, uint64_t off,
+		  const char *why)
 {
-	return sfile_read(c, f, off, dst, len, NULL);
-}
-
-int sfile_resolve(struct chain *c, const struct chain_layer *L,
-		  const struct xindex *x, uint64_t off, uint8_t *dst,
-		  size_t len)
-{
-	size_t n, i = xindex_find(x, off);
-	const struct xext *e = xindex_ext(x, &n);
-	struct rawmemo memo;
-	unsigned last_fid = UINT_MAX;
-	struct sfile *f = NULL;
-
-	for (unsigned k = 0; k < MEMO_SLOTS; k++)
-		memo.slot[k].f = NULL;
-	memo.next = 0;
-
-	while (len) {
-		uint64_t end = e[i + 1].off;
-		size_t k = end - off < len ? (size_t)(end - off) : len;
-
-		if (xext_is_fill(&e[i])) {
-			memset(dst, xext_byte(&e[i]), k);
-		} else {
-			/* Consecutive extents mostly name the same file. */
-			if (xext_fid(&e[i]) != last_fid) {
-				last_fid = xext_fid(&e[i]);
-				f = layer_fid_file(L, last_fid);
-			}
-			if (!f) {
-				/* xindex_load checks ids: only a bug gets
-				 * here, and it must not read elsewhere. */
-				chain_logf(c, CHAIN_LOG_ERR, "%s: index names "
-					   "file id %u outside its ancestry",
-					   L->name, last_fid);
-				return -EIO;
-			}
-			ssize_t r = sfile_read(c, f, xext_src(&e[i]) +
-					       (off - e[i].off), dst, k, &memo);
-			if (r < 0)
-				return (int)r;
-		}
-		dst += k;
-		off += k;
-		len -= k;
-		i++;
-	}
-	return 0;
+	return read_damaged(c, f, off, why);
 }

@@ -246,6 +246,71 @@ static void test_from_fd(void)
 	T_EQ(blob_from_dup(&b, -1, "bad"), -EBADF);
 }
 
+/* Batched reads give what blob_pread gives, read by read: local blobs
+ * (through io_uring where the kernel has it), a blob with no fd, reads
+ * past the end, a failing read, a file truncated under its blob, and more
+ * reads than one ring round holds. */
+static void test_batch(void)
+{
+	enum { N = 200, BIG = 300000 };
+	uint8_t *data = pattern(BIG, 3), *out = malloc((size_t)N * 9000);
+	uint8_t *want = malloc(9000);
+	struct blob *loc = NULL, *cut = NULL, *fake;
+	struct blob_batch *bb = NULL;
+	struct blob_req r[N];
+	unsigned frees = 0;
+	int fd = t_mem_fd(data, BIG), fd2 = t_mem_fd(data, BIG);
+
+	T_CHECK(data && out && want && fd >= 0 && fd2 >= 0);
+	if (!data || !out || !want || fd < 0 || fd2 < 0)
+		return;
+	T_EQ(blob_from_fd(&loc, fd, "local"), 0);
+	T_EQ(blob_from_dup(&cut, fd2, "cut"), 0);
+	/* The file shrinks under its blob, which still claims BIG bytes. */
+	T_EQ(ftruncate(fd2, 100000), 0);
+	fake = fake_blob(data, BIG, BIG, 250000, &frees, NULL);
+	T_CHECK(fake != NULL);
+	T_EQ(blob_batch_new(&bb), 0);
+	if (!loc || !cut || !fake || !bb)
+		return;
+	for (int i = 0; i < N; i++) {
+		struct blob *b = i % 5 == 3 ? fake : i % 5 == 4 ? cut : loc;
+		uint64_t off = (uint64_t)(i * 7919) % (BIG + 4096);
+		r[i] = (struct blob_req){ .b = b, .buf = out + (size_t)i * 9000,
+					  .len = 1 + (size_t)(i * 37) % 8999,
+					  .off = off, .res = 12345 };
+	}
+	blob_batch_read(bb, r, N);
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		ssize_t w = blob_pread(r[i].b, want, r[i].len, r[i].off);
+		if (w != r[i].res || (w > 0 && memcmp(want, r[i].buf,
+						      (size_t)w)))
+			bad++;
+	}
+	T_EQ(bad, 0);
+	/* Each kind of answer was asked for: bytes, a short count at the
+	 * end, nothing past it, the fake's error, the cut file's short. */
+	int full = 0, shrt = 0, none = 0, err = 0;
+	for (int i = 0; i < N; i++) {
+		full += r[i].res == (ssize_t)r[i].len;
+		shrt += r[i].res > 0 && r[i].res < (ssize_t)r[i].len;
+		none += r[i].res == 0;
+		err += r[i].res == -EIO;
+	}
+	T_CHECK(full > 100 && shrt > 0 && none > 0 && err > 0);
+	blob_batch_read(bb, r, 0);
+	blob_batch_free(bb);
+	blob_put(loc);
+	blob_put(cut);
+	blob_put(fake);
+	T_EQ(frees, 1);
+	close(fd2);
+	free(data);
+	free(out);
+	free(want);
+}
+
 /* --- the codec over failing blobs --- */
 
 /* The bytes written to fd so far (a memfd), in memory; *len set. */
@@ -662,6 +727,7 @@ int main(void)
 	T_RUN(test_pread_full);
 	T_RUN(test_refcount);
 	T_RUN(test_from_fd);
+	T_RUN(test_batch);
 	T_RUN(test_zframe_over_blob);
 	T_RUN(test_vcdiff_over_blob);
 	T_RUN(test_zblob);

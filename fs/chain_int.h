@@ -361,6 +361,18 @@ int sfile_damaged(struct chain *c, const struct sfile *f, uint64_t off,
 int sfile_resolve(struct chain *c, const struct chain_layer *L,
 		  const struct xindex *x, uint64_t off, uint8_t *dst,
 		  size_t len);
+/*
+ * The same over many ranges, read together: begin, add each range (its
+ * bytes are in dst only once end returned 0), end. end takes the first
+ * error an add returned (rc) and gives the context back. begin's NULL
+ * (out of memory) is accepted by both: every piece is then read at once.
+ * A context is the caller's thread's between begin and end.
+ */
+struct sres *sfile_resolve_begin(struct chain *c);
+int sfile_resolve_add(struct chain *c, struct sres *s,
+		      const struct chain_layer *L, const struct xindex *x,
+		      uint64_t off, uint8_t *dst, size_t len);
+int sfile_resolve_end(struct chain *c, struct sres *s, int rc);
 /* Frees the pooled resolve contexts (chain_close, no reader left). */
 void sfile_rpool_free(struct chain *c);
 

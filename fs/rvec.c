@@ -24,7 +24,7 @@
  *     once per mount and then trusted in the page cache.
  *   - everything else (small pieces, other fill bytes, what is left past
  *     CHAIN_SEGS_MAX pieces) is resolved into the scratch buffer in runs,
- *     with sfile_resolve's memo, exactly as chain_read does.
+ *     all the runs of one call in one batch of reads (fs/sresolve.c).
  * Pieces under SEG_MIN bytes are copied: each piece costs an iovec or a
  * pipe slot, and at depth a layer's bytes come in ~2 KB pieces.
  *
@@ -60,6 +60,9 @@ struct chain_rvec {
 	/* The layer's full copy (fs/fcopy.c) the read comes from, or NULL:
 	 * through the index. */
 	struct sfile *fc;
+	/* The pending runs of one chain_readv, resolved together: their
+	 * small pieces are read in one batch (fs/sresolve.c). */
+	struct sres *rs;
 };
 
 void sfile_mark_checked(struct sfile *f, uint64_t off, uint64_t len)
@@ -135,7 +138,8 @@ static int flush(struct chain *c, struct chain_layer *L,
 	if (!k)
 		return 0;
 	rc = v->fc ? fcopy_read(c, L, v->fc, v->pend, v->scratch + v->used, k) :
-	     sfile_resolve(c, L, L->x, v->pend, v->scratch + v->used, k);
+	     sfile_resolve_add(c, v->rs, L, L->x, v->pend,
+			       v->scratch + v->used, k);
 	if (rc)
 		return rc;
 	seg_add(v, v->scratch + v->used, -1, 0, k);
@@ -248,6 +252,7 @@ ssize_t chain_readv(struct chain *c, struct chain_layer *L, uint64_t off,
 	unsigned last_fid = UINT_MAX;
 	struct sfile *f = NULL;
 
+	v->rs = sfile_resolve_begin(c);
 	v->pend = v->pend_end = off;
 	while (o < end && room(v)) {
 		uint64_t k = e[i + 1].off - o < end - o ? e[i + 1].off - o :
@@ -280,12 +285,18 @@ ssize_t chain_readv(struct chain *c, struct chain_layer *L, uint64_t off,
 	}
 	/* Out of pieces: the rest is copied. */
 	v->pend_end = end;
-	if ((rc = flush(c, L, v)))
+	rc = flush(c, L, v);
+	rc = sfile_resolve_end(c, v->rs, rc);
+	v->rs = NULL;
+	if (rc)
 		goto fail;
 	atomic_fetch_add(&c->read_bytes, len);
 	*nsegs = v->n;
 	return (ssize_t)len;
 fail:
+	if (v->rs)
+		sfile_resolve_end(c, v->rs, rc);
+	v->rs = NULL;
 	chain_rvec_release(c, v);
 	return rc;
 }

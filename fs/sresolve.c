@@ -277,15 +277,19 @@ static int gather(struct chain *c, struct sres *s, struct sfile *f,
 	return 0;
 }
 
-int sfile_resolve(struct chain *c, const struct chain_layer *L,
-		  const struct xindex *x, uint64_t off, uint8_t *dst,
-		  size_t len)
+struct sres *sfile_resolve_begin(struct chain *c)
+{
+	return sres_get(c);
+}
+
+int sfile_resolve_add(struct chain *c, struct sres *s,
+		      const struct chain_layer *L, const struct xindex *x,
+		      uint64_t off, uint8_t *dst, size_t len)
 {
 	size_t n, i = xindex_find(x, off);
 	const struct xext *e = xindex_ext(x, &n);
 	unsigned last_fid = UINT_MAX;
 	struct sfile *f = NULL;
-	struct sres *s = sres_get(c);
 	int rc = 0;
 
 	while (len && !rc) {
@@ -306,8 +310,7 @@ int sfile_resolve(struct chain *c, const struct chain_layer *L,
 				chain_logf(c, CHAIN_LOG_ERR, "%s: index names "
 					   "file id %u outside its ancestry",
 					   L->name, last_fid);
-				rc = -EIO;
-				break;
+				return -EIO;
 			}
 			rc = gather(c, s, f, xext_src(&e[i]) + (off - e[i].off),
 				    dst, k);
@@ -317,10 +320,25 @@ int sfile_resolve(struct chain *c, const struct chain_layer *L,
 		len -= k;
 		i++;
 	}
-	if (s) {
-		if (!rc)
-			rc = flush(c, s);
-		sres_put(c, s);
-	}
 	return rc;
+}
+
+int sfile_resolve_end(struct chain *c, struct sres *s, int rc)
+{
+	if (!s)
+		return rc;
+	if (!rc)
+		rc = flush(c, s);
+	sres_put(c, s);
+	return rc;
+}
+
+int sfile_resolve(struct chain *c, const struct chain_layer *L,
+		  const struct xindex *x, uint64_t off, uint8_t *dst,
+		  size_t len)
+{
+	struct sres *s = sfile_resolve_begin(c);
+
+	return sfile_resolve_end(c, s, sfile_resolve_add(c, s, L, x, off,
+							 dst, len));
 }
